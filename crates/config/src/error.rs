@@ -1,0 +1,89 @@
+use std::fmt;
+
+/// One thing wrong with a configuration, at a place in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn at(location: serde_saphyr::Location, message: impl Into<String>) -> Self {
+        Problem {
+            line: location.line(),
+            column: location.column(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a configuration was refused: every problem found, each as `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(file: &str, problems: Vec<Problem>) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            problems,
+        }
+    }
+
+    pub(crate) fn unreadable(file: &str, error: &std::io::Error) -> Self {
+        Self::new(
+            file,
+            vec![Problem {
+                line: 0,
+                column: 0,
+                message: format!("cannot read the file: {error}"),
+            }],
+        )
+    }
+
+    /// A YAML syntax error, an unknown field or a value of the wrong type.
+    pub(crate) fn syntax(file: &str, error: &serde_saphyr::Error) -> Self {
+        let error = error.without_snippet();
+        let (line, column) = error
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        // serde-saphyr's text is "error: line L column C: message"; keep only the message.
+        let text = error.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let message = match first.split_once(": ") {
+            Some((_, rest)) if rest.starts_with("line ") => {
+                rest.split_once(": ").map_or(rest, |(_, m)| m)
+            }
+            Some((_, rest)) => rest,
+            None => first,
+        };
+        Self::new(
+            file,
+            vec![Problem {
+                line,
+                column,
+                message: message.to_string(),
+            }],
+        )
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.line == 0 {
+                write!(f, "{}: {}", self.file, p.message)?;
+            } else {
+                write!(f, "{}:{}:{}: {}", self.file, p.line, p.column, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}

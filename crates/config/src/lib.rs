@@ -1,0 +1,29 @@
+//! Causeway's configuration.
+//!
+//! YAML is read strictly into the raw types of [`raw`] (unknown fields are errors), then
+//! [`validate`] checks what serde cannot (names, references, ranges) and builds the model of
+//! [`model`], which the rest of the gateway uses. Every error carries `file:line:col`.
+
+mod duration;
+mod error;
+pub mod model;
+mod raw;
+mod validate;
+
+pub use error::{ConfigError, Problem};
+pub use model::*;
+
+use std::path::Path;
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(&file, &e))?;
+    parse(&text, &file)
+}
+
+/// Parses and validates configuration text; `file` names it in error messages.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let raw: raw::Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::syntax(file, &e))?;
+    validate::validate(raw).map_err(|problems| ConfigError::new(file, problems))
+}

@@ -1,0 +1,131 @@
+//! The validated configuration: every reference resolved, every value in range.
+
+use ipnet::IpNet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Worker threads of the runtime.
+    pub workers: usize,
+    pub drain: Drain,
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+impl Config {
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drain {
+    /// How long live connections may take to finish after a shutdown signal.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    /// Live connections above this are accepted and closed at once.
+    pub connection_limit: Option<usize>,
+    pub reuse_port: bool,
+    pub backlog: u32,
+    pub socket: SocketOptions,
+    /// Evaluated in order; the first match wins.
+    pub routes: Vec<Route>,
+}
+
+/// Options set on each accepted (listener) or dialed (cluster) socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketOptions {
+    pub nodelay: bool,
+    pub keepalive: Option<Keepalive>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Keepalive {
+    pub time: Duration,
+    pub interval: Duration,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub cluster: String,
+    /// Close the connection when no byte has flowed either way for this long. Off when `None`.
+    pub idle_timeout: Option<Duration>,
+    /// Close the connection this long after it was accepted. Off when `None`.
+    pub max_duration: Option<Duration>,
+}
+
+/// Conditions that must all hold; an empty list matches anything.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RouteMatch {
+    pub destination_ports: Vec<u16>,
+    pub source_cidrs: Vec<IpNet>,
+}
+
+impl RouteMatch {
+    pub fn is_catch_all(&self) -> bool {
+        self.destination_ports.is_empty() && self.source_cidrs.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub load_balancing: LoadBalancing,
+    pub connect_timeout: Duration,
+    /// Endpoints tried per connection before giving up.
+    pub connect_attempts: u32,
+    pub health_check: Option<HealthCheck>,
+    pub passive_ejection: Option<PassiveEjection>,
+    pub failback: Failback,
+    pub socket: SocketOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// `host:port`; a host name is resolved at each connect.
+    pub address: String,
+    /// 0 is the active level; a higher number is used only while every endpoint of every
+    /// lower number is unavailable.
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancing {
+    RoundRobin,
+    LeastConnections,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PassiveEjection {
+    /// Consecutive connect failures that take an endpoint out of rotation.
+    pub consecutive_failures: u32,
+    pub duration: Duration,
+}
+
+/// What happens to connections on a standby when a preferred endpoint becomes healthy again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// They stay where they are; only new connections go back.
+    Leave,
+    /// They are closed so their clients reconnect to the preferred endpoint.
+    Close,
+}

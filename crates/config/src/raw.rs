@@ -1,0 +1,121 @@
+//! The configuration exactly as written: serde types, strict about unknown fields, with the
+//! source locations that validation needs to point at.
+
+use crate::duration::HumanDuration;
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub workers: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub drain: Drain,
+    pub listeners: Spanned<Vec<Listener>>,
+    #[serde(default)]
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Drain {
+    pub timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub connection_limit: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub reuse_port: bool,
+    pub backlog: Option<Spanned<u32>>,
+    pub tcp_nodelay: Option<bool>,
+    pub tcp_keepalive: Option<Keepalive>,
+    pub routes: Spanned<Vec<Route>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    pub enabled: Option<bool>,
+    pub time: Option<Spanned<HumanDuration>>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub retries: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    pub matcher: Option<Spanned<RouteMatch>>,
+    pub cluster: Spanned<String>,
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
+    pub max_duration: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    #[serde(default)]
+    pub destination_ports: Vec<u16>,
+    #[serde(default)]
+    pub source_cidrs: Vec<IpNet>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: Spanned<String>,
+    pub endpoints: Spanned<Vec<Endpoint>>,
+    pub load_balancing: Option<LoadBalancing>,
+    pub connect_timeout: Option<Spanned<HumanDuration>>,
+    pub connect_attempts: Option<Spanned<u32>>,
+    pub health_check: Option<HealthCheck>,
+    pub passive_ejection: Option<PassiveEjection>,
+    pub failback: Option<Failback>,
+    pub tcp_nodelay: Option<bool>,
+    pub tcp_keepalive: Option<Keepalive>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub priority: u32,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    RoundRobin,
+    LeastConnections,
+    Random,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub interval: Spanned<HumanDuration>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub healthy_threshold: Option<Spanned<u32>>,
+    pub unhealthy_threshold: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveEjection {
+    pub consecutive_failures: Option<Spanned<u32>>,
+    pub duration: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Failback {
+    Leave,
+    Close,
+}

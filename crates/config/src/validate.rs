@@ -1,0 +1,361 @@
+//! From what was written to what runs: defaults filled in, names and references checked,
+//! every problem reported at its place in the file.
+
+use crate::error::Problem;
+use crate::{model, raw};
+use serde_saphyr::{Location, Spanned};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_BACKLOG: u32 = 1024;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_CONNECT_ATTEMPTS: u32 = 3;
+pub const DEFAULT_KEEPALIVE: model::Keepalive = model::Keepalive {
+    time: Duration::from_secs(60),
+    interval: Duration::from_secs(15),
+    retries: 4,
+};
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 2;
+pub const DEFAULT_EJECTION: model::PassiveEjection = model::PassiveEjection {
+    consecutive_failures: 5,
+    duration: Duration::from_secs(30),
+};
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, at: Location, message: impl Into<String>) {
+        self.0.push(Problem::at(at, message));
+    }
+
+    /// A number that must be at least `min`; reports and substitutes `min` otherwise.
+    fn at_least<T: Copy + PartialOrd + std::fmt::Display>(
+        &mut self,
+        value: &Spanned<T>,
+        min: T,
+        what: &str,
+    ) -> T {
+        if value.value < min {
+            self.add(value.referenced, format!("{what} must be at least {min}"));
+            return min;
+        }
+        value.value
+    }
+
+    fn positive(&mut self, value: &Spanned<crate::duration::HumanDuration>, what: &str) -> Duration {
+        if value.value.0.is_zero() {
+            self.add(value.referenced, format!("{what} must be longer than zero"));
+        }
+        value.value.0
+    }
+}
+
+pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
+    let mut problems = Problems::default();
+    let workers = match &raw.workers {
+        Some(w) => problems.at_least(w, 1, "workers"),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let drain = model::Drain {
+        timeout: raw.drain.timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
+    };
+
+    let mut cluster_names: HashMap<String, Location> = HashMap::new();
+    let clusters: Vec<model::Cluster> = raw
+        .clusters
+        .into_iter()
+        .map(|c| {
+            check_name(&mut problems, &c.name, "cluster", &mut cluster_names);
+            cluster(&mut problems, c)
+        })
+        .collect();
+
+    if raw.listeners.value.is_empty() {
+        problems.add(raw.listeners.referenced, "at least one listener is needed");
+    }
+    let mut listener_names = HashMap::new();
+    let mut addresses: HashMap<SocketAddr, String> = HashMap::new();
+    let listeners: Vec<model::Listener> = raw
+        .listeners
+        .value
+        .into_iter()
+        .map(|l| {
+            check_name(&mut problems, &l.name, "listener", &mut listener_names);
+            let at = l.address.referenced;
+            let listener = listener(&mut problems, l, &cluster_names);
+            if let Some(other) = addresses.insert(listener.address, listener.name.clone())
+                && !listener.reuse_port
+                && listener.address.port() != 0
+            {
+                problems.add(
+                    at,
+                    format!(
+                        "listeners `{other}` and `{}` both bind {}",
+                        listener.name, listener.address
+                    ),
+                );
+            }
+            listener
+        })
+        .collect();
+
+    if problems.0.is_empty() {
+        Ok(model::Config {
+            workers,
+            drain,
+            listeners,
+            clusters,
+        })
+    } else {
+        problems.0.sort_by_key(|p| (p.line, p.column));
+        Err(problems.0)
+    }
+}
+
+/// Names appear in logs and metric labels: keep them short and plain, and unique.
+fn check_name(
+    problems: &mut Problems,
+    name: &Spanned<String>,
+    kind: &str,
+    seen: &mut HashMap<String, Location>,
+) {
+    let n = &name.value;
+    let plain = n
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if n.is_empty() || n.len() > 64 || !plain {
+        problems.add(
+            name.referenced,
+            format!("{kind} name `{n}` must be 1-64 characters of A-Z a-z 0-9 - _ ."),
+        );
+    }
+    if let Some(first) = seen.insert(n.clone(), name.referenced) {
+        problems.add(
+            name.referenced,
+            format!("{kind} `{n}` is defined twice (first at line {})", first.line()),
+        );
+    }
+}
+
+fn socket_options(
+    problems: &mut Problems,
+    nodelay: Option<bool>,
+    keepalive: Option<raw::Keepalive>,
+) -> model::SocketOptions {
+    let keepalive = match keepalive {
+        None => Some(DEFAULT_KEEPALIVE),
+        Some(k) if k.enabled == Some(false) => None,
+        Some(k) => Some(model::Keepalive {
+            time: k
+                .time
+                .map_or(DEFAULT_KEEPALIVE.time, |t| problems.positive(&t, "tcp_keepalive.time")),
+            interval: k.interval.map_or(DEFAULT_KEEPALIVE.interval, |t| {
+                problems.positive(&t, "tcp_keepalive.interval")
+            }),
+            retries: k.retries.map_or(DEFAULT_KEEPALIVE.retries, |r| {
+                problems.at_least(&r, 1, "tcp_keepalive.retries")
+            }),
+        }),
+    };
+    model::SocketOptions {
+        nodelay: nodelay.unwrap_or(true),
+        keepalive,
+    }
+}
+
+fn listener(
+    problems: &mut Problems,
+    l: raw::Listener,
+    clusters: &HashMap<String, Location>,
+) -> model::Listener {
+    let address = l.address.value.parse::<SocketAddr>().unwrap_or_else(|_| {
+        problems.add(
+            l.address.referenced,
+            format!(
+                "listener address `{}` must be IP:PORT, such as 127.0.0.1:10000 or [::1]:10000",
+                l.address.value
+            ),
+        );
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    });
+    let connection_limit = l
+        .connection_limit
+        .map(|c| problems.at_least(&c, 1, "connection_limit"));
+    let backlog = l
+        .backlog
+        .map_or(DEFAULT_BACKLOG, |b| problems.at_least(&b, 1, "backlog"));
+    let socket = socket_options(problems, l.tcp_nodelay, l.tcp_keepalive);
+
+    if l.routes.value.is_empty() {
+        problems.add(l.routes.referenced, "a listener needs at least one route");
+    }
+    let mut catch_all: Option<String> = None;
+    let mut route_names = HashMap::new();
+    let routes = l
+        .routes
+        .value
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = r.cluster.referenced;
+            let r = route(problems, r, i, clusters, &mut route_names);
+            if let Some(first) = &catch_all {
+                problems.add(
+                    at,
+                    format!(
+                        "route `{}` can never match: route `{first}` before it matches every connection",
+                        r.name
+                    ),
+                );
+            } else if r.matcher.is_catch_all() {
+                catch_all = Some(r.name.clone());
+            }
+            r
+        })
+        .collect();
+
+    model::Listener {
+        name: l.name.value,
+        address,
+        connection_limit,
+        reuse_port: l.reuse_port,
+        backlog,
+        socket,
+        routes,
+    }
+}
+
+fn route(
+    problems: &mut Problems,
+    r: raw::Route,
+    index: usize,
+    clusters: &HashMap<String, Location>,
+    names: &mut HashMap<String, Location>,
+) -> model::Route {
+    let name = match &r.name {
+        Some(n) => {
+            check_name(problems, n, "route", names);
+            n.value.clone()
+        }
+        None => format!("route-{index}"),
+    };
+    if !clusters.contains_key(&r.cluster.value) {
+        problems.add(
+            r.cluster.referenced,
+            format!("route `{name}` names cluster `{}`, which is not defined", r.cluster.value),
+        );
+    }
+    let matcher = r.matcher.map_or_else(model::RouteMatch::default, |m| {
+        if m.value.destination_ports.contains(&0) {
+            problems.add(m.referenced, "destination_ports: port 0 never matches");
+        }
+        model::RouteMatch {
+            destination_ports: m.value.destination_ports,
+            source_cidrs: m.value.source_cidrs.into_iter().map(|c| c.trunc()).collect(),
+        }
+    });
+    model::Route {
+        name,
+        matcher,
+        cluster: r.cluster.value,
+        idle_timeout: r.idle_timeout.map(|d| problems.positive(&d, "idle_timeout")),
+        max_duration: r.max_duration.map(|d| problems.positive(&d, "max_duration")),
+    }
+}
+
+fn cluster(problems: &mut Problems, c: raw::Cluster) -> model::Cluster {
+    if c.endpoints.value.is_empty() {
+        problems.add(c.endpoints.referenced, "a cluster needs at least one endpoint");
+    }
+    let endpoints = c
+        .endpoints
+        .value
+        .into_iter()
+        .map(|e| {
+            if !is_host_port(&e.address.value) {
+                problems.add(
+                    e.address.referenced,
+                    format!(
+                        "endpoint address `{}` must be HOST:PORT, such as 10.0.0.5:1414 or mq1.internal:1414",
+                        e.address.value
+                    ),
+                );
+            }
+            model::Endpoint {
+                address: e.address.value,
+                priority: e.priority,
+            }
+        })
+        .collect();
+    let health_check = c.health_check.map(|h| {
+        let interval = problems.positive(&h.interval, "health_check.interval");
+        model::HealthCheck {
+            interval,
+            timeout: h.timeout.map_or(DEFAULT_HEALTH_TIMEOUT.min(interval), |t| {
+                problems.positive(&t, "health_check.timeout")
+            }),
+            healthy_threshold: h.healthy_threshold.map_or(DEFAULT_HEALTHY_THRESHOLD, |t| {
+                problems.at_least(&t, 1, "healthy_threshold")
+            }),
+            unhealthy_threshold: h.unhealthy_threshold.map_or(DEFAULT_UNHEALTHY_THRESHOLD, |t| {
+                problems.at_least(&t, 1, "unhealthy_threshold")
+            }),
+        }
+    });
+    let passive_ejection = match c.passive_ejection {
+        None => Some(DEFAULT_EJECTION),
+        Some(p) => {
+            let failures = p
+                .consecutive_failures
+                .map_or(DEFAULT_EJECTION.consecutive_failures, |f| f.value);
+            (failures > 0).then(|| model::PassiveEjection {
+                consecutive_failures: failures,
+                duration: p.duration.map_or(DEFAULT_EJECTION.duration, |d| {
+                    problems.positive(&d, "passive_ejection.duration")
+                }),
+            })
+        }
+    };
+    model::Cluster {
+        name: c.name.value,
+        endpoints,
+        load_balancing: match c.load_balancing {
+            None | Some(raw::LoadBalancing::RoundRobin) => model::LoadBalancing::RoundRobin,
+            Some(raw::LoadBalancing::LeastConnections) => model::LoadBalancing::LeastConnections,
+            Some(raw::LoadBalancing::Random) => model::LoadBalancing::Random,
+        },
+        connect_timeout: c
+            .connect_timeout
+            .map_or(DEFAULT_CONNECT_TIMEOUT, |t| problems.positive(&t, "connect_timeout")),
+        connect_attempts: c.connect_attempts.map_or(DEFAULT_CONNECT_ATTEMPTS, |a| {
+            problems.at_least(&a, 1, "connect_attempts")
+        }),
+        health_check,
+        passive_ejection,
+        failback: match c.failback {
+            None | Some(raw::Failback::Leave) => model::Failback::Leave,
+            Some(raw::Failback::Close) => model::Failback::Close,
+        },
+        socket: socket_options(problems, c.tcp_nodelay, c.tcp_keepalive),
+    }
+}
+
+fn is_host_port(address: &str) -> bool {
+    if address.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
+}

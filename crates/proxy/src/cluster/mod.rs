@@ -1,0 +1,176 @@
+//! A cluster: endpoints grouped by priority, a load-balancing policy inside a priority,
+//! active health checks, passive ejection, and failover/failback between priorities.
+
+mod balancer;
+mod dial;
+mod endpoint;
+mod health;
+
+pub use endpoint::{Endpoint, EndpointStats, Lease};
+
+use crate::error::{Error, Kind, Side};
+use crate::socket;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub config: config::Cluster,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    /// Endpoint indexes grouped by priority, most preferred group first.
+    levels: Vec<Vec<usize>>,
+    balancer: balancer::Balancer,
+    /// Bumped on every health transition, so waiters need no polling.
+    health_generation: watch::Sender<u64>,
+    stop: CancellationToken,
+}
+
+impl Cluster {
+    /// Builds the cluster and starts its health checks (they end with `stop`).
+    pub fn start(config: &config::Cluster, stop: CancellationToken) -> Arc<Self> {
+        let endpoints: Vec<Arc<Endpoint>> = config
+            .endpoints
+            .iter()
+            .map(|e| Arc::new(Endpoint::new(e)))
+            .collect();
+        let mut priorities: Vec<u32> = endpoints.iter().map(|e| e.priority).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        let levels = priorities
+            .iter()
+            .map(|p| {
+                (0..endpoints.len())
+                    .filter(|&i| endpoints[i].priority == *p)
+                    .collect()
+            })
+            .collect();
+        let cluster = Arc::new(Cluster {
+            config: config.clone(),
+            endpoints,
+            levels,
+            balancer: balancer::Balancer::new(config.load_balancing),
+            health_generation: watch::Sender::new(0),
+            stop,
+        });
+        if let Some(check) = config.health_check {
+            for index in 0..cluster.endpoints.len() {
+                tokio::spawn(health::run(
+                    cluster.clone(),
+                    index,
+                    check,
+                    cluster.stop.clone(),
+                ));
+            }
+        }
+        cluster
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn endpoint(&self, address: &str) -> Option<&Arc<Endpoint>> {
+        self.endpoints.iter().find(|e| e.address == address)
+    }
+
+    /// Changes on every health transition of any endpoint of this cluster.
+    pub fn health_changes(&self) -> watch::Receiver<u64> {
+        self.health_generation.subscribe()
+    }
+
+    /// Stops the health checks.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    pub(crate) fn health_changed(&self, index: usize, healthy: bool) {
+        let endpoint = &self.endpoints[index];
+        endpoint.set_healthy(healthy);
+        tracing::warn!(
+            cluster = %self.config.name,
+            endpoint = %endpoint.address,
+            priority = endpoint.priority,
+            healthy,
+            "endpoint health changed"
+        );
+        if healthy && self.config.failback == config::Failback::Close {
+            for standby in self.endpoints.iter().filter(|e| e.priority > endpoint.priority) {
+                if standby.stats.active.load(Relaxed) > 0 {
+                    tracing::info!(
+                        cluster = %self.config.name,
+                        endpoint = %standby.address,
+                        "failback: closing connections on standby"
+                    );
+                }
+                standby.evict_connections();
+            }
+        }
+        self.health_generation.send_modify(|g| *g += 1);
+    }
+
+    /// The next endpoint to try: an available one of the most preferred priority that has
+    /// one, chosen by the balancer; when none is available anywhere, the untried ones in
+    /// priority order anyway (health checks can be wrong; refusing outright never helps).
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        for level in &self.levels {
+            let eligible = |i: &usize| !tried.contains(i) && self.endpoints[*i].is_available();
+            if let Some(i) = self.balancer.choose(level, &self.endpoints, eligible) {
+                return Some(i);
+            }
+        }
+        self.levels
+            .iter()
+            .flatten()
+            .copied()
+            .find(|i| !tried.contains(i))
+    }
+
+    /// Dials an endpoint, moving on to the next one on failure, at most `connect_attempts`
+    /// times.
+    pub async fn connect(&self) -> Result<(TcpStream, Lease), Error> {
+        let attempts = self.config.connect_attempts as usize;
+        let mut tried = Vec::with_capacity(attempts.min(self.endpoints.len()));
+        let mut last = String::from("no endpoint");
+        while tried.len() < attempts {
+            let Some(index) = self.pick(&tried) else {
+                break;
+            };
+            tried.push(index);
+            let endpoint = &self.endpoints[index];
+            endpoint.stats.connect_attempts.fetch_add(1, Relaxed);
+            let outcome =
+                tokio::time::timeout(self.config.connect_timeout, dial::connect(&endpoint.address))
+                    .await;
+            let failure = match outcome {
+                Ok(Ok(stream)) => {
+                    endpoint.connect_succeeded();
+                    if let Err(e) = socket::apply(&stream, &self.config.socket) {
+                        tracing::debug!(endpoint = %endpoint.address, error = %e, "socket options");
+                    }
+                    return Ok((stream, Lease::new(endpoint.clone())));
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("timed out after {:?}", self.config.connect_timeout),
+            };
+            last = format!("{}: {failure}", endpoint.address);
+            tracing::debug!(cluster = %self.config.name, error = %last, "connect failed");
+            if endpoint.connect_failed(self.config.passive_ejection.as_ref()) {
+                tracing::warn!(
+                    cluster = %self.config.name,
+                    endpoint = %endpoint.address,
+                    "endpoint ejected after consecutive connect failures"
+                );
+            }
+        }
+        Err(Error::new(
+            Side::Upstream,
+            Kind::ConnectFailed {
+                attempts: tried.len() as u32,
+                last,
+            },
+        ))
+    }
+}

@@ -1,0 +1,122 @@
+//! One error type for everything that ends a connection early, saying which side failed.
+
+use std::fmt;
+use std::io;
+
+/// Who caused a connection to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client, or the network towards it.
+    Downstream,
+    /// The server we dialed, or the network towards it.
+    Upstream,
+    /// The gateway itself: policy, limits, timeouts, shutdown.
+    Internal,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Downstream => "downstream",
+            Side::Upstream => "upstream",
+            Side::Internal => "internal",
+        }
+    }
+}
+
+/// What went wrong; `code()` is a stable snake_case label for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// No route of the listener matched the connection.
+    NoRoute,
+    /// The listener's connection limit was reached.
+    ConnectionLimit,
+    /// Every connect attempt failed; the last failure is kept.
+    ConnectFailed { attempts: u32, last: String },
+    /// The peer reset the connection.
+    Reset,
+    /// Another read or write error.
+    Io(io::ErrorKind),
+    IdleTimeout,
+    MaxDuration,
+    /// The gateway is shutting down and the drain window ended.
+    Shutdown,
+    /// A preferred endpoint came back and the cluster's failback policy is `close`.
+    Failback,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Error {
+    pub side: Side,
+    pub kind: Kind,
+}
+
+impl Error {
+    pub fn new(side: Side, kind: Kind) -> Self {
+        Error { side, kind }
+    }
+
+    pub fn internal(kind: Kind) -> Self {
+        Error::new(Side::Internal, kind)
+    }
+
+    /// A read or write error on one side of the relay.
+    pub fn io(side: Side, error: &io::Error) -> Self {
+        let kind = match error.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => Kind::Reset,
+            other => Kind::Io(other),
+        };
+        Error::new(side, kind)
+    }
+
+    /// The reason label: `upstream_connect_failed`, `downstream_reset`, `idle_timeout`, ...
+    pub fn code(&self) -> String {
+        let kind = match &self.kind {
+            Kind::NoRoute => "no_route",
+            Kind::ConnectionLimit => "connection_limit",
+            Kind::ConnectFailed { .. } => "connect_failed",
+            Kind::Reset => "reset",
+            Kind::Io(_) => "io_error",
+            Kind::IdleTimeout => "idle_timeout",
+            Kind::MaxDuration => "max_duration",
+            Kind::Shutdown => "shutdown",
+            Kind::Failback => "failback",
+        };
+        match self.side {
+            Side::Internal => kind.to_string(),
+            side => format!("{}_{kind}", side.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.side.as_str())?;
+        match &self.kind {
+            Kind::NoRoute => write!(f, "no route matches the connection"),
+            Kind::ConnectionLimit => write!(f, "the listener's connection limit is reached"),
+            Kind::ConnectFailed { attempts, last } => {
+                write!(f, "connect failed after {attempts} attempt(s): {last}")
+            }
+            Kind::Reset => write!(f, "connection reset by peer"),
+            Kind::Io(kind) => write!(f, "i/o error: {kind}"),
+            Kind::IdleTimeout => write!(f, "idle timeout"),
+            Kind::MaxDuration => write!(f, "maximum connection duration reached"),
+            Kind::Shutdown => write!(f, "gateway shut down before the connection ended"),
+            Kind::Failback => write!(f, "closed so the client reconnects to a recovered endpoint"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_name_the_side() {
+        let e = Error::io(Side::Upstream, &io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(e.code(), "upstream_reset");
+        assert_eq!(e.to_string(), "upstream: connection reset by peer");
+        assert_eq!(Error::internal(Kind::IdleTimeout).code(), "idle_timeout");
+    }
+}

@@ -1,0 +1,17 @@
+//! The connection pipeline of Causeway.
+//!
+//! accept ([`listener`]) → [`attributes`] → route ([`routing`]) → dial ([`cluster`]) →
+//! [`relay`] → close. Each stage is a module; [`Gateway`] wires them up and shuts them down.
+
+pub mod attributes;
+pub mod cluster;
+mod connection;
+pub mod error;
+mod gateway;
+pub mod listener;
+pub mod relay;
+pub mod routing;
+mod socket;
+
+pub use error::{Error, Kind, Side};
+pub use gateway::{Gateway, ShutdownReport, StartError};

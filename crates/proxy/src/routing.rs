@@ -1,0 +1,95 @@
+//! Matching a connection's attributes against a listener's routes, in order.
+
+use crate::attributes::Attributes;
+use crate::cluster::Cluster;
+use config::RouteMatch;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A route with its cluster resolved.
+#[derive(Debug)]
+pub struct Route {
+    pub config: config::Route,
+    pub cluster: Arc<Cluster>,
+}
+
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Resolves each route's cluster by name; validation has made sure they exist.
+    pub fn new(routes: &[config::Route], clusters: &HashMap<String, Arc<Cluster>>) -> Self {
+        let routes = routes
+            .iter()
+            .map(|r| {
+                Arc::new(Route {
+                    config: r.clone(),
+                    cluster: clusters[&r.cluster].clone(),
+                })
+            })
+            .collect();
+        RouteTable { routes }
+    }
+
+    /// The first route whose conditions all hold.
+    pub fn find(&self, attributes: &Attributes) -> Option<&Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| matches(&r.config.matcher, attributes))
+    }
+}
+
+fn matches(m: &RouteMatch, a: &Attributes) -> bool {
+    (m.destination_ports.is_empty() || m.destination_ports.contains(&a.destination.port()))
+        && (m.source_cidrs.is_empty()
+            || m.source_cidrs
+                .iter()
+                .any(|cidr| cidr.contains(&canonical(a.source.ip()))))
+}
+
+/// An IPv4 client on a dual-stack socket shows up as `::ffff:a.b.c.d`; match it as IPv4.
+fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(source: &str, destination: &str) -> Attributes {
+        Attributes {
+            id: 1,
+            listener: "l".into(),
+            source: source.parse().unwrap(),
+            destination: destination.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn all_conditions_must_hold() {
+        let m = RouteMatch {
+            destination_ports: vec![10000, 10001],
+            source_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        assert!(matches(&m, &attrs("10.1.2.3:5000", "127.0.0.1:10001")));
+        assert!(!matches(&m, &attrs("11.1.2.3:5000", "127.0.0.1:10001")));
+        assert!(!matches(&m, &attrs("10.1.2.3:5000", "127.0.0.1:10002")));
+        assert!(matches(&RouteMatch::default(), &attrs("[::1]:1", "[::1]:2")));
+    }
+
+    #[test]
+    fn mapped_ipv4_matches_ipv4_cidr() {
+        let m = RouteMatch {
+            destination_ports: vec![],
+            source_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
+        };
+        assert!(matches(&m, &attrs("[::ffff:192.168.1.1]:5000", "[::]:1")));
+    }
+}
