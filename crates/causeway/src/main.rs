@@ -1,1 +1,83 @@
-fn main(){}
+//! `causeway`: run, validate, demo.
+
+mod demo;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "causeway", version, about = "A connectivity gateway for long-lived TCP connections: IBM MQ, FIX, SFTP")]
+struct Cli {
+    /// Log filter, e.g. `info` or `causeway_proxy=debug` (the RUST_LOG variable works too).
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file: exit 0 when valid, else print FILE:LINE:COL: problem and exit 1.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a built-in demo: a gateway in front of an active and a standby echo backend.
+    Demo {
+        /// Where the demo gateway listens.
+        #[arg(long, default_value = "127.0.0.1:10000")]
+        listen: SocketAddr,
+    },
+    /// Run an echo server (a test aid for the examples): it greets with NAME, then echoes.
+    Echo {
+        address: SocketAddr,
+        #[arg(long, default_value = "echo")]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    match cli.command {
+        Command::Validate { config } => match config::load(&config) {
+            Ok(_) => {
+                println!("{}: valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => match config::load(&config) {
+            Ok(config) => serve::run(config),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { listen } => demo::run(listen),
+        Command::Echo { address, name } => demo::echo_server(address, &name),
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

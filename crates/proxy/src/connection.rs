@@ -47,7 +47,7 @@ pub(crate) async fn serve(
     let (upstream, lease) = match dialed {
         Ok(pair) => pair,
         Err(error) => {
-            tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster = cluster.name(), source = %source, reason = error.code(), "connection closed: {error}");
+            tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster = %cluster.name(), source = %source, reason = error.code(), "connection closed: {error}");
             return;
         }
     };
@@ -79,7 +79,7 @@ pub(crate) async fn serve(
         id = attributes.id,
         listener = %attributes.listener,
         route = %route.config.name,
-        cluster = cluster.name(),
+        cluster = %cluster.name(),
         endpoint = %endpoint.address,
         source = %source,
         duration_ms = started.elapsed().as_millis() as u64,

@@ -1,1 +1,13 @@
-pub fn x(){}
+//! The test kit: a gateway spawned in-process on port 0 from a config string, backends
+//! that announce who they are, clients, and waiters bounded in time that wait on signals
+//! rather than sleeps.
+
+mod backend;
+mod client;
+mod gateway;
+mod wait;
+
+pub use backend::{Backend, echo};
+pub use client::{Client, closed_port};
+pub use gateway::TestGateway;
+pub use wait::{bounded, eventually, TEST_TIMEOUT};

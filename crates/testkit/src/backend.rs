@@ -1,0 +1,145 @@
+//! Test backends on 127.0.0.1: echo servers that say who they are, or any handler.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+type Handler = Arc<dyn Fn(TcpStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// A TCP server on 127.0.0.1 that can be stopped (listener closed, connections dropped)
+/// and started again on the same port, to play a failing and recovering upstream.
+pub struct Backend {
+    pub address: SocketAddr,
+    handler: Handler,
+    accepted: Arc<AtomicU64>,
+    active: Arc<AtomicU64>,
+    running: Option<watch::Sender<bool>>,
+}
+
+impl Backend {
+    /// An echo server on 127.0.0.1 that first writes `name` and a newline.
+    pub async fn echo(name: &str) -> Backend {
+        Backend::echo_at("127.0.0.1:0".parse().unwrap(), name).await
+    }
+
+    /// An echo server on `address` that first writes `name` and a newline.
+    pub async fn echo_at(address: SocketAddr, name: &str) -> Backend {
+        let greeting = format!("{name}\n");
+        Backend::start_at(address, move |mut stream| {
+            let greeting = greeting.clone();
+            async move {
+                if stream.write_all(greeting.as_bytes()).await.is_ok() {
+                    echo(stream).await;
+                }
+            }
+        })
+        .await
+    }
+
+    /// An echo server that writes nothing of its own.
+    pub async fn silent_echo() -> Backend {
+        Backend::start(echo).await
+    }
+
+    /// A server on 127.0.0.1 running `handler` for each connection.
+    pub async fn start<F, Fut>(handler: F) -> Backend
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Backend::start_at("127.0.0.1:0".parse().unwrap(), handler).await
+    }
+
+    /// A server on `address` running `handler` for each connection. Panics if it cannot bind.
+    pub async fn start_at<F, Fut>(address: SocketAddr, handler: F) -> Backend
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |s| Box::pin(handler(s)));
+        let mut backend = Backend {
+            address,
+            handler,
+            accepted: Arc::default(),
+            active: Arc::default(),
+            running: None,
+        };
+        backend.resume().await;
+        backend
+    }
+
+    /// Connections accepted so far (health checks included).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> u64 {
+        self.active.load(Relaxed)
+    }
+
+    /// Closes the listening socket and every connection: the port now refuses.
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.send(false);
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn resume(&mut self) {
+        assert!(self.running.is_none(), "backend already running");
+        let listener = TcpListener::bind(self.address)
+            .await
+            .unwrap_or_else(|e| panic!("cannot listen on {}: {e}", self.address));
+        self.address = listener.local_addr().unwrap();
+        let (running, stopped) = watch::channel(true);
+        self.running = Some(running);
+        let (handler, accepted, active) =
+            (self.handler.clone(), self.accepted.clone(), self.active.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut stop = stopped.clone();
+                let stream = tokio::select! {
+                    _ = stop.changed() => return,
+                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                };
+                accepted.fetch_add(1, Relaxed);
+                active.fetch_add(1, Relaxed);
+                let (handler, active) = (handler.clone(), active.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = handler(stream) => {}
+                    }
+                    active.fetch_sub(1, Relaxed);
+                });
+            }
+        });
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Echoes everything until the peer's FIN, then sends a FIN back.
+pub async fn echo(mut stream: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+}
