@@ -40,7 +40,8 @@ pub fn run(listen: SocketAddr) -> ExitCode {
             .replace("{listen}", &listen.to_string())
             .replace("{active}", &active.address.to_string())
             .replace("{standby}", &standby.address.to_string());
-        let config = config::parse(&yaml, "<built-in demo config>").expect("the demo config is valid");
+        let config =
+            config::parse(&yaml, "<built-in demo config>").expect("the demo config is valid");
         let gateway = match Gateway::start(&config) {
             Ok(g) => g,
             Err(e) => {
@@ -55,7 +56,9 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         println!("  standby echo backend {} (priority 1)", standby.address);
         println!();
         println!("Try it:   nc {} {}", address.ip(), address.port());
-        println!("Each connection is greeted by the backend it reached, then echoes what you type.");
+        println!(
+            "Each connection is greeted by the backend it reached, then echoes what you type."
+        );
         println!("Ctrl-C stops the demo.");
         serve::serve_until_signal(gateway).await;
         ExitCode::SUCCESS

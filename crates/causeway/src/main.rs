@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "causeway", version, about = "A connectivity gateway for long-lived TCP connections: IBM MQ, FIX, SFTP")]
+#[command(
+    name = "causeway",
+    version,
+    about = "A connectivity gateway for long-lived TCP connections: IBM MQ, FIX, SFTP"
+)]
 struct Cli {
     /// Log filter, e.g. `info` or `causeway_proxy=debug` (the RUST_LOG variable works too).
     #[arg(long, global = true, default_value = "info")]

@@ -35,7 +35,10 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Serves until SIGTERM or SIGINT, then drains; a second signal closes everything at once.
 pub async fn serve_until_signal(gateway: Gateway) {
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             tracing::error!("cannot install signal handlers");

@@ -14,11 +14,13 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 f.write_str("a duration such as 500ms, 5s or 1h")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
-                humantime::parse_duration(v).map(HumanDuration).map_err(|e| {
-                    E::custom(format!(
-                        "invalid duration `{v}` ({e}): write it like 500ms, 5s or 1h"
-                    ))
-                })
+                humantime::parse_duration(v)
+                    .map(HumanDuration)
+                    .map_err(|e| {
+                        E::custom(format!(
+                            "invalid duration `{v}` ({e}): write it like 500ms, 5s or 1h"
+                        ))
+                    })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
                 Err(E::custom(format!(

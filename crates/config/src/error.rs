@@ -51,16 +51,11 @@ impl ConfigError {
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
-        // serde-saphyr's text is "error: line L column C: message"; keep only the message.
+        // serde-saphyr writes "MESSAGE at line L, column C"; the location goes in front instead.
         let text = error.to_string();
         let first = text.lines().next().unwrap_or_default();
-        let message = match first.split_once(": ") {
-            Some((_, rest)) if rest.starts_with("line ") => {
-                rest.split_once(": ").map_or(rest, |(_, m)| m)
-            }
-            Some((_, rest)) => rest,
-            None => first,
-        };
+        let suffix = format!(" at line {line}, column {column}");
+        let message = first.strip_suffix(&suffix).unwrap_or(first);
         Self::new(
             file,
             vec![Problem {

@@ -24,6 +24,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `file` names it in error messages.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let raw: raw::Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::syntax(file, &e))?;
+    let raw: raw::Config =
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::syntax(file, &e))?;
     validate::validate(raw).map_err(|problems| ConfigError::new(file, problems))
 }

@@ -47,7 +47,11 @@ impl Problems {
         value.value
     }
 
-    fn positive(&mut self, value: &Spanned<crate::duration::HumanDuration>, what: &str) -> Duration {
+    fn positive(
+        &mut self,
+        value: &Spanned<crate::duration::HumanDuration>,
+        what: &str,
+    ) -> Duration {
         if value.value.0.is_zero() {
             self.add(value.referenced, format!("{what} must be longer than zero"));
         }
@@ -137,7 +141,10 @@ fn check_name(
     if let Some(first) = seen.insert(n.clone(), name.referenced) {
         problems.add(
             name.referenced,
-            format!("{kind} `{n}` is defined twice (first at line {})", first.line()),
+            format!(
+                "{kind} `{n}` is defined twice (first at line {})",
+                first.line()
+            ),
         );
     }
 }
@@ -151,9 +158,9 @@ fn socket_options(
         None => Some(DEFAULT_KEEPALIVE),
         Some(k) if k.enabled == Some(false) => None,
         Some(k) => Some(model::Keepalive {
-            time: k
-                .time
-                .map_or(DEFAULT_KEEPALIVE.time, |t| problems.positive(&t, "tcp_keepalive.time")),
+            time: k.time.map_or(DEFAULT_KEEPALIVE.time, |t| {
+                problems.positive(&t, "tcp_keepalive.time")
+            }),
             interval: k.interval.map_or(DEFAULT_KEEPALIVE.interval, |t| {
                 problems.positive(&t, "tcp_keepalive.interval")
             }),
@@ -247,7 +254,10 @@ fn route(
     if !clusters.contains_key(&r.cluster.value) {
         problems.add(
             r.cluster.referenced,
-            format!("route `{name}` names cluster `{}`, which is not defined", r.cluster.value),
+            format!(
+                "route `{name}` names cluster `{}`, which is not defined",
+                r.cluster.value
+            ),
         );
     }
     let matcher = r.matcher.map_or_else(model::RouteMatch::default, |m| {
@@ -256,21 +266,33 @@ fn route(
         }
         model::RouteMatch {
             destination_ports: m.value.destination_ports,
-            source_cidrs: m.value.source_cidrs.into_iter().map(|c| c.trunc()).collect(),
+            source_cidrs: m
+                .value
+                .source_cidrs
+                .into_iter()
+                .map(|c| c.trunc())
+                .collect(),
         }
     });
     model::Route {
         name,
         matcher,
         cluster: r.cluster.value,
-        idle_timeout: r.idle_timeout.map(|d| problems.positive(&d, "idle_timeout")),
-        max_duration: r.max_duration.map(|d| problems.positive(&d, "max_duration")),
+        idle_timeout: r
+            .idle_timeout
+            .map(|d| problems.positive(&d, "idle_timeout")),
+        max_duration: r
+            .max_duration
+            .map(|d| problems.positive(&d, "max_duration")),
     }
 }
 
 fn cluster(problems: &mut Problems, c: raw::Cluster) -> model::Cluster {
     if c.endpoints.value.is_empty() {
-        problems.add(c.endpoints.referenced, "a cluster needs at least one endpoint");
+        problems.add(
+            c.endpoints.referenced,
+            "a cluster needs at least one endpoint",
+        );
     }
     let endpoints = c
         .endpoints
@@ -302,9 +324,11 @@ fn cluster(problems: &mut Problems, c: raw::Cluster) -> model::Cluster {
             healthy_threshold: h.healthy_threshold.map_or(DEFAULT_HEALTHY_THRESHOLD, |t| {
                 problems.at_least(&t, 1, "healthy_threshold")
             }),
-            unhealthy_threshold: h.unhealthy_threshold.map_or(DEFAULT_UNHEALTHY_THRESHOLD, |t| {
-                problems.at_least(&t, 1, "unhealthy_threshold")
-            }),
+            unhealthy_threshold: h
+                .unhealthy_threshold
+                .map_or(DEFAULT_UNHEALTHY_THRESHOLD, |t| {
+                    problems.at_least(&t, 1, "unhealthy_threshold")
+                }),
         }
     });
     let passive_ejection = match c.passive_ejection {
@@ -329,9 +353,9 @@ fn cluster(problems: &mut Problems, c: raw::Cluster) -> model::Cluster {
             Some(raw::LoadBalancing::LeastConnections) => model::LoadBalancing::LeastConnections,
             Some(raw::LoadBalancing::Random) => model::LoadBalancing::Random,
         },
-        connect_timeout: c
-            .connect_timeout
-            .map_or(DEFAULT_CONNECT_TIMEOUT, |t| problems.positive(&t, "connect_timeout")),
+        connect_timeout: c.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |t| {
+            problems.positive(&t, "connect_timeout")
+        }),
         connect_attempts: c.connect_attempts.map_or(DEFAULT_CONNECT_ATTEMPTS, |a| {
             problems.at_least(&a, 1, "connect_attempts")
         }),

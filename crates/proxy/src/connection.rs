@@ -64,7 +64,11 @@ pub(crate) async fn serve(
     };
 
     // An abort on one side is passed on as an abort on the other.
-    if let Err(Error { side, kind: Kind::Reset | Kind::Io(_) }) = &result {
+    if let Err(Error {
+        side,
+        kind: Kind::Reset | Kind::Io(_),
+    }) = &result
+    {
         match side {
             Side::Upstream => socket::reset_on_close(&downstream),
             Side::Downstream => socket::reset_on_close(&upstream),
@@ -85,7 +89,7 @@ pub(crate) async fn serve(
         duration_ms = started.elapsed().as_millis() as u64,
         bytes_upstream = counters.upstream_bytes.load(Relaxed),
         bytes_downstream = counters.downstream_bytes.load(Relaxed),
-        reason,
+        reason = %reason,
         "connection closed"
     );
 }

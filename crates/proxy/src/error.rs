@@ -32,7 +32,10 @@ pub enum Kind {
     /// The listener's connection limit was reached.
     ConnectionLimit,
     /// Every connect attempt failed; the last failure is kept.
-    ConnectFailed { attempts: u32, last: String },
+    ConnectFailed {
+        attempts: u32,
+        last: String,
+    },
     /// The peer reset the connection.
     Reset,
     /// Another read or write error.
@@ -114,7 +117,10 @@ mod tests {
 
     #[test]
     fn codes_name_the_side() {
-        let e = Error::io(Side::Upstream, &io::Error::from(io::ErrorKind::ConnectionReset));
+        let e = Error::io(
+            Side::Upstream,
+            &io::Error::from(io::ErrorKind::ConnectionReset),
+        );
         assert_eq!(e.code(), "upstream_reset");
         assert_eq!(e.to_string(), "upstream: connection reset by peer");
         assert_eq!(Error::internal(Kind::IdleTimeout).code(), "idle_timeout");

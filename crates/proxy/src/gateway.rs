@@ -46,7 +46,12 @@ impl Gateway {
         let clusters: HashMap<String, Arc<Cluster>> = config
             .clusters
             .iter()
-            .map(|c| (c.name.clone(), Cluster::start(c, stop_health_checks.child_token())))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    Cluster::start(c, stop_health_checks.child_token()),
+                )
+            })
             .collect();
         let context = Arc::new(Context {
             stop_accepting: CancellationToken::new(),
@@ -67,11 +72,12 @@ impl Gateway {
         let mut listeners = Vec::new();
         let mut accept_loops = Vec::new();
         for (l, socket) in bound {
-            let socket = tokio::net::TcpListener::from_std(socket).map_err(|source| StartError {
-                listener: l.name.clone(),
-                address: l.address,
-                source,
-            })?;
+            let socket =
+                tokio::net::TcpListener::from_std(socket).map_err(|source| StartError {
+                    listener: l.name.clone(),
+                    address: l.address,
+                    source,
+                })?;
             let address = socket.local_addr().unwrap_or(l.address);
             let state = Arc::new(Listener {
                 config: l.clone(),
@@ -140,7 +146,10 @@ impl Gateway {
             .is_ok();
         let closed = self.context.connections.len();
         if !drained {
-            tracing::warn!(connections = closed, "drain timeout reached: closing the remaining connections");
+            tracing::warn!(
+                connections = closed,
+                "drain timeout reached: closing the remaining connections"
+            );
             self.context.close_connections.cancel();
             self.context.connections.wait().await;
         }

@@ -35,7 +35,11 @@ pub struct Listener {
 /// Creates the listening socket (bound and listening, not yet accepting).
 pub fn bind(config: &config::Listener) -> io::Result<std::net::TcpListener> {
     let address = config.address;
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if config.reuse_port {
         socket.set_reuse_port(true)?;
@@ -64,7 +68,11 @@ pub(crate) struct Context {
     pub connections: TaskTracker,
 }
 
-pub(crate) async fn accept_loop(socket: TcpListener, listener: Arc<Listener>, context: Arc<Context>) {
+pub(crate) async fn accept_loop(
+    socket: TcpListener,
+    listener: Arc<Listener>,
+    context: Arc<Context>,
+) {
     let local = socket.local_addr().ok();
     loop {
         let accepted = tokio::select! {
@@ -83,7 +91,11 @@ pub(crate) async fn accept_loop(socket: TcpListener, listener: Arc<Listener>, co
         listener.stats.accepted.fetch_add(1, Relaxed);
         let active = listener.stats.active.fetch_add(1, Relaxed);
         let guard = ActiveGuard(listener.clone());
-        if listener.config.connection_limit.is_some_and(|limit| active >= limit as u64) {
+        if listener
+            .config
+            .connection_limit
+            .is_some_and(|limit| active >= limit as u64)
+        {
             listener.stats.rejected_limit.fetch_add(1, Relaxed);
             tracing::warn!(
                 listener = %listener.name,
@@ -110,5 +122,6 @@ pub(crate) async fn accept_loop(socket: TcpListener, listener: Arc<Listener>, co
             context.clone(),
         ));
     }
+    drop(socket);
     tracing::info!(listener = %listener.name, "stopped accepting");
 }

@@ -104,9 +104,7 @@ async fn one_way(
     counter: &AtomicU64,
 ) -> Result<(), Error> {
     loop {
-        src.readable()
-            .await
-            .map_err(|e| Error::io(src_side, &e))?;
+        src.readable().await.map_err(|e| Error::io(src_side, &e))?;
         let step = SCRATCH.with_borrow_mut(|buf| match src.try_read(buf) {
             Ok(0) => Step::Eof,
             Ok(n) => match dst.try_write(&buf[..n]) {

@@ -52,9 +52,7 @@ fn matches(m: &RouteMatch, a: &Attributes) -> bool {
 /// An IPv4 client on a dual-stack socket shows up as `::ffff:a.b.c.d`; match it as IPv4.
 fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(ip, std::net::IpAddr::V4),
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
         v4 => v4,
     }
 }
@@ -81,7 +79,10 @@ mod tests {
         assert!(matches(&m, &attrs("10.1.2.3:5000", "127.0.0.1:10001")));
         assert!(!matches(&m, &attrs("11.1.2.3:5000", "127.0.0.1:10001")));
         assert!(!matches(&m, &attrs("10.1.2.3:5000", "127.0.0.1:10002")));
-        assert!(matches(&RouteMatch::default(), &attrs("[::1]:1", "[::1]:2")));
+        assert!(matches(
+            &RouteMatch::default(),
+            &attrs("[::1]:1", "[::1]:2")
+        ));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-type Handler = Arc<dyn Fn(TcpStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+type Handler =
+    Arc<dyn Fn(TcpStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// A TCP server on 127.0.0.1 that can be stopped (listener closed, connections dropped)
 /// and started again on the same port, to play a failing and recovering upstream.
@@ -98,8 +99,11 @@ impl Backend {
         self.address = listener.local_addr().unwrap();
         let (running, stopped) = watch::channel(true);
         self.running = Some(running);
-        let (handler, accepted, active) =
-            (self.handler.clone(), self.accepted.clone(), self.active.clone());
+        let (handler, accepted, active) = (
+            self.handler.clone(),
+            self.accepted.clone(),
+            self.active.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let mut stop = stopped.clone();

@@ -10,7 +10,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(address: SocketAddr) -> Client {
-        let stream = TcpStream::connect(address).await.expect("connect to gateway");
+        let stream = TcpStream::connect(address)
+            .await
+            .expect("connect to gateway");
         stream.set_nodelay(true).unwrap();
         Client {
             stream: BufReader::new(stream),

@@ -10,4 +10,4 @@ mod wait;
 pub use backend::{Backend, echo};
 pub use client::{Client, closed_port};
 pub use gateway::TestGateway;
-pub use wait::{bounded, eventually, TEST_TIMEOUT};
+pub use wait::{TEST_TIMEOUT, bounded, eventually};

@@ -7,7 +7,10 @@ pub(crate) async fn connect(address: &str) -> io::Result<TcpStream> {
     if let Ok(addr) = address.parse::<std::net::SocketAddr>() {
         return TcpStream::connect(addr).await;
     }
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{address} did not resolve"));
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{address} did not resolve"),
+    );
     for addr in lookup_host(address).await? {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),

@@ -1,9 +1,9 @@
 //! One upstream address: its health, its passive-ejection state, its counters, and the
 //! token that closes its connections on failback.
 
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

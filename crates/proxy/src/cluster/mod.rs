@@ -97,7 +97,11 @@ impl Cluster {
             "endpoint health changed"
         );
         if healthy && self.config.failback == config::Failback::Close {
-            for standby in self.endpoints.iter().filter(|e| e.priority > endpoint.priority) {
+            for standby in self
+                .endpoints
+                .iter()
+                .filter(|e| e.priority > endpoint.priority)
+            {
                 if standby.stats.active.load(Relaxed) > 0 {
                     tracing::info!(
                         cluster = %self.config.name,
@@ -141,9 +145,11 @@ impl Cluster {
             tried.push(index);
             let endpoint = &self.endpoints[index];
             endpoint.stats.connect_attempts.fetch_add(1, Relaxed);
-            let outcome =
-                tokio::time::timeout(self.config.connect_timeout, dial::connect(&endpoint.address))
-                    .await;
+            let outcome = tokio::time::timeout(
+                self.config.connect_timeout,
+                dial::connect(&endpoint.address),
+            )
+            .await;
             let failure = match outcome {
                 Ok(Ok(stream)) => {
                     endpoint.connect_succeeded();

@@ -1,0 +1,239 @@
+//! The real binary: validate's exit codes, and SIGTERM draining live connections.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use testkit::Backend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_causeway");
+
+fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn temp_config(yaml: &str) -> tempfile_lite::TempFile {
+    tempfile_lite::TempFile::new(yaml)
+}
+
+/// A tiny temp file helper (no extra dependency).
+mod tempfile_lite {
+    use std::path::{Path, PathBuf};
+    pub struct TempFile(PathBuf);
+    impl TempFile {
+        pub fn new(contents: &str) -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("causeway-test-{}-{n}.yaml", std::process::id()));
+            std::fs::write(&path, contents).unwrap();
+            TempFile(path)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn validate_accepts_every_example() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo_file("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = Command::new(BIN)
+                .args(["validate", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "no example configs found");
+}
+
+#[test]
+fn validate_reports_file_line_col_and_exits_1() {
+    let file = temp_config(
+        "listeners:\n  - name: l\n    address: 127.0.0.1:1\n    routes: [{ cluster: nowhere }]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{}:4:25: route `route-0` names cluster `nowhere`, which is not defined",
+        file.path().display()
+    );
+    assert_eq!(stderr.trim(), expected);
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("causeway "));
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["run", "validate", "demo"] {
+        assert!(help.contains(command), "{help}");
+    }
+}
+
+/// A gateway process whose stderr is watched for the listening address.
+struct Process {
+    child: Child,
+    address: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    _config: tempfile_lite::TempFile,
+}
+
+impl Process {
+    fn start(yaml: &str) -> Process {
+        let config = temp_config(yaml);
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config.path())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut process = Process {
+            child,
+            address: "0.0.0.0:0".parse().unwrap(),
+            lines,
+            _config: config,
+        };
+        let line = process.wait_for("listening");
+        let address = line
+            .rsplit("address=")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        process.address = address.parse().unwrap();
+        process
+    }
+
+    fn wait_for(&mut self, text: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("gateway never logged {text:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "gateway did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain_config(backend: &Backend, timeout: &str) -> String {
+    format!(
+        "drain: {{ timeout: {timeout} }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+        backend.address
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_accepting_and_lets_live_connections_finish() {
+    testkit::bounded(async {
+        let echo = Backend::silent_echo().await;
+        let mut gw = Process::start(&drain_config(&echo, "30s"));
+        let mut live = TcpStream::connect(gw.address).await.unwrap();
+        live.write_all(b"before").await.unwrap();
+        let mut buf = [0u8; 6];
+        live.read_exact(&mut buf).await.unwrap();
+
+        gw.signal(libc::SIGTERM);
+        tokio::task::block_in_place(|| gw.wait_for("stopped accepting"));
+        assert!(
+            TcpStream::connect(gw.address).await.is_err(),
+            "new connections are refused while draining"
+        );
+        live.write_all(b"during").await.unwrap();
+        live.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"during", "the live connection still relays");
+
+        live.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        live.read_to_end(&mut rest).await.unwrap();
+        let status = tokio::task::block_in_place(|| gw.wait_exit());
+        assert!(status.success(), "{status:?}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_closes_what_is_left_and_exits() {
+    testkit::bounded(async {
+        let echo = Backend::silent_echo().await;
+        let mut gw = Process::start(&drain_config(&echo, "300ms"));
+        let mut live = TcpStream::connect(gw.address).await.unwrap();
+        live.write_all(b"x").await.unwrap();
+        let mut byte = [0u8; 1];
+        live.read_exact(&mut byte).await.unwrap();
+
+        gw.signal(libc::SIGTERM);
+        let line = tokio::task::block_in_place(|| gw.wait_for("connection closed"));
+        assert!(line.contains("reason=shutdown"), "{line}");
+        assert_eq!(
+            live.read(&mut byte).await.unwrap(),
+            0,
+            "closed by the gateway"
+        );
+        let status = tokio::task::block_in_place(|| gw.wait_exit());
+        assert!(status.success(), "{status:?}");
+        let _ = std::io::stderr().flush();
+    })
+    .await
+}

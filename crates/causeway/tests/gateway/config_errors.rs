@@ -1,0 +1,138 @@
+//! Bad configurations are refused with `FILE:LINE:COL: what is wrong`.
+
+fn error_of(yaml: &str) -> String {
+    match config::parse(yaml, "bad.yaml") {
+        Ok(_) => panic!("accepted a bad config:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const GOOD: &str = r#"
+listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    routes:
+      - cluster: c
+clusters:
+  - name: c
+    endpoints:
+      - address: 127.0.0.1:10001
+"#;
+
+#[test]
+fn the_reference_config_is_valid() {
+    let config = config::parse(GOOD, "good.yaml").unwrap();
+    assert_eq!(config.listeners[0].routes[0].cluster, "c");
+    assert!(config.listeners[0].socket.nodelay);
+    assert!(config.listeners[0].socket.keepalive.is_some());
+    assert_eq!(
+        config.listeners[0].routes[0].idle_timeout, None,
+        "no idle timeout by default"
+    );
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let e = error_of("listeners: [\n  { name: l\n");
+    assert!(e.starts_with("bad.yaml:2:3: unclosed bracket"), "{e}");
+}
+
+#[test]
+fn unknown_field() {
+    let e = error_of(&GOOD.replace(
+        "    address: 127.0.0.1:10000",
+        "    address: 127.0.0.1:10000\n    adress: oops",
+    ));
+    assert!(e.starts_with("bad.yaml:5:5: unknown field `adress`"), "{e}");
+}
+
+#[test]
+fn bad_values() {
+    let e = error_of(&GOOD.replace(
+        "      - cluster: c",
+        "      - cluster: c\n        idle_timeout: 10",
+    ));
+    assert!(
+        e.starts_with("bad.yaml:7:23:") && e.contains("needs a unit"),
+        "{e}"
+    );
+
+    let e = error_of(&GOOD.replace("127.0.0.1:10000", "localhost"));
+    assert!(
+        e.starts_with("bad.yaml:4:14:") && e.contains("must be IP:PORT"),
+        "{e}"
+    );
+
+    let e = error_of(&GOOD.replace(
+        "    endpoints:",
+        "    load_balancing: fastest\n    endpoints:",
+    ));
+    assert!(
+        e.starts_with("bad.yaml:9:21: unknown variant `fastest`"),
+        "{e}"
+    );
+
+    let e = error_of(&GOOD.replace("    endpoints:", "    connect_attempts: 0\n    endpoints:"));
+    assert!(
+        e.starts_with("bad.yaml:9:23: connect_attempts must be at least 1"),
+        "{e}"
+    );
+
+    let e = error_of(&GOOD.replace("127.0.0.1:10001", "127.0.0.1:99999"));
+    assert!(
+        e.starts_with("bad.yaml:10:18:") && e.contains("HOST:PORT"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_references_and_duplicates_are_all_reported() {
+    let yaml = r#"
+listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    routes:
+      - cluster: missing
+      - cluster: c
+  - name: l
+    address: 127.0.0.1:10000
+    routes:
+      - cluster: c
+clusters:
+  - name: c
+    endpoints: []
+"#;
+    let e = error_of(yaml);
+    let lines: Vec<&str> = e.lines().collect();
+    assert!(
+        lines.contains(
+            &"bad.yaml:6:18: route `route-0` names cluster `missing`, which is not defined"
+        ),
+        "{e}"
+    );
+    assert!(lines.contains(&"bad.yaml:7:18: route `route-1` can never match: route `route-0` before it matches every connection"), "{e}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("bad.yaml:8:11: listener `l` is defined twice")),
+        "{e}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("bad.yaml:9:14: listeners `l` and `l` both bind")),
+        "{e}"
+    );
+    assert!(
+        lines.contains(&"bad.yaml:14:16: a cluster needs at least one endpoint"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_required_fields() {
+    let e = error_of("clusters: []\n");
+    assert!(e.contains("listeners"), "{e}");
+    let e = error_of(&GOOD.replace("      - cluster: c\n", "      - {}\n"));
+    assert!(e.contains("bad.yaml:6:") && e.contains("cluster"), "{e}");
+}

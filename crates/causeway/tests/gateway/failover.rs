@@ -1,0 +1,192 @@
+use std::sync::atomic::Ordering::Relaxed;
+use testkit::{Backend, Client, TestGateway, bounded, closed_port, eventually};
+
+fn active_standby(active: &str, standby: &str, extra: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - name: fix
+    address: 127.0.0.1:0
+    routes: [{{ cluster: venue }}]
+clusters:
+  - name: venue
+    {extra}
+    endpoints:
+      - {{ address: "{active}", priority: 0 }}
+      - {{ address: "{standby}", priority: 1 }}
+"#
+    )
+}
+
+const HEALTH: &str = "health_check: { interval: 50ms, timeout: 200ms, healthy_threshold: 2, unhealthy_threshold: 2 }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_moves_on_to_the_next_endpoint() {
+    bounded(async {
+        let alive = Backend::echo("alive").await;
+        let dead = closed_port();
+        let yaml = format!(
+            r#"
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [{{ cluster: c }}]
+clusters:
+  - name: c
+    passive_ejection: {{ consecutive_failures: 0 }}
+    endpoints:
+      - {{ address: "{dead}" }}
+      - {{ address: "{}", priority: 1 }}
+"#,
+            alive.address
+        );
+        let gw = TestGateway::start(&yaml);
+        for _ in 0..3 {
+            let (mut client, name) = Client::greeted(gw.address("l")).await;
+            assert_eq!(name, "alive");
+            client.assert_echo("ok").await;
+        }
+        let dead_stats = &gw.cluster("c").endpoint(&dead.to_string()).unwrap().stats;
+        assert_eq!(
+            dead_stats.connect_failures.load(Relaxed),
+            3,
+            "each connection tried the dead one first"
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_are_bounded_and_passive_ejection_skips_a_failing_endpoint() {
+    bounded(async {
+        let alive = Backend::echo("alive").await;
+        let dead = closed_port();
+        let yaml = format!(
+            r#"
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [{{ cluster: c }}]
+clusters:
+  - name: c
+    connect_attempts: 1
+    passive_ejection: {{ consecutive_failures: 2, duration: 1h }}
+    endpoints:
+      - {{ address: "{dead}" }}
+      - {{ address: "{}", priority: 1 }}
+"#,
+            alive.address
+        );
+        let gw = TestGateway::start(&yaml);
+        // One attempt only: the dead active endpoint fails and the client is closed.
+        for _ in 0..2 {
+            let mut client = Client::connect(gw.address("l")).await;
+            assert!(client.is_closed().await);
+        }
+        // Two failures in a row ejected it: the standby now takes connections.
+        let endpoint = gw.cluster("c").endpoint(&dead.to_string()).unwrap().clone();
+        assert!(endpoint.is_ejected());
+        assert_eq!(endpoint.stats.ejections.load(Relaxed), 1);
+        let (mut client, name) = Client::greeted(gw.address("l")).await;
+        assert_eq!(name, "alive");
+        client.assert_echo("ok").await;
+        assert_eq!(endpoint.stats.connect_attempts.load(Relaxed), 2);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_standby_and_back_leaving_live_connections_alone() {
+    bounded(async {
+        let mut active = Backend::echo("active").await;
+        let standby = Backend::echo("standby").await;
+        let gw = TestGateway::start(&active_standby(
+            &active.address.to_string(),
+            &standby.address.to_string(),
+            HEALTH,
+        ));
+        let address = gw.address("fix");
+        let (mut on_active, name) = Client::greeted(address).await;
+        assert_eq!(name, "active");
+        on_active.assert_echo("1").await;
+
+        active.stop();
+        assert!(
+            on_active.is_closed().await,
+            "the active's connections went down with it"
+        );
+        gw.wait_health("venue", active.address, false).await;
+        let (mut on_standby, name) = Client::greeted(address).await;
+        assert_eq!(name, "standby");
+        on_standby.assert_echo("2").await;
+
+        active.resume().await;
+        gw.wait_health("venue", active.address, true).await;
+        let (mut back, name) = Client::greeted(address).await;
+        assert_eq!(
+            name, "active",
+            "new connections return to the recovered active"
+        );
+        back.assert_echo("3").await;
+        on_standby
+            .assert_echo("the standby connection was left alone")
+            .await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failback_close_moves_live_connections_off_the_standby() {
+    bounded(async {
+        let mut active = Backend::echo("active").await;
+        let standby = Backend::echo("standby").await;
+        let gw = TestGateway::start(&active_standby(
+            &active.address.to_string(),
+            &standby.address.to_string(),
+            &format!("failback: close\n    {HEALTH}"),
+        ));
+        active.stop();
+        gw.wait_health("venue", active.address, false).await;
+        let (mut on_standby, name) = Client::greeted(gw.address("fix")).await;
+        assert_eq!(name, "standby");
+
+        active.resume().await;
+        gw.wait_health("venue", active.address, true).await;
+        assert!(
+            on_standby.is_closed().await,
+            "failback closed the standby connection"
+        );
+        let (_, name) = Client::greeted(gw.address("fix")).await;
+        assert_eq!(name, "active");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_transitions_wait_for_their_thresholds() {
+    bounded(async {
+        let mut active = Backend::echo("active").await;
+        let standby = Backend::echo("standby").await;
+        let gw = TestGateway::start(&active_standby(
+            &active.address.to_string(),
+            &standby.address.to_string(),
+            "health_check: { interval: 30ms, timeout: 200ms, healthy_threshold: 4, unhealthy_threshold: 3 }",
+        ));
+        let endpoint = gw.cluster("venue").endpoint(&active.address.to_string()).unwrap().clone();
+        eventually("a first check passed", || endpoint.stats.health_checks.load(Relaxed) >= 1).await;
+        assert!(endpoint.is_healthy());
+
+        active.stop();
+        let failures_before = endpoint.stats.health_check_failures.load(Relaxed);
+        gw.wait_health("venue", active.address, false).await;
+        let failed = endpoint.stats.health_check_failures.load(Relaxed) - failures_before;
+        assert!(failed >= 3, "unhealthy only after 3 failed checks, saw {failed}");
+
+        let accepted_before = active.accepted();
+        active.resume().await;
+        gw.wait_health("venue", active.address, true).await;
+        let passed = active.accepted() - accepted_before;
+        assert!(passed >= 4, "healthy only after 4 passed checks, saw {passed}");
+    })
+    .await
+}

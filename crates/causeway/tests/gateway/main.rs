@@ -1,0 +1,9 @@
+//! Integration tests: real sockets through a gateway running in the test's runtime (or, for
+//! signals and the CLI, the real binary).
+
+mod cli;
+mod config_errors;
+mod failover;
+mod load_balancing;
+mod relay;
+mod routing;
