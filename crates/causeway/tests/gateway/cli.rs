@@ -105,15 +105,21 @@ struct Process {
     child: Child,
     address: SocketAddr,
     lines: mpsc::Receiver<String>,
-    _config: tempfile_lite::TempFile,
+    _config: Option<tempfile_lite::TempFile>,
 }
 
 impl Process {
     fn start(yaml: &str) -> Process {
         let config = temp_config(yaml);
+        let mut process = Process::run(config.path());
+        process._config = Some(config);
+        process
+    }
+
+    fn run(config: &std::path::Path) -> Process {
         let mut child = Command::new(BIN)
             .args(["run", "--config"])
-            .arg(config.path())
+            .arg(config)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -129,7 +135,7 @@ impl Process {
             child,
             address: "0.0.0.0:0".parse().unwrap(),
             lines,
-            _config: config,
+            _config: None,
         };
         let line = process.wait_for("listening");
         let address = line
@@ -234,6 +240,36 @@ async fn drain_timeout_closes_what_is_left_and_exits() {
         let status = tokio::task::block_in_place(|| gw.wait_exit());
         assert!(status.success(), "{status:?}");
         let _ = std::io::stderr().flush();
+    })
+    .await
+}
+
+/// examples/basic.yaml exactly as docs/getting-started.md runs it, on its fixed ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_example_fails_over_and_back_as_documented() {
+    testkit::bounded(async {
+        use testkit::Client;
+        let mut active = Backend::echo_at("127.0.0.1:10001".parse().unwrap(), "active").await;
+        let _standby = Backend::echo_at("127.0.0.1:10002".parse().unwrap(), "standby").await;
+        let mut gw = Process::run(&repo_file("examples/basic.yaml"));
+        assert_eq!(gw.address, "127.0.0.1:10000".parse().unwrap());
+        assert_eq!(Client::greeted(gw.address).await.1, "active");
+
+        active.stop();
+        let stopped = tokio::time::Instant::now();
+        // At once: the failed connect moves on to the standby.
+        let (mut held, name) = Client::greeted(gw.address).await;
+        assert_eq!(name, "standby");
+        // Within 3 s the health check has marked the active down.
+        let line = tokio::task::block_in_place(|| gw.wait_for("healthy=false"));
+        assert!(stopped.elapsed() < Duration::from_secs(3), "{line}");
+        assert_eq!(Client::greeted(gw.address).await.1, "standby");
+
+        active.resume().await;
+        tokio::task::block_in_place(|| gw.wait_for("healthy=true"));
+        assert_eq!(Client::greeted(gw.address).await.1, "active");
+        held.assert_echo("the standby connection is unaffected")
+            .await;
     })
     .await
 }
