@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 type Handler =
     Arc<dyn Fn(TcpStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -19,6 +20,7 @@ pub struct Backend {
     accepted: Arc<AtomicU64>,
     active: Arc<AtomicU64>,
     running: Option<watch::Sender<bool>>,
+    tasks: TaskTracker,
 }
 
 impl Backend {
@@ -68,6 +70,7 @@ impl Backend {
             accepted: Arc::default(),
             active: Arc::default(),
             running: None,
+            tasks: TaskTracker::new(),
         };
         backend.resume().await;
         backend
@@ -83,8 +86,15 @@ impl Backend {
         self.active.load(Relaxed)
     }
 
-    /// Closes the listening socket and every connection: the port now refuses.
-    pub fn stop(&mut self) {
+    /// Closes the listening socket and every connection; when this returns the port refuses.
+    pub async fn stop(&mut self) {
+        self.signal_stop();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
+    }
+
+    fn signal_stop(&mut self) {
         if let Some(running) = self.running.take() {
             let _ = running.send(false);
         }
@@ -99,12 +109,13 @@ impl Backend {
         self.address = listener.local_addr().unwrap();
         let (running, stopped) = watch::channel(true);
         self.running = Some(running);
-        let (handler, accepted, active) = (
+        let (handler, accepted, active, tasks) = (
             self.handler.clone(),
             self.accepted.clone(),
             self.active.clone(),
+            self.tasks.clone(),
         );
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             loop {
                 let mut stop = stopped.clone();
                 let stream = tokio::select! {
@@ -114,7 +125,7 @@ impl Backend {
                 accepted.fetch_add(1, Relaxed);
                 active.fetch_add(1, Relaxed);
                 let (handler, active) = (handler.clone(), active.clone());
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     tokio::select! {
                         _ = stop.changed() => {}
                         _ = handler(stream) => {}
@@ -128,7 +139,7 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        self.stop();
+        self.signal_stop();
     }
 }
 

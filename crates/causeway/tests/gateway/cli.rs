@@ -255,7 +255,7 @@ async fn basic_example_fails_over_and_back_as_documented() {
         assert_eq!(gw.address, "127.0.0.1:10000".parse().unwrap());
         assert_eq!(Client::greeted(gw.address).await.1, "active");
 
-        active.stop();
+        active.stop().await;
         let stopped = tokio::time::Instant::now();
         // At once: the failed connect moves on to the standby.
         let (mut held, name) = Client::greeted(gw.address).await;

@@ -110,7 +110,7 @@ async fn fails_over_to_the_standby_and_back_leaving_live_connections_alone() {
         assert_eq!(name, "active");
         on_active.assert_echo("1").await;
 
-        active.stop();
+        active.stop().await;
         assert!(
             on_active.is_closed().await,
             "the active's connections went down with it"
@@ -145,7 +145,7 @@ async fn failback_close_moves_live_connections_off_the_standby() {
             &standby.address.to_string(),
             &format!("failback: close\n    {HEALTH}"),
         ));
-        active.stop();
+        active.stop().await;
         gw.wait_health("venue", active.address, false).await;
         let (mut on_standby, name) = Client::greeted(gw.address("fix")).await;
         assert_eq!(name, "standby");
@@ -173,19 +173,19 @@ async fn health_transitions_wait_for_their_thresholds() {
             "health_check: { interval: 30ms, timeout: 200ms, healthy_threshold: 4, unhealthy_threshold: 3 }",
         ));
         let endpoint = gw.cluster("venue").endpoint(&active.address.to_string()).unwrap().clone();
-        eventually("a first check passed", || endpoint.stats.health_checks.load(Relaxed) >= 1).await;
+        eventually("a first check passed", || endpoint.stats.health_checks_passed.load(Relaxed) >= 1).await;
         assert!(endpoint.is_healthy());
 
-        active.stop();
-        let failures_before = endpoint.stats.health_check_failures.load(Relaxed);
+        let failures_before = endpoint.stats.health_checks_failed.load(Relaxed);
+        active.stop().await;
         gw.wait_health("venue", active.address, false).await;
-        let failed = endpoint.stats.health_check_failures.load(Relaxed) - failures_before;
+        let failed = endpoint.stats.health_checks_failed.load(Relaxed) - failures_before;
         assert!(failed >= 3, "unhealthy only after 3 failed checks, saw {failed}");
 
-        let accepted_before = active.accepted();
+        let passed_before = endpoint.stats.health_checks_passed.load(Relaxed);
         active.resume().await;
         gw.wait_health("venue", active.address, true).await;
-        let passed = active.accepted() - accepted_before;
+        let passed = endpoint.stats.health_checks_passed.load(Relaxed) - passed_before;
         assert!(passed >= 4, "healthy only after 4 passed checks, saw {passed}");
     })
     .await

@@ -14,8 +14,8 @@ pub struct EndpointStats {
     /// Connections relaying through this endpoint now.
     pub active: AtomicU64,
     pub connections: AtomicU64,
-    pub health_checks: AtomicU64,
-    pub health_check_failures: AtomicU64,
+    pub health_checks_passed: AtomicU64,
+    pub health_checks_failed: AtomicU64,
     pub ejections: AtomicU64,
 }
 

@@ -16,16 +16,16 @@ pub(crate) async fn run(
     let endpoint = &cluster.endpoints[index];
     let (mut successes, mut failures) = (0u32, 0u32);
     loop {
-        endpoint.stats.health_checks.fetch_add(1, Relaxed);
         let ok = matches!(
             tokio::time::timeout(check.timeout, super::dial::connect(&endpoint.address)).await,
             Ok(Ok(_))
         );
         if ok {
+            endpoint.stats.health_checks_passed.fetch_add(1, Relaxed);
             successes += 1;
             failures = 0;
         } else {
-            endpoint.stats.health_check_failures.fetch_add(1, Relaxed);
+            endpoint.stats.health_checks_failed.fetch_add(1, Relaxed);
             failures += 1;
             successes = 0;
         }
