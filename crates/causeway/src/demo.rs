@@ -9,6 +9,8 @@ use testkit::Backend;
 use tokio::io::AsyncWriteExt;
 
 const DEMO_CONFIG: &str = r#"
+drain:
+  timeout: 2s
 listeners:
   - name: demo
     address: "{listen}"

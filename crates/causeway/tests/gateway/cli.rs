@@ -273,3 +273,36 @@ async fn basic_example_fails_over_and_back_as_documented() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_how_to_try_it_and_serves() {
+    testkit::bounded(async {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut address = None;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.trim().strip_prefix("Try it:   nc ") {
+                let (host, port) = rest.split_once(' ').unwrap();
+                address = Some(format!("{host}:{port}").parse::<SocketAddr>().unwrap());
+                break;
+            }
+        }
+        let address = address.expect("the demo prints an nc command");
+        let (mut client, greeting) = testkit::Client::greeted(address).await;
+        assert!(greeting.contains("active backend"), "{greeting}");
+        client.assert_echo("hello demo").await;
+        drop(client);
+        // SAFETY: kill(2) with our own child's pid.
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status:?}");
+    })
+    .await
+}

@@ -190,3 +190,72 @@ async fn health_transitions_wait_for_their_thresholds() {
     })
     .await
 }
+
+/// A server whose accept queue is full drops our SYN: the connect hangs until
+/// `connect_timeout`, then the next endpoint is tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_moves_on_to_the_next_endpoint() {
+    bounded(async {
+        let alive = Backend::echo("alive").await;
+        let (blackhole, _queued) = full_accept_queue();
+        let yaml = format!(
+            r#"
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [{{ cluster: c }}]
+clusters:
+  - name: c
+    connect_timeout: 200ms
+    endpoints:
+      - {{ address: "{blackhole}" }}
+      - {{ address: "{}", priority: 1 }}
+"#,
+            alive.address
+        );
+        let gw = TestGateway::start(&yaml);
+        let started = tokio::time::Instant::now();
+        let (_client, name) = Client::greeted(gw.address("l")).await;
+        assert_eq!(name, "alive");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+        let stats = &gw
+            .cluster("c")
+            .endpoint(&blackhole.to_string())
+            .unwrap()
+            .stats;
+        assert_eq!(stats.connect_failures.load(Relaxed), 1);
+    })
+    .await
+}
+
+/// A listening socket with a backlog of 0 that never accepts, filled until a connect no
+/// longer completes. Returns its address and the connections that fill it.
+fn full_accept_queue() -> (
+    std::net::SocketAddr,
+    (socket2::Socket, Vec<socket2::Socket>),
+) {
+    use socket2::{Domain, Socket, Type};
+    use std::time::Duration;
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(0).unwrap();
+    let address = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..64 {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        if s.connect_timeout(&address.into(), Duration::from_millis(100))
+            .is_err()
+        {
+            return (address, (listener, queued));
+        }
+        queued.push(s);
+    }
+    panic!("the accept queue never filled");
+}

@@ -174,3 +174,34 @@ clusters:
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_port_lets_two_gateways_share_an_address() {
+    bounded(async {
+        let (a, b) = (Backend::echo("a").await, Backend::echo("b").await);
+        let port = testkit::closed_port();
+        let yaml = |backend: &Backend| {
+            format!(
+                r#"
+listeners:
+  - name: shared
+    address: "{port}"
+    reuse_port: true
+    routes: [{{ cluster: c }}]
+clusters:
+  - {{ name: c, endpoints: [{{ address: "{}" }}] }}
+"#,
+                backend.address
+            )
+        };
+        let first = TestGateway::start(&yaml(&a));
+        let second = TestGateway::start(&yaml(&b));
+        assert_eq!(first.address("shared"), second.address("shared"));
+        // The kernel spreads connections over both; with the first gone, the second serves all.
+        first.shutdown().await;
+        for _ in 0..5 {
+            assert_eq!(Client::greeted(port).await.1, "b");
+        }
+    })
+    .await
+}
