@@ -1,0 +1,222 @@
+//! `bench`: the load modes one at a time against any address, an echo backend, and `compare`.
+
+use bench::compare::{self, Options};
+use bench::modes::{ConnectionRate, IdleHold, PingPong, Throughput};
+use bench::proxies::{Binaries, Kind};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Causeway's load tool and proxy comparison")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// An echo backend; prints `listening ADDRESS`.
+    Backend {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Latency of request/response over N connections.
+    PingPong {
+        target: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Bulk echo throughput over N streams.
+    Throughput {
+        target: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// New connections per second (open, exchange 16 bytes, close).
+    ConnectionRate {
+        target: SocketAddr,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Open N connections, check they echo, hold them idle, check again.
+    IdleHold {
+        target: SocketAddr,
+        #[arg(long, default_value_t = 5000)]
+        connections: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Causeway, HAProxy, nginx and Envoy side by side, and the direct baseline; writes a
+    /// Markdown report. `bench/compare` installs the rivals and runs this.
+    Compare {
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds per case and target.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 5000)]
+        idle_connections: usize,
+        #[arg(long, default_value_t = 2.0)]
+        idle_seconds: f64,
+        /// Targets to include (default: all).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "direct,causeway,haproxy,nginx,envoy"
+        )]
+        only: Vec<String>,
+        #[arg(long, default_value = "/usr/sbin/haproxy")]
+        haproxy: PathBuf,
+        #[arg(long, default_value = "/usr/sbin/nginx")]
+        nginx: PathBuf,
+        #[arg(long, default_value = "/usr/lib/nginx/modules/ngx_stream_module.so")]
+        nginx_stream_module: PathBuf,
+        #[arg(long, default_value = ".venv/bin/envoy")]
+        envoy: PathBuf,
+        #[arg(long, default_value = "bench/RESULTS.md")]
+        output: PathBuf,
+    },
+}
+
+fn client<T>(f: impl std::future::Future<Output = bench::Result<T>>) -> bench::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(f)
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn main() -> ExitCode {
+    let outcome = match Cli::parse().command {
+        Cmd::Backend { listen } => client(async move {
+            let backend = testkit::Backend::start_at(listen, testkit::echo).await;
+            println!("listening {}", backend.address);
+            std::future::pending::<()>().await;
+            Ok(())
+        }),
+        Cmd::PingPong {
+            target,
+            connections,
+            size,
+            seconds,
+        } => client(
+            PingPong {
+                connections,
+                size,
+                duration: secs(seconds),
+            }
+            .run(target),
+        )
+        .map(|r| println!("{r:?}")),
+        Cmd::Throughput {
+            target,
+            streams,
+            seconds,
+        } => client(
+            Throughput {
+                streams,
+                duration: secs(seconds),
+                verify_content: false,
+            }
+            .run(target),
+        )
+        .map(|r| println!("{:.1} MiB/s ({r:?})", r.bytes_per_second / 1048576.0)),
+        Cmd::ConnectionRate {
+            target,
+            concurrency,
+            seconds,
+        } => client(
+            ConnectionRate {
+                concurrency,
+                duration: secs(seconds),
+            }
+            .run(target),
+        )
+        .map(|r| println!("{r:?}")),
+        Cmd::IdleHold {
+            target,
+            connections,
+            seconds,
+        } => client(
+            IdleHold {
+                connections,
+                hold: secs(seconds),
+                open_concurrency: 64,
+            }
+            .run(target, || async { 0 }),
+        )
+        .map(|r| println!("{} connections held and echoing", r.connections)),
+        Cmd::Compare {
+            workers,
+            rounds,
+            seconds,
+            idle_connections,
+            idle_seconds,
+            only,
+            haproxy,
+            nginx,
+            nginx_stream_module,
+            envoy,
+            output,
+        } => (|| {
+            let kinds = only
+                .iter()
+                .map(|name| match name.as_str() {
+                    "direct" => Ok(Kind::Direct),
+                    "causeway" => Ok(Kind::Causeway),
+                    "haproxy" => Ok(Kind::HaProxy),
+                    "nginx" => Ok(Kind::Nginx),
+                    "envoy" => Ok(Kind::Envoy),
+                    other => Err(format!("unknown target {other}")),
+                })
+                .collect::<bench::Result<Vec<_>>>()?;
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let binaries = Binaries {
+                causeway: exe.with_file_name("causeway"),
+                haproxy,
+                nginx,
+                nginx_stream_module,
+                envoy,
+            };
+            let command = std::env::var("CAUSEWAY_BENCH_COMMAND")
+                .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+            let text = compare::run(Options {
+                kinds,
+                workers,
+                rounds,
+                case_duration: secs(seconds),
+                idle_connections,
+                idle_hold: secs(idle_seconds),
+                binaries,
+                output,
+                command,
+            })?;
+            println!("{text}");
+            Ok(())
+        })(),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

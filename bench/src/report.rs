@@ -1,0 +1,262 @@
+//! Medians, ratios and the Markdown report.
+
+use crate::proxies::Kind;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// One reported figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    PingPong1P50,
+    PingPong1P99,
+    PingPong1P999,
+    PingPong16P50,
+    PingPong16P99,
+    Throughput1,
+    Throughput4,
+    ConnectionRate,
+    IdleBytesPerConnection,
+    FreshRss,
+}
+
+impl Metric {
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::PingPong1P50 => "ping-pong, 1 conn, 100 B: p50 µs",
+            Metric::PingPong1P99 => "ping-pong, 1 conn, 100 B: p99 µs",
+            Metric::PingPong1P999 => "ping-pong, 1 conn, 100 B: p99.9 µs",
+            Metric::PingPong16P50 => "ping-pong, 16 conns, 100 B: p50 µs",
+            Metric::PingPong16P99 => "ping-pong, 16 conns, 100 B: p99 µs",
+            Metric::Throughput1 => "throughput, 1 stream: MiB/s",
+            Metric::Throughput4 => "throughput, 4 streams: MiB/s",
+            Metric::ConnectionRate => "new connections/s (16 at once)",
+            Metric::IdleBytesPerConnection => "memory per idle connection: bytes",
+            Metric::FreshRss => "memory at start: RSS MiB",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        matches!(
+            self,
+            Metric::Throughput1 | Metric::Throughput4 | Metric::ConnectionRate
+        )
+    }
+
+    pub const ALL: [Metric; 10] = [
+        Metric::PingPong1P50,
+        Metric::PingPong1P99,
+        Metric::PingPong1P999,
+        Metric::PingPong16P50,
+        Metric::PingPong16P99,
+        Metric::Throughput1,
+        Metric::Throughput4,
+        Metric::ConnectionRate,
+        Metric::IdleBytesPerConnection,
+        Metric::FreshRss,
+    ];
+}
+
+#[derive(Default, Debug)]
+pub struct Results {
+    samples: BTreeMap<(Metric, Kind), Vec<f64>>,
+}
+
+impl Results {
+    pub fn add(&mut self, metric: Metric, kind: Kind, value: f64) {
+        self.samples.entry((metric, kind)).or_default().push(value);
+    }
+
+    pub fn median(&self, metric: Metric, kind: Kind) -> Option<f64> {
+        let mut v = self.samples.get(&(metric, kind))?.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let mid = v.len() / 2;
+        Some(if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        })
+    }
+}
+
+pub struct Context {
+    pub kinds: Vec<Kind>,
+    pub versions: Vec<(Kind, String)>,
+    pub machine: String,
+    pub date: String,
+    pub command: String,
+    pub workers: usize,
+    pub rounds: usize,
+    pub case_seconds: f64,
+    pub idle_connections: usize,
+}
+
+fn fmt_value(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+pub fn markdown(results: &Results, ctx: &Context) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmark results\n");
+    let _ = writeln!(out, "- Command: `{}`", ctx.command);
+    let _ = writeln!(out, "- Date: {}", ctx.date);
+    let _ = writeln!(out, "- Machine: {}", ctx.machine);
+    for (kind, version) in &ctx.versions {
+        let _ = writeln!(out, "- {}: {}", kind.name(), version);
+    }
+    let _ = writeln!(
+        out,
+        "- Every proxy: {} worker thread(s)/process(es), no idle timeout, no connection cap, no access log; \
+         one echo backend; client, proxy and backend share the machine. {} interleaved rounds \
+         (each round runs every case against every target in turn), {} s per case; medians shown. \
+         Idle hold: {} connections.\n",
+        ctx.workers, ctx.rounds, ctx.case_seconds, ctx.idle_connections
+    );
+
+    let proxies: Vec<Kind> = ctx
+        .kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != Kind::Direct)
+        .collect();
+    let _ = write!(out, "## Medians\n\n| case |");
+    for k in &ctx.kinds {
+        let _ = write!(out, " {} |", k.name());
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in &ctx.kinds {
+        let _ = write!(out, "---:|");
+    }
+    let _ = writeln!(out);
+    for metric in Metric::ALL {
+        let _ = write!(out, "| {} |", metric.label());
+        for k in &ctx.kinds {
+            let cell = results.median(metric, *k).map_or("-".into(), fmt_value);
+            let _ = write!(out, " {cell} |");
+        }
+        let _ = writeln!(out);
+    }
+
+    let _ = write!(
+        out,
+        "\n## Ratios: each rival's median / Causeway's\n\n\
+         Above 1 means the rival has more of the figure: better for throughput and connections/s, \
+         worse for latency and memory.\n\n| case |"
+    );
+    let rivals: Vec<Kind> = proxies
+        .iter()
+        .copied()
+        .filter(|k| *k != Kind::Causeway)
+        .collect();
+    for k in &rivals {
+        let _ = write!(out, " {} |", k.name());
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in &rivals {
+        let _ = write!(out, "---:|");
+    }
+    let _ = writeln!(out);
+    for metric in Metric::ALL {
+        let _ = write!(out, "| {} |", metric.label());
+        let ours = results.median(metric, Kind::Causeway);
+        for k in &rivals {
+            let cell = match (results.median(metric, *k), ours) {
+                (Some(theirs), Some(ours)) if ours > 0.0 => format!("{:.2}", theirs / ours),
+                _ => "-".into(),
+            };
+            let _ = write!(out, " {cell} |");
+        }
+        let _ = writeln!(out);
+    }
+
+    let direct = results.median(Metric::PingPong1P50, Kind::Direct);
+    if let Some(direct) = direct {
+        let _ = write!(
+            out,
+            "\n## Added latency: p50 through the proxy minus direct (1 conn, 100 B)\n\n| proxy | µs |\n|---|---:|\n"
+        );
+        for k in &proxies {
+            if let Some(p) = results.median(Metric::PingPong1P50, *k) {
+                let _ = writeln!(out, "| {} | {:.1} |", k.name(), p - direct);
+            }
+        }
+    }
+
+    let _ = writeln!(out, "\n## Targets\n");
+    for line in targets(results, direct) {
+        let _ = writeln!(out, "- {line}");
+    }
+    out
+}
+
+/// The issue's targets, each met or missed by how much.
+pub fn targets(results: &Results, direct_p50: Option<f64>) -> Vec<String> {
+    let m = |metric, kind| results.median(metric, kind);
+    let mut lines = Vec::new();
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    if let Some(ours) = m(Metric::IdleBytesPerConnection, Kind::Causeway) {
+        lines.push(format!(
+            "memory per idle proxied connection ≤ 2048 bytes (aim ≤ 1024): {:.0} bytes — {}",
+            ours,
+            verdict(ours <= 2048.0)
+        ));
+    }
+    if let (Some(ours), Some(envoy)) = (
+        m(Metric::Throughput1, Kind::Causeway),
+        m(Metric::Throughput1, Kind::Envoy),
+    ) {
+        lines.push(format!(
+            "single-stream throughput ≥ Envoy's (aim 1.3×): {:.2}× Envoy — {}",
+            ours / envoy,
+            verdict(ours >= envoy)
+        ));
+    }
+    if let (Some(direct), Some(ours), Some(haproxy)) = (
+        direct_p50,
+        m(Metric::PingPong1P50, Kind::Causeway),
+        m(Metric::PingPong1P50, Kind::HaProxy),
+    ) {
+        lines.push(format!(
+            "p50 added latency ≤ HAProxy's: {:.1} µs vs {:.1} µs — {}",
+            ours - direct,
+            haproxy - direct,
+            verdict(ours - direct <= haproxy - direct)
+        ));
+    }
+    if let (Some(ours), Some(haproxy)) = (
+        m(Metric::ConnectionRate, Kind::Causeway),
+        m(Metric::ConnectionRate, Kind::HaProxy),
+    ) {
+        lines.push(format!(
+            "new connections/s ≥ HAProxy's: {:.2}× HAProxy — {}",
+            ours / haproxy,
+            verdict(ours >= haproxy)
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        let mut r = Results::default();
+        for v in [3.0, 1.0, 2.0] {
+            r.add(Metric::Throughput1, Kind::Causeway, v);
+        }
+        assert_eq!(r.median(Metric::Throughput1, Kind::Causeway), Some(2.0));
+        r.add(Metric::Throughput1, Kind::Causeway, 10.0);
+        assert_eq!(r.median(Metric::Throughput1, Kind::Causeway), Some(2.5));
+        assert_eq!(r.median(Metric::Throughput1, Kind::Envoy), None);
+    }
+}
