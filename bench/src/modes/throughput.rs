@@ -75,15 +75,16 @@ async fn one_stream(target: SocketAddr, deadline: Instant, verify: bool) -> crat
     let mut buf = vec![0u8; CHUNK];
     let mut received = 0u64;
     loop {
-        if let Some(total) = *total_rx.borrow_and_update() {
-            if received >= total {
-                if received > total {
-                    return Err(format!(
-                        "throughput: sent {total} bytes, {received} came back"
-                    ));
-                }
-                break;
+        let known = *total_rx.borrow_and_update();
+        if let Some(total) = known
+            && received >= total
+        {
+            if received > total {
+                return Err(format!(
+                    "throughput: sent {total} bytes, {received} came back"
+                ));
             }
+            break;
         }
         let n = tokio::select! {
             n = reader.read(&mut buf) => n.map_err(|e| format!("read after {received} bytes: {e}"))?,
