@@ -9,9 +9,8 @@ use std::future::pending;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep_until};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -40,8 +39,10 @@ pub(crate) async fn serve(
     };
     let cluster = &route.cluster;
 
+    // Boxed: the dial state is large and short-lived; kept inline it would size every
+    // connection's task for its whole life.
     let dialed = tokio::select! {
-        dialed = cluster.connect() => dialed,
+        dialed = Box::pin(cluster.connect()) => dialed,
         _ = context.close_connections.cancelled() => Err(Error::internal(Kind::Shutdown)),
     };
     let (upstream, lease) = match dialed {
@@ -54,13 +55,16 @@ pub(crate) async fn serve(
     let endpoint = &lease.endpoint;
     tracing::debug!(id = attributes.id, route = %route.config.name, endpoint = %endpoint.address, "connected upstream");
 
+    // Cancelled on failback, and (being a child of it) on the gateway's final close.
     let eviction = endpoint.eviction();
     let result = tokio::select! {
         r = relay::relay(&downstream, &upstream, &counters) => r,
-        e = idle(route.config.idle_timeout, &counters) => Err(e),
-        _ = deadline(route.config.max_duration, started) => Err(Error::internal(Kind::MaxDuration)),
-        _ = context.close_connections.cancelled() => Err(Error::internal(Kind::Shutdown)),
-        _ = eviction.cancelled() => Err(Error::internal(Kind::Failback)),
+        e = timeouts(&route.config, started, &counters) => Err(e),
+        _ = eviction.cancelled() => Err(Error::internal(if context.close_connections.is_cancelled() {
+            Kind::Shutdown
+        } else {
+            Kind::Failback
+        })),
     };
 
     // An abort on one side is passed on as an abort on the other.
@@ -94,23 +98,79 @@ pub(crate) async fn serve(
     );
 }
 
-/// Ends when no byte has moved either way for `timeout`; never when it is `None`.
-async fn idle(timeout: Option<Duration>, counters: &Counters) -> Error {
-    let Some(timeout) = timeout else {
+/// Ends with the route's idle timeout or maximum duration, whichever comes first; never
+/// when the route has neither. One timer, boxed, so routes without timeouts pay nothing.
+async fn timeouts(route: &config::Route, started: Instant, counters: &Counters) -> Error {
+    let max_at = route.max_duration.map(|max| started + max);
+    let due = |counters: &Counters| {
+        let idle_at = route
+            .idle_timeout
+            .map(|idle| counters.last_activity() + idle);
+        match (idle_at, max_at) {
+            (Some(i), Some(m)) => Some(i.min(m)),
+            (i, m) => i.or(m),
+        }
+    };
+    let Some(first) = due(counters) else {
         return pending().await;
     };
+    let mut timer = Box::pin(sleep_until(first));
     loop {
-        let due = counters.last_activity() + timeout;
-        if due <= Instant::now() {
-            return Error::internal(Kind::IdleTimeout);
+        timer.as_mut().await;
+        let now = Instant::now();
+        if max_at.is_some_and(|m| m <= now) {
+            return Error::internal(Kind::MaxDuration);
         }
-        sleep_until(due).await;
+        match due(counters) {
+            Some(at) if at > now => timer.as_mut().reset(at),
+            _ => return Error::internal(Kind::IdleTimeout),
+        }
     }
 }
 
-async fn deadline(max: Option<Duration>, started: Instant) {
-    match max {
-        Some(max) => sleep(max.saturating_sub(started.elapsed())).await,
-        None => pending().await,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::{Listener, ListenerStats};
+    use crate::routing::RouteTable;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    /// The connection task is most of what an idle connection costs in user space
+    /// (bench/RESULTS.md measures the whole): keep it small.
+    #[tokio::test]
+    async fn an_idle_connection_task_stays_small() {
+        let config = config::parse(
+            "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{ cluster: c }]\nclusters:\n  - { name: c, endpoints: [{ address: \"127.0.0.1:1\" }] }\n",
+            "t",
+        )
+        .unwrap();
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = server.local_addr().unwrap();
+        let stream = TcpStream::connect(address).await.unwrap();
+        let listener = Arc::new(Listener {
+            config: config.listeners[0].clone(),
+            name: "l".into(),
+            routes: RouteTable::new(&[], &Default::default()),
+            stats: ListenerStats::default(),
+        });
+        let context = Arc::new(Context {
+            stop_accepting: CancellationToken::new(),
+            close_connections: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        });
+        let task = serve(stream, address, address, ActiveGuard(listener), context);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 768, "the connection future grew to {size} bytes");
+        let counters = Counters::new();
+        let (a, b) = (
+            TcpStream::connect(address).await.unwrap(),
+            TcpStream::connect(address).await.unwrap(),
+        );
+        let relay = relay::relay(&a, &b, &counters);
+        assert!(
+            std::mem::size_of_val(&relay) <= 64,
+            "the relay holds no buffers or readiness futures"
+        );
     }
 }

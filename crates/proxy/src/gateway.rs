@@ -43,21 +43,20 @@ impl Gateway {
     /// Binds every listener and starts serving. Must be called inside a tokio runtime.
     pub fn start(config: &config::Config) -> Result<Gateway, StartError> {
         let stop_health_checks = CancellationToken::new();
-        let clusters: HashMap<String, Arc<Cluster>> = config
-            .clusters
-            .iter()
-            .map(|c| {
-                (
-                    c.name.clone(),
-                    Cluster::start(c, stop_health_checks.child_token()),
-                )
-            })
-            .collect();
         let context = Arc::new(Context {
             stop_accepting: CancellationToken::new(),
             close_connections: CancellationToken::new(),
             connections: TaskTracker::new(),
         });
+        let clusters: HashMap<String, Arc<Cluster>> = config
+            .clusters
+            .iter()
+            .map(|c| {
+                let stop = stop_health_checks.child_token();
+                let cluster = Cluster::start(c, stop, &context.close_connections);
+                (c.name.clone(), cluster)
+            })
+            .collect();
 
         // Bind everything before accepting anywhere: a config either starts whole or not at all.
         let mut bound = Vec::new();

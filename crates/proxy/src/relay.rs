@@ -11,8 +11,11 @@
 use crate::error::{Error, Side};
 use crate::socket;
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, ErrorKind};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll, ready};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -61,89 +64,167 @@ impl Default for Counters {
 }
 
 /// Relays until both directions have ended (Ok) or one failed (Err, naming the side).
-pub async fn relay(
-    downstream: &TcpStream,
-    upstream: &TcpStream,
-    counters: &Counters,
-) -> Result<(), Error> {
-    let to_upstream = one_way(
+///
+/// A hand-written future rather than two `async fn`s joined: it holds no readiness futures,
+/// only which directions are done and, under backpressure, a boxed rest — a few dozen bytes
+/// per idle connection. Readiness wakers live in tokio's per-socket slots.
+pub fn relay<'a>(
+    downstream: &'a TcpStream,
+    upstream: &'a TcpStream,
+    counters: &'a Counters,
+) -> Relay<'a> {
+    Relay {
         downstream,
         upstream,
-        Side::Downstream,
-        Side::Upstream,
         counters,
-        &counters.upstream_bytes,
-    );
-    let to_downstream = one_way(
-        upstream,
-        downstream,
-        Side::Upstream,
-        Side::Downstream,
-        counters,
-        &counters.downstream_bytes,
-    );
-    tokio::try_join!(to_upstream, to_downstream).map(|_| ())
+        to_upstream: Direction::default(),
+        to_downstream: Direction::default(),
+    }
+}
+
+pub struct Relay<'a> {
+    downstream: &'a TcpStream,
+    upstream: &'a TcpStream,
+    counters: &'a Counters,
+    to_upstream: Direction,
+    to_downstream: Direction,
+}
+
+#[derive(Default)]
+struct Direction {
+    done: bool,
+    /// Bytes read but not yet taken by the receiver.
+    pending: Option<Box<Pending>>,
+}
+
+struct Pending {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Future for Relay<'_> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let counters = this.counters;
+        if !this.to_upstream.done {
+            let ends = Ends {
+                src: this.downstream,
+                dst: this.upstream,
+                src_side: Side::Downstream,
+                dst_side: Side::Upstream,
+                counter: &counters.upstream_bytes,
+            };
+            if let Poll::Ready(Err(e)) = this.to_upstream.poll(cx, &ends, counters) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        if !this.to_downstream.done {
+            let ends = Ends {
+                src: this.upstream,
+                dst: this.downstream,
+                src_side: Side::Upstream,
+                dst_side: Side::Downstream,
+                counter: &counters.downstream_bytes,
+            };
+            if let Poll::Ready(Err(e)) = this.to_downstream.poll(cx, &ends, counters) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        if this.to_upstream.done && this.to_downstream.done {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+struct Ends<'a> {
+    src: &'a TcpStream,
+    dst: &'a TcpStream,
+    src_side: Side,
+    dst_side: Side,
+    counter: &'a AtomicU64,
 }
 
 enum Step {
     Eof,
     NotReady,
     Written(usize),
-    /// Read `usize` bytes; these are what the receiver did not take yet.
-    Pending(usize, Vec<u8>),
+    /// Read `usize` bytes; the receiver did not take all of them yet.
+    Pending(usize, Box<Pending>),
     ReadFailed(io::Error),
     WriteFailed(io::Error),
 }
 
-async fn one_way(
-    src: &TcpStream,
-    dst: &TcpStream,
-    src_side: Side,
-    dst_side: Side,
-    counters: &Counters,
-    counter: &AtomicU64,
-) -> Result<(), Error> {
-    loop {
-        src.readable().await.map_err(|e| Error::io(src_side, &e))?;
-        let step = SCRATCH.with_borrow_mut(|buf| match src.try_read(buf) {
-            Ok(0) => Step::Eof,
-            Ok(n) => match dst.try_write(&buf[..n]) {
-                Ok(w) if w == n => Step::Written(n),
-                Ok(w) => Step::Pending(n, buf[w..n].to_vec()),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => Step::Pending(n, buf[..n].to_vec()),
-                Err(e) => Step::WriteFailed(e),
-            },
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Step::NotReady,
-            Err(e) => Step::ReadFailed(e),
-        });
-        match step {
-            Step::Eof => {
-                socket::shutdown_write(dst);
-                return Ok(());
+impl Direction {
+    /// Moves bytes until the source has none, the receiver is full, or the source ended.
+    /// Ready(Ok) only when this direction is finished (`done`).
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        ends: &Ends<'_>,
+        counters: &Counters,
+    ) -> Poll<Result<(), Error>> {
+        loop {
+            if let Some(pending) = &mut self.pending {
+                ready!(flush(cx, ends, pending))?;
+                self.pending = None;
             }
-            Step::NotReady => {}
-            Step::Written(n) => counters.record(counter, n),
-            Step::Pending(n, rest) => {
-                counters.record(counter, n);
-                write_all(dst, &rest)
-                    .await
-                    .map_err(|e| Error::io(dst_side, &e))?;
+            ready!(ends.src.poll_read_ready(cx)).map_err(|e| Error::io(ends.src_side, &e))?;
+            let step = SCRATCH.with_borrow_mut(|buf| match ends.src.try_read(buf) {
+                Ok(0) => Step::Eof,
+                Ok(n) => match ends.dst.try_write(&buf[..n]) {
+                    Ok(w) if w == n => Step::Written(n),
+                    Ok(w) => Step::Pending(
+                        n,
+                        Box::new(Pending {
+                            bytes: buf[w..n].to_vec(),
+                            written: 0,
+                        }),
+                    ),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => Step::Pending(
+                        n,
+                        Box::new(Pending {
+                            bytes: buf[..n].to_vec(),
+                            written: 0,
+                        }),
+                    ),
+                    Err(e) => Step::WriteFailed(e),
+                },
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Step::NotReady,
+                Err(e) => Step::ReadFailed(e),
+            });
+            match step {
+                Step::Eof => {
+                    socket::shutdown_write(ends.dst);
+                    self.done = true;
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale; the next poll_read_ready registers for the next edge.
+                Step::NotReady => {}
+                Step::Written(n) => counters.record(ends.counter, n),
+                Step::Pending(n, rest) => {
+                    counters.record(ends.counter, n);
+                    self.pending = Some(rest);
+                }
+                Step::ReadFailed(e) => return Poll::Ready(Err(Error::io(ends.src_side, &e))),
+                Step::WriteFailed(e) => return Poll::Ready(Err(Error::io(ends.dst_side, &e))),
             }
-            Step::ReadFailed(e) => return Err(Error::io(src_side, &e)),
-            Step::WriteFailed(e) => return Err(Error::io(dst_side, &e)),
         }
     }
 }
 
-/// Waits for the receiver to take the rest; the only time a direction owns a buffer.
-async fn write_all(dst: &TcpStream, mut rest: &[u8]) -> io::Result<()> {
-    while !rest.is_empty() {
-        dst.writable().await?;
-        match dst.try_write(rest) {
-            Ok(n) => rest = &rest[n..],
+/// Writes the rest the receiver did not take; the only time a direction owns a buffer.
+fn flush(cx: &mut Context<'_>, ends: &Ends<'_>, pending: &mut Pending) -> Poll<Result<(), Error>> {
+    while pending.written < pending.bytes.len() {
+        ready!(ends.dst.poll_write_ready(cx)).map_err(|e| Error::io(ends.dst_side, &e))?;
+        match ends.dst.try_write(&pending.bytes[pending.written..]) {
+            Ok(n) => pending.written += n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => return Poll::Ready(Err(Error::io(ends.dst_side, &e))),
         }
     }
-    Ok(())
+    Poll::Ready(Ok(()))
 }

@@ -30,11 +30,13 @@ pub struct Endpoint {
     /// Milliseconds after `epoch` until which passive ejection keeps the endpoint out; 0: never.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
+    /// Child of the gateway's close-everything token, so a connection waits on one token.
+    close_all: CancellationToken,
     eviction: Mutex<CancellationToken>,
 }
 
 impl Endpoint {
-    pub(crate) fn new(config: &config::Endpoint) -> Self {
+    pub(crate) fn new(config: &config::Endpoint, close_all: &CancellationToken) -> Self {
         Endpoint {
             address: config.address.clone(),
             priority: config.priority,
@@ -43,7 +45,8 @@ impl Endpoint {
             consecutive_connect_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            eviction: Mutex::new(CancellationToken::new()),
+            close_all: close_all.clone(),
+            eviction: Mutex::new(close_all.child_token()),
         }
     }
 
@@ -90,14 +93,16 @@ impl Endpoint {
         }
     }
 
-    /// Cancelled when this endpoint's connections must close (failback policy `close`).
+    /// Cancelled when this endpoint's connections must close: failback policy `close`, or the
+    /// gateway closing every connection.
     pub fn eviction(&self) -> CancellationToken {
         self.eviction.lock().unwrap().clone()
     }
 
     /// Closes every connection on this endpoint; later ones are unaffected.
     pub(crate) fn evict_connections(&self) {
-        let old = std::mem::take(&mut *self.eviction.lock().unwrap());
+        let fresh = self.close_all.child_token();
+        let old = std::mem::replace(&mut *self.eviction.lock().unwrap(), fresh);
         old.cancel();
     }
 }

@@ -29,12 +29,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Builds the cluster and starts its health checks (they end with `stop`).
-    pub fn start(config: &config::Cluster, stop: CancellationToken) -> Arc<Self> {
+    /// Builds the cluster and starts its health checks (they end with `stop`). Cancelling
+    /// `close_all` closes every connection through the cluster.
+    pub fn start(
+        config: &config::Cluster,
+        stop: CancellationToken,
+        close_all: &CancellationToken,
+    ) -> Arc<Self> {
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
             .iter()
-            .map(|e| Arc::new(Endpoint::new(e)))
+            .map(|e| Arc::new(Endpoint::new(e, close_all)))
             .collect();
         let mut priorities: Vec<u32> = endpoints.iter().map(|e| e.priority).collect();
         priorities.sort_unstable();
