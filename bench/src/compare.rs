@@ -76,9 +76,6 @@ pub fn run(options: Options) -> crate::Result<String> {
                 &dir,
             )?
         };
-        if kind != Kind::Direct {
-            results.add(Metric::FreshRss, kind, proxy.rss_kib() as f64 / 1024.0);
-        }
         eprintln!("{} on {}", kind.name(), proxy.address);
         targets.push(proxy);
     }
@@ -146,27 +143,39 @@ pub fn run(options: Options) -> crate::Result<String> {
                 .map_err(|e| format!("{}: {e}", target.kind.name()))?;
             results.add(Metric::ConnectionRate, target.kind, r.per_second);
         }
+        // Memory on a fresh instance each round: proxies keep pools after a first hold
+        // (HAProxy, Envoy), so a second hold on the same process would read as free.
         for target in &targets {
-            let before = target.rss_kib();
+            let fresh = match target.kind {
+                Kind::Direct => Proxy::direct(backend.address),
+                kind => Proxy::start(
+                    kind,
+                    &options.binaries,
+                    options.workers,
+                    backend.address,
+                    &dir,
+                )?,
+            };
+            let before = fresh.rss_kib();
+            if fresh.kind != Kind::Direct {
+                results.add(Metric::FreshRss, fresh.kind, before as f64 / 1024.0);
+            }
             let hold = IdleHold {
                 connections: options.idle_connections,
                 hold: options.idle_hold,
                 open_concurrency: 64,
             };
             let r = client
-                .block_on(hold.run(target.address, || async {
+                .block_on(hold.run(fresh.address, || async {
                     // Let the proxy settle after the last accept before reading its memory.
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    target.rss_kib()
+                    fresh.rss_kib()
                 }))
-                .map_err(|e| format!("{}: {e}", target.kind.name()))?;
-            if target.kind != Kind::Direct {
-                let per =
-                    (r.measured.saturating_sub(before)) as f64 * 1024.0 / r.connections as f64;
-                results.add(Metric::IdleBytesPerConnection, target.kind, per);
+                .map_err(|e| format!("{}: {e}", fresh.kind.name()))?;
+            if fresh.kind != Kind::Direct {
+                let per = r.measured.saturating_sub(before) as f64 * 1024.0 / r.connections as f64;
+                results.add(Metric::IdleBytesPerConnection, fresh.kind, per);
             }
-            // Let the closes settle before the next target's turn.
-            std::thread::sleep(Duration::from_millis(500));
         }
     }
     drop(targets);

@@ -117,7 +117,7 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
         "- Every proxy: {} worker thread(s)/process(es), no idle timeout, no connection cap, no access log; \
          one echo backend; client, proxy and backend share the machine. {} interleaved rounds \
          (each round runs every case against every target in turn), {} s per case; medians shown. \
-         Idle hold: {} connections.\n",
+         Idle hold: {} connections, on a freshly started instance of each proxy every round.\n",
         ctx.workers, ctx.rounds, ctx.case_seconds, ctx.idle_connections
     );
 
