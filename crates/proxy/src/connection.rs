@@ -14,22 +14,31 @@ use tokio::time::{Instant, sleep_until};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-pub(crate) async fn serve(
-    downstream: TcpStream,
+/// A fresh connection's attributes: what is known at accept.
+pub(crate) fn accepted(
+    listener: &Arc<str>,
     source: SocketAddr,
     destination: SocketAddr,
+) -> Attributes {
+    Attributes {
+        id: NEXT_ID.fetch_add(1, Relaxed),
+        listener: listener.clone(),
+        source,
+        destination,
+    }
+}
+
+pub(crate) async fn serve(
+    downstream: TcpStream,
+    attributes: Attributes,
     guard: ActiveGuard,
     context: Arc<Context>,
 ) {
     let listener = &guard.0;
-    let attributes = Attributes {
-        id: NEXT_ID.fetch_add(1, Relaxed),
-        listener: listener.name.clone(),
-        source,
-        destination,
-    };
-    let started = Instant::now();
+    // Everything held for the connection's life lives in this future: keep it lean
+    // (see the size test below).
     let counters = Counters::new();
+    let (source, destination) = (&attributes.source, &attributes.destination);
 
     let Some(route) = listener.routes.find(&attributes) else {
         listener.stats.no_route.fetch_add(1, Relaxed);
@@ -59,7 +68,7 @@ pub(crate) async fn serve(
     let eviction = endpoint.eviction();
     let result = tokio::select! {
         r = relay::relay(&downstream, &upstream, &counters) => r,
-        e = timeouts(&route.config, started, &counters) => Err(e),
+        e = timeouts(&route.config, &counters) => Err(e),
         _ = eviction.cancelled() => Err(Error::internal(if context.close_connections.is_cancelled() {
             Kind::Shutdown
         } else {
@@ -90,7 +99,7 @@ pub(crate) async fn serve(
         cluster = %cluster.name(),
         endpoint = %endpoint.address,
         source = %source,
-        duration_ms = started.elapsed().as_millis() as u64,
+        duration_ms = counters.started().elapsed().as_millis() as u64,
         bytes_upstream = counters.upstream_bytes.load(Relaxed),
         bytes_downstream = counters.downstream_bytes.load(Relaxed),
         reason = %reason,
@@ -100,8 +109,8 @@ pub(crate) async fn serve(
 
 /// Ends with the route's idle timeout or maximum duration, whichever comes first; never
 /// when the route has neither. One timer, boxed, so routes without timeouts pay nothing.
-async fn timeouts(route: &config::Route, started: Instant, counters: &Counters) -> Error {
-    let max_at = route.max_duration.map(|max| started + max);
+async fn timeouts(route: &config::Route, counters: &Counters) -> Error {
+    let max_at = route.max_duration.map(|max| counters.started() + max);
     let due = |counters: &Counters| {
         let idle_at = route
             .idle_timeout
@@ -159,7 +168,8 @@ mod tests {
             close_connections: CancellationToken::new(),
             connections: TaskTracker::new(),
         });
-        let task = serve(stream, address, address, ActiveGuard(listener), context);
+        let attributes = accepted(&listener.name, address, address);
+        let task = serve(stream, attributes, ActiveGuard(listener), context);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 768, "the connection future grew to {size} bytes");
         let counters = Counters::new();

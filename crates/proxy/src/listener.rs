@@ -114,10 +114,10 @@ pub(crate) async fn accept_loop(
             .ok()
             .or(local)
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let attributes = connection::accepted(&listener.name, peer, destination);
         context.connections.spawn(connection::serve(
             stream,
-            peer,
-            destination,
+            attributes,
             guard,
             context.clone(),
         ));

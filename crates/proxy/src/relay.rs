@@ -19,7 +19,7 @@ use std::task::{Context, Poll, ready};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-const SCRATCH_SIZE: usize = 64 * 1024;
+const SCRATCH_SIZE: usize = 256 * 1024;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
@@ -44,6 +44,11 @@ impl Counters {
             downstream_bytes: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
         }
+    }
+
+    /// When the connection was accepted.
+    pub fn started(&self) -> Instant {
+        self.start
     }
 
     pub fn last_activity(&self) -> Instant {
