@@ -27,10 +27,16 @@ pub fn run(config: config::Config) -> ExitCode {
 }
 
 pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then drains; a second signal closes everything at once.

@@ -6,7 +6,6 @@ use crate::routing::RouteTable;
 use crate::socket;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -48,6 +47,7 @@ pub fn bind(config: &config::Listener) -> io::Result<std::net::TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    socket::apply(&socket, &config.socket)?;
     socket.bind(&address.into())?;
     socket.listen(config.backlog.min(i32::MAX as u32) as i32)?;
     Ok(socket.into())
@@ -73,7 +73,12 @@ pub(crate) async fn accept_loop(
     listener: Arc<Listener>,
     context: Arc<Context>,
 ) {
-    let local = socket.local_addr().ok();
+    // Bound to one address, every connection's destination is that address: no getsockname
+    // per accept. Bound to a wildcard, ask each connection.
+    let fixed_destination = socket
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
         let accepted = tokio::select! {
             _ = context.stop_accepting.cancelled() => break,
@@ -106,14 +111,16 @@ pub(crate) async fn accept_loop(
             drop(stream);
             continue;
         }
-        if let Err(e) = socket::apply(&stream, &listener.config.socket) {
-            tracing::debug!(listener = %listener.name, error = %e, "socket options");
-        }
-        let destination = stream
-            .local_addr()
-            .ok()
-            .or(local)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let destination = match fixed_destination {
+            Some(address) => address,
+            None => match stream.local_addr() {
+                Ok(address) => address,
+                Err(e) => {
+                    tracing::debug!(listener = %listener.name, error = %e, "connection gone at accept");
+                    continue;
+                }
+            },
+        };
         let attributes = connection::accepted(&listener.name, peer, destination);
         context.connections.spawn(connection::serve(
             stream,
@@ -124,4 +131,35 @@ pub(crate) async fn accept_loop(
     }
     drop(socket);
     tracing::info!(listener = %listener.name, "stopped accepting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Options set once on the listening socket reach every accepted connection.
+    #[test]
+    fn accepted_connections_inherit_nodelay_and_keepalive() {
+        let config = config::parse(
+            "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    tcp_keepalive: { time: 42s, interval: 7s, retries: 3 }\n    routes: [{ cluster: c }]\nclusters:\n  - { name: c, endpoints: [{ address: \"127.0.0.1:1\" }] }\n",
+            "t",
+        )
+        .unwrap();
+        let listener = bind(&config.listeners[0]).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let sock = socket2::SockRef::from(&accepted);
+        assert!(sock.tcp_nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(
+            sock.tcp_keepalive_time().unwrap(),
+            std::time::Duration::from_secs(42)
+        );
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            std::time::Duration::from_secs(7)
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 3);
+    }
 }

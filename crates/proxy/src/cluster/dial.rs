@@ -1,12 +1,14 @@
-//! Opening a TCP connection to an endpoint address (`ip:port` or `host:port`).
+//! Opening a TCP connection to an endpoint (`ip:port`, or `host:port` resolved each time).
 
+use super::Endpoint;
 use std::io;
 use tokio::net::{TcpStream, lookup_host};
 
-pub(crate) async fn connect(address: &str) -> io::Result<TcpStream> {
-    if let Ok(addr) = address.parse::<std::net::SocketAddr>() {
-        return TcpStream::connect(addr).await;
+pub(crate) async fn connect(endpoint: &Endpoint) -> io::Result<TcpStream> {
+    if let Some(address) = endpoint.socket_address {
+        return TcpStream::connect(address).await;
     }
+    let address = endpoint.address.as_str();
     let mut last = io::Error::new(
         io::ErrorKind::NotFound,
         format!("{address} did not resolve"),

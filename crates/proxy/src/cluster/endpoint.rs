@@ -22,6 +22,8 @@ pub struct EndpointStats {
 #[derive(Debug)]
 pub struct Endpoint {
     pub address: String,
+    /// `address` when it is an IP address, parsed once; `None` for a host name.
+    pub(crate) socket_address: Option<std::net::SocketAddr>,
     pub priority: u32,
     pub stats: EndpointStats,
     /// As the active health check last decided; true when there is no health check.
@@ -39,6 +41,7 @@ impl Endpoint {
     pub(crate) fn new(config: &config::Endpoint, close_all: &CancellationToken) -> Self {
         Endpoint {
             address: config.address.clone(),
+            socket_address: config.address.parse().ok(),
             priority: config.priority,
             stats: EndpointStats::default(),
             healthy: AtomicBool::new(true),

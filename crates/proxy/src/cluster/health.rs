@@ -17,7 +17,7 @@ pub(crate) async fn run(
     let (mut successes, mut failures) = (0u32, 0u32);
     loop {
         let ok = matches!(
-            tokio::time::timeout(check.timeout, super::dial::connect(&endpoint.address)).await,
+            tokio::time::timeout(check.timeout, super::dial::connect(endpoint)).await,
             Ok(Ok(_))
         );
         if ok {

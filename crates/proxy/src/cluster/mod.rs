@@ -150,11 +150,8 @@ impl Cluster {
             tried.push(index);
             let endpoint = &self.endpoints[index];
             endpoint.stats.connect_attempts.fetch_add(1, Relaxed);
-            let outcome = tokio::time::timeout(
-                self.config.connect_timeout,
-                dial::connect(&endpoint.address),
-            )
-            .await;
+            let outcome =
+                tokio::time::timeout(self.config.connect_timeout, dial::connect(endpoint)).await;
             let failure = match outcome {
                 Ok(Ok(stream)) => {
                     endpoint.connect_succeeded();
