@@ -10,12 +10,14 @@
 
 use crate::error::{Error, Side};
 use crate::socket;
+use socket2::SockRef;
 use std::cell::RefCell;
 use std::future::Future;
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -178,28 +180,28 @@ impl Direction {
                 self.pending = None;
             }
             ready!(ends.src.poll_read_ready(cx)).map_err(|e| Error::io(ends.src_side, &e))?;
-            let step = SCRATCH.with_borrow_mut(|buf| match ends.src.try_read(buf) {
-                Ok(0) => Step::Eof,
-                Ok(n) => match ends.dst.try_write(&buf[..n]) {
-                    Ok(w) if w == n => Step::Written(n),
-                    Ok(w) => Step::Pending(
-                        n,
-                        Box::new(Pending {
-                            bytes: buf[w..n].to_vec(),
-                            written: 0,
-                        }),
-                    ),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => Step::Pending(
-                        n,
-                        Box::new(Pending {
-                            bytes: buf[..n].to_vec(),
-                            written: 0,
-                        }),
-                    ),
-                    Err(e) => Step::WriteFailed(e),
-                },
-                Err(e) if e.kind() == ErrorKind::WouldBlock => Step::NotReady,
-                Err(e) => Step::ReadFailed(e),
+            let step = SCRATCH.with_borrow_mut(|buf| {
+                // A read shorter than the buffer drained the socket: say so (WouldBlock inside
+                // try_io) so tokio clears the readiness now, instead of one more recv() that
+                // would only return EAGAIN. A newer edge is never lost: tokio keeps readiness
+                // that arrived after this read.
+                let mut step = Step::NotReady;
+                let _ = ends.src.try_io(Interest::READABLE, || {
+                    step = match (&*SockRef::from(ends.src)).read(buf) {
+                        Ok(0) => Step::Eof,
+                        Ok(n) => forward(ends.dst, buf, n),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => Step::NotReady,
+                        Err(e) => Step::ReadFailed(e),
+                    };
+                    match &step {
+                        Step::NotReady => Err(ErrorKind::WouldBlock.into()),
+                        Step::Written(n) | Step::Pending(n, _) if *n < buf.len() => {
+                            Err(ErrorKind::WouldBlock.into())
+                        }
+                        _ => Ok(()),
+                    }
+                });
+                step
             });
             match step {
                 Step::Eof => {
@@ -218,6 +220,25 @@ impl Direction {
                 Step::WriteFailed(e) => return Poll::Ready(Err(Error::io(ends.dst_side, &e))),
             }
         }
+    }
+}
+
+/// Writes `n` freshly read bytes on; what the receiver does not take is copied aside.
+fn forward(dst: &TcpStream, buf: &[u8], n: usize) -> Step {
+    let rest = |from: usize| {
+        Step::Pending(
+            n,
+            Box::new(Pending {
+                bytes: buf[from..n].to_vec(),
+                written: 0,
+            }),
+        )
+    };
+    match dst.try_write(&buf[..n]) {
+        Ok(w) if w == n => Step::Written(n),
+        Ok(w) => rest(w),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => rest(0),
+        Err(e) => Step::WriteFailed(e),
     }
 }
 
