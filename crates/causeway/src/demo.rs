@@ -62,7 +62,7 @@ pub fn run(listen: SocketAddr) -> ExitCode {
             "Each connection is greeted by the backend it reached, then echoes what you type."
         );
         println!("Ctrl-C stops the demo.");
-        serve::serve_until_signal(gateway).await;
+        serve::serve_until_signal(gateway, None).await;
         ExitCode::SUCCESS
     })
 }

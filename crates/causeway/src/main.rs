@@ -69,7 +69,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => match config::load(&config) {
-            Ok(config) => serve::run(config),
+            Ok(loaded) => serve::run(&config, loaded),
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::FAILURE

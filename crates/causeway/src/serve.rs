@@ -1,10 +1,12 @@
 //! Running a gateway until a signal, then draining it.
 
 use proxy::Gateway;
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
 use tokio::signal::unix::{SignalKind, signal};
 
-pub fn run(config: config::Config) -> ExitCode {
+pub fn run(path: &Path, config: config::Config) -> ExitCode {
     let runtime = match runtime(config.workers) {
         Ok(rt) => rt,
         Err(e) => {
@@ -21,7 +23,7 @@ pub fn run(config: config::Config) -> ExitCode {
             }
         };
         tracing::info!(workers = config.workers, "causeway running");
-        serve_until_signal(gateway).await;
+        serve_until_signal(gateway, Some(path)).await;
         ExitCode::SUCCESS
     })
 }
@@ -40,20 +42,26 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Serves until SIGTERM or SIGINT, then drains; a second signal closes everything at once.
-pub async fn serve_until_signal(gateway: Gateway) {
-    let (mut term, mut int) = match (
+/// SIGHUP reloads the configuration file (when there is one).
+pub async fn serve_until_signal(gateway: Gateway, config_path: Option<&Path>) {
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
+        signal(SignalKind::hangup()),
+    );
+    let (mut term, mut int, mut hup) = match signals {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             tracing::error!("cannot install signal handlers");
             return;
         }
     };
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let which = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => reload(&gateway, config_path),
+        }
     };
     tracing::info!("{which}: draining (a second signal stops at once)");
     tokio::select! {
@@ -62,5 +70,24 @@ pub async fn serve_until_signal(gateway: Gateway) {
         }
         _ = term.recv() => tracing::warn!("second signal: stopping now"),
         _ = int.recv() => tracing::warn!("second signal: stopping now"),
+    }
+}
+
+/// Reads the configuration file again and applies it; an invalid file changes nothing.
+fn reload(gateway: &Gateway, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: no configuration file to reload");
+        return;
+    };
+    tracing::info!(config = %path.display(), "SIGHUP: reloading");
+    match config::load(path) {
+        Ok(config) => {
+            // Success and failure are logged and counted by the gateway.
+            let _ = gateway.reload(&config);
+        }
+        Err(e) => {
+            gateway.reloads.failed.fetch_add(1, Relaxed);
+            tracing::error!("reload refused, the previous configuration stays:\n{e}");
+        }
     }
 }

@@ -140,7 +140,7 @@ async fn timeouts(route: &config::Route, counters: &Counters) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::{Listener, ListenerStats};
+    use crate::listener::Listener;
     use crate::routing::RouteTable;
     use tokio_util::sync::CancellationToken;
     use tokio_util::task::TaskTracker;
@@ -161,7 +161,7 @@ mod tests {
             config: config.listeners[0].clone(),
             name: "l".into(),
             routes: RouteTable::new(&[], &Default::default()),
-            stats: ListenerStats::default(),
+            stats: Default::default(),
         });
         let context = Arc::new(Context {
             stop_accepting: CancellationToken::new(),

@@ -1,5 +1,6 @@
-//! A running gateway: listeners bound, clusters checking health, connections tracked, and
-//! the graceful shutdown that lets live connections finish.
+//! A running gateway: listeners bound, clusters checking health, connections tracked; hot
+//! reload that leaves live connections and unchanged sockets alone; and the graceful
+//! shutdown that lets live connections finish.
 
 use crate::cluster::Cluster;
 use crate::listener::{self, Context, Listener, ListenerStats};
@@ -7,8 +8,9 @@ use crate::routing::RouteTable;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,99 +32,274 @@ pub struct ShutdownReport {
     pub closed: usize,
 }
 
-pub struct Gateway {
-    listeners: Vec<(Arc<Listener>, SocketAddr)>,
+/// What a reload changed, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub listeners_added: Vec<String>,
+    pub listeners_removed: Vec<String>,
+    /// Rebound because their address or socket settings changed.
+    pub listeners_rebound: Vec<String>,
+    /// Same socket; new routes or limits.
+    pub listeners_updated: Vec<String>,
+    pub clusters_added: Vec<String>,
+    pub clusters_removed: Vec<String>,
+    pub clusters_replaced: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// One listener while it runs: the socket's accept loop, and the version of its settings
+/// that new connections get (swapped by a reload).
+struct RunningListener {
+    /// The accept loop applies a new version's socket options to its socket.
+    current: watch::Sender<Arc<Listener>>,
+    address: SocketAddr,
+    stop: CancellationToken,
+    accept_loop: JoinHandle<()>,
+}
+
+struct State {
+    config: config::Config,
+    listeners: Vec<(String, RunningListener)>,
     clusters: HashMap<String, Arc<Cluster>>,
+}
+
+pub struct Gateway {
+    state: Mutex<State>,
     context: Arc<Context>,
-    accept_loops: Vec<JoinHandle<()>>,
-    drain_timeout: Duration,
     stop_health_checks: CancellationToken,
+    pub reloads: ReloadStats,
 }
 
 impl Gateway {
     /// Binds every listener and starts serving. Must be called inside a tokio runtime.
     pub fn start(config: &config::Config) -> Result<Gateway, StartError> {
-        let stop_health_checks = CancellationToken::new();
-        let context = Arc::new(Context {
-            stop_accepting: CancellationToken::new(),
-            close_connections: CancellationToken::new(),
-            connections: TaskTracker::new(),
-        });
-        let clusters: HashMap<String, Arc<Cluster>> = config
+        let gateway = Gateway {
+            state: Mutex::new(State {
+                config: config.clone(),
+                listeners: Vec::new(),
+                clusters: HashMap::new(),
+            }),
+            context: Arc::new(Context {
+                stop_accepting: CancellationToken::new(),
+                close_connections: CancellationToken::new(),
+                connections: TaskTracker::new(),
+            }),
+            stop_health_checks: CancellationToken::new(),
+            reloads: ReloadStats::default(),
+        };
+        {
+            let mut state = gateway.state.lock().unwrap();
+            state.clusters = gateway.clusters_for(config, &HashMap::new()).0;
+            let bound = bind_all(config.listeners.iter())?;
+            for (l, socket) in bound {
+                let running = gateway.run_listener(l, socket, &state.clusters, None)?;
+                state.listeners.push((l.name.clone(), running));
+            }
+        }
+        Ok(gateway)
+    }
+
+    /// Applies a new configuration to new connections. Live connections keep their upstream;
+    /// listeners whose socket settings did not change keep their socket (no connection
+    /// attempt is refused); new listeners are bound before anything else changes, so a
+    /// reload that cannot bind changes nothing. Removed listeners stop accepting; their
+    /// live connections go on. Unchanged clusters keep their health state.
+    pub fn reload(&self, config: &config::Config) -> Result<ReloadSummary, StartError> {
+        let result = self.apply(config);
+        match &result {
+            Ok(summary) => {
+                self.reloads.ok.fetch_add(1, Relaxed);
+                tracing::info!(?summary, "configuration reloaded");
+            }
+            Err(e) => {
+                self.reloads.failed.fetch_add(1, Relaxed);
+                tracing::error!("reload failed, the previous configuration stays: {e}");
+            }
+        }
+        result
+    }
+
+    fn apply(&self, config: &config::Config) -> Result<ReloadSummary, StartError> {
+        let mut state = self.state.lock().unwrap();
+        let mut summary = ReloadSummary::default();
+        if config.workers != state.config.workers {
+            tracing::warn!(
+                running = state.config.workers,
+                configured = config.workers,
+                "a change of `workers` takes effect at the next restart"
+            );
+        }
+
+        // First everything that can fail: binding new and changed listeners.
+        let needs_socket =
+            |l: &&config::Listener| match state.listeners.iter().find(|(n, _)| *n == l.name) {
+                Some((_, running)) => !same_socket(&running.current.borrow().config, l),
+                None => true,
+            };
+        let bound = bind_all(config.listeners.iter().filter(needs_socket))?;
+
+        // Nothing fails from here on.
+        let (clusters, changes) = self.clusters_for(config, &state.clusters);
+        summary.clusters_added = changes.added;
+        summary.clusters_replaced = changes.replaced;
+        for (name, old) in &state.clusters {
+            match clusters.get(name) {
+                Some(new) if Arc::ptr_eq(new, old) => {}
+                Some(_) => old.stop(),
+                None => {
+                    old.stop();
+                    summary.clusters_removed.push(name.clone());
+                }
+            }
+        }
+
+        let mut old_listeners: HashMap<String, RunningListener> =
+            state.listeners.drain(..).collect();
+        let mut bound: HashMap<&str, std::net::TcpListener> = bound
+            .into_iter()
+            .map(|(l, s)| (l.name.as_str(), s))
+            .collect();
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let old = old_listeners.remove(&l.name);
+            let running = match (old, bound.remove(l.name.as_str())) {
+                (Some(old), None) => {
+                    let stats = old.current.borrow().stats.clone();
+                    old.current
+                        .send_replace(Arc::new(listener_state(l, &clusters, &stats)));
+                    summary.listeners_updated.push(l.name.clone());
+                    old
+                }
+                (old, Some(socket)) => {
+                    let stats = old.as_ref().map(|o| o.current.borrow().stats.clone());
+                    if let Some(old) = old {
+                        old.stop.cancel();
+                        summary.listeners_rebound.push(l.name.clone());
+                    } else {
+                        summary.listeners_added.push(l.name.clone());
+                    }
+                    self.run_listener(l, socket, &clusters, stats)?
+                }
+                (None, None) => unreachable!("a new listener is always bound"),
+            };
+            listeners.push((l.name.clone(), running));
+        }
+        for (name, old) in old_listeners {
+            old.stop.cancel();
+            tracing::info!(listener = %name, "listener removed: stopped accepting; its connections go on");
+            summary.listeners_removed.push(name);
+        }
+        state.listeners = listeners;
+        state.clusters = clusters;
+        state.config = config.clone();
+        Ok(summary)
+    }
+
+    /// The clusters for `config`: an old cluster whose configuration is unchanged is kept
+    /// (with its health state); others are started.
+    fn clusters_for(
+        &self,
+        config: &config::Config,
+        old: &HashMap<String, Arc<Cluster>>,
+    ) -> (HashMap<String, Arc<Cluster>>, ClusterChanges) {
+        let mut changes = ClusterChanges::default();
+        let clusters = config
             .clusters
             .iter()
             .map(|c| {
-                let stop = stop_health_checks.child_token();
-                let cluster = Cluster::start(c, stop, &context.close_connections);
+                let cluster = match old.get(&c.name) {
+                    Some(existing) if existing.config == *c => existing.clone(),
+                    existing => {
+                        if existing.is_some() {
+                            changes.replaced.push(c.name.clone());
+                        } else if !old.is_empty() {
+                            changes.added.push(c.name.clone());
+                        }
+                        let stop = self.stop_health_checks.child_token();
+                        Cluster::start(c, stop, &self.context.close_connections)
+                    }
+                };
                 (c.name.clone(), cluster)
             })
             .collect();
+        (clusters, changes)
+    }
 
-        // Bind everything before accepting anywhere: a config either starts whole or not at all.
-        let mut bound = Vec::new();
-        for l in &config.listeners {
-            let socket = listener::bind(l).map_err(|source| StartError {
-                listener: l.name.clone(),
-                address: l.address,
-                source,
-            })?;
-            bound.push((l, socket));
-        }
-        let mut listeners = Vec::new();
-        let mut accept_loops = Vec::new();
-        for (l, socket) in bound {
-            let socket =
-                tokio::net::TcpListener::from_std(socket).map_err(|source| StartError {
-                    listener: l.name.clone(),
-                    address: l.address,
-                    source,
-                })?;
-            let address = socket.local_addr().unwrap_or(l.address);
-            let state = Arc::new(Listener {
-                config: l.clone(),
-                name: Arc::from(l.name.as_str()),
-                routes: RouteTable::new(&l.routes, &clusters),
-                stats: ListenerStats::default(),
-            });
-            tracing::info!(listener = %l.name, %address, "listening");
-            accept_loops.push(tokio::spawn(listener::accept_loop(
-                socket,
-                state.clone(),
-                context.clone(),
-            )));
-            listeners.push((state, address));
-        }
-        Ok(Gateway {
-            listeners,
+    fn run_listener(
+        &self,
+        config: &config::Listener,
+        socket: std::net::TcpListener,
+        clusters: &HashMap<String, Arc<Cluster>>,
+        stats: Option<Arc<ListenerStats>>,
+    ) -> Result<RunningListener, StartError> {
+        let error = |source| StartError {
+            listener: config.name.clone(),
+            address: config.address,
+            source,
+        };
+        let socket = tokio::net::TcpListener::from_std(socket).map_err(error)?;
+        let address = socket.local_addr().map_err(error)?;
+        let (current, updates) = watch::channel(Arc::new(listener_state(
+            config,
             clusters,
-            context,
-            accept_loops,
-            drain_timeout: config.drain.timeout,
-            stop_health_checks,
+            &stats.unwrap_or_default(),
+        )));
+        let stop = self.context.stop_accepting.child_token();
+        tracing::info!(listener = %config.name, %address, "listening");
+        let accept_loop = tokio::spawn(listener::accept_loop(
+            socket,
+            updates,
+            stop.clone(),
+            self.context.clone(),
+        ));
+        Ok(RunningListener {
+            current,
+            address,
+            stop,
+            accept_loop,
         })
     }
 
     /// The address a listener is bound to (its real port when configured with port 0).
     pub fn listener_address(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners
+        let state = self.state.lock().unwrap();
+        state
+            .listeners
             .iter()
-            .find(|(l, _)| &*l.name == name)
-            .map(|(_, a)| *a)
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| l.address)
     }
 
-    pub fn listeners(&self) -> impl Iterator<Item = (&str, SocketAddr)> {
-        self.listeners.iter().map(|(l, a)| (&*l.name, *a))
-    }
-
-    pub fn listener_stats(&self, name: &str) -> Option<&ListenerStats> {
-        self.listeners
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        let state = self.state.lock().unwrap();
+        state
+            .listeners
             .iter()
-            .find(|(l, _)| &*l.name == name)
-            .map(|(l, _)| &l.stats)
+            .map(|(n, l)| (n.clone(), l.address))
+            .collect()
     }
 
-    pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
-        self.clusters.get(name)
+    pub fn listener_stats(&self, name: &str) -> Option<Arc<ListenerStats>> {
+        let state = self.state.lock().unwrap();
+        state
+            .listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| l.current.borrow().stats.clone())
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<Arc<Cluster>> {
+        self.state.lock().unwrap().clusters.get(name).cloned()
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> config::Config {
+        self.state.lock().unwrap().config.clone()
     }
 
     /// Connections being handled now, across all listeners.
@@ -133,14 +310,16 @@ impl Gateway {
     /// Stops accepting, gives live connections until the drain timeout to end by themselves,
     /// then closes the rest.
     pub async fn shutdown(self) -> ShutdownReport {
+        let state = self.state.into_inner().unwrap();
         self.context.stop_accepting.cancel();
-        for accept_loop in self.accept_loops {
-            let _ = accept_loop.await;
+        for (_, listener) in state.listeners {
+            let _ = listener.accept_loop.await;
         }
         self.context.connections.close();
         let live = self.context.connections.len();
-        tracing::info!(connections = live, timeout = ?self.drain_timeout, "draining");
-        let drained = tokio::time::timeout(self.drain_timeout, self.context.connections.wait())
+        let timeout = state.config.drain.timeout;
+        tracing::info!(connections = live, ?timeout, "draining");
+        let drained = tokio::time::timeout(timeout, self.context.connections.wait())
             .await
             .is_ok();
         let closed = self.context.connections.len();
@@ -155,4 +334,47 @@ impl Gateway {
         self.stop_health_checks.cancel();
         ShutdownReport { drained, closed }
     }
+}
+
+#[derive(Default)]
+struct ClusterChanges {
+    added: Vec<String>,
+    replaced: Vec<String>,
+}
+
+fn listener_state(
+    config: &config::Listener,
+    clusters: &HashMap<String, Arc<Cluster>>,
+    stats: &Arc<ListenerStats>,
+) -> Listener {
+    Listener {
+        config: config.clone(),
+        name: Arc::from(config.name.as_str()),
+        routes: RouteTable::new(&config.routes, clusters),
+        stats: stats.clone(),
+    }
+}
+
+/// Whether a listener can keep its socket: same address (port 0 included: it keeps the
+/// port it got) and same SO_REUSEPORT. Other socket settings are changed in place by the
+/// accept loop.
+fn same_socket(old: &config::Listener, new: &config::Listener) -> bool {
+    old.address == new.address && old.reuse_port == new.reuse_port
+}
+
+/// Binds every listener given, or none: the first failure drops what was bound.
+fn bind_all<'a>(
+    listeners: impl Iterator<Item = &'a config::Listener>,
+) -> Result<Vec<(&'a config::Listener, std::net::TcpListener)>, StartError> {
+    listeners
+        .map(|l| {
+            listener::bind(l)
+                .map(|s| (l, s))
+                .map_err(|source| StartError {
+                    listener: l.name.clone(),
+                    address: l.address,
+                    source,
+                })
+        })
+        .collect()
 }

@@ -14,4 +14,4 @@ pub mod routing;
 mod socket;
 
 pub use error::{Error, Kind, Side};
-pub use gateway::{Gateway, ShutdownReport, StartError};
+pub use gateway::{Gateway, ReloadStats, ReloadSummary, ShutdownReport, StartError};

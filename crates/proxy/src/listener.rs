@@ -4,12 +4,13 @@
 use crate::connection;
 use crate::routing::RouteTable;
 use crate::socket;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,7 +29,8 @@ pub struct Listener {
     pub config: config::Listener,
     pub name: Arc<str>,
     pub routes: RouteTable,
-    pub stats: ListenerStats,
+    /// Shared by every version of the listener across reloads.
+    pub stats: Arc<ListenerStats>,
 }
 
 /// Creates the listening socket (bound and listening, not yet accepting).
@@ -47,10 +49,17 @@ pub fn bind(config: &config::Listener) -> io::Result<std::net::TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
-    socket::apply(&socket, &config.socket)?;
     socket.bind(&address.into())?;
-    socket.listen(config.backlog.min(i32::MAX as u32) as i32)?;
+    configure(&socket, config)?;
     Ok(socket.into())
+}
+
+/// Sets what can change on a listening socket without rebinding it: the options accepted
+/// connections inherit, and the backlog (listen(2) again updates it).
+pub(crate) fn configure(socket: &Socket, config: &config::Listener) -> io::Result<()> {
+    // (Called on a fresh socket at bind, and on a listening one when a reload changes them.)
+    socket::apply(socket, &config.socket)?;
+    socket.listen(config.backlog.min(i32::MAX as u32) as i32)
 }
 
 /// Holds a slot of the listener's `active` count for one connection.
@@ -68,11 +77,14 @@ pub(crate) struct Context {
     pub connections: TaskTracker,
 }
 
+/// Accepts until `stop`; each connection gets the listener's settings current at accept.
 pub(crate) async fn accept_loop(
     socket: TcpListener,
-    listener: Arc<Listener>,
+    mut updates: watch::Receiver<Arc<Listener>>,
+    stop: CancellationToken,
     context: Arc<Context>,
 ) {
+    let name = updates.borrow().name.clone();
     // Bound to one address, every connection's destination is that address: no getsockname
     // per accept. Bound to a wildcard, ask each connection.
     let fixed_destination = socket
@@ -81,18 +93,29 @@ pub(crate) async fn accept_loop(
         .filter(|a| !a.ip().is_unspecified());
     loop {
         let accepted = tokio::select! {
-            _ = context.stop_accepting.cancelled() => break,
+            _ = stop.cancelled() => break,
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let listener = updates.borrow_and_update().clone();
+                if let Err(e) = configure(&SockRef::from(&socket), &listener.config) {
+                    tracing::warn!(listener = %name, error = %e, "cannot change the listening socket's options");
+                }
+                continue;
+            }
             accepted = socket.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors (or similar): back off instead of spinning.
-                tracing::warn!(listener = %listener.name, error = %e, "accept failed");
+                tracing::warn!(listener = %name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        let listener = updates.borrow().clone();
         listener.stats.accepted.fetch_add(1, Relaxed);
         let active = listener.stats.active.fetch_add(1, Relaxed);
         let guard = ActiveGuard(listener.clone());
@@ -130,7 +153,7 @@ pub(crate) async fn accept_loop(
         ));
     }
     drop(socket);
-    tracing::info!(listener = %listener.name, "stopped accepting");
+    tracing::info!(listener = %name, "stopped accepting");
 }
 
 #[cfg(test)]

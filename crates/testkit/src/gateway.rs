@@ -1,6 +1,6 @@
 //! A gateway running inside the test's own runtime.
 
-use proxy::cluster::Cluster;
+use proxy::cluster::{Cluster, Endpoint};
 use proxy::listener::ListenerStats;
 use proxy::{Gateway, ShutdownReport};
 use std::net::SocketAddr;
@@ -25,22 +25,33 @@ impl TestGateway {
             .unwrap_or_else(|| panic!("no listener `{listener}`"))
     }
 
-    pub fn listener_stats(&self, listener: &str) -> &ListenerStats {
+    pub fn listener_stats(&self, listener: &str) -> Arc<ListenerStats> {
         self.gateway.listener_stats(listener).expect("listener")
     }
 
-    pub fn cluster(&self, name: &str) -> &Arc<Cluster> {
+    pub fn cluster(&self, name: &str) -> Arc<Cluster> {
         self.gateway.cluster(name).expect("cluster")
+    }
+
+    /// The endpoint at `address` of cluster `cluster`.
+    pub fn endpoint(&self, cluster: &str, address: SocketAddr) -> Arc<Endpoint> {
+        self.cluster(cluster)
+            .endpoint(&address.to_string())
+            .unwrap_or_else(|| panic!("no endpoint {address} in cluster {cluster}"))
+            .clone()
+    }
+
+    /// Reloads from YAML; panics on a bad config.
+    pub fn reload(&self, yaml: &str) -> proxy::ReloadSummary {
+        let config = config::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        self.gateway.reload(&config).expect("reload applies")
     }
 
     /// Waits (on the cluster's health signal, at most 10 s) until the endpoint at `address`
     /// has the given health.
     pub async fn wait_health(&self, cluster: &str, address: SocketAddr, healthy: bool) {
+        let endpoint = self.endpoint(cluster, address);
         let cluster = self.cluster(cluster);
-        let endpoint = cluster
-            .endpoint(&address.to_string())
-            .expect("endpoint in cluster")
-            .clone();
         let mut changes = cluster.health_changes();
         let wait = async {
             while endpoint.is_healthy() != healthy {

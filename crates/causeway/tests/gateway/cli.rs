@@ -306,3 +306,34 @@ async fn demo_prints_how_to_try_it_and_serves() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_an_invalid_file_changes_nothing() {
+    testkit::bounded(async {
+        use testkit::Client;
+        let (a, b) = (Backend::echo("a").await, Backend::echo("b").await);
+        let yaml = |cluster: &str| {
+            format!(
+                "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: {cluster} }}]\nclusters:\n  - {{ name: a, endpoints: [{{ address: \"{}\" }}] }}\n  - {{ name: b, endpoints: [{{ address: \"{}\" }}] }}\n",
+                a.address, b.address
+            )
+        };
+        let mut gw = Process::start(&yaml("a"));
+        let (mut live, name) = Client::greeted(gw.address).await;
+        assert_eq!(name, "a");
+        let path = gw._config.as_ref().unwrap().path().to_path_buf();
+
+        std::fs::write(&path, yaml("b")).unwrap();
+        gw.signal(libc::SIGHUP);
+        tokio::task::block_in_place(|| gw.wait_for("configuration reloaded"));
+        assert_eq!(Client::greeted(gw.address).await.1, "b", "same port, new route");
+
+        std::fs::write(&path, "listeners: [ {").unwrap();
+        gw.signal(libc::SIGHUP);
+        let line = tokio::task::block_in_place(|| gw.wait_for("reload refused"));
+        assert!(line.contains("previous configuration stays"), "{line}");
+        assert_eq!(Client::greeted(gw.address).await.1, "b", "still the last good config");
+        live.assert_echo("the first connection never noticed").await;
+    })
+    .await
+}

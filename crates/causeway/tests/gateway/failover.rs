@@ -46,7 +46,8 @@ clusters:
             assert_eq!(name, "alive");
             client.assert_echo("ok").await;
         }
-        let dead_stats = &gw.cluster("c").endpoint(&dead.to_string()).unwrap().stats;
+        let dead_endpoint = gw.endpoint("c", dead);
+        let dead_stats = &dead_endpoint.stats;
         assert_eq!(
             dead_stats.connect_failures.load(Relaxed),
             3,
@@ -84,7 +85,7 @@ clusters:
             assert!(client.is_closed().await);
         }
         // Two failures in a row ejected it: the standby now takes connections.
-        let endpoint = gw.cluster("c").endpoint(&dead.to_string()).unwrap().clone();
+        let endpoint = gw.endpoint("c", dead);
         assert!(endpoint.is_ejected());
         assert_eq!(endpoint.stats.ejections.load(Relaxed), 1);
         let (mut client, name) = Client::greeted(gw.address("l")).await;
@@ -172,7 +173,7 @@ async fn health_transitions_wait_for_their_thresholds() {
             &standby.address.to_string(),
             "health_check: { interval: 30ms, timeout: 200ms, healthy_threshold: 4, unhealthy_threshold: 3 }",
         ));
-        let endpoint = gw.cluster("venue").endpoint(&active.address.to_string()).unwrap().clone();
+        let endpoint = gw.endpoint("venue", active.address);
         eventually("a first check passed", || endpoint.stats.health_checks_passed.load(Relaxed) >= 1).await;
         assert!(endpoint.is_healthy());
 
@@ -218,11 +219,8 @@ clusters:
         let (_client, name) = Client::greeted(gw.address("l")).await;
         assert_eq!(name, "alive");
         assert!(started.elapsed() >= std::time::Duration::from_millis(200));
-        let stats = &gw
-            .cluster("c")
-            .endpoint(&blackhole.to_string())
-            .unwrap()
-            .stats;
+        let endpoint = gw.endpoint("c", blackhole);
+        let stats = &endpoint.stats;
         assert_eq!(stats.connect_failures.load(Relaxed), 1);
     })
     .await

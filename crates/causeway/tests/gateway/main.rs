@@ -6,4 +6,5 @@ mod config_errors;
 mod failover;
 mod load_balancing;
 mod relay;
+mod reload;
 mod routing;
