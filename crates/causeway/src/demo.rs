@@ -36,6 +36,13 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let signals = match serve::Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let active = greeting_echo("active").await;
         let standby = greeting_echo("standby").await;
         let yaml = DEMO_CONFIG
@@ -62,7 +69,7 @@ pub fn run(listen: SocketAddr) -> ExitCode {
             "Each connection is greeted by the backend it reached, then echoes what you type."
         );
         println!("Ctrl-C stops the demo.");
-        serve::serve_until_signal(gateway, None).await;
+        serve::serve_until_signal(gateway, signals, None).await;
         ExitCode::SUCCESS
     })
 }

@@ -4,7 +4,7 @@ use proxy::Gateway;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 pub fn run(path: &Path, config: config::Config) -> ExitCode {
     let runtime = match runtime(config.workers) {
@@ -15,6 +15,14 @@ pub fn run(path: &Path, config: config::Config) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Before anything announces itself: a signal sent right after must find its handler.
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let gateway = match Gateway::start(&config) {
             Ok(g) => g,
             Err(e) => {
@@ -23,7 +31,7 @@ pub fn run(path: &Path, config: config::Config) -> ExitCode {
             }
         };
         tracing::info!(workers = config.workers, "causeway running");
-        serve_until_signal(gateway, Some(path)).await;
+        serve_until_signal(gateway, signals, Some(path)).await;
         ExitCode::SUCCESS
     })
 }
@@ -41,21 +49,31 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment this exists.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, then drains; a second signal closes everything at once.
 /// SIGHUP reloads the configuration file (when there is one).
-pub async fn serve_until_signal(gateway: Gateway, config_path: Option<&Path>) {
-    let signals = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    );
-    let (mut term, mut int, mut hup) = match signals {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            tracing::error!("cannot install signal handlers");
-            return;
-        }
-    };
+pub async fn serve_until_signal(gateway: Gateway, signals: Signals, config_path: Option<&Path>) {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let which = loop {
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
