@@ -3,6 +3,7 @@
 use crate::attributes::Attributes;
 use crate::error::{Error, Kind, Side};
 use crate::listener::{ActiveGuard, Context};
+use crate::registry::{Live, Upstream};
 use crate::relay::{self, Counters};
 use crate::socket;
 use std::future::pending;
@@ -35,12 +36,14 @@ pub(crate) async fn serve(
     context: Arc<Context>,
 ) {
     let listener = &guard.0;
-    // Everything held for the connection's life lives in this future: keep it lean
-    // (see the size test below).
-    let counters = Counters::new();
+    // What the connection holds for its life is in its registry record or this future:
+    // keep both lean (see the size test below).
+    let registration = context.registry.register(Arc::new(Live::new(attributes)));
+    let live = &registration.live;
+    let (attributes, counters) = (&live.attributes, &live.counters);
     let (source, destination) = (&attributes.source, &attributes.destination);
 
-    let Some(route) = listener.routes.find(&attributes) else {
+    let Some(route) = listener.routes.find(attributes) else {
         listener.stats.no_route.fetch_add(1, Relaxed);
         let error = Error::internal(Kind::NoRoute);
         tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %source, destination = %destination, reason = error.code(), "connection refused: {error}");
@@ -52,7 +55,7 @@ pub(crate) async fn serve(
     // connection's task for its whole life.
     let dialed = tokio::select! {
         dialed = Box::pin(cluster.connect()) => dialed,
-        _ = context.close_connections.cancelled() => Err(Error::internal(Kind::Shutdown)),
+        reason = live.close_requested() => Err(Error::internal(reason.kind())),
     };
     let (upstream, lease) = match dialed {
         Ok(pair) => pair,
@@ -62,18 +65,16 @@ pub(crate) async fn serve(
         }
     };
     let endpoint = &lease.endpoint;
+    live.set_upstream(Upstream {
+        route: route.clone(),
+        endpoint: endpoint.clone(),
+    });
     tracing::debug!(id = attributes.id, route = %route.config.name, endpoint = %endpoint.address, "connected upstream");
 
-    // Cancelled on failback, and (being a child of it) on the gateway's final close.
-    let eviction = endpoint.eviction();
     let result = tokio::select! {
-        r = relay::relay(&downstream, &upstream, &counters) => r,
-        e = timeouts(&route.config, &counters) => Err(e),
-        _ = eviction.cancelled() => Err(Error::internal(if context.close_connections.is_cancelled() {
-            Kind::Shutdown
-        } else {
-            Kind::Failback
-        })),
+        r = relay::relay(&downstream, &upstream, counters) => r,
+        e = timeouts(&route.config, counters) => Err(e),
+        reason = live.close_requested() => Err(Error::internal(reason.kind())),
     };
 
     // An abort on one side is passed on as an abort on the other.
@@ -165,7 +166,7 @@ mod tests {
         });
         let context = Arc::new(Context {
             stop_accepting: CancellationToken::new(),
-            close_connections: CancellationToken::new(),
+            registry: Default::default(),
             connections: TaskTracker::new(),
         });
         let attributes = accepted(&listener.name, address, address);

@@ -4,6 +4,7 @@
 
 use crate::cluster::Cluster;
 use crate::listener::{self, Context, Listener, ListenerStats};
+use crate::registry::{CloseReason, Registry};
 use crate::routing::RouteTable;
 use std::collections::HashMap;
 use std::io;
@@ -86,7 +87,7 @@ impl Gateway {
             }),
             context: Arc::new(Context {
                 stop_accepting: CancellationToken::new(),
-                close_connections: CancellationToken::new(),
+                registry: Default::default(),
                 connections: TaskTracker::new(),
             }),
             stop_health_checks: CancellationToken::new(),
@@ -221,7 +222,7 @@ impl Gateway {
                             changes.added.push(c.name.clone());
                         }
                         let stop = self.stop_health_checks.child_token();
-                        Cluster::start(c, stop, &self.context.close_connections)
+                        Cluster::start(c, stop, self.context.registry.clone())
                     }
                 };
                 (c.name.clone(), cluster)
@@ -302,6 +303,11 @@ impl Gateway {
         self.state.lock().unwrap().config.clone()
     }
 
+    /// The live connections.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.context.registry
+    }
+
     /// Connections being handled now, across all listeners.
     pub fn active_connections(&self) -> usize {
         self.context.connections.len()
@@ -328,7 +334,7 @@ impl Gateway {
                 connections = closed,
                 "drain timeout reached: closing the remaining connections"
             );
-            self.context.close_connections.cancel();
+            self.context.registry.close_all(CloseReason::Shutdown);
             self.context.connections.wait().await;
         }
         self.stop_health_checks.cancel();

@@ -9,6 +9,7 @@ mod connection;
 pub mod error;
 mod gateway;
 pub mod listener;
+pub mod registry;
 pub mod relay;
 pub mod routing;
 mod socket;

@@ -2,6 +2,7 @@
 //! and handing each connection to the pipeline.
 
 use crate::connection;
+use crate::registry::Registry;
 use crate::routing::RouteTable;
 use crate::socket;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -73,7 +74,7 @@ impl Drop for ActiveGuard {
 
 pub(crate) struct Context {
     pub stop_accepting: CancellationToken,
-    pub close_connections: CancellationToken,
+    pub registry: Arc<Registry>,
     pub connections: TaskTracker,
 }
 

@@ -2,10 +2,8 @@
 //! token that closes its connections on failback.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Default)]
 pub struct EndpointStats {
@@ -32,13 +30,10 @@ pub struct Endpoint {
     /// Milliseconds after `epoch` until which passive ejection keeps the endpoint out; 0: never.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
-    /// Child of the gateway's close-everything token, so a connection waits on one token.
-    close_all: CancellationToken,
-    eviction: Mutex<CancellationToken>,
 }
 
 impl Endpoint {
-    pub(crate) fn new(config: &config::Endpoint, close_all: &CancellationToken) -> Self {
+    pub(crate) fn new(config: &config::Endpoint) -> Self {
         Endpoint {
             address: config.address.clone(),
             socket_address: config.address.parse().ok(),
@@ -48,8 +43,6 @@ impl Endpoint {
             consecutive_connect_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            close_all: close_all.clone(),
-            eviction: Mutex::new(close_all.child_token()),
         }
     }
 
@@ -94,19 +87,6 @@ impl Endpoint {
             }
             _ => false,
         }
-    }
-
-    /// Cancelled when this endpoint's connections must close: failback policy `close`, or the
-    /// gateway closing every connection.
-    pub fn eviction(&self) -> CancellationToken {
-        self.eviction.lock().unwrap().clone()
-    }
-
-    /// Closes every connection on this endpoint; later ones are unaffected.
-    pub(crate) fn evict_connections(&self) {
-        let fresh = self.close_all.child_token();
-        let old = std::mem::replace(&mut *self.eviction.lock().unwrap(), fresh);
-        old.cancel();
     }
 }
 

@@ -9,6 +9,7 @@ mod health;
 pub use endpoint::{Endpoint, EndpointStats, Lease};
 
 use crate::error::{Error, Kind, Side};
+use crate::registry::{CloseReason, Registry};
 use crate::socket;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,20 +27,21 @@ pub struct Cluster {
     /// Bumped on every health transition, so waiters need no polling.
     health_generation: watch::Sender<u64>,
     stop: CancellationToken,
+    registry: Arc<Registry>,
 }
 
 impl Cluster {
-    /// Builds the cluster and starts its health checks (they end with `stop`). Cancelling
-    /// `close_all` closes every connection through the cluster.
+    /// Builds the cluster and starts its health checks (they end with `stop`). Failback
+    /// closes connections through `registry`.
     pub fn start(
         config: &config::Cluster,
         stop: CancellationToken,
-        close_all: &CancellationToken,
+        registry: Arc<Registry>,
     ) -> Arc<Self> {
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
             .iter()
-            .map(|e| Arc::new(Endpoint::new(e, close_all)))
+            .map(|e| Arc::new(Endpoint::new(e)))
             .collect();
         let mut priorities: Vec<u32> = endpoints.iter().map(|e| e.priority).collect();
         priorities.sort_unstable();
@@ -59,6 +61,7 @@ impl Cluster {
             balancer: balancer::Balancer::new(config.load_balancing),
             health_generation: watch::Sender::new(0),
             stop,
+            registry,
         });
         if let Some(check) = config.health_check {
             for index in 0..cluster.endpoints.len() {
@@ -102,19 +105,18 @@ impl Cluster {
             "endpoint health changed"
         );
         if healthy && self.config.failback == config::Failback::Close {
-            for standby in self
-                .endpoints
-                .iter()
-                .filter(|e| e.priority > endpoint.priority)
-            {
-                if standby.stats.active.load(Relaxed) > 0 {
-                    tracing::info!(
-                        cluster = %self.config.name,
-                        endpoint = %standby.address,
-                        "failback: closing connections on standby"
-                    );
-                }
-                standby.evict_connections();
+            let closed = self.registry.close_where(CloseReason::Failback, |live| {
+                live.upstream().is_some_and(|u| {
+                    u.endpoint.priority > endpoint.priority
+                        && self.endpoints.iter().any(|e| Arc::ptr_eq(e, &u.endpoint))
+                })
+            });
+            if closed > 0 {
+                tracing::info!(
+                    cluster = %self.config.name,
+                    connections = closed,
+                    "failback: closing the connections on standby endpoints"
+                );
             }
         }
         self.health_generation.send_modify(|g| *g += 1);

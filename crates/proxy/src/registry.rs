@@ -1,0 +1,180 @@
+//! The live connections: what each is (attributes, route, endpoint, bytes so far) for the
+//! admin API and metrics, and a way to close any one of them — for failback, for a drain
+//! that closes connections spread over time, and for shutdown.
+//!
+//! Closing is a flag plus a waker in the connection's own record: no token tree, no
+//! allocation beyond the record, and a connection waits on one small future.
+
+use crate::attributes::Attributes;
+use crate::cluster::Endpoint;
+use crate::error::Kind;
+use crate::relay::Counters;
+use crate::routing::Route;
+use atomic_waker::AtomicWaker;
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
+
+/// Why the gateway closes a connection itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CloseReason {
+    Shutdown = 1,
+    Failback = 2,
+}
+
+impl CloseReason {
+    pub fn kind(self) -> Kind {
+        match self {
+            CloseReason::Shutdown => Kind::Shutdown,
+            CloseReason::Failback => Kind::Failback,
+        }
+    }
+}
+
+/// Where a connection went, once it was dialed.
+#[derive(Debug)]
+pub struct Upstream {
+    pub route: Arc<Route>,
+    pub endpoint: Arc<Endpoint>,
+}
+
+/// One live connection.
+#[derive(Debug)]
+pub struct Live {
+    pub attributes: Attributes,
+    pub counters: Counters,
+    upstream: OnceLock<Upstream>,
+    close: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl Live {
+    pub fn new(attributes: Attributes) -> Self {
+        Live {
+            attributes,
+            counters: Counters::new(),
+            upstream: OnceLock::new(),
+            close: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    pub fn upstream(&self) -> Option<&Upstream> {
+        self.upstream.get()
+    }
+
+    pub(crate) fn set_upstream(&self, upstream: Upstream) {
+        let _ = self.upstream.set(upstream);
+    }
+
+    /// Asks the connection to close; the first reason given wins.
+    pub fn request_close(&self, reason: CloseReason) {
+        let _ = self
+            .close
+            .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
+        self.waker.wake();
+    }
+
+    /// Completes when the gateway asks this connection to close.
+    pub(crate) async fn close_requested(&self) -> CloseReason {
+        poll_fn(|cx| {
+            if let Some(reason) = self.reason() {
+                return Poll::Ready(reason);
+            }
+            self.waker.register(cx.waker());
+            match self.reason() {
+                Some(reason) => Poll::Ready(reason),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn reason(&self) -> Option<CloseReason> {
+        match self.close.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(CloseReason::Shutdown),
+            _ => Some(CloseReason::Failback),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    live: Mutex<HashMap<u64, Arc<Live>>>,
+    /// Set by `close_all`: a connection registering afterwards is closed at once.
+    closing: AtomicU8,
+}
+
+impl Registry {
+    /// Records a connection until the returned guard is dropped.
+    pub(crate) fn register(self: &Arc<Self>, live: Arc<Live>) -> Registration {
+        let id = live.attributes.id;
+        self.live.lock().unwrap().insert(id, live.clone());
+        match self.closing.load(Ordering::Acquire) {
+            0 => {}
+            1 => live.request_close(CloseReason::Shutdown),
+            _ => live.request_close(CloseReason::Failback),
+        }
+        Registration {
+            registry: self.clone(),
+            live,
+        }
+    }
+
+    /// The live connections now, oldest first.
+    pub fn snapshot(&self) -> Vec<Arc<Live>> {
+        let mut all: Vec<Arc<Live>> = self.live.lock().unwrap().values().cloned().collect();
+        all.sort_by_key(|l| l.attributes.id);
+        all
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Asks every connection, now and from now on, to close.
+    pub fn close_all(&self, reason: CloseReason) -> usize {
+        self.closing.store(reason as u8, Ordering::Release);
+        self.close_where(reason, |_| true)
+    }
+
+    /// Asks every connection matching `which` to close; returns how many.
+    pub fn close_where(&self, reason: CloseReason, which: impl Fn(&Live) -> bool) -> usize {
+        let matching: Vec<Arc<Live>> = self
+            .live
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|l| which(l))
+            .cloned()
+            .collect();
+        for live in &matching {
+            live.request_close(reason);
+        }
+        matching.len()
+    }
+}
+
+/// Removes a connection from the registry when it ends.
+pub(crate) struct Registration {
+    registry: Arc<Registry>,
+    pub live: Arc<Live>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry
+            .live
+            .lock()
+            .unwrap()
+            .remove(&self.live.attributes.id);
+    }
+}
