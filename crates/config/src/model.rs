@@ -21,8 +21,14 @@ impl Config {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Drain {
-    /// How long live connections may take to finish after a shutdown signal.
+    /// From the shutdown signal, how long live connections may take to finish.
     pub timeout: Duration,
+    /// From the signal, how long listeners keep accepting (while /ready says 503) so load
+    /// balancers notice first.
+    pub delay: Duration,
+    /// The last part of the window, over which the connections still open are closed one
+    /// by one rather than all at once.
+    pub spread: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

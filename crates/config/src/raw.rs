@@ -20,7 +20,9 @@ pub struct Config {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Drain {
-    pub timeout: Option<HumanDuration>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub delay: Option<Spanned<HumanDuration>>,
+    pub spread: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize)]

@@ -65,9 +65,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         Some(w) => problems.at_least(w, 1, "workers"),
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let drain = model::Drain {
-        timeout: raw.drain.timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
-    };
+    let drain = drain(&mut problems, &raw.drain);
 
     let mut cluster_names: HashMap<String, Location> = HashMap::new();
     let clusters: Vec<model::Cluster> = raw
@@ -119,6 +117,34 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         problems.0.sort_by_key(|p| (p.line, p.column));
         Err(problems.0)
     }
+}
+
+fn drain(problems: &mut Problems, raw: &raw::Drain) -> model::Drain {
+    let get = |d: &Option<Spanned<crate::duration::HumanDuration>>, default| {
+        d.as_ref().map_or(default, |d| d.value.0)
+    };
+    let drain = model::Drain {
+        timeout: get(&raw.timeout, DEFAULT_DRAIN_TIMEOUT),
+        delay: get(&raw.delay, Duration::ZERO),
+        spread: get(&raw.spread, Duration::ZERO),
+    };
+    if let Some(delay) = &raw.delay
+        && drain.delay >= drain.timeout
+    {
+        problems.add(
+            delay.referenced,
+            "drain.delay must be shorter than drain.timeout",
+        );
+    }
+    if let Some(spread) = &raw.spread
+        && drain.spread > drain.timeout.saturating_sub(drain.delay)
+    {
+        problems.add(
+            spread.referenced,
+            "drain.spread must fit in the window after drain.delay (spread <= timeout - delay)",
+        );
+    }
+    drain
 }
 
 /// Names appear in logs and metric labels: keep them short and plain, and unique.

@@ -9,7 +9,7 @@ use crate::routing::RouteTable;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,9 +27,9 @@ pub struct StartError {
 /// How a shutdown ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Connections that ended by themselves within the drain timeout.
+    /// Every connection ended by itself before the spread began.
     pub drained: bool,
-    /// Connections still open when the drain timeout ran out, and closed.
+    /// Connections still open when the spread began, and closed.
     pub closed: usize,
 }
 
@@ -73,6 +73,7 @@ pub struct Gateway {
     state: Mutex<State>,
     context: Arc<Context>,
     stop_health_checks: CancellationToken,
+    draining: AtomicBool,
     pub reloads: ReloadStats,
 }
 
@@ -91,6 +92,7 @@ impl Gateway {
                 connections: TaskTracker::new(),
             }),
             stop_health_checks: CancellationToken::new(),
+            draining: AtomicBool::new(false),
             reloads: ReloadStats::default(),
         };
         {
@@ -313,27 +315,55 @@ impl Gateway {
         self.context.connections.len()
     }
 
-    /// Stops accepting, gives live connections until the drain timeout to end by themselves,
-    /// then closes the rest.
-    pub async fn shutdown(self) -> ShutdownReport {
-        let state = self.state.into_inner().unwrap();
+    /// True from the moment a drain starts: the gateway is going away (/ready says 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Relaxed)
+    }
+
+    /// Drains and stops, by the configuration's `drain` settings, counted from now:
+    /// draining at once; accepting for `delay` more (so load balancers notice first); live
+    /// connections then have until `timeout` to end by themselves, and those still open in
+    /// the last `spread` of the window are closed one by one, oldest first, spread evenly,
+    /// so their clients do not all reconnect in the same instant.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let started = tokio::time::Instant::now();
+        self.draining.store(true, Relaxed);
+        let (drain, listeners) = {
+            let mut state = self.state.lock().unwrap();
+            (
+                state.config.drain.clone(),
+                std::mem::take(&mut state.listeners),
+            )
+        };
+        let live = self.context.connections.len();
+        tracing::info!(connections = live, timeout = ?drain.timeout, delay = ?drain.delay, spread = ?drain.spread, "draining");
+
+        tokio::time::sleep_until(started + drain.delay).await;
         self.context.stop_accepting.cancel();
-        for (_, listener) in state.listeners {
+        for (_, listener) in listeners {
             let _ = listener.accept_loop.await;
         }
         self.context.connections.close();
-        let live = self.context.connections.len();
-        let timeout = state.config.drain.timeout;
-        tracing::info!(connections = live, ?timeout, "draining");
-        let drained = tokio::time::timeout(timeout, self.context.connections.wait())
+
+        let deadline = started + drain.timeout;
+        let spread_from = deadline - drain.spread;
+        let drained = tokio::time::timeout_at(spread_from, self.context.connections.wait())
             .await
             .is_ok();
-        let closed = self.context.connections.len();
+        let mut closed = 0;
         if !drained {
+            let remaining = self.context.registry.snapshot();
+            closed = remaining.len();
             tracing::warn!(
                 connections = closed,
-                "drain timeout reached: closing the remaining connections"
+                over = ?drain.spread,
+                "drain window ending: closing the remaining connections"
             );
+            let step = drain.spread / closed.max(1) as u32;
+            for (i, live) in remaining.iter().enumerate() {
+                tokio::time::sleep_until(spread_from + step * i as u32).await;
+                live.request_close(CloseReason::Shutdown);
+            }
             self.context.registry.close_all(CloseReason::Shutdown);
             self.context.connections.wait().await;
         }

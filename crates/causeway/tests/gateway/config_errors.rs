@@ -136,3 +136,22 @@ fn missing_required_fields() {
     let e = error_of(&GOOD.replace("      - cluster: c\n", "      - {}\n"));
     assert!(e.contains("bad.yaml:6:") && e.contains("cluster"), "{e}");
 }
+
+#[test]
+fn drain_settings_must_fit_their_window() {
+    let e = error_of(&format!("drain: {{ timeout: 5s, delay: 5s }}\n{GOOD}"));
+    assert!(
+        e.starts_with("bad.yaml:1:30: drain.delay must be shorter than drain.timeout"),
+        "{e}"
+    );
+    let e = error_of(&format!(
+        "drain: {{ timeout: 5s, delay: 2s, spread: 4s }}\n{GOOD}"
+    ));
+    assert!(e.starts_with("bad.yaml:1:42: drain.spread must fit"), "{e}");
+    let ok = config::parse(
+        &format!("drain: {{ timeout: 5s, delay: 1s, spread: 4s }}\n{GOOD}"),
+        "ok",
+    )
+    .unwrap();
+    assert_eq!(ok.drain.spread, std::time::Duration::from_secs(4));
+}

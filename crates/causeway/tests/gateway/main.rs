@@ -3,6 +3,7 @@
 
 mod cli;
 mod config_errors;
+mod drain;
 mod failover;
 mod load_balancing;
 mod relay;
