@@ -2,7 +2,6 @@
 //! one and a standby, all on loopback.
 
 use crate::serve;
-use proxy::Gateway;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use testkit::Backend;
@@ -11,6 +10,8 @@ use tokio::io::AsyncWriteExt;
 const DEMO_CONFIG: &str = r#"
 drain:
   timeout: 2s
+admin:
+  address: 127.0.0.1:0
 listeners:
   - name: demo
     address: "{listen}"
@@ -36,13 +37,6 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let signals = match serve::Signals::install() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
         let active = greeting_echo("active").await;
         let standby = greeting_echo("standby").await;
         let yaml = DEMO_CONFIG
@@ -51,25 +45,31 @@ pub fn run(listen: SocketAddr) -> ExitCode {
             .replace("{standby}", &standby.address.to_string());
         let config =
             config::parse(&yaml, "<built-in demo config>").expect("the demo config is valid");
-        let gateway = match Gateway::start(&config) {
-            Ok(g) => g,
+        let running = match serve::Running::start(&config, None).await {
+            Ok(r) => r,
             Err(e) => {
                 eprintln!("{e}\n(choose another address with --listen 127.0.0.1:PORT)");
                 return ExitCode::FAILURE;
             }
         };
-        let address = gateway.listener_address("demo").expect("demo listener");
+        let address = running
+            .gateway
+            .listener_address("demo")
+            .expect("demo listener");
         println!("Causeway demo");
         println!("  gateway listening on {address}");
         println!("  active echo backend  {} (priority 0)", active.address);
         println!("  standby echo backend {} (priority 1)", standby.address);
+        if let Some(admin) = running.admin {
+            println!("  admin API            http://{admin}/  (try /clusters and /connections)");
+        }
         println!();
         println!("Try it:   nc {} {}", address.ip(), address.port());
         println!(
             "Each connection is greeted by the backend it reached, then echoes what you type."
         );
         println!("Ctrl-C stops the demo.");
-        serve::serve_until_signal(gateway, signals, None).await;
+        running.serve_until_stopped().await;
         ExitCode::SUCCESS
     })
 }

@@ -1,10 +1,14 @@
-//! Running a gateway until a signal, then draining it.
+//! Running a gateway: its admin API, signals (SIGTERM/SIGINT drain, SIGHUP reloads), and
+//! the drain at the end.
 
-use proxy::Gateway;
-use std::path::Path;
+use proxy::{Gateway, ReloadSummary};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::Notify;
 
 pub fn run(path: &Path, config: config::Config) -> ExitCode {
     let runtime = match runtime(config.workers) {
@@ -15,23 +19,15 @@ pub fn run(path: &Path, config: config::Config) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        // Before anything announces itself: a signal sent right after must find its handler.
-        let signals = match Signals::install() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let gateway = match Gateway::start(&config) {
-            Ok(g) => g,
+        let running = match Running::start(&config, Some(path.to_path_buf())).await {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!("{e}");
                 return ExitCode::FAILURE;
             }
         };
         tracing::info!(workers = config.workers, "causeway running");
-        serve_until_signal(gateway, signals, Some(path)).await;
+        running.serve_until_stopped().await;
         ExitCode::SUCCESS
     })
 }
@@ -49,15 +45,80 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
-/// SIGTERM, SIGINT and SIGHUP, caught from the moment this exists.
-pub struct Signals {
+/// A started gateway with its admin API and signal handlers.
+pub struct Running {
+    pub gateway: Arc<Gateway>,
+    pub admin: Option<SocketAddr>,
+    control: Arc<ProcessControl>,
+    signals: Signals,
+}
+
+impl Running {
+    /// Signal handlers first (a signal sent right after start must find its handler), then
+    /// the gateway, then the admin API.
+    pub async fn start(config: &config::Config, path: Option<PathBuf>) -> Result<Running, String> {
+        let signals =
+            Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let gateway = Arc::new(Gateway::start(config).map_err(|e| e.to_string())?);
+        let control = Arc::new(ProcessControl {
+            gateway: gateway.clone(),
+            path,
+            drain_requested: Notify::new(),
+        });
+        let admin = match &config.admin {
+            Some(admin) => Some(
+                admin::serve(admin.address, gateway.clone(), control.clone())
+                    .await
+                    .map_err(|e| format!("admin API cannot listen on {}: {e}", admin.address))?,
+            ),
+            None => None,
+        };
+        Ok(Running {
+            gateway,
+            admin,
+            control,
+            signals,
+        })
+    }
+
+    /// Serves until SIGTERM, SIGINT or POST /drain, then drains; a second signal closes
+    /// everything at once. SIGHUP reloads the configuration file.
+    pub async fn serve_until_stopped(self) {
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = self.signals;
+        let why = loop {
+            tokio::select! {
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                _ = self.control.drain_requested.notified() => break "drain requested",
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    let _ = self.control.reload_now();
+                }
+            }
+        };
+        tracing::info!("{why}: draining (a second signal stops at once)");
+        tokio::select! {
+            report = self.gateway.shutdown() => {
+                tracing::info!(drained = report.drained, closed = report.closed, "stopped");
+            }
+            _ = term.recv() => tracing::warn!("second signal: stopping now"),
+            _ = int.recv() => tracing::warn!("second signal: stopping now"),
+        }
+    }
+}
+
+struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
 }
 
 impl Signals {
-    pub fn install() -> std::io::Result<Signals> {
+    fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
@@ -66,46 +127,37 @@ impl Signals {
     }
 }
 
-/// Serves until SIGTERM or SIGINT, then drains; a second signal closes everything at once.
-/// SIGHUP reloads the configuration file (when there is one).
-pub async fn serve_until_signal(gateway: Gateway, signals: Signals, config_path: Option<&Path>) {
-    let Signals {
-        mut term,
-        mut int,
-        mut hup,
-    } = signals;
-    let which = loop {
-        tokio::select! {
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
-            _ = hup.recv() => reload(&gateway, config_path),
+/// Reload and drain, as SIGHUP / SIGTERM and the admin API ask for them.
+struct ProcessControl {
+    gateway: Arc<Gateway>,
+    path: Option<PathBuf>,
+    drain_requested: Notify,
+}
+
+impl ProcessControl {
+    /// Reads the configuration file again and applies it; an invalid file changes nothing.
+    fn reload_now(&self) -> Result<ReloadSummary, String> {
+        let Some(path) = &self.path else {
+            return Err("no configuration file to reload (built-in configuration)".into());
+        };
+        match config::load(path) {
+            // Success and failure to apply are logged and counted by the gateway.
+            Ok(config) => self.gateway.reload(&config).map_err(|e| e.to_string()),
+            Err(e) => {
+                self.gateway.reloads.failed.fetch_add(1, Relaxed);
+                tracing::error!("reload refused, the previous configuration stays:\n{e}");
+                Err(e.to_string())
+            }
         }
-    };
-    tracing::info!("{which}: draining (a second signal stops at once)");
-    tokio::select! {
-        report = gateway.shutdown() => {
-            tracing::info!(drained = report.drained, closed = report.closed, "stopped");
-        }
-        _ = term.recv() => tracing::warn!("second signal: stopping now"),
-        _ = int.recv() => tracing::warn!("second signal: stopping now"),
     }
 }
 
-/// Reads the configuration file again and applies it; an invalid file changes nothing.
-fn reload(gateway: &Gateway, path: Option<&Path>) {
-    let Some(path) = path else {
-        tracing::info!("SIGHUP: no configuration file to reload");
-        return;
-    };
-    tracing::info!(config = %path.display(), "SIGHUP: reloading");
-    match config::load(path) {
-        Ok(config) => {
-            // Success and failure are logged and counted by the gateway.
-            let _ = gateway.reload(&config);
-        }
-        Err(e) => {
-            gateway.reloads.failed.fetch_add(1, Relaxed);
-            tracing::error!("reload refused, the previous configuration stays:\n{e}");
-        }
+impl admin::Control for ProcessControl {
+    fn reload(&self) -> Result<ReloadSummary, String> {
+        self.reload_now()
+    }
+
+    fn drain(&self) {
+        self.drain_requested.notify_one();
     }
 }

@@ -1,14 +1,17 @@
 //! The validated configuration: every reference resolved, every value in range.
 
 use ipnet::IpNet;
+use serde::{Serialize, Serializer};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     /// Worker threads of the runtime.
     pub workers: usize,
     pub drain: Drain,
+    /// The admin HTTP API; `None` when disabled.
+    pub admin: Option<Admin>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
 }
@@ -19,19 +22,27 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Drain {
     /// From the shutdown signal, how long live connections may take to finish.
+    #[serde(serialize_with = "as_text")]
     pub timeout: Duration,
     /// From the signal, how long listeners keep accepting (while /ready says 503) so load
     /// balancers notice first.
+    #[serde(serialize_with = "as_text")]
     pub delay: Duration,
     /// The last part of the window, over which the connections still open are closed one
     /// by one rather than all at once.
+    #[serde(serialize_with = "as_text")]
     pub spread: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Admin {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
@@ -45,32 +56,36 @@ pub struct Listener {
 }
 
 /// Options set on each accepted (listener) or dialed (cluster) socket.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SocketOptions {
     pub nodelay: bool,
     pub keepalive: Option<Keepalive>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Keepalive {
+    #[serde(serialize_with = "as_text")]
     pub time: Duration,
+    #[serde(serialize_with = "as_text")]
     pub interval: Duration,
     pub retries: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub cluster: String,
     /// Close the connection when no byte has flowed either way for this long. Off when `None`.
+    #[serde(serialize_with = "as_optional_text")]
     pub idle_timeout: Option<Duration>,
     /// Close the connection this long after it was accepted. Off when `None`.
+    #[serde(serialize_with = "as_optional_text")]
     pub max_duration: Option<Duration>,
 }
 
 /// Conditions that must all hold; an empty list matches anything.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct RouteMatch {
     pub destination_ports: Vec<u16>,
     pub source_cidrs: Vec<IpNet>,
@@ -82,11 +97,12 @@ impl RouteMatch {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cluster {
     pub name: String,
     pub endpoints: Vec<Endpoint>,
     pub load_balancing: LoadBalancing,
+    #[serde(serialize_with = "as_text")]
     pub connect_timeout: Duration,
     /// Endpoints tried per connection before giving up.
     pub connect_attempts: u32,
@@ -96,7 +112,7 @@ pub struct Cluster {
     pub socket: SocketOptions,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Endpoint {
     /// `host:port`; a host name is resolved at each connect.
     pub address: String,
@@ -105,33 +121,50 @@ pub struct Endpoint {
     pub priority: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LoadBalancing {
     RoundRobin,
     LeastConnections,
     Random,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct HealthCheck {
+    #[serde(serialize_with = "as_text")]
     pub interval: Duration,
+    #[serde(serialize_with = "as_text")]
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PassiveEjection {
     /// Consecutive connect failures that take an endpoint out of rotation.
     pub consecutive_failures: u32,
+    #[serde(serialize_with = "as_text")]
     pub duration: Duration,
 }
 
 /// What happens to connections on a standby when a preferred endpoint becomes healthy again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Failback {
     /// They stay where they are; only new connections go back.
     Leave,
     /// They are closed so their clients reconnect to the preferred endpoint.
     Close,
+}
+
+/// Durations read back the way they are written: `30s`, `1h 30m`.
+fn as_text<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn as_optional_text<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => as_text(d, s),
+        None => s.serialize_none(),
+    }
 }

@@ -12,6 +12,7 @@ pub struct Config {
     pub workers: Option<Spanned<usize>>,
     #[serde(default)]
     pub drain: Drain,
+    pub admin: Option<Admin>,
     pub listeners: Spanned<Vec<Listener>>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
@@ -120,4 +121,12 @@ pub struct PassiveEjection {
 pub enum Failback {
     Leave,
     Close,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub enabled: Option<bool>,
+    pub address: Option<Spanned<String>>,
+    pub allow_non_loopback: Option<bool>,
 }

@@ -66,6 +66,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let drain = drain(&mut problems, &raw.drain);
+    let admin = admin(&mut problems, raw.admin);
 
     let mut cluster_names: HashMap<String, Location> = HashMap::new();
     let clusters: Vec<model::Cluster> = raw
@@ -110,6 +111,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         Ok(model::Config {
             workers,
             drain,
+            admin,
             listeners,
             clusters,
         })
@@ -117,6 +119,45 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         problems.0.sort_by_key(|p| (p.line, p.column));
         Err(problems.0)
     }
+}
+
+pub const DEFAULT_ADMIN_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// On by default, on loopback; reachable from the network only when the config says so.
+fn admin(problems: &mut Problems, raw: Option<raw::Admin>) -> Option<model::Admin> {
+    let Some(raw) = raw else {
+        return Some(model::Admin {
+            address: DEFAULT_ADMIN_ADDRESS,
+        });
+    };
+    if raw.enabled == Some(false) {
+        return None;
+    }
+    let address = match &raw.address {
+        None => DEFAULT_ADMIN_ADDRESS,
+        Some(a) => match a.value.parse::<SocketAddr>() {
+            Ok(address) => {
+                if !address.ip().is_loopback() && raw.allow_non_loopback != Some(true) {
+                    problems.add(
+                        a.referenced,
+                        format!(
+                            "the admin API on {address} would be reachable from the network: bind it to 127.0.0.1 or [::1], or set admin.allow_non_loopback: true"
+                        ),
+                    );
+                }
+                address
+            }
+            Err(_) => {
+                problems.add(
+                    a.referenced,
+                    format!("admin address `{}` must be IP:PORT", a.value),
+                );
+                DEFAULT_ADMIN_ADDRESS
+            }
+        },
+    };
+    Some(model::Admin { address })
 }
 
 fn drain(problems: &mut Problems, raw: &raw::Drain) -> model::Drain {

@@ -34,7 +34,7 @@ pub struct ShutdownReport {
 }
 
 /// What a reload changed, by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReloadSummary {
     pub listeners_added: Vec<String>,
     pub listeners_removed: Vec<String>,

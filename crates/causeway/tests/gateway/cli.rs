@@ -23,7 +23,7 @@ fn temp_config(yaml: &str) -> tempfile_lite::TempFile {
 }
 
 /// A tiny temp file helper (no extra dependency).
-mod tempfile_lite {
+pub(crate) mod tempfile_lite {
     use std::path::{Path, PathBuf};
     pub struct TempFile(PathBuf);
     impl TempFile {
@@ -101,15 +101,15 @@ fn version_and_help() {
 }
 
 /// A gateway process whose stderr is watched for the listening address.
-struct Process {
+pub(crate) struct Process {
     child: Child,
-    address: SocketAddr,
+    pub address: SocketAddr,
     lines: mpsc::Receiver<String>,
-    _config: Option<tempfile_lite::TempFile>,
+    pub _config: Option<tempfile_lite::TempFile>,
 }
 
 impl Process {
-    fn start(yaml: &str) -> Process {
+    pub fn start(yaml: &str) -> Process {
         let config = temp_config(yaml);
         let mut process = Process::run(config.path());
         process._config = Some(config);
@@ -149,7 +149,7 @@ impl Process {
         process
     }
 
-    fn wait_for(&mut self, text: &str) -> String {
+    pub fn wait_for(&mut self, text: &str) -> String {
         loop {
             match self.lines.recv_timeout(Duration::from_secs(10)) {
                 Ok(line) if line.contains(text) => return line,
@@ -159,12 +159,12 @@ impl Process {
         }
     }
 
-    fn signal(&self, signal: i32) {
+    pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with our own child's pid.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
     }
 
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -185,7 +185,7 @@ impl Drop for Process {
 
 fn drain_config(backend: &Backend, timeout: &str) -> String {
     format!(
-        "drain: {{ timeout: {timeout} }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+        "drain: {{ timeout: {timeout} }}\nadmin: {{ address: 127.0.0.1:0 }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
         backend.address
     )
 }
@@ -314,7 +314,7 @@ async fn sighup_reloads_and_an_invalid_file_changes_nothing() {
         let (a, b) = (Backend::echo("a").await, Backend::echo("b").await);
         let yaml = |cluster: &str| {
             format!(
-                "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: {cluster} }}]\nclusters:\n  - {{ name: a, endpoints: [{{ address: \"{}\" }}] }}\n  - {{ name: b, endpoints: [{{ address: \"{}\" }}] }}\n",
+                "admin: {{ enabled: false }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: {cluster} }}]\nclusters:\n  - {{ name: a, endpoints: [{{ address: \"{}\" }}] }}\n  - {{ name: b, endpoints: [{{ address: \"{}\" }}] }}\n",
                 a.address, b.address
             )
         };

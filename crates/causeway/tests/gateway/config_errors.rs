@@ -155,3 +155,30 @@ fn drain_settings_must_fit_their_window() {
     .unwrap();
     assert_eq!(ok.drain.spread, std::time::Duration::from_secs(4));
 }
+
+#[test]
+fn admin_api_stays_on_loopback_unless_allowed() {
+    let e = error_of(&format!("admin: {{ address: 0.0.0.0:9901 }}\n{GOOD}"));
+    assert!(
+        e.starts_with(
+            "bad.yaml:1:19: the admin API on 0.0.0.0:9901 would be reachable from the network"
+        ),
+        "{e}"
+    );
+    let allowed = config::parse(
+        &format!("admin: {{ address: 0.0.0.0:9901, allow_non_loopback: true }}\n{GOOD}"),
+        "ok",
+    )
+    .unwrap();
+    assert_eq!(
+        allowed.admin.unwrap().address,
+        "0.0.0.0:9901".parse().unwrap()
+    );
+    let default = config::parse(GOOD, "ok").unwrap();
+    assert_eq!(
+        default.admin.unwrap().address,
+        "127.0.0.1:9901".parse().unwrap()
+    );
+    let off = config::parse(&format!("admin: {{ enabled: false }}\n{GOOD}"), "ok").unwrap();
+    assert!(off.admin.is_none());
+}

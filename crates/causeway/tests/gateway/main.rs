@@ -1,6 +1,7 @@
 //! Integration tests: real sockets through a gateway running in the test's runtime (or, for
 //! signals and the CLI, the real binary).
 
+mod admin;
 mod cli;
 mod config_errors;
 mod drain;

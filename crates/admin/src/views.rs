@@ -1,0 +1,88 @@
+//! What the API shows, as JSON-ready structs.
+
+use proxy::Gateway;
+use serde::Serialize;
+use std::sync::atomic::Ordering::Relaxed;
+
+#[derive(Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub load_balancing: config::LoadBalancing,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Serialize)]
+pub struct Endpoint {
+    pub address: String,
+    pub priority: u32,
+    pub healthy: bool,
+    pub ejected: bool,
+    pub active_connections: u64,
+    pub connections: u64,
+    pub connect_attempts: u64,
+    pub connect_failures: u64,
+}
+
+pub fn clusters(gateway: &Gateway) -> Vec<Cluster> {
+    let config = gateway.config();
+    config
+        .clusters
+        .iter()
+        .filter_map(|c| gateway.cluster(&c.name))
+        .map(|c| Cluster {
+            name: c.name().to_string(),
+            load_balancing: c.config.load_balancing,
+            endpoints: c
+                .endpoints
+                .iter()
+                .map(|e| Endpoint {
+                    address: e.address.clone(),
+                    priority: e.priority,
+                    healthy: e.is_healthy(),
+                    ejected: e.is_ejected(),
+                    active_connections: e.stats.active.load(Relaxed),
+                    connections: e.stats.connections.load(Relaxed),
+                    connect_attempts: e.stats.connect_attempts.load(Relaxed),
+                    connect_failures: e.stats.connect_failures.load(Relaxed),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+pub struct Connection {
+    pub id: u64,
+    pub listener: String,
+    pub source: String,
+    pub destination: String,
+    pub route: Option<String>,
+    pub cluster: Option<String>,
+    pub endpoint: Option<String>,
+    pub age_ms: u64,
+    pub bytes_upstream: u64,
+    pub bytes_downstream: u64,
+}
+
+pub fn connections(gateway: &Gateway) -> Vec<Connection> {
+    gateway
+        .registry()
+        .snapshot()
+        .iter()
+        .map(|live| {
+            let upstream = live.upstream();
+            Connection {
+                id: live.attributes.id,
+                listener: live.attributes.listener.to_string(),
+                source: live.attributes.source.to_string(),
+                destination: live.attributes.destination.to_string(),
+                route: upstream.map(|u| u.route.config.name.clone()),
+                cluster: upstream.map(|u| u.route.cluster.name().to_string()),
+                endpoint: upstream.map(|u| u.endpoint.address.clone()),
+                age_ms: live.counters.started().elapsed().as_millis() as u64,
+                bytes_upstream: live.counters.upstream_bytes.load(Relaxed),
+                bytes_downstream: live.counters.downstream_bytes.load(Relaxed),
+            }
+        })
+        .collect()
+}
