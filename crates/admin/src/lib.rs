@@ -1,6 +1,6 @@
 //! The admin HTTP API, on loopback unless the configuration says otherwise.
 //!
-//! `GET /ready` (200 serving, 503 draining), `GET /live`, `GET /config`, `GET /clusters`,
+//! `GET /ready` (200 serving, 503 draining), `GET /live`, `GET /metrics`, `GET /config`, `GET /clusters`,
 //! `GET /connections`, `POST /reload`, `POST /drain`.
 
 mod views;
@@ -20,6 +20,8 @@ pub trait Control: Send + Sync + 'static {
     fn reload(&self) -> Result<proxy::ReloadSummary, String>;
     /// Start the drain that ends the process (as SIGTERM does).
     fn drain(&self);
+    /// The metrics in Prometheus' text exposition format.
+    fn metrics(&self) -> String;
 }
 
 struct Api {
@@ -49,6 +51,7 @@ fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/ready", get(ready))
         .route("/live", get(|| async { "live\n" }))
+        .route("/metrics", get(metrics))
         .route("/config", get(config))
         .route("/clusters", get(clusters))
         .route("/connections", get(connections))
@@ -63,6 +66,17 @@ async fn ready(State(api): State<Arc<Api>>) -> Response {
     } else {
         (StatusCode::OK, "ready\n").into_response()
     }
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        api.control.metrics(),
+    )
+        .into_response()
 }
 
 async fn config(State(api): State<Arc<Api>>) -> Json<config::Config> {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use telemetry::Telemetry;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
 
@@ -60,8 +61,15 @@ impl Running {
         let signals =
             Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let gateway = Arc::new(Gateway::start(config).map_err(|e| e.to_string())?);
+        let telemetry = Arc::new(Telemetry::new(&config.metrics)?);
+        if let Some(statsd) = &config.metrics.statsd {
+            telemetry
+                .clone()
+                .spawn_flusher(gateway.clone(), statsd.flush_interval);
+        }
         let control = Arc::new(ProcessControl {
             gateway: gateway.clone(),
+            telemetry,
             path,
             drain_requested: Notify::new(),
         });
@@ -130,6 +138,7 @@ impl Signals {
 /// Reload and drain, as SIGHUP / SIGTERM and the admin API ask for them.
 struct ProcessControl {
     gateway: Arc<Gateway>,
+    telemetry: Arc<Telemetry>,
     path: Option<PathBuf>,
     drain_requested: Notify,
 }
@@ -158,6 +167,12 @@ impl admin::Control for ProcessControl {
     }
 
     fn drain(&self) {
+        // Draining shows at once, before the serve loop wakes up to run the drain.
+        self.gateway.begin_draining();
         self.drain_requested.notify_one();
+    }
+
+    fn metrics(&self) -> String {
+        self.telemetry.render(&self.gateway)
     }
 }

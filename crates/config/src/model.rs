@@ -12,6 +12,7 @@ pub struct Config {
     pub drain: Drain,
     /// The admin HTTP API; `None` when disabled.
     pub admin: Option<Admin>,
+    pub metrics: Metrics,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
 }
@@ -35,6 +36,22 @@ pub struct Drain {
     /// by one rather than all at once.
     #[serde(serialize_with = "as_text")]
     pub spread: Duration,
+}
+
+/// Prometheus metrics are always served by the admin API; statsd is optional.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Metrics {
+    pub statsd: Option<Statsd>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Statsd {
+    /// `host:port` of the statsd server (UDP).
+    pub address: String,
+    /// Put in front of every metric name, with a dot.
+    pub prefix: String,
+    #[serde(serialize_with = "as_text")]
+    pub flush_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

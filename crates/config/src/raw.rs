@@ -13,6 +13,8 @@ pub struct Config {
     #[serde(default)]
     pub drain: Drain,
     pub admin: Option<Admin>,
+    #[serde(default)]
+    pub metrics: Metrics,
     pub listeners: Spanned<Vec<Listener>>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
@@ -129,4 +131,18 @@ pub struct Admin {
     pub enabled: Option<bool>,
     pub address: Option<Spanned<String>>,
     pub allow_non_loopback: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub statsd: Option<Statsd>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statsd {
+    pub address: Spanned<String>,
+    pub prefix: Option<String>,
+    pub flush_interval: Option<Spanned<HumanDuration>>,
 }

@@ -67,6 +67,23 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
     };
     let drain = drain(&mut problems, &raw.drain);
     let admin = admin(&mut problems, raw.admin);
+    let metrics = model::Metrics {
+        statsd: raw.metrics.statsd.map(|s| {
+            if !is_host_port(&s.address.value) {
+                problems.add(
+                    s.address.referenced,
+                    format!("statsd address `{}` must be HOST:PORT", s.address.value),
+                );
+            }
+            model::Statsd {
+                address: s.address.value,
+                prefix: s.prefix.unwrap_or_else(|| "causeway".into()),
+                flush_interval: s.flush_interval.map_or(Duration::from_secs(1), |f| {
+                    problems.positive(&f, "metrics.statsd.flush_interval")
+                }),
+            }
+        }),
+    };
 
     let mut cluster_names: HashMap<String, Location> = HashMap::new();
     let clusters: Vec<model::Cluster> = raw
@@ -112,6 +129,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
             workers,
             drain,
             admin,
+            metrics,
             listeners,
             clusters,
         })

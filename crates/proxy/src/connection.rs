@@ -39,7 +39,7 @@ pub(crate) async fn serve(
     // What the connection holds for its life is in its registry record or this future:
     // keep both lean (see the size test below).
     let registration = context.registry.register(Arc::new(Live::new(attributes)));
-    let live = &registration.live;
+    let live = &registration.live.clone();
     let (attributes, counters) = (&live.attributes, &live.counters);
     let (source, destination) = (&attributes.source, &attributes.destination);
 
@@ -49,6 +49,7 @@ pub(crate) async fn serve(
         tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %source, destination = %destination, reason = error.code(), "connection refused: {error}");
         return;
     };
+    route.connections.fetch_add(1, Relaxed);
     let cluster = &route.cluster;
 
     // Boxed: the dial state is large and short-lived; kept inline it would size every
@@ -89,6 +90,18 @@ pub(crate) async fn serve(
             Side::Internal => {}
         }
     }
+    let (up, down) = (
+        counters.upstream_bytes.load(Relaxed),
+        counters.downstream_bytes.load(Relaxed),
+    );
+    // Out of the registry before into the endpoint's totals: metrics add the two, and must
+    // never see these bytes twice.
+    drop(registration);
+    endpoint.stats.closed_bytes_upstream.fetch_add(up, Relaxed);
+    endpoint
+        .stats
+        .closed_bytes_downstream
+        .fetch_add(down, Relaxed);
     let reason = match &result {
         Ok(()) => "closed".to_string(),
         Err(e) => e.code(),
@@ -101,8 +114,8 @@ pub(crate) async fn serve(
         endpoint = %endpoint.address,
         source = %source,
         duration_ms = counters.started().elapsed().as_millis() as u64,
-        bytes_upstream = counters.upstream_bytes.load(Relaxed),
-        bytes_downstream = counters.downstream_bytes.load(Relaxed),
+        bytes_upstream = up,
+        bytes_downstream = down,
         reason = %reason,
         "connection closed"
     );
@@ -161,7 +174,7 @@ mod tests {
         let listener = Arc::new(Listener {
             config: config.listeners[0].clone(),
             name: "l".into(),
-            routes: RouteTable::new(&[], &Default::default()),
+            routes: RouteTable::new(&[], &Default::default(), None),
             stats: Default::default(),
         });
         let context = Arc::new(Context {

@@ -172,21 +172,24 @@ impl Gateway {
             let old = old_listeners.remove(&l.name);
             let running = match (old, bound.remove(l.name.as_str())) {
                 (Some(old), None) => {
-                    let stats = old.current.borrow().stats.clone();
-                    old.current
-                        .send_replace(Arc::new(listener_state(l, &clusters, &stats)));
+                    let previous = old.current.borrow().clone();
+                    old.current.send_replace(Arc::new(listener_state(
+                        l,
+                        &clusters,
+                        Some(&previous),
+                    )));
                     summary.listeners_updated.push(l.name.clone());
                     old
                 }
                 (old, Some(socket)) => {
-                    let stats = old.as_ref().map(|o| o.current.borrow().stats.clone());
+                    let previous = old.as_ref().map(|o| o.current.borrow().clone());
                     if let Some(old) = old {
                         old.stop.cancel();
                         summary.listeners_rebound.push(l.name.clone());
                     } else {
                         summary.listeners_added.push(l.name.clone());
                     }
-                    self.run_listener(l, socket, &clusters, stats)?
+                    self.run_listener(l, socket, &clusters, previous.as_deref())?
                 }
                 (None, None) => unreachable!("a new listener is always bound"),
             };
@@ -238,7 +241,7 @@ impl Gateway {
         config: &config::Listener,
         socket: std::net::TcpListener,
         clusters: &HashMap<String, Arc<Cluster>>,
-        stats: Option<Arc<ListenerStats>>,
+        previous: Option<&Listener>,
     ) -> Result<RunningListener, StartError> {
         let error = |source| StartError {
             listener: config.name.clone(),
@@ -247,11 +250,8 @@ impl Gateway {
         };
         let socket = tokio::net::TcpListener::from_std(socket).map_err(error)?;
         let address = socket.local_addr().map_err(error)?;
-        let (current, updates) = watch::channel(Arc::new(listener_state(
-            config,
-            clusters,
-            &stats.unwrap_or_default(),
-        )));
+        let (current, updates) =
+            watch::channel(Arc::new(listener_state(config, clusters, previous)));
         let stop = self.context.stop_accepting.child_token();
         tracing::info!(listener = %config.name, %address, "listening");
         let accept_loop = tokio::spawn(listener::accept_loop(
@@ -287,6 +287,16 @@ impl Gateway {
             .collect()
     }
 
+    /// Each listener's current settings (routes with their counters) and statistics.
+    pub fn listener_states(&self) -> Vec<Arc<Listener>> {
+        let state = self.state.lock().unwrap();
+        state
+            .listeners
+            .iter()
+            .map(|(_, l)| l.current.borrow().clone())
+            .collect()
+    }
+
     pub fn listener_stats(&self, name: &str) -> Option<Arc<ListenerStats>> {
         let state = self.state.lock().unwrap();
         state
@@ -318,6 +328,11 @@ impl Gateway {
     /// True from the moment a drain starts: the gateway is going away (/ready says 503).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Relaxed)
+    }
+
+    /// Reports draining from now on, ahead of `shutdown` (which does it too).
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Relaxed);
     }
 
     /// Drains and stops, by the configuration's `drain` settings, counted from now:
@@ -378,16 +393,17 @@ struct ClusterChanges {
     replaced: Vec<String>,
 }
 
+/// A listener's settings for new connections; counters continue from `previous`.
 fn listener_state(
     config: &config::Listener,
     clusters: &HashMap<String, Arc<Cluster>>,
-    stats: &Arc<ListenerStats>,
+    previous: Option<&Listener>,
 ) -> Listener {
     Listener {
         config: config.clone(),
         name: Arc::from(config.name.as_str()),
-        routes: RouteTable::new(&config.routes, clusters),
-        stats: stats.clone(),
+        routes: RouteTable::new(&config.routes, clusters, previous.map(|p| &p.routes)),
+        stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
     }
 }
 

@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub struct Route {
     pub config: config::Route,
     pub cluster: Arc<Cluster>,
+    /// Connections this route has taken (this version of it: a reload starts a new count).
+    pub connections: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -19,18 +21,35 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Resolves each route's cluster by name; validation has made sure they exist.
-    pub fn new(routes: &[config::Route], clusters: &HashMap<String, Arc<Cluster>>) -> Self {
+    /// Resolves each route's cluster by name; validation has made sure they exist. A route
+    /// named as one of `previous` continues its connection count.
+    pub fn new(
+        routes: &[config::Route],
+        clusters: &HashMap<String, Arc<Cluster>>,
+        previous: Option<&RouteTable>,
+    ) -> Self {
+        let count_before = |name: &str| {
+            previous
+                .and_then(|p| p.routes.iter().find(|r| r.config.name == name))
+                .map_or(0, |r| {
+                    r.connections.load(std::sync::atomic::Ordering::Relaxed)
+                })
+        };
         let routes = routes
             .iter()
             .map(|r| {
                 Arc::new(Route {
                     config: r.clone(),
                     cluster: clusters[&r.cluster].clone(),
+                    connections: count_before(&r.name).into(),
                 })
             })
             .collect();
         RouteTable { routes }
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
     }
 
     /// The first route whose conditions all hold.

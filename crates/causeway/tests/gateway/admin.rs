@@ -6,7 +6,7 @@ use testkit::{Backend, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.0 request; returns the status code and the body.
-async fn http(admin: SocketAddr, method: &str, path: &str) -> (u16, String) {
+pub(crate) async fn http(admin: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(admin)
         .await
         .expect("admin API reachable");
@@ -26,7 +26,7 @@ async fn http(admin: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn admin_address(gw: &mut Process) -> SocketAddr {
+pub(crate) fn admin_address(gw: &mut Process) -> SocketAddr {
     let line = tokio::task::block_in_place(|| gw.wait_for("admin API ready"));
     let address = line
         .rsplit("address=")

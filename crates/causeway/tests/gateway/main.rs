@@ -7,6 +7,7 @@ mod config_errors;
 mod drain;
 mod failover;
 mod load_balancing;
+mod metrics;
 mod relay;
 mod reload;
 mod routing;

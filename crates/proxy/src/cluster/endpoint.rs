@@ -15,6 +15,10 @@ pub struct EndpointStats {
     pub health_checks_passed: AtomicU64,
     pub health_checks_failed: AtomicU64,
     pub ejections: AtomicU64,
+    pub health_transitions: AtomicU64,
+    /// Bytes of connections that have ended (live ones are counted in the registry).
+    pub closed_bytes_upstream: AtomicU64,
+    pub closed_bytes_downstream: AtomicU64,
 }
 
 #[derive(Debug)]

@@ -97,6 +97,7 @@ impl Cluster {
     pub(crate) fn health_changed(&self, index: usize, healthy: bool) {
         let endpoint = &self.endpoints[index];
         endpoint.set_healthy(healthy);
+        endpoint.stats.health_transitions.fetch_add(1, Relaxed);
         tracing::warn!(
             cluster = %self.config.name,
             endpoint = %endpoint.address,

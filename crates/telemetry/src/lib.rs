@@ -1,0 +1,283 @@
+//! Metrics. The gateway counts in plain atomics on its hot paths (no registry lookups, no
+//! string formatting per connection or per byte). This crate reads them and publishes them
+//! through the `metrics` facade to a fan-out of Prometheus (served by the admin API at
+//! `/metrics`) and statsd (pushed every flush interval), so both always agree.
+//! Names and labels: docs/metrics.md.
+
+use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use proxy::Gateway;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+
+pub struct Telemetry {
+    /// Prometheus, and statsd when configured: every metric is registered with each.
+    recorders: Vec<Box<dyn Recorder + Send + Sync>>,
+    prometheus: PrometheusHandle,
+    published: Mutex<HashMap<Key, Published>>,
+}
+
+enum Published {
+    /// A handle per recorder, and the highest total published so far.
+    Counter(Vec<Counter>, u64),
+    Gauge(Vec<Gauge>),
+}
+
+static METADATA: Metadata<'static> = Metadata::new("causeway", Level::INFO, Some("causeway"));
+
+impl Telemetry {
+    pub fn new(config: &config::Metrics) -> Result<Telemetry, String> {
+        let prometheus = PrometheusBuilder::new().build_recorder();
+        let handle = prometheus.handle();
+        let mut recorders: Vec<Box<dyn Recorder + Send + Sync>> = vec![Box::new(prometheus)];
+        if let Some(statsd) = &config.statsd {
+            let (host, port) = statsd
+                .address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse().ok()?)))
+                .ok_or_else(|| format!("statsd address `{}`", statsd.address))?;
+            let recorder = metrics_exporter_statsd::StatsdBuilder::from(host, port)
+                .with_buffer_size(512)
+                .build(Some(&statsd.prefix))
+                .map_err(|e| format!("statsd: {e}"))?;
+            recorders.push(Box::new(recorder));
+        }
+        Ok(Telemetry {
+            recorders,
+            prometheus: handle,
+            published: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Publishes the gateway's current counts, then renders the Prometheus text.
+    pub fn render(&self, gateway: &Gateway) -> String {
+        self.publish(gateway);
+        self.prometheus.render()
+    }
+
+    /// Reads every count of the gateway and publishes what changed.
+    pub fn publish(&self, gateway: &Gateway) {
+        let mut published = self.published.lock().unwrap();
+        let mut out = Out {
+            recorders: &self.recorders,
+            published: &mut published,
+        };
+        out.gauge(
+            "causeway_connections_active",
+            vec![],
+            gateway.active_connections() as f64,
+        );
+        out.gauge(
+            "causeway_draining",
+            vec![],
+            f64::from(u8::from(gateway.is_draining())),
+        );
+        out.counter(
+            "causeway_reloads_total",
+            vec![("result", "ok".into())],
+            gateway.reloads.ok.load(Relaxed),
+        );
+        out.counter(
+            "causeway_reloads_total",
+            vec![("result", "failed".into())],
+            gateway.reloads.failed.load(Relaxed),
+        );
+
+        for listener in gateway.listener_states() {
+            let l = || vec![("listener", listener.name.to_string())];
+            let s = &listener.stats;
+            out.counter(
+                "causeway_listener_connections_accepted_total",
+                l(),
+                s.accepted.load(Relaxed),
+            );
+            out.gauge(
+                "causeway_listener_connections_active",
+                l(),
+                s.active.load(Relaxed) as f64,
+            );
+            let rejected = |reason: &str| {
+                let mut labels = l();
+                labels.push(("reason", reason.into()));
+                labels
+            };
+            out.counter(
+                "causeway_listener_connections_rejected_total",
+                rejected("connection_limit"),
+                s.rejected_limit.load(Relaxed),
+            );
+            out.counter(
+                "causeway_listener_connections_rejected_total",
+                rejected("no_route"),
+                s.no_route.load(Relaxed),
+            );
+            for route in listener.routes.routes() {
+                let labels = vec![
+                    ("listener", listener.name.to_string()),
+                    ("route", route.config.name.clone()),
+                ];
+                out.counter(
+                    "causeway_route_connections_total",
+                    labels,
+                    route.connections.load(Relaxed),
+                );
+            }
+        }
+
+        // Bytes of live connections, by endpoint, to add to those of closed ones.
+        let mut live_bytes: HashMap<*const proxy::cluster::Endpoint, (u64, u64)> = HashMap::new();
+        for live in gateway.registry().snapshot() {
+            if let Some(upstream) = live.upstream() {
+                let entry = live_bytes
+                    .entry(std::sync::Arc::as_ptr(&upstream.endpoint))
+                    .or_default();
+                entry.0 += live.counters.upstream_bytes.load(Relaxed);
+                entry.1 += live.counters.downstream_bytes.load(Relaxed);
+            }
+        }
+        let config = gateway.config();
+        for cluster in config
+            .clusters
+            .iter()
+            .filter_map(|c| gateway.cluster(&c.name))
+        {
+            for e in &cluster.endpoints {
+                let labels = || {
+                    vec![
+                        ("cluster", cluster.name().to_string()),
+                        ("endpoint", e.address.clone()),
+                    ]
+                };
+                let s = &e.stats;
+                out.counter(
+                    "causeway_endpoint_connect_attempts_total",
+                    labels(),
+                    s.connect_attempts.load(Relaxed),
+                );
+                out.counter(
+                    "causeway_endpoint_connect_failures_total",
+                    labels(),
+                    s.connect_failures.load(Relaxed),
+                );
+                out.counter(
+                    "causeway_endpoint_connections_total",
+                    labels(),
+                    s.connections.load(Relaxed),
+                );
+                out.gauge(
+                    "causeway_endpoint_connections_active",
+                    labels(),
+                    s.active.load(Relaxed) as f64,
+                );
+                out.gauge(
+                    "causeway_endpoint_healthy",
+                    labels(),
+                    f64::from(u8::from(e.is_available())),
+                );
+                out.counter(
+                    "causeway_endpoint_health_transitions_total",
+                    labels(),
+                    s.health_transitions.load(Relaxed),
+                );
+                out.counter(
+                    "causeway_endpoint_ejections_total",
+                    labels(),
+                    s.ejections.load(Relaxed),
+                );
+                let (live_up, live_down) = live_bytes
+                    .get(&std::sync::Arc::as_ptr(e))
+                    .copied()
+                    .unwrap_or_default();
+                let direction = |d: &str| {
+                    let mut l = labels();
+                    l.push(("direction", d.into()));
+                    l
+                };
+                out.counter(
+                    "causeway_endpoint_bytes_total",
+                    direction("upstream"),
+                    s.closed_bytes_upstream.load(Relaxed) + live_up,
+                );
+                out.counter(
+                    "causeway_endpoint_bytes_total",
+                    direction("downstream"),
+                    s.closed_bytes_downstream.load(Relaxed) + live_down,
+                );
+            }
+        }
+    }
+
+    /// Publishes every `interval` until the process ends (statsd needs pushing).
+    pub fn spawn_flusher(
+        self: std::sync::Arc<Self>,
+        gateway: std::sync::Arc<Gateway>,
+        interval: std::time::Duration,
+    ) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                self.publish(&gateway);
+            }
+        });
+    }
+}
+
+struct Out<'a> {
+    recorders: &'a [Box<dyn Recorder + Send + Sync>],
+    published: &'a mut HashMap<Key, Published>,
+}
+
+impl Out<'_> {
+    /// Publishes the growth of a total kept by the gateway. A total can dip for a moment
+    /// (a counter carried over a reload); only growth past the highest value is published,
+    /// so the exported counter never goes back.
+    fn counter(&mut self, name: &'static str, labels: Vec<(&'static str, String)>, total: u64) {
+        let key = key(name, labels);
+        let recorders = self.recorders;
+        let entry = self.published.entry(key.clone()).or_insert_with(|| {
+            let handles = recorders
+                .iter()
+                .map(|r| r.register_counter(&key, &METADATA))
+                .collect();
+            Published::Counter(handles, 0)
+        });
+        if let Published::Counter(handles, highest) = entry
+            && total > *highest
+        {
+            for handle in handles.iter() {
+                handle.increment(total - *highest);
+            }
+            *highest = total;
+        }
+    }
+
+    fn gauge(&mut self, name: &'static str, labels: Vec<(&'static str, String)>, value: f64) {
+        let key = key(name, labels);
+        let recorders = self.recorders;
+        let entry = self.published.entry(key.clone()).or_insert_with(|| {
+            Published::Gauge(
+                recorders
+                    .iter()
+                    .map(|r| r.register_gauge(&key, &METADATA))
+                    .collect(),
+            )
+        });
+        if let Published::Gauge(handles) = entry {
+            for handle in handles.iter() {
+                handle.set(value);
+            }
+        }
+    }
+}
+
+fn key(name: &'static str, labels: Vec<(&'static str, String)>) -> Key {
+    Key::from_parts(
+        name,
+        labels
+            .into_iter()
+            .map(|(k, v)| Label::new(k, v))
+            .collect::<Vec<_>>(),
+    )
+}
