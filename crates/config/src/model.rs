@@ -13,6 +13,8 @@ pub struct Config {
     /// The admin HTTP API; `None` when disabled.
     pub admin: Option<Admin>,
     pub metrics: Metrics,
+    /// One JSON line per connection; `None`: off.
+    pub access_log: Option<AccessLog>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
 }
@@ -36,6 +38,15 @@ pub struct Drain {
     /// by one rather than all at once.
     #[serde(serialize_with = "as_text")]
     pub spread: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccessLog {
+    /// A file to append to; `None`: standard output.
+    pub path: Option<std::path::PathBuf>,
+    /// Also a line for each connection still open, this often.
+    #[serde(serialize_with = "as_optional_text")]
+    pub open_connections_interval: Option<Duration>,
 }
 
 /// Prometheus metrics are always served by the admin API; statsd is optional.

@@ -15,6 +15,7 @@ pub struct Config {
     pub admin: Option<Admin>,
     #[serde(default)]
     pub metrics: Metrics,
+    pub access_log: Option<AccessLog>,
     pub listeners: Spanned<Vec<Listener>>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
@@ -145,4 +146,11 @@ pub struct Statsd {
     pub address: Spanned<String>,
     pub prefix: Option<String>,
     pub flush_interval: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    pub path: Option<String>,
+    pub open_connections_interval: Option<Spanned<HumanDuration>>,
 }

@@ -67,6 +67,12 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
     };
     let drain = drain(&mut problems, &raw.drain);
     let admin = admin(&mut problems, raw.admin);
+    let access_log = raw.access_log.map(|a| model::AccessLog {
+        path: a.path.filter(|p| p != "stdout").map(Into::into),
+        open_connections_interval: a
+            .open_connections_interval
+            .map(|i| problems.positive(&i, "access_log.open_connections_interval")),
+    });
     let metrics = model::Metrics {
         statsd: raw.metrics.statsd.map(|s| {
             if !is_host_port(&s.address.value) {
@@ -130,6 +136,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
             drain,
             admin,
             metrics,
+            access_log,
             listeners,
             clusters,
         })

@@ -47,6 +47,9 @@ pub(crate) async fn serve(
         listener.stats.no_route.fetch_add(1, Relaxed);
         let error = Error::internal(Kind::NoRoute);
         tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %source, destination = %destination, reason = error.code(), "connection refused: {error}");
+        if let Some(log) = &context.access_log {
+            log.closed(live, None, None, &Err(error));
+        }
         return;
     };
     route.connections.fetch_add(1, Relaxed);
@@ -62,6 +65,9 @@ pub(crate) async fn serve(
         Ok(pair) => pair,
         Err(error) => {
             tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster = %cluster.name(), source = %source, reason = error.code(), "connection closed: {error}");
+            if let Some(log) = &context.access_log {
+                log.closed(live, Some(route), None, &Err(error));
+            }
             return;
         }
     };
@@ -119,6 +125,9 @@ pub(crate) async fn serve(
         reason = %reason,
         "connection closed"
     );
+    if let Some(log) = &context.access_log {
+        log.closed(live, Some(route), Some(endpoint), &result);
+    }
 }
 
 /// Ends with the route's idle timeout or maximum duration, whichever comes first; never
@@ -181,6 +190,7 @@ mod tests {
             stop_accepting: CancellationToken::new(),
             registry: Default::default(),
             connections: TaskTracker::new(),
+            access_log: None,
         });
         let attributes = accepted(&listener.name, address, address);
         let task = serve(stream, attributes, ActiveGuard(listener), context);

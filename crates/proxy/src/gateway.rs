@@ -2,6 +2,7 @@
 //! reload that leaves live connections and unchanged sockets alone; and the graceful
 //! shutdown that lets live connections finish.
 
+use crate::access_log::AccessLog;
 use crate::cluster::Cluster;
 use crate::listener::{self, Context, Listener, ListenerStats};
 use crate::registry::{CloseReason, Registry};
@@ -80,6 +81,14 @@ pub struct Gateway {
 impl Gateway {
     /// Binds every listener and starts serving. Must be called inside a tokio runtime.
     pub fn start(config: &config::Config) -> Result<Gateway, StartError> {
+        let access_log = match &config.access_log {
+            Some(settings) => Some(AccessLog::start(settings).map_err(|source| StartError {
+                listener: "access_log".into(),
+                address: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?),
+            None => None,
+        };
         let gateway = Gateway {
             state: Mutex::new(State {
                 config: config.clone(),
@@ -90,11 +99,17 @@ impl Gateway {
                 stop_accepting: CancellationToken::new(),
                 registry: Default::default(),
                 connections: TaskTracker::new(),
+                access_log,
             }),
             stop_health_checks: CancellationToken::new(),
             draining: AtomicBool::new(false),
             reloads: ReloadStats::default(),
         };
+        if let (Some(log), Some(settings)) = (&gateway.context.access_log, &config.access_log)
+            && let Some(interval) = settings.open_connections_interval
+        {
+            log.spawn_periodic(gateway.context.registry.clone(), interval);
+        }
         {
             let mut state = gateway.state.lock().unwrap();
             state.clusters = gateway.clusters_for(config, &HashMap::new()).0;

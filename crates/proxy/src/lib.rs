@@ -3,6 +3,7 @@
 //! accept ([`listener`]) → [`attributes`] → route ([`routing`]) → dial ([`cluster`]) →
 //! [`relay`] → close. Each stage is a module; [`Gateway`] wires them up and shuts them down.
 
+pub mod access_log;
 pub mod attributes;
 pub mod cluster;
 mod connection;

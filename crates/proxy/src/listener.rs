@@ -1,6 +1,7 @@
 //! Binding a listener and accepting connections: socket options, the connection limit,
 //! and handing each connection to the pipeline.
 
+use crate::access_log::AccessLog;
 use crate::connection;
 use crate::registry::Registry;
 use crate::routing::RouteTable;
@@ -76,6 +77,7 @@ pub(crate) struct Context {
     pub stop_accepting: CancellationToken,
     pub registry: Arc<Registry>,
     pub connections: TaskTracker,
+    pub access_log: Option<AccessLog>,
 }
 
 /// Accepts until `stop`; each connection gets the listener's settings current at accept.

@@ -1,6 +1,7 @@
 //! Integration tests: real sockets through a gateway running in the test's runtime (or, for
 //! signals and the CLI, the real binary).
 
+mod access_log;
 mod admin;
 mod cli;
 mod config_errors;

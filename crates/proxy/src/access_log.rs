@@ -1,0 +1,120 @@
+//! The access log: one JSON line per connection when it closes, and optionally a line every
+//! interval for each connection still open — a FIX session up for days is not invisible
+//! until it ends. Lines are written by a thread of their own, so a slow disk never holds up
+//! a connection.
+
+use crate::cluster::Endpoint;
+use crate::error::Error;
+use crate::registry::{Live, Registry};
+use crate::routing::Route;
+use serde_json::{Value, json};
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc;
+use std::time::SystemTime;
+
+#[derive(Clone)]
+pub struct AccessLog {
+    lines: mpsc::Sender<String>,
+}
+
+impl AccessLog {
+    /// Opens the destination (appending to a file) and starts the writer thread.
+    pub fn start(config: &config::AccessLog) -> io::Result<AccessLog> {
+        let mut out: Box<dyn Write + Send> = match &config.path {
+            None => Box::new(io::stdout()),
+            Some(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let (lines, receiver) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut buffered = io::BufWriter::new(&mut out);
+                while let Ok(line) = receiver.recv() {
+                    let _ = writeln!(buffered, "{line}");
+                    // Write what is queued in one go, then flush so lines are never stuck.
+                    while let Ok(line) = receiver.try_recv() {
+                        let _ = writeln!(buffered, "{line}");
+                    }
+                    let _ = buffered.flush();
+                }
+            })?;
+        Ok(AccessLog { lines })
+    }
+
+    /// The line for a connection that ended, however it ended.
+    pub(crate) fn closed(
+        &self,
+        live: &Live,
+        route: Option<&Route>,
+        endpoint: Option<&Endpoint>,
+        result: &Result<(), Error>,
+    ) {
+        let mut line = fields(live, "close", route, endpoint);
+        let (reason, side) = match result {
+            Ok(()) => ("closed".to_string(), Value::Null),
+            Err(e) => (e.code(), json!(e.side.as_str())),
+        };
+        line["reason"] = json!(reason);
+        line["side"] = side;
+        if let Err(e) = result {
+            line["detail"] = json!(e.to_string());
+        }
+        let _ = self.lines.send(line.to_string());
+    }
+
+    /// A line for every connection open now.
+    pub fn still_open(&self, registry: &Registry) {
+        for live in registry.snapshot() {
+            let upstream = live.upstream();
+            let line = fields(
+                &live,
+                "open",
+                upstream.map(|u| &*u.route),
+                upstream.map(|u| &*u.endpoint),
+            );
+            let _ = self.lines.send(line.to_string());
+        }
+    }
+
+    /// Writes the open-connection lines every `interval` until the process ends.
+    pub fn spawn_periodic(&self, registry: Arc<Registry>, interval: std::time::Duration) {
+        let log = self.clone();
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            loop {
+                tick.tick().await;
+                log.still_open(&registry);
+            }
+        });
+    }
+}
+
+fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&Endpoint>) -> Value {
+    let a = &live.attributes;
+    let c = &live.counters;
+    let age = c.started().elapsed();
+    let started = SystemTime::now() - age;
+    json!({
+        "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "event": event,
+        "id": a.id,
+        "start_time": humantime::format_rfc3339_millis(started).to_string(),
+        "duration_ms": age.as_millis() as u64,
+        "listener": &*a.listener,
+        "source": a.source.to_string(),
+        "destination": a.destination.to_string(),
+        "route": route.map(|r| r.config.name.as_str()),
+        "cluster": route.map(|r| r.cluster.name()),
+        "endpoint": endpoint.map(|e| e.address.as_str()),
+        "bytes_upstream": c.upstream_bytes.load(Relaxed),
+        "bytes_downstream": c.downstream_bytes.load(Relaxed),
+    })
+}
