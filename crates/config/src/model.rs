@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Config {
     /// Worker threads of the runtime.
     pub workers: usize,
+    /// Live connections across all listeners above this are accepted and closed at once.
+    pub max_connections: Option<usize>,
     pub drain: Drain,
     /// The admin HTTP API; `None` when disabled.
     pub admin: Option<Admin>,
@@ -76,11 +78,22 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Live connections above this are accepted and closed at once.
     pub connection_limit: Option<usize>,
+    /// Live connections from one client address above this are accepted and closed at once.
+    pub max_connections_per_source: Option<usize>,
+    /// New connections above this rate are accepted and closed at once.
+    pub accept_rate: Option<AcceptRate>,
     pub reuse_port: bool,
     pub backlog: u32,
     pub socket: SocketOptions,
     /// Evaluated in order; the first match wins.
     pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AcceptRate {
+    pub per_second: u32,
+    /// How many may come at once after a quiet spell.
+    pub burst: u32,
 }
 
 /// Options set on each accepted (listener) or dialed (cluster) socket.

@@ -10,6 +10,7 @@ use serde_saphyr::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub workers: Option<Spanned<usize>>,
+    pub max_connections: Option<Spanned<usize>>,
     #[serde(default)]
     pub drain: Drain,
     pub admin: Option<Admin>,
@@ -35,6 +36,8 @@ pub struct Listener {
     pub name: Spanned<String>,
     pub address: Spanned<String>,
     pub connection_limit: Option<Spanned<usize>>,
+    pub max_connections_per_source: Option<Spanned<usize>>,
+    pub accept_rate: Option<AcceptRate>,
     #[serde(default)]
     pub reuse_port: bool,
     pub backlog: Option<Spanned<u32>>,
@@ -153,4 +156,11 @@ pub struct Statsd {
 pub struct AccessLog {
     pub path: Option<String>,
     pub open_connections_interval: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRate {
+    pub per_second: Spanned<u32>,
+    pub burst: Option<Spanned<u32>>,
 }

@@ -66,6 +66,9 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let drain = drain(&mut problems, &raw.drain);
+    let max_connections = raw
+        .max_connections
+        .map(|m| problems.at_least(&m, 1, "max_connections"));
     let admin = admin(&mut problems, raw.admin);
     let access_log = raw.access_log.map(|a| model::AccessLog {
         path: a.path.filter(|p| p != "stdout").map(Into::into),
@@ -133,6 +136,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
     if problems.0.is_empty() {
         Ok(model::Config {
             workers,
+            max_connections,
             drain,
             admin,
             metrics,
@@ -285,6 +289,18 @@ fn listener(
     let connection_limit = l
         .connection_limit
         .map(|c| problems.at_least(&c, 1, "connection_limit"));
+    let max_connections_per_source = l
+        .max_connections_per_source
+        .map(|c| problems.at_least(&c, 1, "max_connections_per_source"));
+    let accept_rate = l.accept_rate.map(|r| {
+        let per_second = problems.at_least(&r.per_second, 1, "accept_rate.per_second");
+        model::AcceptRate {
+            per_second,
+            burst: r.burst.map_or(per_second, |b| {
+                problems.at_least(&b, 1, "accept_rate.burst")
+            }),
+        }
+    });
     let backlog = l
         .backlog
         .map_or(DEFAULT_BACKLOG, |b| problems.at_least(&b, 1, "backlog"));
@@ -322,6 +338,8 @@ fn listener(
         name: l.name.value,
         address,
         connection_limit,
+        max_connections_per_source,
+        accept_rate,
         reuse_port: l.reuse_port,
         backlog,
         socket,

@@ -1,8 +1,9 @@
 //! One connection's way through the gateway: attributes → route → dial → relay → close.
 
+use crate::admission::Slot;
 use crate::attributes::Attributes;
 use crate::error::{Error, Kind, Side};
-use crate::listener::{ActiveGuard, Context};
+use crate::listener::Context;
 use crate::registry::{Live, Upstream};
 use crate::relay::{self, Counters};
 use crate::socket;
@@ -32,10 +33,10 @@ pub(crate) fn accepted(
 pub(crate) async fn serve(
     downstream: TcpStream,
     attributes: Attributes,
-    guard: ActiveGuard,
+    slot: Slot,
     context: Arc<Context>,
 ) {
-    let listener = &guard.0;
+    let listener = &slot.listener;
     // What the connection holds for its life is in its registry record or this future:
     // keep both lean (see the size test below).
     let registration = context.registry.register(Arc::new(Live::new(attributes)));
@@ -191,9 +192,17 @@ mod tests {
             registry: Default::default(),
             connections: TaskTracker::new(),
             access_log: None,
+            global: Default::default(),
         });
         let attributes = accepted(&listener.name, address, address);
-        let task = serve(stream, attributes, ActiveGuard(listener), context);
+        let slot = crate::admission::admit(
+            &listener,
+            &context.global,
+            &mut crate::admission::RateLimiter::new(),
+            address.ip(),
+        )
+        .unwrap();
+        let task = serve(stream, attributes, slot, context);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 768, "the connection future grew to {size} bytes");
         let counters = Counters::new();

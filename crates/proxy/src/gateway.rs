@@ -100,11 +100,17 @@ impl Gateway {
                 registry: Default::default(),
                 connections: TaskTracker::new(),
                 access_log,
+                global: Default::default(),
             }),
             stop_health_checks: CancellationToken::new(),
             draining: AtomicBool::new(false),
             reloads: ReloadStats::default(),
         };
+        gateway
+            .context
+            .global
+            .limit
+            .store(config.max_connections.unwrap_or(0) as u64, Relaxed);
         if let (Some(log), Some(settings)) = (&gateway.context.access_log, &config.access_log)
             && let Some(interval) = settings.open_connections_interval
         {
@@ -215,6 +221,10 @@ impl Gateway {
             tracing::info!(listener = %name, "listener removed: stopped accepting; its connections go on");
             summary.listeners_removed.push(name);
         }
+        self.context
+            .global
+            .limit
+            .store(config.max_connections.unwrap_or(0) as u64, Relaxed);
         state.listeners = listeners;
         state.clusters = clusters;
         state.config = config.clone();

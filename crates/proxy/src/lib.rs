@@ -4,6 +4,7 @@
 //! [`relay`] → close. Each stage is a module; [`Gateway`] wires them up and shuts them down.
 
 pub mod access_log;
+pub mod admission;
 pub mod attributes;
 pub mod cluster;
 mod connection;

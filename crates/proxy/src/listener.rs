@@ -2,6 +2,7 @@
 //! and handing each connection to the pipeline.
 
 use crate::access_log::AccessLog;
+use crate::admission::{self, GlobalLimit, RateLimiter, SourceCounts};
 use crate::connection;
 use crate::registry::Registry;
 use crate::routing::RouteTable;
@@ -9,7 +10,7 @@ use crate::socket;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,8 +22,13 @@ pub struct ListenerStats {
     pub accepted: AtomicU64,
     /// Connections being handled now.
     pub active: AtomicU64,
+    /// Refused by the listener's `connection_limit`.
     pub rejected_limit: AtomicU64,
+    pub rejected_global_limit: AtomicU64,
+    pub rejected_source_limit: AtomicU64,
+    pub rejected_accept_rate: AtomicU64,
     pub no_route: AtomicU64,
+    pub(crate) sources: SourceCounts,
 }
 
 /// What the accept loop and every connection of one listener share.
@@ -64,20 +70,12 @@ pub(crate) fn configure(socket: &Socket, config: &config::Listener) -> io::Resul
     socket.listen(config.backlog.min(i32::MAX as u32) as i32)
 }
 
-/// Holds a slot of the listener's `active` count for one connection.
-pub(crate) struct ActiveGuard(pub(crate) Arc<Listener>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.stats.active.fetch_sub(1, Relaxed);
-    }
-}
-
 pub(crate) struct Context {
     pub stop_accepting: CancellationToken,
     pub registry: Arc<Registry>,
     pub connections: TaskTracker,
     pub access_log: Option<AccessLog>,
+    pub global: Arc<GlobalLimit>,
 }
 
 /// Accepts until `stop`; each connection gets the listener's settings current at accept.
@@ -88,6 +86,7 @@ pub(crate) async fn accept_loop(
     context: Arc<Context>,
 ) {
     let name = updates.borrow().name.clone();
+    let mut rate = RateLimiter::new();
     // Bound to one address, every connection's destination is that address: no getsockname
     // per accept. Bound to a wildcard, ask each connection.
     let fixed_destination = socket
@@ -119,24 +118,20 @@ pub(crate) async fn accept_loop(
             }
         };
         let listener = updates.borrow().clone();
-        listener.stats.accepted.fetch_add(1, Relaxed);
-        let active = listener.stats.active.fetch_add(1, Relaxed);
-        let guard = ActiveGuard(listener.clone());
-        if listener
-            .config
-            .connection_limit
-            .is_some_and(|limit| active >= limit as u64)
-        {
-            listener.stats.rejected_limit.fetch_add(1, Relaxed);
-            tracing::warn!(
-                listener = %listener.name,
-                source = %peer,
-                limit = listener.config.connection_limit,
-                "connection refused: listener connection limit reached"
-            );
-            drop(stream);
-            continue;
-        }
+        let slot = match admission::admit(&listener, &context.global, &mut rate, peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::warn!(
+                    listener = %listener.name,
+                    source = %peer,
+                    reason = refusal.reason(),
+                    "connection refused: {}",
+                    refusal.reason().replace('_', " ")
+                );
+                drop(stream);
+                continue;
+            }
+        };
         let destination = match fixed_destination {
             Some(address) => address,
             None => match stream.local_addr() {
@@ -148,12 +143,9 @@ pub(crate) async fn accept_loop(
             },
         };
         let attributes = connection::accepted(&listener.name, peer, destination);
-        context.connections.spawn(connection::serve(
-            stream,
-            attributes,
-            guard,
-            context.clone(),
-        ));
+        context
+            .connections
+            .spawn(connection::serve(stream, attributes, slot, context.clone()));
     }
     drop(socket);
     tracing::info!(listener = %name, "stopped accepting");

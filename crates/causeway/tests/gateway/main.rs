@@ -7,6 +7,7 @@ mod cli;
 mod config_errors;
 mod drain;
 mod failover;
+mod limits;
 mod load_balancing;
 mod metrics;
 mod relay;

@@ -1,0 +1,100 @@
+//! Limits: gateway-wide, per client address, and accept rate; each refusal counted.
+
+use std::sync::atomic::Ordering::Relaxed;
+use testkit::{Backend, Client, TestGateway, bounded};
+use tokio::net::TcpSocket;
+
+fn yaml(backend: &Backend, top: &str, listener: &str) -> String {
+    format!(
+        "{top}\nlisteners:\n  - name: a\n    address: 127.0.0.1:0\n    {listener}\n    routes: [{{ cluster: c }}]\n  - name: b\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+        backend.address
+    )
+}
+
+/// A client connecting from a chosen loopback address.
+async fn from(source: &str, to: std::net::SocketAddr) -> Client {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(to).await.unwrap();
+    Client {
+        stream: tokio::io::BufReader::new(stream),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_wide_limit_spans_listeners() {
+    bounded(async {
+        let echo = Backend::echo("e").await;
+        let gw = TestGateway::start(&yaml(&echo, "max_connections: 2", ""));
+        let (_one, _) = Client::greeted(gw.address("a")).await;
+        let (_two, _) = Client::greeted(gw.address("b")).await;
+        assert!(Client::connect(gw.address("b")).await.is_closed().await);
+        assert_eq!(
+            gw.listener_stats("b").rejected_global_limit.load(Relaxed),
+            1
+        );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_source_limit_counts_each_client_address() {
+    bounded(async {
+        let echo = Backend::echo("e").await;
+        let gw = TestGateway::start(&yaml(&echo, "", "max_connections_per_source: 2"));
+        let a = gw.address("a");
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = from("127.0.0.1", a).await;
+            assert_eq!(c.line().await.as_deref(), Some("e"));
+            held.push(c);
+        }
+        assert!(
+            from("127.0.0.1", a).await.is_closed().await,
+            "a third from 127.0.0.1"
+        );
+        let mut other = from("127.0.0.2", a).await;
+        assert_eq!(
+            other.line().await.as_deref(),
+            Some("e"),
+            "another address has its own count"
+        );
+        assert_eq!(
+            gw.listener_stats("a").rejected_source_limit.load(Relaxed),
+            1
+        );
+
+        drop(held.pop());
+        testkit::eventually("the slot is released", || {
+            gw.listener_stats("a").active.load(Relaxed) == 2
+        })
+        .await;
+        let mut again = from("127.0.0.1", a).await;
+        assert_eq!(again.line().await.as_deref(), Some("e"));
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accept_rate_allows_a_burst_then_refuses() {
+    bounded(async {
+        let echo = Backend::echo("e").await;
+        let gw = TestGateway::start(&yaml(&echo, "", "accept_rate: { per_second: 1, burst: 3 }"));
+        let a = gw.address("a");
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(Client::greeted(a).await.0);
+        }
+        assert!(
+            Client::connect(a).await.is_closed().await,
+            "the fourth at once is over the rate"
+        );
+        assert_eq!(gw.listener_stats("a").rejected_accept_rate.load(Relaxed), 1);
+        assert_eq!(
+            Client::greeted(gw.address("b")).await.1,
+            "e",
+            "other listeners are not limited"
+        );
+    })
+    .await
+}

@@ -1,0 +1,153 @@
+//! Admission: whether an accepted connection may go on — the gateway-wide limit, the
+//! listener's limit, the per-client-address limit and the listener's accept rate. A refused
+//! connection is closed at once, counted by reason and logged.
+
+use crate::listener::{Listener, ListenerStats};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// The gateway-wide count of connections, against `max_connections` (0: no limit).
+#[derive(Debug, Default)]
+pub struct GlobalLimit {
+    pub active: AtomicU64,
+    pub limit: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    GlobalLimit,
+    ListenerLimit,
+    SourceLimit,
+    AcceptRate,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::GlobalLimit => "global_connection_limit",
+            Refusal::ListenerLimit => "connection_limit",
+            Refusal::SourceLimit => "source_connection_limit",
+            Refusal::AcceptRate => "accept_rate",
+        }
+    }
+
+    fn counter(self, stats: &ListenerStats) -> &AtomicU64 {
+        match self {
+            Refusal::GlobalLimit => &stats.rejected_global_limit,
+            Refusal::ListenerLimit => &stats.rejected_limit,
+            Refusal::SourceLimit => &stats.rejected_source_limit,
+            Refusal::AcceptRate => &stats.rejected_accept_rate,
+        }
+    }
+}
+
+/// A connection's place in every count it was admitted under; released on drop.
+pub(crate) struct Slot {
+    pub listener: Arc<Listener>,
+    global: Arc<GlobalLimit>,
+    source: Option<IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.listener.stats.active.fetch_sub(1, Relaxed);
+        self.global.active.fetch_sub(1, Relaxed);
+        if let Some(ip) = self.source {
+            let mut sources = self.listener.stats.sources.lock().unwrap();
+            if let Some(n) = sources.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    sources.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Admits or refuses one connection from `source` on `listener`.
+pub(crate) fn admit(
+    listener: &Arc<Listener>,
+    global: &Arc<GlobalLimit>,
+    rate: &mut RateLimiter,
+    source: IpAddr,
+) -> Result<Slot, Refusal> {
+    let stats = &listener.stats;
+    stats.accepted.fetch_add(1, Relaxed);
+    let refusal = if !rate.take(listener.config.accept_rate.as_ref()) {
+        Some(Refusal::AcceptRate)
+    } else {
+        None
+    };
+    // Take every slot first, then decide: the guard gives them all back if refused.
+    let listener_active = stats.active.fetch_add(1, Relaxed);
+    let global_active = global.active.fetch_add(1, Relaxed);
+    let mut slot = Slot {
+        listener: listener.clone(),
+        global: global.clone(),
+        source: None,
+    };
+    let refusal = refusal.or_else(|| {
+        let limit = global.limit.load(Relaxed);
+        (limit != 0 && global_active >= limit).then_some(Refusal::GlobalLimit)
+    });
+    let refusal = refusal.or_else(|| {
+        listener
+            .config
+            .connection_limit
+            .is_some_and(|limit| listener_active >= limit as u64)
+            .then_some(Refusal::ListenerLimit)
+    });
+    let refusal = refusal.or_else(|| {
+        let limit = listener.config.max_connections_per_source?;
+        let mut sources = stats.sources.lock().unwrap();
+        let n = sources.entry(source).or_insert(0);
+        *n += 1;
+        slot.source = Some(source);
+        (*n > limit as u32).then_some(Refusal::SourceLimit)
+    });
+    match refusal {
+        None => Ok(slot),
+        Some(refusal) => {
+            refusal.counter(stats).fetch_add(1, Relaxed);
+            Err(refusal)
+        }
+    }
+}
+
+/// A token bucket: `per_second` tokens a second, at most `burst` saved up.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    pub fn new() -> Self {
+        RateLimiter {
+            tokens: f64::MAX,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, rate: Option<&config::AcceptRate>) -> bool {
+        let Some(rate) = rate else {
+            return true;
+        };
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * rate.per_second as f64;
+        self.tokens = (self.tokens + refill).min(rate.burst as f64);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Per-address counts, kept only for listeners with a per-source limit.
+pub(crate) type SourceCounts = std::sync::Mutex<HashMap<IpAddr, u32>>;
