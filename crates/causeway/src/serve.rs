@@ -52,6 +52,11 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     control: Arc<ProcessControl>,
     signals: Signals,
+    /// Events in the configuration file's directory, when `reload.watch` is on.
+    changes: Option<(
+        notify::RecommendedWatcher,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    )>,
 }
 
 impl Running {
@@ -70,6 +75,9 @@ impl Running {
         let control = Arc::new(ProcessControl {
             gateway: gateway.clone(),
             telemetry,
+            last_read: std::sync::Mutex::new(
+                path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()),
+            ),
             path,
             drain_requested: Notify::new(),
         });
@@ -81,11 +89,16 @@ impl Running {
             ),
             None => None,
         };
+        let changes = match (&control.path, config.reload.watch) {
+            (Some(path), true) => Some(watch(path)?),
+            _ => None,
+        };
         Ok(Running {
             gateway,
             admin,
             control,
             signals,
+            changes,
         })
     }
 
@@ -97,6 +110,10 @@ impl Running {
             mut int,
             mut hup,
         } = self.signals;
+        let (_watcher, mut changes) = match self.changes {
+            Some((watcher, changes)) => (Some(watcher), Some(changes)),
+            None => (None, None),
+        };
         let why = loop {
             tokio::select! {
                 _ = term.recv() => break "SIGTERM",
@@ -105,6 +122,19 @@ impl Running {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading");
                     let _ = self.control.reload_now();
+                }
+                Some(()) = next_change(&mut changes) => {
+                    // Let a burst of events (an editor's save, a symlink swap) settle.
+                    let settle = tokio::time::sleep(std::time::Duration::from_millis(200));
+                    tokio::pin!(settle);
+                    while tokio::select! {
+                        _ = &mut settle => false,
+                        _ = next_change(&mut changes) => true,
+                    } {}
+                    if self.control.changed_on_disk() {
+                        tracing::info!("configuration file changed: reloading");
+                        let _ = self.control.reload_now();
+                    }
                 }
             }
         };
@@ -135,20 +165,69 @@ impl Signals {
     }
 }
 
+async fn next_change(changes: &mut Option<tokio::sync::mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Watches the directory of `path`: editors replace files and Kubernetes swaps a symlink,
+/// so watching the file itself would miss changes.
+fn watch(
+    path: &Path,
+) -> Result<
+    (
+        notify::RecommendedWatcher,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    ),
+    String,
+> {
+    use notify::Watcher;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| format!("cannot watch the configuration: {e}"))?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    tracing::info!(directory = %dir.display(), "watching the configuration for changes");
+    Ok((watcher, rx))
+}
+
 /// Reload and drain, as SIGHUP / SIGTERM and the admin API ask for them.
 struct ProcessControl {
     gateway: Arc<Gateway>,
     telemetry: Arc<Telemetry>,
     path: Option<PathBuf>,
     drain_requested: Notify,
+    /// The file's text as last read, to tell a real change from directory noise.
+    last_read: std::sync::Mutex<Option<String>>,
 }
 
 impl ProcessControl {
+    fn changed_on_disk(&self) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let now = std::fs::read_to_string(path).ok();
+        *self.last_read.lock().unwrap() != now
+    }
+
     /// Reads the configuration file again and applies it; an invalid file changes nothing.
     fn reload_now(&self) -> Result<ReloadSummary, String> {
         let Some(path) = &self.path else {
             return Err("no configuration file to reload (built-in configuration)".into());
         };
+        *self.last_read.lock().unwrap() = std::fs::read_to_string(path).ok();
         match config::load(path) {
             // Success and failure to apply are logged and counted by the gateway.
             Ok(config) => self.gateway.reload(&config).map_err(|e| e.to_string()),

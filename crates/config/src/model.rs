@@ -17,6 +17,7 @@ pub struct Config {
     pub metrics: Metrics,
     /// One JSON line per connection; `None`: off.
     pub access_log: Option<AccessLog>,
+    pub reload: Reload,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
 }
@@ -40,6 +41,24 @@ pub struct Drain {
     /// by one rather than all at once.
     #[serde(serialize_with = "as_text")]
     pub spread: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reload {
+    /// Reload when the configuration file changes (its directory is watched, so a
+    /// Kubernetes ConfigMap's symlink swap is seen).
+    pub watch: bool,
+    /// What happens to live connections of a cluster that a reload removes or replaces.
+    pub removed_cluster_connections: RemovedConnections,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovedConnections {
+    /// They stay until they end.
+    Keep,
+    /// They are closed (spread over the drain spread).
+    Close,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

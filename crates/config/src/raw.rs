@@ -17,6 +17,8 @@ pub struct Config {
     #[serde(default)]
     pub metrics: Metrics,
     pub access_log: Option<AccessLog>,
+    #[serde(default)]
+    pub reload: Reload,
     pub listeners: Spanned<Vec<Listener>>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
@@ -163,4 +165,18 @@ pub struct AccessLog {
 pub struct AcceptRate {
     pub per_second: Spanned<u32>,
     pub burst: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Reload {
+    pub watch: Option<bool>,
+    pub removed_cluster_connections: Option<RemovedConnections>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovedConnections {
+    Keep,
+    Close,
 }

@@ -141,6 +141,13 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
             admin,
             metrics,
             access_log,
+            reload: model::Reload {
+                watch: raw.reload.watch.unwrap_or(false),
+                removed_cluster_connections: match raw.reload.removed_cluster_connections {
+                    None | Some(raw::RemovedConnections::Keep) => model::RemovedConnections::Keep,
+                    Some(raw::RemovedConnections::Close) => model::RemovedConnections::Close,
+                },
+            },
             listeners,
             clusters,
         })

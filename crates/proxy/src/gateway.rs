@@ -171,15 +171,28 @@ impl Gateway {
         let (clusters, changes) = self.clusters_for(config, &state.clusters);
         summary.clusters_added = changes.added;
         summary.clusters_replaced = changes.replaced;
+        let mut retired = Vec::new();
         for (name, old) in &state.clusters {
             match clusters.get(name) {
                 Some(new) if Arc::ptr_eq(new, old) => {}
-                Some(_) => old.stop(),
+                Some(_) => {
+                    old.stop();
+                    retired.push(old.clone());
+                }
                 None => {
                     old.stop();
+                    retired.push(old.clone());
                     summary.clusters_removed.push(name.clone());
                 }
             }
+        }
+        if config.reload.removed_cluster_connections == config::RemovedConnections::Close
+            && !retired.is_empty()
+        {
+            self.drain_connections(config.drain.clone(), move |live| {
+                live.upstream()
+                    .is_some_and(|u| retired.iter().any(|c| Arc::ptr_eq(c, &u.route.cluster)))
+            });
         }
 
         let mut old_listeners: HashMap<String, RunningListener> =
@@ -218,7 +231,18 @@ impl Gateway {
         }
         for (name, old) in old_listeners {
             old.stop.cancel();
-            tracing::info!(listener = %name, "listener removed: stopped accepting; its connections go on");
+            tracing::info!(listener = %name, "listener removed: stopped accepting; its connections drain");
+            // Its connections (those accepted until now) get the drain window, then close.
+            let newest = self
+                .context
+                .registry
+                .snapshot()
+                .last()
+                .map_or(0, |l| l.attributes.id);
+            let listener_name = name.clone();
+            self.drain_connections(config.drain.clone(), move |live| {
+                &*live.attributes.listener == listener_name && live.attributes.id <= newest
+            });
             summary.listeners_removed.push(name);
         }
         self.context
@@ -348,6 +372,32 @@ impl Gateway {
     /// Connections being handled now, across all listeners.
     pub fn active_connections(&self) -> usize {
         self.context.connections.len()
+    }
+
+    /// Gives the connections matching `which` the drain window, then closes those left,
+    /// spread like a shutdown's.
+    fn drain_connections(
+        &self,
+        drain: config::Drain,
+        which: impl Fn(&crate::registry::Live) -> bool + Send + 'static,
+    ) {
+        let registry = self.context.registry.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(drain.timeout - drain.spread).await;
+            let remaining: Vec<_> = registry
+                .snapshot()
+                .into_iter()
+                .filter(|l| which(l))
+                .collect();
+            if remaining.is_empty() {
+                return;
+            }
+            let step = drain.spread / remaining.len() as u32;
+            for live in remaining {
+                live.request_close(CloseReason::Shutdown);
+                tokio::time::sleep(step).await;
+            }
+        });
     }
 
     /// True from the moment a drain starts: the gateway is going away (/ready says 503).

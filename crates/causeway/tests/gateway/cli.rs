@@ -337,3 +337,29 @@ async fn sighup_reloads_and_an_invalid_file_changes_nothing() {
     })
     .await
 }
+
+/// With `reload.watch`, replacing the file (as an editor or a ConfigMap update does: write
+/// elsewhere, rename over) reloads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_configuration_reloads_when_the_file_is_replaced() {
+    testkit::bounded(async {
+        use testkit::Client;
+        let (a, b) = (Backend::echo("a").await, Backend::echo("b").await);
+        let yaml = |cluster: &str| {
+            format!(
+                "reload: {{ watch: true }}\nadmin: {{ enabled: false }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: {cluster} }}]\nclusters:\n  - {{ name: a, endpoints: [{{ address: \"{}\" }}] }}\n  - {{ name: b, endpoints: [{{ address: \"{}\" }}] }}\n",
+                a.address, b.address
+            )
+        };
+        let mut gw = Process::start(&yaml("a"));
+        tokio::task::block_in_place(|| gw.wait_for("watching the configuration"));
+        assert_eq!(Client::greeted(gw.address).await.1, "a");
+        let path = gw._config.as_ref().unwrap().path().to_path_buf();
+        let staged = path.with_extension("staged");
+        std::fs::write(&staged, yaml("b")).unwrap();
+        std::fs::rename(&staged, &path).unwrap();
+        tokio::task::block_in_place(|| gw.wait_for("configuration reloaded"));
+        assert_eq!(Client::greeted(gw.address).await.1, "b");
+    })
+    .await
+}

@@ -183,3 +183,63 @@ clusters:
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_of_a_removed_listener_are_closed_after_the_drain_window() {
+    bounded(async {
+        let echo = Backend::echo("e").await;
+        let yaml = |with_extra: bool| {
+            let extra = if with_extra {
+                "  - name: extra\n    address: 127.0.0.1:0\n    routes: [{ cluster: c }]\n"
+            } else {
+                ""
+            };
+            format!(
+                "drain: {{ timeout: 500ms }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\n{extra}clusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+                echo.address
+            )
+        };
+        let gw = TestGateway::start(&yaml(true));
+        let (mut on_extra, _) = Client::greeted(gw.address("extra")).await;
+        let (mut on_main, _) = Client::greeted(gw.address("main")).await;
+        let removed_at = tokio::time::Instant::now();
+        gw.reload(&yaml(false));
+        on_extra.assert_echo("served during the drain window").await;
+        assert!(on_extra.is_closed().await);
+        assert!(removed_at.elapsed() >= std::time::Duration::from_millis(450));
+        on_main.assert_echo("other listeners' connections are untouched").await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_cluster_connections_stay_or_close_as_configured() {
+    bounded(async {
+        let (a, b) = (Backend::echo("a").await, Backend::echo("b").await);
+        let yaml = |policy: &str, cluster: &str, with_a: bool| {
+            let a_cluster = if with_a {
+                format!("  - {{ name: a, endpoints: [{{ address: \"{}\" }}] }}\n", a.address)
+            } else {
+                String::new()
+            };
+            format!(
+                "drain: {{ timeout: 300ms }}\nreload: {{ removed_cluster_connections: {policy} }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: {cluster} }}]\nclusters:\n{a_cluster}  - {{ name: b, endpoints: [{{ address: \"{}\" }}] }}\n",
+                b.address
+            )
+        };
+        for (policy, closes) in [("keep", false), ("close", true)] {
+            let gw = TestGateway::start(&yaml(policy, "a", true));
+            let (mut on_a, _) = Client::greeted(gw.address("l")).await;
+            let summary = gw.reload(&yaml(policy, "b", false));
+            assert_eq!(summary.clusters_removed, ["a"]);
+            if closes {
+                assert!(on_a.is_closed().await, "closed after the drain window");
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                on_a.assert_echo("kept past the drain window").await;
+            }
+            gw.shutdown().await;
+        }
+    })
+    .await
+}
