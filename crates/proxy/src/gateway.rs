@@ -241,7 +241,7 @@ impl Gateway {
                 .map_or(0, |l| l.attributes.id);
             let listener_name = name.clone();
             self.drain_connections(config.drain.clone(), move |live| {
-                &*live.attributes.listener == listener_name && live.attributes.id <= newest
+                *live.attributes.listener == *listener_name && live.attributes.id <= newest
             });
             summary.listeners_removed.push(name);
         }
