@@ -108,47 +108,79 @@ pub(crate) async fn accept_loop(
             }
             accepted = socket.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+        match accepted {
+            Ok((stream, peer)) => {
+                let listener = updates.borrow().clone();
+                hand_over(
+                    stream,
+                    peer,
+                    &listener,
+                    fixed_destination,
+                    &mut rate,
+                    &context,
+                );
+            }
             Err(e) => {
                 // Out of file descriptors (or similar): back off instead of spinning.
                 tracing::warn!(listener = %name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let listener = updates.borrow().clone();
-        let slot = match admission::admit(&listener, &context.global, &mut rate, peer.ip()) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                tracing::warn!(
-                    listener = %listener.name,
-                    source = %peer,
-                    reason = refusal.reason(),
-                    "connection refused: {}",
-                    refusal.reason().replace('_', " ")
-                );
-                drop(stream);
-                continue;
-            }
-        };
-        let destination = match fixed_destination {
-            Some(address) => address,
-            None => match stream.local_addr() {
-                Ok(address) => address,
-                Err(e) => {
-                    tracing::debug!(listener = %listener.name, error = %e, "connection gone at accept");
-                    continue;
-                }
-            },
-        };
-        let attributes = connection::accepted(&listener.name, peer, destination);
-        context
-            .connections
-            .spawn(connection::serve(stream, attributes, slot, context.clone()));
+        }
+    }
+    // Closing a listening socket resets the connections still in its queue: take them first.
+    // (With SO_REUSEPORT, net.ipv4.tcp_migrate_req=1 also moves any that arrive in between
+    // to the other listener of the group; see docs/operations.md.)
+    let listener = updates.borrow().clone();
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, socket.accept()).await {
+        hand_over(
+            stream,
+            peer,
+            &listener,
+            fixed_destination,
+            &mut rate,
+            &context,
+        );
     }
     drop(socket);
     tracing::info!(listener = %name, "stopped accepting");
+}
+
+/// Admission, then the connection's own task.
+fn hand_over(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    listener: &Arc<Listener>,
+    fixed_destination: Option<std::net::SocketAddr>,
+    rate: &mut RateLimiter,
+    context: &Arc<Context>,
+) {
+    let slot = match admission::admit(listener, &context.global, rate, peer.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::warn!(
+                listener = %listener.name,
+                source = %peer,
+                reason = refusal.reason(),
+                "connection refused: {}",
+                refusal.reason().replace('_', " ")
+            );
+            return;
+        }
+    };
+    let destination = match fixed_destination {
+        Some(address) => address,
+        None => match stream.local_addr() {
+            Ok(address) => address,
+            Err(e) => {
+                tracing::debug!(listener = %listener.name, error = %e, "connection gone at accept");
+                return;
+            }
+        },
+    };
+    let attributes = connection::accepted(&listener.name, peer, destination);
+    context
+        .connections
+        .spawn(connection::serve(stream, attributes, slot, context.clone()));
 }
 
 #[cfg(test)]

@@ -363,3 +363,57 @@ async fn a_watched_configuration_reloads_when_the_file_is_replaced() {
     })
     .await
 }
+
+/// Zero-downtime upgrade: a second process joins the first on the same port (SO_REUSEPORT),
+/// the first drains away; a client connecting in a loop throughout is never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_hand_over_a_port_without_refusing_a_connection() {
+    testkit::bounded(async {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+        let echo = Backend::echo("e").await;
+        let port = testkit::closed_port();
+        let yaml = format!(
+            "admin: {{ enabled: false }}\ndrain: {{ timeout: 5s, delay: 200ms }}\nlisteners:\n  - name: l\n    address: \"{port}\"\n    reuse_port: true\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            echo.address
+        );
+        let mut old = Process::start(&yaml);
+
+        let (stop, ok, refused) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let prober = tokio::spawn({
+            let (stop, ok, refused) = (stop.clone(), ok.clone(), refused.clone());
+            async move {
+                while !stop.load(Relaxed) {
+                    match TcpStream::connect(port).await {
+                        Ok(mut s) => {
+                            let mut greeting = [0u8; 2];
+                            match s.read_exact(&mut greeting).await {
+                                Ok(_) => ok.fetch_add(1, Relaxed),
+                                Err(_) => refused.fetch_add(1, Relaxed),
+                            };
+                        }
+                        Err(_) => {
+                            refused.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+
+        let new = Process::start(&yaml);
+        old.signal(libc::SIGTERM);
+        let status = tokio::task::block_in_place(|| old.wait_exit());
+        assert!(status.success(), "{status:?}");
+        let before = ok.load(Relaxed);
+        testkit::eventually("the new process serves alone", || ok.load(Relaxed) > before + 50).await;
+        stop.store(true, Relaxed);
+        prober.await.unwrap();
+        assert_eq!(refused.load(Relaxed), 0, "no connection attempt failed ({} succeeded)", ok.load(Relaxed));
+        drop(new);
+    })
+    .await
+}
