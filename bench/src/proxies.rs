@@ -83,7 +83,7 @@ impl Proxy {
                 let config = file(
                     "causeway.yaml",
                     format!(
-                        "workers: {workers}\nlisteners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
+                        "workers: {workers}\nadmin: {{ enabled: false }}\nlisteners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
                     ),
                 )?;
                 let mut c = Command::new(&bins.causeway);

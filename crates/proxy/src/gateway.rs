@@ -18,11 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 #[derive(Debug, thiserror::Error)]
-#[error("listener `{listener}` cannot listen on {address}: {source}")]
-pub struct StartError {
-    pub listener: String,
-    pub address: SocketAddr,
-    pub source: io::Error,
+pub enum StartError {
+    #[error("listener `{listener}` cannot listen on {address}: {source}")]
+    Bind {
+        listener: String,
+        address: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog { path: String, source: io::Error },
 }
 
 /// How a shutdown ended.
@@ -82,10 +86,14 @@ impl Gateway {
     /// Binds every listener and starts serving. Must be called inside a tokio runtime.
     pub fn start(config: &config::Config) -> Result<Gateway, StartError> {
         let access_log = match &config.access_log {
-            Some(settings) => Some(AccessLog::start(settings).map_err(|source| StartError {
-                listener: "access_log".into(),
-                address: SocketAddr::from(([0, 0, 0, 0], 0)),
-                source,
+            Some(settings) => Some(AccessLog::start(settings).map_err(|source| {
+                StartError::AccessLog {
+                    path: settings
+                        .path
+                        .as_ref()
+                        .map_or("stdout".into(), |p| p.display().to_string()),
+                    source,
+                }
             })?),
             None => None,
         };
@@ -116,14 +124,20 @@ impl Gateway {
         {
             log.spawn_periodic(gateway.context.registry.clone(), interval);
         }
-        {
+        let started = (|| {
             let mut state = gateway.state.lock().unwrap();
             state.clusters = gateway.clusters_for(config, &HashMap::new()).0;
-            let bound = bind_all(config.listeners.iter())?;
-            for (l, socket) in bound {
+            for (l, socket) in bind_all(config.listeners.iter())? {
                 let running = gateway.run_listener(l, socket, &state.clusters, None)?;
                 state.listeners.push((l.name.clone(), running));
             }
+            Ok(())
+        })();
+        if let Err(e) = started {
+            // Nothing may outlive a gateway that did not start.
+            gateway.stop_health_checks.cancel();
+            gateway.context.stop_accepting.cancel();
+            return Err(e);
         }
         Ok(gateway)
     }
@@ -131,8 +145,8 @@ impl Gateway {
     /// Applies a new configuration to new connections. Live connections keep their upstream;
     /// listeners whose socket settings did not change keep their socket (no connection
     /// attempt is refused); new listeners are bound before anything else changes, so a
-    /// reload that cannot bind changes nothing. Removed listeners stop accepting; their
-    /// live connections go on. Unchanged clusters keep their health state.
+    /// reload that cannot bind changes nothing. Removed listeners stop accepting and their
+    /// live connections drain. Unchanged clusters keep their health state.
     pub fn reload(&self, config: &config::Config) -> Result<ReloadSummary, StartError> {
         let result = self.apply(config);
         match &result {
@@ -292,7 +306,7 @@ impl Gateway {
         clusters: &HashMap<String, Arc<Cluster>>,
         previous: Option<&Listener>,
     ) -> Result<RunningListener, StartError> {
-        let error = |source| StartError {
+        let error = |source| StartError::Bind {
             listener: config.name.clone(),
             address: config.address,
             source,
@@ -497,7 +511,7 @@ fn bind_all<'a>(
         .map(|l| {
             listener::bind(l)
                 .map(|s| (l, s))
-                .map_err(|source| StartError {
+                .map_err(|source| StartError::Bind {
                     listener: l.name.clone(),
                     address: l.address,
                     source,

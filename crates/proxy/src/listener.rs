@@ -70,7 +70,9 @@ pub(crate) fn configure(socket: &Socket, config: &config::Listener) -> io::Resul
     socket.listen(config.backlog.min(i32::MAX as u32) as i32)
 }
 
+/// What every accept loop and connection of a gateway shares.
 pub(crate) struct Context {
+    /// Parent of every listener's stop token.
     pub stop_accepting: CancellationToken,
     pub registry: Arc<Registry>,
     pub connections: TaskTracker,
