@@ -25,28 +25,18 @@ async fn connect_failure_moves_on_to_the_next_endpoint() {
     bounded(async {
         let alive = Backend::echo("alive").await;
         let dead = closed_port();
-        let yaml = format!(
-            r#"
-listeners:
-  - name: l
-    address: 127.0.0.1:0
-    routes: [{{ cluster: c }}]
-clusters:
-  - name: c
-    passive_ejection: {{ consecutive_failures: 0 }}
-    endpoints:
-      - {{ address: "{dead}" }}
-      - {{ address: "{}", priority: 1 }}
-"#,
-            alive.address
+        let yaml = active_standby(
+            &dead.to_string(),
+            &alive.address.to_string(),
+            "passive_ejection: { consecutive_failures: 0 }",
         );
         let gw = TestGateway::start(&yaml);
         for _ in 0..3 {
-            let (mut client, name) = Client::greeted(gw.address("l")).await;
+            let (mut client, name) = Client::greeted(gw.address("fix")).await;
             assert_eq!(name, "alive");
             client.assert_echo("ok").await;
         }
-        let dead_endpoint = gw.endpoint("c", dead);
+        let dead_endpoint = gw.endpoint("venue", dead);
         let dead_stats = &dead_endpoint.stats;
         assert_eq!(
             dead_stats.connect_failures.load(Relaxed),
@@ -62,33 +52,22 @@ async fn attempts_are_bounded_and_passive_ejection_skips_a_failing_endpoint() {
     bounded(async {
         let alive = Backend::echo("alive").await;
         let dead = closed_port();
-        let yaml = format!(
-            r#"
-listeners:
-  - name: l
-    address: 127.0.0.1:0
-    routes: [{{ cluster: c }}]
-clusters:
-  - name: c
-    connect_attempts: 1
-    passive_ejection: {{ consecutive_failures: 2, duration: 1h }}
-    endpoints:
-      - {{ address: "{dead}" }}
-      - {{ address: "{}", priority: 1 }}
-"#,
-            alive.address
+        let yaml = active_standby(
+            &dead.to_string(),
+            &alive.address.to_string(),
+            "connect_attempts: 1\n    passive_ejection: { consecutive_failures: 2, duration: 1h }",
         );
         let gw = TestGateway::start(&yaml);
         // One attempt only: the dead active endpoint fails and the client is closed.
         for _ in 0..2 {
-            let mut client = Client::connect(gw.address("l")).await;
+            let mut client = Client::connect(gw.address("fix")).await;
             assert!(client.is_closed().await);
         }
         // Two failures in a row ejected it: the standby now takes connections.
-        let endpoint = gw.endpoint("c", dead);
+        let endpoint = gw.endpoint("venue", dead);
         assert!(endpoint.is_ejected());
         assert_eq!(endpoint.stats.ejections.load(Relaxed), 1);
-        let (mut client, name) = Client::greeted(gw.address("l")).await;
+        let (mut client, name) = Client::greeted(gw.address("fix")).await;
         assert_eq!(name, "alive");
         client.assert_echo("ok").await;
         assert_eq!(endpoint.stats.connect_attempts.load(Relaxed), 2);
@@ -199,27 +178,17 @@ async fn connect_timeout_moves_on_to_the_next_endpoint() {
     bounded(async {
         let alive = Backend::echo("alive").await;
         let (blackhole, _queued) = full_accept_queue();
-        let yaml = format!(
-            r#"
-listeners:
-  - name: l
-    address: 127.0.0.1:0
-    routes: [{{ cluster: c }}]
-clusters:
-  - name: c
-    connect_timeout: 200ms
-    endpoints:
-      - {{ address: "{blackhole}" }}
-      - {{ address: "{}", priority: 1 }}
-"#,
-            alive.address
+        let yaml = active_standby(
+            &blackhole.to_string(),
+            &alive.address.to_string(),
+            "connect_timeout: 200ms",
         );
         let gw = TestGateway::start(&yaml);
         let started = tokio::time::Instant::now();
-        let (_client, name) = Client::greeted(gw.address("l")).await;
+        let (_client, name) = Client::greeted(gw.address("fix")).await;
         assert_eq!(name, "alive");
         assert!(started.elapsed() >= std::time::Duration::from_millis(200));
-        let endpoint = gw.endpoint("c", blackhole);
+        let endpoint = gw.endpoint("venue", blackhole);
         let stats = &endpoint.stats;
         assert_eq!(stats.connect_failures.load(Relaxed), 1);
     })
