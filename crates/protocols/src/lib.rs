@@ -1,0 +1,4 @@
+//! Pure protocol parsers: bytes in, facts out, no I/O. Each says when it needs more bytes,
+//! never panics on any input, and is property-tested.
+
+pub mod tls;
