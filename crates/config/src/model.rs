@@ -104,6 +104,8 @@ pub struct Listener {
     pub reuse_port: bool,
     pub backlog: u32,
     pub socket: SocketOptions,
+    /// What is read from the client before routing; `None`: nothing.
+    pub inspect: Option<Inspect>,
     /// Evaluated in order; the first match wins.
     pub routes: Vec<Route>,
 }
@@ -149,12 +151,38 @@ pub struct Route {
 pub struct RouteMatch {
     pub destination_ports: Vec<u16>,
     pub source_cidrs: Vec<IpNet>,
+    /// Server names from the TLS ClientHello, lower-case; `*.example.com` matches any name
+    /// ending in `.example.com`.
+    pub sni: Vec<String>,
+    /// ALPN protocols; matches when the client offers any of them.
+    pub alpn: Vec<String>,
+    /// `true`: only TLS connections; `false`: only connections that are not TLS.
+    pub tls: Option<bool>,
 }
 
 impl RouteMatch {
     pub fn is_catch_all(&self) -> bool {
-        self.destination_ports.is_empty() && self.source_cidrs.is_empty()
+        self.destination_ports.is_empty()
+            && self.source_cidrs.is_empty()
+            && self.sni.is_empty()
+            && self.alpn.is_empty()
+            && self.tls.is_none()
     }
+
+    /// Whether the route needs the TLS inspector's findings.
+    pub fn needs_tls_inspection(&self) -> bool {
+        !self.sni.is_empty() || !self.alpn.is_empty() || self.tls.is_some()
+    }
+}
+
+/// Looking at the client's first bytes before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Inspect {
+    /// Read the TLS ClientHello (SNI, ALPN) without terminating TLS.
+    pub tls: bool,
+    /// How long the client may take to send what is inspected.
+    #[serde(serialize_with = "as_text")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -45,7 +45,16 @@ pub struct Listener {
     pub backlog: Option<Spanned<u32>>,
     pub tcp_nodelay: Option<bool>,
     pub tcp_keepalive: Option<Keepalive>,
+    pub inspect: Option<Inspect>,
     pub routes: Spanned<Vec<Route>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inspect {
+    #[serde(default)]
+    pub tls: bool,
+    pub timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +84,11 @@ pub struct RouteMatch {
     pub destination_ports: Vec<u16>,
     #[serde(default)]
     pub source_cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub sni: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    pub tls: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BACKLOG: u32 = 1024;
+pub const DEFAULT_INSPECTION_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CONNECT_ATTEMPTS: u32 = 3;
 pub const DEFAULT_KEEPALIVE: model::Keepalive = model::Keepalive {
@@ -312,13 +313,19 @@ fn listener(
         .backlog
         .map_or(DEFAULT_BACKLOG, |b| problems.at_least(&b, 1, "backlog"));
     let socket = socket_options(problems, l.tcp_nodelay, l.tcp_keepalive);
+    let inspect = l.inspect.and_then(|i| {
+        let timeout = i.timeout.map_or(DEFAULT_INSPECTION_TIMEOUT, |t| {
+            problems.positive(&t, "inspect.timeout")
+        });
+        i.tls.then_some(model::Inspect { tls: true, timeout })
+    });
 
     if l.routes.value.is_empty() {
         problems.add(l.routes.referenced, "a listener needs at least one route");
     }
     let mut catch_all: Option<String> = None;
     let mut route_names = HashMap::new();
-    let routes = l
+    let routes: Vec<model::Route> = l
         .routes
         .value
         .into_iter()
@@ -341,6 +348,19 @@ fn listener(
         })
         .collect();
 
+    if inspect.is_none_or(|i| !i.tls)
+        && let Some(r) = routes
+            .iter()
+            .find(|r: &&model::Route| r.matcher.needs_tls_inspection())
+    {
+        problems.add(
+            l.name.referenced,
+            format!(
+                "route `{}` matches on TLS (sni, alpn or tls) but the listener does not look at it: add `inspect: {{ tls: true }}`",
+                r.name
+            ),
+        );
+    }
     model::Listener {
         name: l.name.value,
         address,
@@ -350,6 +370,7 @@ fn listener(
         reuse_port: l.reuse_port,
         backlog,
         socket,
+        inspect,
         routes,
     }
 }
@@ -381,7 +402,29 @@ fn route(
         if m.value.destination_ports.contains(&0) {
             problems.add(m.referenced, "destination_ports: port 0 never matches");
         }
-        model::RouteMatch {
+        let sni = m
+            .value
+            .sni
+            .into_iter()
+            .map(|name| {
+                let pattern = name.value.strip_prefix("*.").unwrap_or(&name.value);
+                if pattern.is_empty()
+                    || !pattern
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                {
+                    problems.add(
+                        name.referenced,
+                        format!(
+                            "sni `{}` must be a host name, or `*.` and a domain",
+                            name.value
+                        ),
+                    );
+                }
+                name.value.to_ascii_lowercase()
+            })
+            .collect();
+        let matcher = model::RouteMatch {
             destination_ports: m.value.destination_ports,
             source_cidrs: m
                 .value
@@ -389,7 +432,17 @@ fn route(
                 .into_iter()
                 .map(|c| c.trunc())
                 .collect(),
+            sni,
+            alpn: m.value.alpn,
+            tls: m.value.tls,
+        };
+        if matcher.tls == Some(false) && (!matcher.sni.is_empty() || !matcher.alpn.is_empty()) {
+            problems.add(
+                m.referenced,
+                "a route for connections that are not TLS (tls: false) cannot match sni or alpn",
+            );
         }
+        matcher
     });
     model::Route {
         name,

@@ -13,4 +13,26 @@ pub struct Attributes {
     pub source: SocketAddr,
     /// The address the client connected to.
     pub destination: SocketAddr,
+    /// What the TLS inspector found, on listeners that inspect TLS.
+    pub tls: Tls,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Tls {
+    /// The listener does not inspect TLS.
+    #[default]
+    NotInspected,
+    /// The client's first bytes are not a TLS handshake.
+    NotTls,
+    /// A ClientHello: server name and ALPN, read without terminating TLS.
+    Hello(protocols::tls::ClientHello),
+}
+
+impl Tls {
+    pub fn hello(&self) -> Option<&protocols::tls::ClientHello> {
+        match self {
+            Tls::Hello(hello) => Some(hello),
+            _ => None,
+        }
+    }
 }

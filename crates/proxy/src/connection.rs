@@ -1,8 +1,9 @@
 //! One connection's way through the gateway: attributes → route → dial → relay → close.
 
 use crate::admission::Slot;
-use crate::attributes::Attributes;
+use crate::attributes::{Attributes, Tls};
 use crate::error::{Error, Kind, Side};
+use crate::inspect;
 use crate::listener::Context;
 use crate::registry::{Live, Upstream};
 use crate::relay::{self, Counters};
@@ -27,22 +28,41 @@ pub(crate) fn accepted(
         listener: listener.clone(),
         source,
         destination,
+        tls: Tls::NotInspected,
     }
 }
 
 pub(crate) async fn serve(
     downstream: TcpStream,
-    attributes: Attributes,
+    mut attributes: Attributes,
     slot: Slot,
     context: Arc<Context>,
 ) {
     let listener = &slot.listener;
+    // Inspection first: what it finds is part of the attributes routing reads. Boxed, as
+    // its state is large and short-lived.
+    let inspected = match listener.config.inspect {
+        Some(inspect) if inspect.tls => Box::pin(inspect::tls(&downstream, inspect.timeout))
+            .await
+            .map(|tls| {
+                attributes.tls = tls;
+            }),
+        _ => Ok(()),
+    };
     // What the connection holds for its life is in its registry record or this future:
     // keep both lean (see the size test below).
     let registration = context.registry.register(Arc::new(Live::new(attributes)));
     let live = &registration.live.clone();
     let (attributes, counters) = (&live.attributes, &live.counters);
     let (source, destination) = (&attributes.source, &attributes.destination);
+    if let Err(error) = inspected {
+        listener.stats.inspection_failed.fetch_add(1, Relaxed);
+        tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %source, reason = error.code(), "connection closed: {error}");
+        if let Some(log) = &context.access_log {
+            log.closed(live, None, None, &Err(error));
+        }
+        return;
+    }
 
     let Some(route) = listener.routes.find(attributes) else {
         listener.stats.no_route.fetch_add(1, Relaxed);

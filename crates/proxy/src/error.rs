@@ -46,6 +46,10 @@ pub enum Kind {
     Shutdown,
     /// A preferred endpoint came back and the cluster's failback policy is `close`.
     Failback,
+    /// The client did not send what is inspected (e.g. its TLS ClientHello) in time.
+    InspectionTimeout,
+    /// What the client sent is not what the protocol says it should be.
+    Malformed(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +88,8 @@ impl Error {
             Kind::MaxDuration => "max_duration",
             Kind::Shutdown => "shutdown",
             Kind::Failback => "failback",
+            Kind::InspectionTimeout => "inspection_timeout",
+            Kind::Malformed(_) => "malformed",
         };
         match self.side {
             Side::Internal => kind.to_string(),
@@ -107,6 +113,8 @@ impl fmt::Display for Error {
             Kind::MaxDuration => write!(f, "maximum connection duration reached"),
             Kind::Shutdown => write!(f, "gateway shut down before the connection ended"),
             Kind::Failback => write!(f, "closed so the client reconnects to a recovered endpoint"),
+            Kind::InspectionTimeout => write!(f, "did not send its first bytes in time"),
+            Kind::Malformed(why) => write!(f, "malformed: {why}"),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod cluster;
 mod connection;
 pub mod error;
 mod gateway;
+mod inspect;
 pub mod listener;
 pub mod registry;
 pub mod relay;

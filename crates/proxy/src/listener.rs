@@ -28,6 +28,8 @@ pub struct ListenerStats {
     pub rejected_source_limit: AtomicU64,
     pub rejected_accept_rate: AtomicU64,
     pub no_route: AtomicU64,
+    /// Closed because inspection failed: too slow, malformed, or closed before it ended.
+    pub inspection_failed: AtomicU64,
     pub(crate) sources: SourceCounts,
 }
 

@@ -1,6 +1,6 @@
 //! Matching a connection's attributes against a listener's routes, in order.
 
-use crate::attributes::Attributes;
+use crate::attributes::{Attributes, Tls};
 use crate::cluster::Cluster;
 use config::RouteMatch;
 use std::collections::HashMap;
@@ -66,6 +66,25 @@ fn matches(m: &RouteMatch, a: &Attributes) -> bool {
             || m.source_cidrs
                 .iter()
                 .any(|cidr| cidr.contains(&canonical(a.source.ip()))))
+        && m.tls
+            .is_none_or(|tls| tls == matches!(a.tls, Tls::Hello(_)))
+        && (m.sni.is_empty()
+            || a.tls
+                .hello()
+                .and_then(|h| h.sni.as_deref())
+                .is_some_and(|sni| m.sni.iter().any(|p| sni_matches(p, sni))))
+        && (m.alpn.is_empty()
+            || a.tls
+                .hello()
+                .is_some_and(|h| h.alpn.iter().any(|offered| m.alpn.contains(offered))))
+}
+
+/// `*.example.com` matches one or more labels before `.example.com`; anything else exactly.
+fn sni_matches(pattern: &str, sni: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => sni.len() > suffix.len() && sni.ends_with(suffix),
+        None => pattern == sni,
+    }
 }
 
 /// An IPv4 client on a dual-stack socket shows up as `::ffff:a.b.c.d`; match it as IPv4.
@@ -86,6 +105,7 @@ mod tests {
             listener: "l".into(),
             source: source.parse().unwrap(),
             destination: destination.parse().unwrap(),
+            tls: Tls::NotInspected,
         }
     }
 
@@ -94,6 +114,7 @@ mod tests {
         let m = RouteMatch {
             destination_ports: vec![10000, 10001],
             source_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Default::default()
         };
         assert!(matches(&m, &attrs("10.1.2.3:5000", "127.0.0.1:10001")));
         assert!(!matches(&m, &attrs("11.1.2.3:5000", "127.0.0.1:10001")));
@@ -105,10 +126,44 @@ mod tests {
     }
 
     #[test]
+    fn sni_patterns() {
+        assert!(sni_matches("*.chl.mq.ibm.com", "app12e-tls.chl.mq.ibm.com"));
+        assert!(sni_matches("*.chl.mq.ibm.com", "a.b.chl.mq.ibm.com"));
+        assert!(!sni_matches("*.chl.mq.ibm.com", "chl.mq.ibm.com"));
+        assert!(!sni_matches("*.chl.mq.ibm.com", "xchl.mq.ibm.com"));
+        assert!(sni_matches("echo.causeway.test", "echo.causeway.test"));
+        assert!(!sni_matches("echo.causeway.test", "x.echo.causeway.test"));
+    }
+
+    #[test]
+    fn tls_conditions() {
+        let m = RouteMatch {
+            sni: vec!["echo.causeway.test".into()],
+            alpn: vec!["h2".into()],
+            ..Default::default()
+        };
+        let mut a = attrs("127.0.0.1:1", "127.0.0.1:2");
+        assert!(!matches(&m, &a), "not inspected: no sni");
+        a.tls = Tls::Hello(protocols::tls::ClientHello {
+            sni: Some("echo.causeway.test".into()),
+            alpn: vec!["http/1.1".into(), "h2".into()],
+        });
+        assert!(matches(&m, &a));
+        let plain = RouteMatch {
+            tls: Some(false),
+            ..Default::default()
+        };
+        assert!(!matches(&plain, &a));
+        a.tls = Tls::NotTls;
+        assert!(matches(&plain, &a));
+    }
+
+    #[test]
     fn mapped_ipv4_matches_ipv4_cidr() {
         let m = RouteMatch {
             destination_ports: vec![],
             source_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
+            ..Default::default()
         };
         assert!(matches(&m, &attrs("[::ffff:192.168.1.1]:5000", "[::]:1")));
     }

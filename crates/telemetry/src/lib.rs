@@ -125,7 +125,30 @@ impl Telemetry {
             }
         }
 
-        // Bytes of live connections, by endpoint, to add to those of closed ones.
+        // Endpoint byte totals = closed connections' + live ones'. A closing connection leaves
+        // the registry before its bytes join the endpoint's total, so reading the totals
+        // first and the registry second can only miss bytes for a moment, never count them
+        // twice (and an exported counter must never overshoot).
+        let config = gateway.config();
+        let clusters: Vec<_> = config
+            .clusters
+            .iter()
+            .filter_map(|c| gateway.cluster(&c.name))
+            .collect();
+        let closed_bytes: HashMap<*const proxy::cluster::Endpoint, (u64, u64)> = clusters
+            .iter()
+            .flat_map(|c| c.endpoints.iter())
+            .map(|e| {
+                let s = &e.stats;
+                (
+                    std::sync::Arc::as_ptr(e),
+                    (
+                        s.closed_bytes_upstream.load(Relaxed),
+                        s.closed_bytes_downstream.load(Relaxed),
+                    ),
+                )
+            })
+            .collect();
         let mut live_bytes: HashMap<*const proxy::cluster::Endpoint, (u64, u64)> = HashMap::new();
         for live in gateway.registry().snapshot() {
             if let Some(upstream) = live.upstream() {
@@ -136,12 +159,7 @@ impl Telemetry {
                 entry.1 += live.counters.downstream_bytes.load(Relaxed);
             }
         }
-        let config = gateway.config();
-        for cluster in config
-            .clusters
-            .iter()
-            .filter_map(|c| gateway.cluster(&c.name))
-        {
+        for cluster in &clusters {
             for e in &cluster.endpoints {
                 let labels = || {
                     vec![
@@ -185,6 +203,10 @@ impl Telemetry {
                     labels(),
                     s.ejections.load(Relaxed),
                 );
+                let (closed_up, closed_down) = closed_bytes
+                    .get(&std::sync::Arc::as_ptr(e))
+                    .copied()
+                    .unwrap_or_default();
                 let (live_up, live_down) = live_bytes
                     .get(&std::sync::Arc::as_ptr(e))
                     .copied()
@@ -197,12 +219,12 @@ impl Telemetry {
                 out.counter(
                     "causeway_endpoint_bytes_total",
                     direction("upstream"),
-                    s.closed_bytes_upstream.load(Relaxed) + live_up,
+                    closed_up + live_up,
                 );
                 out.counter(
                     "causeway_endpoint_bytes_total",
                     direction("downstream"),
-                    s.closed_bytes_downstream.load(Relaxed) + live_down,
+                    closed_down + live_down,
                 );
             }
         }

@@ -371,6 +371,17 @@ async fn two_processes_hand_over_a_port_without_refusing_a_connection() {
     testkit::bounded(async {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+        // The kernel must move a closing listener's queued requests to its sibling (see
+        // docs/operations.md); scripts/test turns it on, as root.
+        let migrate = "/proc/sys/net/ipv4/tcp_migrate_req";
+        if std::fs::read_to_string(migrate).map(|v| v.trim() != "1").unwrap_or(true) {
+            let _ = std::fs::write(migrate, "1");
+        }
+        assert_eq!(
+            std::fs::read_to_string(migrate).map(|v| v.trim().to_string()).ok().as_deref(),
+            Some("1"),
+            "net.ipv4.tcp_migrate_req must be 1 for a hand-over without resets (run scripts/test as root)"
+        );
         let echo = Backend::echo("e").await;
         let port = testkit::closed_port();
         let yaml = format!(

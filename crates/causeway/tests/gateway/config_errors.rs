@@ -182,3 +182,40 @@ fn admin_api_stays_on_loopback_unless_allowed() {
     let off = config::parse(&format!("admin: {{ enabled: false }}\n{GOOD}"), "ok").unwrap();
     assert!(off.admin.is_none());
 }
+
+#[test]
+fn tls_routes_need_the_tls_inspector() {
+    let e = error_of(&GOOD.replace(
+        "      - cluster: c",
+        "      - match: { sni: [a.example] }\n        cluster: c",
+    ));
+    assert!(
+        e.starts_with("bad.yaml:3:11: route `route-0` matches on TLS"),
+        "{e}"
+    );
+    let e = error_of(&GOOD.replace(
+        "      - cluster: c",
+        "      - match: { tls: false, sni: [a.example] }\n        cluster: c",
+    ));
+    assert!(e.contains("cannot match sni or alpn"), "{e}");
+    let e = error_of(&GOOD.replace(
+        "      - cluster: c",
+        "      - match: { sni: [\"bad name\"] }\n        cluster: c",
+    ));
+    assert!(e.contains("must be a host name"), "{e}");
+    let ok = config::parse(
+        &GOOD
+            .replace("    routes:", "    inspect: { tls: true }\n    routes:")
+            .replace(
+                "      - cluster: c",
+                "      - match: { sni: [\"*.Chl.mq.ibm.com\"] }\n        cluster: c",
+            ),
+        "ok",
+    )
+    .unwrap();
+    assert_eq!(ok.listeners[0].routes[0].matcher.sni, ["*.chl.mq.ibm.com"]);
+    assert_eq!(
+        ok.listeners[0].inspect.unwrap().timeout,
+        std::time::Duration::from_secs(5)
+    );
+}

@@ -13,3 +13,4 @@ mod metrics;
 mod relay;
 mod reload;
 mod routing;
+mod tls_inspector;
