@@ -107,11 +107,19 @@ impl Telemetry {
                 rejected("connection_limit"),
                 s.rejected_limit.load(Relaxed),
             );
-            out.counter(
-                "causeway_listener_connections_rejected_total",
-                rejected("no_route"),
-                s.no_route.load(Relaxed),
-            );
+            for (reason, count) in [
+                ("no_route", &s.no_route),
+                ("global_connection_limit", &s.rejected_global_limit),
+                ("source_connection_limit", &s.rejected_source_limit),
+                ("accept_rate", &s.rejected_accept_rate),
+                ("inspection_failed", &s.inspection_failed),
+            ] {
+                out.counter(
+                    "causeway_listener_connections_rejected_total",
+                    rejected(reason),
+                    count.load(Relaxed),
+                );
+            }
             for route in listener.routes.routes() {
                 let labels = vec![
                     ("listener", listener.name.to_string()),

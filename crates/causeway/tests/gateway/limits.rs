@@ -90,6 +90,12 @@ async fn the_accept_rate_allows_a_burst_then_refuses() {
             "the fourth at once is over the rate"
         );
         assert_eq!(gw.listener_stats("a").rejected_accept_rate.load(Relaxed), 1);
+        let telemetry = telemetry::Telemetry::new(&Default::default()).unwrap();
+        let text = telemetry.render(&gw.gateway);
+        assert!(
+            text.contains("causeway_listener_connections_rejected_total{listener=\"a\",reason=\"accept_rate\"} 1"),
+            "{text}"
+        );
         assert_eq!(
             Client::greeted(gw.address("b")).await.1,
             "e",
