@@ -24,8 +24,9 @@ pub enum Tls {
     NotInspected,
     /// The client's first bytes are not a TLS handshake.
     NotTls,
-    /// A ClientHello: server name and ALPN, read without terminating TLS.
-    Hello(protocols::tls::ClientHello),
+    /// A ClientHello: server name and ALPN, read without terminating TLS. (Boxed: every
+    /// connection carries its attributes, most of them without a ClientHello.)
+    Hello(Box<protocols::tls::ClientHello>),
 }
 
 impl Tls {

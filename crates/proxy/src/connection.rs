@@ -4,7 +4,7 @@ use crate::admission::Slot;
 use crate::attributes::{Attributes, Tls};
 use crate::error::{Error, Kind, Side};
 use crate::inspect;
-use crate::listener::Context;
+use crate::listener::{Context, Listener};
 use crate::registry::{Live, Upstream};
 use crate::relay::{self, Counters};
 use crate::socket;
@@ -18,51 +18,41 @@ use tokio::time::{Instant, sleep_until};
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A fresh connection's attributes: what is known at accept.
+/// Boxed: an `async fn` keeps its arguments for its whole life, so a connection's task
+/// would carry a second copy of them all along.
 pub(crate) fn accepted(
     listener: &Arc<str>,
     source: SocketAddr,
     destination: SocketAddr,
-) -> Attributes {
-    Attributes {
+) -> Box<Attributes> {
+    Box::new(Attributes {
         id: NEXT_ID.fetch_add(1, Relaxed),
         listener: listener.clone(),
         source,
         destination,
         tls: Tls::NotInspected,
-    }
+    })
 }
 
 pub(crate) async fn serve(
     downstream: TcpStream,
-    mut attributes: Attributes,
+    mut attributes: Box<Attributes>,
     slot: Slot,
     context: Arc<Context>,
 ) {
     let listener = &slot.listener;
     // Inspection first: what it finds is part of the attributes routing reads. Boxed, as
     // its state is large and short-lived.
-    let inspected = match listener.config.inspect {
-        Some(inspect) if inspect.tls => Box::pin(inspect::tls(&downstream, inspect.timeout))
-            .await
-            .map(|tls| {
-                attributes.tls = tls;
-            }),
-        _ => Ok(()),
-    };
-    // What the connection holds for its life is in its registry record or this future:
-    // keep both lean (see the size test below).
-    let registration = context.registry.register(Arc::new(Live::new(attributes)));
+    if let Some(inspect) = listener.config.inspect.filter(|i| i.tls) {
+        match Box::pin(inspect::tls(&downstream, inspect.timeout)).await {
+            Ok(tls) => attributes.tls = tls,
+            Err(error) => return inspection_failed(*attributes, error, listener, &context),
+        }
+    }
+    let registration = context.registry.register(Arc::new(Live::new(*attributes)));
     let live = &registration.live.clone();
     let (attributes, counters) = (&live.attributes, &live.counters);
     let (source, destination) = (&attributes.source, &attributes.destination);
-    if let Err(error) = inspected {
-        listener.stats.inspection_failed.fetch_add(1, Relaxed);
-        tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %source, reason = error.code(), "connection closed: {error}");
-        if let Some(log) = &context.access_log {
-            log.closed(live, None, None, &Err(error));
-        }
-        return;
-    }
 
     let Some(route) = listener.routes.find(attributes) else {
         listener.stats.no_route.fetch_add(1, Relaxed);
@@ -148,6 +138,15 @@ pub(crate) async fn serve(
     );
     if let Some(log) = &context.access_log {
         log.closed(live, Some(route), Some(endpoint), &result);
+    }
+}
+
+/// A connection that never got past inspection: counted, logged, closed.
+fn inspection_failed(attributes: Attributes, error: Error, listener: &Listener, context: &Context) {
+    listener.stats.inspection_failed.fetch_add(1, Relaxed);
+    tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, reason = error.code(), "connection closed: {error}");
+    if let Some(log) = &context.access_log {
+        log.closed(&Live::new(attributes), None, None, &Err(error));
     }
 }
 

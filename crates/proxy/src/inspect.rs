@@ -35,7 +35,7 @@ pub(crate) async fn tls(stream: &TcpStream, timeout: Duration) -> Result<Tls, Er
                 return Ok(());
             }
             match tls::client_hello(&buf[..n]) {
-                Ok(hello) => outcome = Some(Ok(Tls::Hello(hello))),
+                Ok(hello) => outcome = Some(Ok(Tls::Hello(Box::new(hello)))),
                 Err(tls::Error::NotTls) => outcome = Some(Ok(Tls::NotTls)),
                 Err(tls::Error::Invalid(why)) => {
                     outcome = Some(Err(Error::new(Side::Downstream, Kind::Malformed(why))))

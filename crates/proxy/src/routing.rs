@@ -144,10 +144,10 @@ mod tests {
         };
         let mut a = attrs("127.0.0.1:1", "127.0.0.1:2");
         assert!(!matches(&m, &a), "not inspected: no sni");
-        a.tls = Tls::Hello(protocols::tls::ClientHello {
+        a.tls = Tls::Hello(Box::new(protocols::tls::ClientHello {
             sni: Some("echo.causeway.test".into()),
             alpn: vec!["http/1.1".into(), "h2".into()],
-        });
+        }));
         assert!(matches(&m, &a));
         let plain = RouteMatch {
             tls: Some(false),
