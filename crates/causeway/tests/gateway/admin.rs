@@ -27,15 +27,7 @@ pub(crate) async fn http(admin: SocketAddr, method: &str, path: &str) -> (u16, S
 }
 
 pub(crate) fn admin_address(gw: &mut Process) -> SocketAddr {
-    let line = tokio::task::block_in_place(|| gw.wait_for("admin API ready"));
-    let address = line
-        .rsplit("address=")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    address.parse().unwrap()
+    tokio::task::block_in_place(|| gw.wait_for_address("admin API ready"))
 }
 
 fn yaml(backend: &Backend, cluster: &str) -> String {

@@ -137,16 +137,22 @@ impl Process {
             lines,
             _config: None,
         };
-        let line = process.wait_for("listening");
+        process.address = process.wait_for_address("listening");
+        process
+    }
+
+    /// Waits for a log line containing `text` and returns the `address=` it names.
+    pub fn wait_for_address(&mut self, text: &str) -> SocketAddr {
+        let line = self.wait_for(text);
         let address = line
             .rsplit("address=")
             .next()
             .unwrap()
             .split_whitespace()
-            .next()
-            .unwrap();
-        process.address = address.parse().unwrap();
-        process
+            .next();
+        address
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 
     pub fn wait_for(&mut self, text: &str) -> String {
