@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 use telemetry::Telemetry;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
@@ -67,6 +68,16 @@ impl Running {
             Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let gateway = Arc::new(Gateway::start(config).map_err(|e| e.to_string())?);
         let telemetry = Arc::new(Telemetry::new(&config.metrics)?);
+        let waiting = gateway.clone();
+        tokio::spawn(async move {
+            let missing = waiting.identities_ready(Duration::from_secs(10)).await;
+            if !missing.is_empty() {
+                tracing::warn!(
+                    ?missing,
+                    "identities still without material after 10s: TLS handshakes that need them fail until it arrives"
+                );
+            }
+        });
         if let Some(statsd) = &config.metrics.statsd {
             telemetry
                 .clone()

@@ -28,3 +28,36 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         serde_saphyr::from_str(text).map_err(|e| ConfigError::syntax(file, &e))?;
     validate::validate(raw).map_err(|problems| ConfigError::new(file, problems))
 }
+
+/// Host-name patterns, as in route SNIs and certificate names: `*.example.com` matches one
+/// or more labels before `.example.com` (not `example.com` itself); anything else matches
+/// exactly. Case-insensitive.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => {
+            name.len() > suffix.len()
+                && name.as_bytes()[name.len() - suffix.len()..]
+                    .eq_ignore_ascii_case(suffix.as_bytes())
+        }
+        None => pattern.eq_ignore_ascii_case(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn name_patterns() {
+        assert!(name_matches(
+            "*.chl.mq.ibm.com",
+            "app12e-tls.chl.mq.ibm.com"
+        ));
+        assert!(name_matches("*.chl.mq.ibm.com", "a.b.chl.mq.ibm.com"));
+        assert!(!name_matches("*.chl.mq.ibm.com", "chl.mq.ibm.com"));
+        assert!(!name_matches("*.chl.mq.ibm.com", "xchl.mq.ibm.com"));
+        assert!(name_matches("echo.causeway.test", "echo.causeway.test"));
+        assert!(name_matches("Echo.Causeway.Test", "echo.causeway.test"));
+        assert!(!name_matches("echo.causeway.test", "x.echo.causeway.test"));
+    }
+}

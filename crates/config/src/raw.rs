@@ -19,9 +19,78 @@ pub struct Config {
     pub access_log: Option<AccessLog>,
     #[serde(default)]
     pub reload: Reload,
+    #[serde(default)]
+    pub identities: Vec<Identity>,
     pub listeners: Spanned<Vec<Listener>>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+}
+
+/// Certificates and keys the gateway presents, and trust bundles it verifies peers with.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub name: Spanned<String>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub bundle: Option<Spanned<String>>,
+    pub spire: Option<Spanned<Spire>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spire {
+    pub socket: Spanned<String>,
+    pub spiffe_id: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terminate {
+    pub identities: Spanned<Vec<Spanned<String>>>,
+    pub min_version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    pub client_certificate: Option<ClientCertificate>,
+    pub trust: Option<Spanned<String>>,
+    pub allowed_clients: Option<Spanned<AllowedPeers>>,
+    pub handshake_timeout: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertificate {
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedPeers {
+    #[serde(default)]
+    pub spiffe_ids: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
+    #[serde(default)]
+    pub spiffe_id_prefixes: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    pub server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub forward_sni: bool,
+    pub trust: Spanned<String>,
+    #[serde(default)]
+    pub verify_spiffe_ids: Vec<Spanned<String>>,
+    pub verify_dns_name: Option<Spanned<String>>,
+    pub identity: Option<Spanned<String>>,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    pub min_version: Option<Spanned<String>>,
+    pub handshake_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -73,6 +142,7 @@ pub struct Route {
     #[serde(rename = "match")]
     pub matcher: Option<Spanned<RouteMatch>>,
     pub cluster: Spanned<String>,
+    pub terminate: Option<Spanned<Terminate>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub max_duration: Option<Spanned<HumanDuration>>,
 }
@@ -104,6 +174,7 @@ pub struct Cluster {
     pub failback: Option<Failback>,
     pub tcp_nodelay: Option<bool>,
     pub tcp_keepalive: Option<Keepalive>,
+    pub tls: Option<Spanned<UpstreamTls>>,
 }
 
 #[derive(Deserialize)]

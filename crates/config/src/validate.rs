@@ -95,13 +95,25 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         }),
     };
 
-    let mut cluster_names: HashMap<String, Location> = HashMap::new();
+    let mut identity_names: HashMap<String, Location> = HashMap::new();
+    let identities: Vec<model::Identity> = raw
+        .identities
+        .into_iter()
+        .map(|i| {
+            check_name(&mut problems, &i.name, "identity", &mut identity_names);
+            identity(&mut problems, i)
+        })
+        .collect();
+    let mut names = Names {
+        identities: identity_names,
+        clusters: HashMap::new(),
+    };
     let clusters: Vec<model::Cluster> = raw
         .clusters
         .into_iter()
         .map(|c| {
-            check_name(&mut problems, &c.name, "cluster", &mut cluster_names);
-            cluster(&mut problems, c)
+            check_name(&mut problems, &c.name, "cluster", &mut names.clusters);
+            cluster(&mut problems, c, &names)
         })
         .collect();
 
@@ -117,7 +129,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         .map(|l| {
             check_name(&mut problems, &l.name, "listener", &mut listener_names);
             let at = l.address.referenced;
-            let listener = listener(&mut problems, l, &cluster_names);
+            let listener = listener(&mut problems, l, &names);
             if let Some(other) = addresses.insert(listener.address, listener.name.clone())
                 && !listener.reuse_port
                 && listener.address.port() != 0
@@ -142,6 +154,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
             admin,
             metrics,
             access_log,
+            identities,
             reload: model::Reload {
                 watch: raw.reload.watch.unwrap_or(false),
                 removed_cluster_connections: match raw.reload.removed_cluster_connections {
@@ -279,11 +292,224 @@ fn socket_options(
     }
 }
 
-fn listener(
+/// What references can point at.
+struct Names {
+    identities: HashMap<String, Location>,
+    clusters: HashMap<String, Location>,
+}
+
+impl Names {
+    fn identity(&self, problems: &mut Problems, name: &Spanned<String>, what: &str) -> String {
+        if !self.identities.contains_key(&name.value) {
+            problems.add(
+                name.referenced,
+                format!(
+                    "{what} names identity `{}`, which is not defined under `identities`",
+                    name.value
+                ),
+            );
+        }
+        name.value.clone()
+    }
+}
+
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn identity(problems: &mut Problems, i: raw::Identity) -> model::Identity {
+    let at = i.name.referenced;
+    let path = |p: Option<Spanned<String>>| p.map(|p| std::path::PathBuf::from(p.value));
+    let files = i.cert.is_some() || i.key.is_some() || i.bundle.is_some();
+    let source = match i.spire {
+        Some(spire) => {
+            if files {
+                problems.add(
+                    spire.referenced,
+                    "an identity comes either from files (cert, key, bundle) or from spire, not both",
+                );
+            }
+            let socket = spire.value.socket.value.as_str();
+            let socket = socket.strip_prefix("unix://").unwrap_or(socket);
+            if !socket.starts_with('/') {
+                problems.add(
+                    spire.value.socket.referenced,
+                    "spire.socket must be an absolute path to the agent's socket, such as unix:///run/spire/agent.sock",
+                );
+            }
+            if let Some(id) = &spire.value.spiffe_id {
+                check_spiffe_id(problems, id);
+            }
+            model::IdentitySource::Spire {
+                socket: socket.into(),
+                spiffe_id: spire.value.spiffe_id.map(|s| s.value),
+            }
+        }
+        None => {
+            if !files {
+                problems.add(
+                    at,
+                    "an identity needs cert and key (what it presents), bundle (whom it trusts), or spire",
+                );
+            }
+            if i.cert.is_some() != i.key.is_some() {
+                problems.add(at, "cert and key go together: give both or neither");
+            }
+            model::IdentitySource::Files {
+                cert: path(i.cert),
+                key: path(i.key),
+                bundle: path(i.bundle),
+            }
+        }
+    };
+    model::Identity {
+        name: i.name.value,
+        source,
+    }
+}
+
+fn check_spiffe_id(problems: &mut Problems, id: &Spanned<String>) {
+    let ok = id
+        .value
+        .strip_prefix("spiffe://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if !ok {
+        problems.add(
+            id.referenced,
+            format!(
+                "`{}` is not a SPIFFE ID: write spiffe://TRUST-DOMAIN/PATH",
+                id.value
+            ),
+        );
+    }
+}
+
+fn tls_version(problems: &mut Problems, v: Option<Spanned<String>>) -> model::TlsVersion {
+    match v.as_ref().map(|v| v.value.as_str()) {
+        None | Some("1.2") => model::TlsVersion::Tls12,
+        Some("1.3") => model::TlsVersion::Tls13,
+        Some(other) => {
+            problems.add(
+                v.as_ref().unwrap().referenced,
+                format!("min_version `{other}`: write \"1.2\" or \"1.3\""),
+            );
+            model::TlsVersion::Tls12
+        }
+    }
+}
+
+fn terminate(
     problems: &mut Problems,
-    l: raw::Listener,
-    clusters: &HashMap<String, Location>,
-) -> model::Listener {
+    t: Spanned<raw::Terminate>,
+    names: &Names,
+) -> model::Terminate {
+    let at = t.referenced;
+    let t = t.value;
+    if t.identities.value.is_empty() {
+        problems.add(
+            t.identities.referenced,
+            "terminate.identities needs at least one identity to present",
+        );
+    }
+    let identities = t
+        .identities
+        .value
+        .iter()
+        .map(|i| names.identity(problems, i, "terminate.identities"))
+        .collect();
+    let client_certificate = match t.client_certificate {
+        None | Some(raw::ClientCertificate::None) => model::ClientCertificate::None,
+        Some(raw::ClientCertificate::Optional) => model::ClientCertificate::Optional,
+        Some(raw::ClientCertificate::Required) => model::ClientCertificate::Required,
+    };
+    let trust = t
+        .trust
+        .as_ref()
+        .map(|n| names.identity(problems, n, "terminate.trust"));
+    if client_certificate != model::ClientCertificate::None && trust.is_none() {
+        problems.add(
+            at,
+            "verifying client certificates needs `trust`: the identity whose bundle they must chain to",
+        );
+    }
+    let allowed_clients = t.allowed_clients.map(|a| {
+        if client_certificate == model::ClientCertificate::None {
+            problems.add(
+                a.referenced,
+                "allowed_clients needs client certificates: set client_certificate: required",
+            );
+        }
+        allowed_peers(problems, a.value)
+    });
+    model::Terminate {
+        identities,
+        min_version: tls_version(problems, t.min_version),
+        alpn: t.alpn,
+        client_certificate,
+        trust,
+        allowed_clients,
+        handshake_timeout: t.handshake_timeout.map_or(DEFAULT_HANDSHAKE_TIMEOUT, |d| {
+            problems.positive(&d, "terminate.handshake_timeout")
+        }),
+    }
+}
+
+fn allowed_peers(problems: &mut Problems, a: raw::AllowedPeers) -> model::AllowedPeers {
+    for id in a.spiffe_ids.iter().chain(&a.spiffe_id_prefixes) {
+        check_spiffe_id(problems, id);
+    }
+    model::AllowedPeers {
+        spiffe_ids: a.spiffe_ids.into_iter().map(|s| s.value).collect(),
+        trust_domains: a.trust_domains,
+        spiffe_id_prefixes: a.spiffe_id_prefixes.into_iter().map(|s| s.value).collect(),
+    }
+}
+
+fn upstream_tls(
+    problems: &mut Problems,
+    t: Spanned<raw::UpstreamTls>,
+    names: &Names,
+) -> model::UpstreamTls {
+    let at = t.referenced;
+    let t = t.value;
+    for name in t.server_name.iter().chain(&t.verify_dns_name) {
+        if !is_host_name(&name.value) {
+            problems.add(
+                name.referenced,
+                format!("`{}` is not a host name", name.value),
+            );
+        }
+    }
+    for id in &t.verify_spiffe_ids {
+        check_spiffe_id(problems, id);
+    }
+    if t.server_name.is_none()
+        && !t.forward_sni
+        && t.verify_spiffe_ids.is_empty()
+        && t.verify_dns_name.is_none()
+    {
+        problems.add(
+            at,
+            "say how the server is verified: server_name (its certificate must name it), verify_dns_name, verify_spiffe_ids, or forward_sni",
+        );
+    }
+    model::UpstreamTls {
+        server_name: t.server_name.map(|s| s.value.to_ascii_lowercase()),
+        forward_sni: t.forward_sni,
+        trust: names.identity(problems, &t.trust, "tls.trust"),
+        verify_spiffe_ids: t.verify_spiffe_ids.into_iter().map(|s| s.value).collect(),
+        verify_dns_name: t.verify_dns_name.map(|s| s.value.to_ascii_lowercase()),
+        identity: t
+            .identity
+            .as_ref()
+            .map(|i| names.identity(problems, i, "tls.identity")),
+        alpn: t.alpn,
+        min_version: tls_version(problems, t.min_version),
+        handshake_timeout: t.handshake_timeout.map_or(DEFAULT_HANDSHAKE_TIMEOUT, |d| {
+            problems.positive(&d, "tls.handshake_timeout")
+        }),
+    }
+}
+
+fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::Listener {
     let address = l.address.value.parse::<SocketAddr>().unwrap_or_else(|_| {
         problems.add(
             l.address.referenced,
@@ -332,7 +558,7 @@ fn listener(
         .enumerate()
         .map(|(i, r)| {
             let at = r.cluster.referenced;
-            let r = route(problems, r, i, clusters, &mut route_names);
+            let r = route(problems, r, i, names, &mut route_names);
             if let Some(first) = &catch_all {
                 problems.add(
                     at,
@@ -379,7 +605,7 @@ fn route(
     problems: &mut Problems,
     r: raw::Route,
     index: usize,
-    clusters: &HashMap<String, Location>,
+    defined: &Names,
     names: &mut HashMap<String, Location>,
 ) -> model::Route {
     let name = match &r.name {
@@ -389,7 +615,7 @@ fn route(
         }
         None => format!("route-{index}"),
     };
-    if !clusters.contains_key(&r.cluster.value) {
+    if !defined.clusters.contains_key(&r.cluster.value) {
         problems.add(
             r.cluster.referenced,
             format!(
@@ -448,6 +674,7 @@ fn route(
         name,
         matcher,
         cluster: r.cluster.value,
+        terminate: r.terminate.map(|t| terminate(problems, t, defined)),
         idle_timeout: r
             .idle_timeout
             .map(|d| problems.positive(&d, "idle_timeout")),
@@ -457,7 +684,7 @@ fn route(
     }
 }
 
-fn cluster(problems: &mut Problems, c: raw::Cluster) -> model::Cluster {
+fn cluster(problems: &mut Problems, c: raw::Cluster, names: &Names) -> model::Cluster {
     if c.endpoints.value.is_empty() {
         problems.add(
             c.endpoints.referenced,
@@ -536,6 +763,7 @@ fn cluster(problems: &mut Problems, c: raw::Cluster) -> model::Cluster {
             Some(raw::Failback::Close) => model::Failback::Close,
         },
         socket: socket_options(problems, c.tcp_nodelay, c.tcp_keepalive),
+        tls: c.tls.map(|t| upstream_tls(problems, t, names)),
     }
 }
 
@@ -546,10 +774,13 @@ fn is_host_port(address: &str) -> bool {
     let Some((host, port)) = address.rsplit_once(':') else {
         return false;
     };
-    let host_ok = !host.is_empty()
+    is_host_name(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
         && host.len() <= 253
         && host
             .split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }

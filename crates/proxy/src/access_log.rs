@@ -102,7 +102,9 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
     let c = &live.counters;
     let age = c.started().elapsed();
     let started = SystemTime::now() - age;
-    json!({
+    let session = a.session.as_deref();
+    let peer = session.and_then(|s| s.peer.as_ref());
+    let mut line = json!({
         "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         "event": event,
         "id": a.id,
@@ -116,5 +118,25 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
         "endpoint": endpoint.map(|e| e.address.as_str()),
         "bytes_upstream": c.upstream_bytes.load(Relaxed),
         "bytes_downstream": c.downstream_bytes.load(Relaxed),
-    })
+    });
+    // TLS fields only where there is TLS: what the inspector saw, what was terminated.
+    if let Some(sni) = a.sni() {
+        line["sni"] = json!(sni);
+    }
+    if let Some(hello) = a.tls.hello()
+        && !hello.alpn.is_empty()
+    {
+        line["alpn_offered"] = json!(hello.alpn);
+    }
+    if let Some(s) = session {
+        line["alpn"] = json!(s.alpn);
+        line["tls_version"] = json!(s.version);
+        line["tls_cipher"] = json!(s.cipher);
+    }
+    if let Some(p) = peer {
+        line["peer_spiffe_id"] = json!(p.spiffe_id);
+        line["peer_dns_names"] = json!(p.dns_names);
+        line["peer_subject"] = json!(p.subject);
+    }
+    line
 }

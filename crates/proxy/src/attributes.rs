@@ -15,6 +15,34 @@ pub struct Attributes {
     pub destination: SocketAddr,
     /// What the TLS inspector found, on listeners that inspect TLS.
     pub tls: Tls,
+    /// The TLS session the gateway terminated, with the client's verified identity.
+    /// (Boxed: most connections have none.)
+    pub session: Option<Box<TlsSession>>,
+}
+
+/// A TLS session terminated by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSession {
+    pub sni: Option<String>,
+    /// The protocol negotiated by ALPN.
+    pub alpn: Option<String>,
+    /// `TLSv1_3`, `TLSv1_2`.
+    pub version: String,
+    /// `TLS13_AES_256_GCM_SHA384`...
+    pub cipher: String,
+    /// From the client certificate, verified against the route's trust bundle.
+    pub peer: Option<tls::PeerIdentity>,
+}
+
+impl Attributes {
+    /// The server name the client asked for: from the terminated session, else the
+    /// inspected ClientHello.
+    pub fn sni(&self) -> Option<&str> {
+        self.session
+            .as_ref()
+            .and_then(|s| s.sni.as_deref())
+            .or_else(|| self.tls.hello().and_then(|h| h.sni.as_deref()))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,13 +1,15 @@
 //! One connection's way through the gateway: attributes → route → dial → relay → close.
 
 use crate::admission::Slot;
-use crate::attributes::{Attributes, Tls};
+use crate::attributes::{Attributes, Tls, TlsSession};
 use crate::error::{Error, Kind, Side};
 use crate::inspect;
-use crate::listener::{Context, Listener};
+use crate::listener::Context;
 use crate::registry::{Live, Upstream};
 use crate::relay::{self, Counters};
+use crate::routing::Route;
 use crate::socket;
+use crate::stream::Leg;
 use std::future::pending;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub(crate) fn accepted(
         source,
         destination,
         tls: Tls::NotInspected,
+        session: None,
     })
 }
 
@@ -46,38 +49,59 @@ pub(crate) async fn serve(
     if let Some(inspect) = listener.config.inspect.filter(|i| i.tls) {
         match Box::pin(inspect::tls(&downstream, inspect.timeout)).await {
             Ok(tls) => attributes.tls = tls,
-            Err(error) => return inspection_failed(*attributes, error, listener, &context),
+            Err(error) => {
+                listener.stats.inspection_failed.fetch_add(1, Relaxed);
+                return refused(*attributes, None, error, &context);
+            }
         }
     }
+    let Some(route) = listener.routes.find(&attributes).cloned() else {
+        listener.stats.no_route.fetch_add(1, Relaxed);
+        return refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
+    };
+    let mut downstream = match &route.terminate {
+        None => Leg::Plain(downstream),
+        Some(server) => {
+            let timeout = route.config.terminate.as_ref().map(|t| t.handshake_timeout);
+            let accepted = Box::pin(terminate(downstream, server, timeout, &context)).await;
+            match accepted {
+                Ok((leg, session)) => {
+                    attributes.session = Some(session);
+                    leg
+                }
+                Err(error) => {
+                    listener.stats.tls_handshake_failed.fetch_add(1, Relaxed);
+                    return refused(*attributes, Some(&route), error, &context);
+                }
+            }
+        }
+    };
     let registration = context.registry.register(Arc::new(Live::new(*attributes)));
     let live = &registration.live.clone();
     let (attributes, counters) = (&live.attributes, &live.counters);
-    let (source, destination) = (&attributes.source, &attributes.destination);
-
-    let Some(route) = listener.routes.find(attributes) else {
-        listener.stats.no_route.fetch_add(1, Relaxed);
-        let error = Error::internal(Kind::NoRoute);
-        tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %source, destination = %destination, reason = error.code(), "connection refused: {error}");
-        if let Some(log) = &context.access_log {
-            log.closed(live, None, None, &Err(error));
-        }
-        return;
-    };
+    let source = &attributes.source;
     route.connections.fetch_add(1, Relaxed);
     let cluster = &route.cluster;
 
     // Boxed: the dial state is large and short-lived; kept inline it would size every
     // connection's task for its whole life.
+    let dial = async {
+        let (stream, lease) = cluster.connect().await?;
+        let leg = cluster
+            .originate(stream, attributes.sni(), &context.handshakes)
+            .await;
+        leg.map(|leg| (leg, lease))
+    };
     let dialed = tokio::select! {
-        dialed = Box::pin(cluster.connect()) => dialed,
+        dialed = Box::pin(dial) => dialed,
         reason = live.close_requested() => Err(Error::internal(reason.kind())),
     };
-    let (upstream, lease) = match dialed {
+    let (mut upstream, lease) = match dialed {
         Ok(pair) => pair,
         Err(error) => {
             tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster = %cluster.name(), source = %source, reason = error.code(), "connection closed: {error}");
             if let Some(log) = &context.access_log {
-                log.closed(live, Some(route), None, &Err(error));
+                log.closed(live, Some(&route), None, &Err(error));
             }
             return;
         }
@@ -89,8 +113,14 @@ pub(crate) async fn serve(
     });
     tracing::debug!(id = attributes.id, route = %route.config.name, endpoint = %endpoint.address, "connected upstream");
 
+    let relay = async {
+        match (&mut downstream, &mut upstream) {
+            (Leg::Plain(down), Leg::Plain(up)) => relay::relay(down, up, counters).await,
+            (down, up) => relay::relay_streams(down, up, counters).await,
+        }
+    };
     let result = tokio::select! {
-        r = relay::relay(&downstream, &upstream, counters) => r,
+        r = relay => r,
         e = timeouts(&route.config, counters) => Err(e),
         reason = live.close_requested() => Err(Error::internal(reason.kind())),
     };
@@ -102,8 +132,8 @@ pub(crate) async fn serve(
     }) = &result
     {
         match side {
-            Side::Upstream => socket::reset_on_close(&downstream),
-            Side::Downstream => socket::reset_on_close(&upstream),
+            Side::Upstream => socket::reset_on_close(downstream.tcp()),
+            Side::Downstream => socket::reset_on_close(upstream.tcp()),
             Side::Internal => {}
         }
     }
@@ -137,16 +167,62 @@ pub(crate) async fn serve(
         "connection closed"
     );
     if let Some(log) = &context.access_log {
-        log.closed(live, Some(route), Some(endpoint), &result);
+        log.closed(live, Some(&route), Some(endpoint), &result);
     }
 }
 
-/// A connection that never got past inspection: counted, logged, closed.
-fn inspection_failed(attributes: Attributes, error: Error, listener: &Listener, context: &Context) {
-    listener.stats.inspection_failed.fetch_add(1, Relaxed);
-    tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, reason = error.code(), "connection closed: {error}");
+/// The TLS handshake of a terminating route, bounded by its timeout; the session's
+/// details and the client's verified identity for the attributes.
+async fn terminate(
+    downstream: TcpStream,
+    server: &Arc<rustls::ServerConfig>,
+    timeout: Option<std::time::Duration>,
+    context: &Context,
+) -> Result<(Leg, Box<TlsSession>), Error> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
+    let timeout = timeout.unwrap_or(std::time::Duration::from_secs(10));
+    let reason = match tokio::time::timeout(timeout, acceptor.accept(downstream)).await {
+        Ok(Ok(stream)) => {
+            context.handshakes.record("downstream", "ok");
+            let session = stream.get_ref().1;
+            let details = Box::new(TlsSession {
+                sni: session.server_name().map(str::to_string),
+                alpn: session
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+                version: session
+                    .protocol_version()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default(),
+                cipher: session
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+                    .unwrap_or_default(),
+                peer: session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|cert| tls::PeerIdentity::from_certificate(cert).ok()),
+            });
+            return Ok((Leg::Tls(Box::new(stream.into())), details));
+        }
+        Ok(Err(e)) => tls::failure_reason(&e),
+        Err(_) => "timeout",
+    };
+    context.handshakes.record("downstream", reason);
+    Err(Error::new(Side::Downstream, Kind::Tls(reason)))
+}
+
+/// A connection refused before it was dialed (inspection failed, no route, TLS handshake
+/// refused): logged, closed.
+fn refused(attributes: Attributes, route: Option<&Arc<Route>>, error: Error, context: &Context) {
+    tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
     if let Some(log) = &context.access_log {
-        log.closed(&Live::new(attributes), None, None, &Err(error));
+        log.closed(
+            &Live::new(attributes),
+            route.map(|r| &**r),
+            None,
+            &Err(error),
+        );
     }
 }
 
@@ -203,7 +279,7 @@ mod tests {
         let listener = Arc::new(Listener {
             config: config.listeners[0].clone(),
             name: "l".into(),
-            routes: RouteTable::new(&[], &Default::default(), None),
+            routes: RouteTable::new(&[], &Default::default(), &Default::default(), None),
             stats: Default::default(),
         });
         let context = Arc::new(Context {
@@ -212,6 +288,7 @@ mod tests {
             connections: TaskTracker::new(),
             access_log: None,
             global: Default::default(),
+            handshakes: Default::default(),
         });
         let attributes = accepted(&listener.name, address, address);
         let slot = crate::admission::admit(

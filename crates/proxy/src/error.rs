@@ -50,6 +50,8 @@ pub enum Kind {
     InspectionTimeout,
     /// What the client sent is not what the protocol says it should be.
     Malformed(&'static str),
+    /// A TLS handshake failed, for this reason (`identity_refused`, `unknown_ca`...).
+    Tls(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +92,7 @@ impl Error {
             Kind::Failback => "failback",
             Kind::InspectionTimeout => "inspection_timeout",
             Kind::Malformed(_) => "malformed",
+            Kind::Tls(reason) => return format!("{}_tls_{reason}", self.side.as_str()),
         };
         match self.side {
             Side::Internal => kind.to_string(),
@@ -115,6 +118,7 @@ impl fmt::Display for Error {
             Kind::Failback => write!(f, "closed so the client reconnects to a recovered endpoint"),
             Kind::InspectionTimeout => write!(f, "did not send its first bytes in time"),
             Kind::Malformed(why) => write!(f, "malformed: {why}"),
+            Kind::Tls(reason) => write!(f, "TLS handshake failed: {}", reason.replace('_', " ")),
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum StartError {
     },
     #[error("cannot open the access log {path}: {source}")]
     AccessLog { path: String, source: io::Error },
+    #[error("identity `{name}`: {source}")]
+    Identity { name: String, source: tls::TlsError },
 }
 
 /// How a shutdown ended.
@@ -77,6 +79,7 @@ struct State {
 pub struct Gateway {
     state: Mutex<State>,
     context: Arc<Context>,
+    identities: Arc<tls::Identities>,
     stop_health_checks: CancellationToken,
     draining: AtomicBool,
     pub reloads: ReloadStats,
@@ -109,7 +112,9 @@ impl Gateway {
                 connections: TaskTracker::new(),
                 access_log,
                 global: Default::default(),
+                handshakes: Default::default(),
             }),
+            identities: Default::default(),
             stop_health_checks: CancellationToken::new(),
             draining: AtomicBool::new(false),
             reloads: ReloadStats::default(),
@@ -126,6 +131,9 @@ impl Gateway {
         }
         let started = (|| {
             let mut state = gateway.state.lock().unwrap();
+            gateway
+                .identities
+                .replace(identities_for(config, None, &gateway.identities)?);
             state.clusters = gateway.clusters_for(config, &HashMap::new()).0;
             for (l, socket) in bind_all(config.listeners.iter())? {
                 let running = gateway.run_listener(l, socket, &state.clusters, None)?;
@@ -180,8 +188,12 @@ impl Gateway {
                 None => true,
             };
         let bound = bind_all(config.listeners.iter().filter(needs_socket))?;
+        let identities = identities_for(config, Some(&state.config), &self.identities)?;
 
         // Nothing fails from here on.
+        for retired in self.identities.replace(identities) {
+            retired.stop();
+        }
         let (clusters, changes) = self.clusters_for(config, &state.clusters);
         summary.clusters_added = changes.added;
         summary.clusters_replaced = changes.replaced;
@@ -224,6 +236,7 @@ impl Gateway {
                     old.current.send_replace(Arc::new(listener_state(
                         l,
                         &clusters,
+                        &self.identities,
                         Some(&previous),
                     )));
                     summary.listeners_updated.push(l.name.clone());
@@ -290,7 +303,7 @@ impl Gateway {
                             changes.added.push(c.name.clone());
                         }
                         let stop = self.stop_health_checks.child_token();
-                        Cluster::start(c, stop, self.context.registry.clone())
+                        Cluster::start(c, stop, self.context.registry.clone(), &self.identities)
                     }
                 };
                 (c.name.clone(), cluster)
@@ -313,8 +326,12 @@ impl Gateway {
         };
         let socket = tokio::net::TcpListener::from_std(socket).map_err(error)?;
         let address = socket.local_addr().map_err(error)?;
-        let (current, updates) =
-            watch::channel(Arc::new(listener_state(config, clusters, previous)));
+        let (current, updates) = watch::channel(Arc::new(listener_state(
+            config,
+            clusters,
+            &self.identities,
+            previous,
+        )));
         let stop = self.context.stop_accepting.child_token();
         tracing::info!(listener = %config.name, %address, "listening");
         let accept_loop = tokio::spawn(listener::accept_loop(
@@ -371,6 +388,28 @@ impl Gateway {
 
     pub fn cluster(&self, name: &str) -> Option<Arc<Cluster>> {
         self.state.lock().unwrap().clusters.get(name).cloned()
+    }
+
+    /// The identities in use (material, rotations, expiry).
+    pub fn identities(&self) -> Vec<Arc<tls::Identity>> {
+        self.identities.all()
+    }
+
+    /// TLS handshakes so far, by side and result.
+    pub fn handshakes(&self) -> &tls::HandshakeStats {
+        &self.context.handshakes
+    }
+
+    /// Waits until every identity has material to present or trust (a SPIRE agent streams
+    /// its first SVID shortly after start), for at most `timeout`; names those still without.
+    pub async fn identities_ready(&self, timeout: std::time::Duration) -> Vec<String> {
+        let all = self.identities.all();
+        let wait = futures_ready(&all);
+        let _ = tokio::time::timeout(timeout, wait).await;
+        all.iter()
+            .filter(|i| i.current().is_none())
+            .map(|i| i.name.to_string())
+            .collect()
     }
 
     /// The configuration in effect.
@@ -476,6 +515,39 @@ impl Gateway {
     }
 }
 
+/// The identities for `config`: one whose configuration is unchanged since `old` keeps
+/// running (with its material); others are started (files read now: an unusable file
+/// fails the start or reload).
+fn identities_for(
+    config: &config::Config,
+    old: Option<&config::Config>,
+    running: &tls::Identities,
+) -> Result<HashMap<String, Arc<tls::Identity>>, StartError> {
+    config
+        .identities
+        .iter()
+        .map(|i| {
+            let unchanged = old
+                .and_then(|o| o.identities.iter().find(|o| o.name == i.name))
+                .is_some_and(|o| o == i);
+            let identity = match running.get(&i.name) {
+                Some(existing) if unchanged => existing,
+                _ => tls::start_identity(i).map_err(|source| StartError::Identity {
+                    name: i.name.clone(),
+                    source,
+                })?,
+            };
+            Ok((i.name.clone(), identity))
+        })
+        .collect()
+}
+
+async fn futures_ready(identities: &[Arc<tls::Identity>]) {
+    for identity in identities {
+        identity.ready().await;
+    }
+}
+
 #[derive(Default)]
 struct ClusterChanges {
     added: Vec<String>,
@@ -486,12 +558,18 @@ struct ClusterChanges {
 fn listener_state(
     config: &config::Listener,
     clusters: &HashMap<String, Arc<Cluster>>,
+    identities: &Arc<tls::Identities>,
     previous: Option<&Listener>,
 ) -> Listener {
     Listener {
         config: config.clone(),
         name: Arc::from(config.name.as_str()),
-        routes: RouteTable::new(&config.routes, clusters, previous.map(|p| &p.routes)),
+        routes: RouteTable::new(
+            &config.routes,
+            clusters,
+            identities,
+            previous.map(|p| &p.routes),
+        ),
         stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
     }
 }

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod relay;
 pub mod routing;
 mod socket;
+pub mod stream;
 
 pub use error::{Error, Kind, Side};
 pub use gateway::{Gateway, ReloadStats, ReloadSummary, ShutdownReport, StartError};

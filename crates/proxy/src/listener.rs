@@ -30,6 +30,8 @@ pub struct ListenerStats {
     pub no_route: AtomicU64,
     /// Closed because inspection failed: too slow, malformed, or closed before it ended.
     pub inspection_failed: AtomicU64,
+    /// Closed because the TLS handshake of a terminating route failed or was refused.
+    pub tls_handshake_failed: AtomicU64,
     pub(crate) sources: SourceCounts,
 }
 
@@ -80,6 +82,8 @@ pub(crate) struct Context {
     pub connections: TaskTracker,
     pub access_log: Option<AccessLog>,
     pub global: Arc<GlobalLimit>,
+    /// TLS handshakes, terminated and originated, by result.
+    pub handshakes: Arc<tls::HandshakeStats>,
 }
 
 /// Accepts until `stop`; each connection gets the listener's settings current at accept.

@@ -84,6 +84,30 @@ impl Telemetry {
             gateway.reloads.failed.load(Relaxed),
         );
 
+        for ((side, result), count) in gateway.handshakes().snapshot() {
+            out.counter(
+                "causeway_tls_handshakes_total",
+                vec![("side", side.into()), ("result", result.into())],
+                count,
+            );
+        }
+        for identity in gateway.identities() {
+            let l = || vec![("identity", identity.name.to_string())];
+            if let Some(left) = identity.current().and_then(|m| m.seconds_left()) {
+                out.gauge("causeway_tls_certificate_expiry_seconds", l(), left);
+            }
+            out.counter(
+                "causeway_tls_identity_rotations_total",
+                l(),
+                identity.stats.rotations.load(Relaxed),
+            );
+            out.counter(
+                "causeway_tls_identity_load_failures_total",
+                l(),
+                identity.stats.failures.load(Relaxed),
+            );
+        }
+
         for listener in gateway.listener_states() {
             let l = || vec![("listener", listener.name.to_string())];
             let s = &listener.stats;
@@ -113,6 +137,7 @@ impl Telemetry {
                 ("source_connection_limit", &s.rejected_source_limit),
                 ("accept_rate", &s.rejected_accept_rate),
                 ("inspection_failed", &s.inspection_failed),
+                ("tls_handshake_failed", &s.tls_handshake_failed),
             ] {
                 out.counter(
                     "causeway_listener_connections_rejected_total",

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -37,6 +37,26 @@ impl Backend {
             async move {
                 if stream.write_all(greeting.as_bytes()).await.is_ok() {
                     echo(stream).await;
+                }
+            }
+        })
+        .await
+    }
+
+    /// A TLS echo server on 127.0.0.1: after the handshake it writes `name`, a space, the
+    /// client certificate's SPIFFE ID (`-` without one) and a newline, then echoes.
+    pub async fn tls_echo(name: &str, config: Arc<rustls::ServerConfig>) -> Backend {
+        let name = name.to_string();
+        Backend::start(move |stream| {
+            let (name, config) = (name.clone(), config.clone());
+            async move {
+                let Some(mut tls) = crate::tls_peer::accept(stream, config).await else {
+                    return;
+                };
+                let peer = crate::tls_peer::peer_spiffe_id(&tls).unwrap_or_else(|| "-".into());
+                let greeting = format!("{name} {peer}\n");
+                if tls.write_all(greeting.as_bytes()).await.is_ok() && tls.flush().await.is_ok() {
+                    echo(tls).await;
                 }
             }
         })
@@ -143,8 +163,8 @@ impl Drop for Backend {
     }
 }
 
-/// Echoes everything until the peer's FIN, then sends a FIN back.
-pub async fn echo(mut stream: TcpStream) {
+/// Echoes everything until the peer's FIN, then sends a FIN back (TLS: close_notify).
+pub async fn echo(mut stream: impl AsyncRead + AsyncWrite + Unpin) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut buf).await {

@@ -5,6 +5,8 @@
 mod backend;
 mod client;
 mod gateway;
+pub mod pki;
+pub mod tls_peer;
 mod wait;
 
 pub use backend::{Backend, echo};

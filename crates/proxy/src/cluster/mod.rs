@@ -11,6 +11,7 @@ pub use endpoint::{Endpoint, EndpointStats, Lease};
 use crate::error::{Error, Kind, Side};
 use crate::registry::{CloseReason, Registry};
 use crate::socket;
+use crate::stream::Leg;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::net::TcpStream;
@@ -24,6 +25,8 @@ pub struct Cluster {
     /// Endpoint indexes grouped by priority, most preferred group first.
     levels: Vec<Vec<usize>>,
     balancer: balancer::Balancer,
+    /// TLS towards the endpoints, when the cluster originates it.
+    pub tls: Option<tls::Origination>,
     /// Bumped on every health transition, so waiters need no polling.
     health_generation: watch::Sender<u64>,
     stop: CancellationToken,
@@ -37,6 +40,7 @@ impl Cluster {
         config: &config::Cluster,
         stop: CancellationToken,
         registry: Arc<Registry>,
+        identities: &Arc<tls::Identities>,
     ) -> Arc<Self> {
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
@@ -59,6 +63,10 @@ impl Cluster {
             endpoints,
             levels,
             balancer: balancer::Balancer::new(config.load_balancing),
+            tls: config
+                .tls
+                .as_ref()
+                .map(|t| tls::Origination::new(t, identities)),
             health_generation: watch::Sender::new(0),
             stop,
             registry,
@@ -183,5 +191,37 @@ impl Cluster {
                 last,
             },
         ))
+    }
+
+    /// The upstream leg over a connected socket: TLS when the cluster originates it (the
+    /// SNI sent may be the client's), else the socket itself.
+    pub async fn originate(
+        &self,
+        stream: TcpStream,
+        downstream_sni: Option<&str>,
+        handshakes: &tls::HandshakeStats,
+    ) -> Result<Leg, Error> {
+        let Some(origination) = &self.tls else {
+            return Ok(Leg::Plain(stream));
+        };
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| Error::io(Side::Upstream, &e))?;
+        let name = origination.server_name(downstream_sni, peer);
+        let connector = tokio_rustls::TlsConnector::from(origination.config.clone());
+        let handshake = tokio::time::timeout(
+            origination.handshake_timeout,
+            connector.connect(name, stream),
+        );
+        let reason = match handshake.await {
+            Ok(Ok(tls)) => {
+                handshakes.record("upstream", "ok");
+                return Ok(Leg::Tls(Box::new(tls.into())));
+            }
+            Ok(Err(e)) => tls::failure_reason(&e),
+            Err(_) => "timeout",
+        };
+        handshakes.record("upstream", reason);
+        Err(Error::new(Side::Upstream, Kind::Tls(reason)))
     }
 }

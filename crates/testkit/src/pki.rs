@@ -1,0 +1,128 @@
+//! Throwaway PKIs for tests and the demo: a CA, server and client certificates with DNS
+//! and SPIFFE (URI) names, expired ones, written to files or used in memory.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A certificate and its key.
+#[derive(Clone)]
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: CertificateDer<'static>,
+    pub key_der: Vec<u8>,
+}
+
+/// What a leaf certificate names and how long it is valid.
+#[derive(Default)]
+pub struct LeafSpec<'a> {
+    pub common_name: &'a str,
+    pub dns_names: &'a [&'a str],
+    pub spiffe_id: Option<&'a str>,
+    /// Valid from an hour ago until then; default: a day from now.
+    pub expires: Option<SystemTime>,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    pub fn der(&self) -> CertificateDer<'static> {
+        self.issuer.der().clone()
+    }
+
+    /// A certificate for servers and clients alike (both extended key usages).
+    pub fn issue(&self, spec: &LeafSpec<'_>) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, spec.common_name);
+        for dns in spec.dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName((*dns).try_into().unwrap()));
+        }
+        if let Some(id) = spec.spiffe_id {
+            params
+                .subject_alt_names
+                .push(SanType::URI(id.try_into().unwrap()));
+        }
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = SystemTime::now();
+        let expires = spec.expires.unwrap_or(now + Duration::from_secs(24 * 3600));
+        params.not_before = (now.min(expires) - Duration::from_secs(3600)).into();
+        params.not_after = expires.into();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        }
+    }
+
+    /// A server certificate for `dns` names.
+    pub fn server(&self, dns: &[&str]) -> Leaf {
+        self.issue(&LeafSpec {
+            common_name: dns.first().copied().unwrap_or("server"),
+            dns_names: dns,
+            ..Default::default()
+        })
+    }
+
+    /// A certificate with a SPIFFE ID (and no DNS name).
+    pub fn spiffe(&self, id: &str) -> Leaf {
+        self.issue(&LeafSpec {
+            common_name: id.rsplit('/').next().unwrap_or("workload"),
+            spiffe_id: Some(id),
+            ..Default::default()
+        })
+    }
+
+    /// Writes the CA certificate to `dir/NAME.pem`.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(format!("{name}.pem"));
+        std::fs::write(&path, self.pem()).unwrap();
+        path
+    }
+}
+
+impl Leaf {
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    }
+
+    /// Writes `dir/NAME.pem` and `dir/NAME-key.pem`; returns their paths.
+    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}-key.pem"));
+        std::fs::write(&cert, &self.cert_pem).unwrap();
+        std::fs::write(&key, &self.key_pem).unwrap();
+        (cert, key)
+    }
+}
