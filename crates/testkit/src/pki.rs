@@ -113,6 +113,24 @@ impl Ca {
 }
 
 impl Leaf {
+    /// A certificate and key from PEM files (such as the example PKI's).
+    pub fn from_files(cert: &Path, key: &Path) -> Leaf {
+        use rustls_pki_types::pem::PemObject;
+        let cert_pem = std::fs::read_to_string(cert).unwrap();
+        let key_pem = std::fs::read_to_string(key).unwrap();
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let key_der = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes())
+            .unwrap()
+            .secret_pkcs8_der()
+            .to_vec();
+        Leaf {
+            cert_pem,
+            key_pem,
+            cert_der,
+            key_der,
+        }
+    }
+
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
     }

@@ -14,3 +14,4 @@ mod relay;
 mod reload;
 mod routing;
 mod tls_inspector;
+mod tls_termination;

@@ -1,0 +1,550 @@
+//! TLS terminated and originated by the gateway: certificates chosen by SNI, client
+//! certificates and SPIFFE identities, rotation of identities under live connections,
+//! upstream mTLS; the example configuration with the real openssl client.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use testkit::pki::{Ca, Leaf, LeafSpec};
+use testkit::tls_peer::{client_config, connect, server_config};
+use testkit::{Backend, TestGateway, bounded, eventually};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const ALLOWED: &str = "spiffe://causeway.test/client/allowed";
+const DENIED: &str = "spiffe://causeway.test/client/denied";
+
+/// Reads one line from a TLS (or any) stream, byte by byte, so nothing after it is lost.
+async fn line(stream: &mut (impl AsyncReadExt + Unpin)) -> Option<String> {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte).await {
+            Ok(1) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&out).into()),
+            Ok(1) => out.push(byte[0]),
+            _ => return None,
+        }
+    }
+}
+
+async fn assert_echo(stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), text: &str) {
+    stream
+        .write_all(format!("{text}\n").as_bytes())
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    assert_eq!(line(stream).await.as_deref(), Some(text));
+}
+
+fn handshakes(gw: &TestGateway, side: &str, result: &str) -> u64 {
+    gw.gateway
+        .handshakes()
+        .snapshot()
+        .into_iter()
+        .find(|((s, r), _)| *s == side && *r == result)
+        .map_or(0, |(_, n)| n)
+}
+
+/// A test PKI in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Ca,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca: Ca::new("test CA"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn ca_file(&self) -> String {
+        self.ca.write(self.dir.path(), "ca").display().to_string()
+    }
+
+    /// Writes `leaf` as NAME.pem / NAME-key.pem; returns the YAML of an identity named NAME.
+    fn identity(&self, name: &str, leaf: &Leaf) -> String {
+        let (cert, key) = leaf.write(self.dir.path(), name);
+        format!(
+            "  - {{ name: {name}, cert: \"{}\", key: \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certificate_follows_the_sni_and_tls13_only_refuses_tls12() {
+    bounded(async {
+        let pki = Pki::new();
+        let a = pki.ca.server(&["a.causeway.test"]);
+        let b = pki.ca.server(&["b.causeway.test", "*.b.causeway.test"]);
+        let echo = Backend::echo("echo").await;
+        let yaml = format!(
+            r#"identities:
+{}{}listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - name: web
+        terminate: {{ identities: [a, b], min_version: "1.3", alpn: [h2, http/1.1] }}
+        cluster: echo
+clusters:
+  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
+"#,
+            pki.identity("a", &a),
+            pki.identity("b", &b),
+            echo.address
+        );
+        let gw = TestGateway::start(&yaml);
+        let address = gw.address("edge");
+        for (sni, expected) in [
+            ("a.causeway.test", &a),
+            ("b.causeway.test", &b),
+            ("x.b.causeway.test", &b),
+        ] {
+            let config = client_config(&pki.ca.der(), None, &["h2"]);
+            let mut tls = connect(address, sni, config).await.unwrap();
+            let session = tls.get_ref().1;
+            assert_eq!(
+                session.peer_certificates().unwrap()[0],
+                expected.cert_der,
+                "certificate for {sni}"
+            );
+            assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
+            assert_eq!(
+                session.protocol_version(),
+                Some(rustls::ProtocolVersion::TLSv1_3)
+            );
+            assert_eq!(line(&mut tls).await.as_deref(), Some("echo"));
+            assert_echo(&mut tls, "through TLS").await;
+        }
+
+        // A client that speaks TLS 1.2 only is refused by a TLS 1.3-only route.
+        let tls12 =
+            rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+                .with_root_certificates({
+                    let mut roots = rustls::RootCertStore::empty();
+                    roots.add(pki.ca.der()).unwrap();
+                    roots
+                })
+                .with_no_client_auth();
+        assert!(
+            connect(address, "a.causeway.test", Arc::new(tls12))
+                .await
+                .is_err()
+        );
+        eventually("the refusal is counted", || {
+            handshakes(&gw, "downstream", "protocol_version") == 1
+        })
+        .await;
+        assert_eq!(handshakes(&gw, "downstream", "ok"), 3);
+        assert_eq!(
+            gw.listener_stats("edge").tls_handshake_failed.load(Relaxed),
+            1
+        );
+        assert_eq!(echo.accepted(), 3, "nothing dialed for the refused client");
+    })
+    .await;
+}
+
+fn mtls_config(pki: &Pki, server: &Leaf, mode: &str, allowed: &str, echo: &Backend) -> String {
+    format!(
+        r#"identities:
+{}  - {{ name: ca, bundle: "{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - name: secure
+        terminate:
+          identities: [server]
+          client_certificate: {mode}
+          trust: ca
+{allowed}        cluster: echo
+clusters:
+  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
+"#,
+        pki.identity("server", server),
+        pki.ca_file(),
+        echo.address
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_identities_are_verified_and_refused_ones_get_an_alert() {
+    bounded(async {
+        let pki = Pki::new();
+        let server = pki.ca.server(&["echo.causeway.test"]);
+        let echo = Backend::echo("echo").await;
+        let allowed = "          allowed_clients: { spiffe_id_prefixes: [\"spiffe://causeway.test/client/allowed\"] }\n";
+        let gw = TestGateway::start(&mtls_config(&pki, &server, "required", allowed, &echo));
+        let address = gw.address("edge");
+        let ca = pki.ca.der();
+
+        let good = pki.ca.spiffe(ALLOWED);
+        let mut tls = connect(address, "echo.causeway.test", client_config(&ca, Some(&good), &[]))
+            .await
+            .unwrap();
+        assert_eq!(line(&mut tls).await.as_deref(), Some("echo"));
+        assert_echo(&mut tls, "allowed").await;
+        // What the gateway knows of the connection: SNI, TLS session, verified identity.
+        let live = gw.gateway.registry().snapshot();
+        let session = live[0].attributes.session.as_ref().expect("terminated");
+        assert_eq!(session.sni.as_deref(), Some("echo.causeway.test"));
+        assert_eq!(session.version, "TLSv1_3");
+        assert!(session.cipher.starts_with("TLS13_"), "{}", session.cipher);
+        let peer = session.peer.as_ref().expect("client identity");
+        assert_eq!(peer.spiffe_id.as_deref(), Some(ALLOWED));
+        assert!(peer.subject.contains("CN=allowed"), "{}", peer.subject);
+
+        // Refused: another SPIFFE ID, an expired certificate, a certificate of another CA,
+        // no certificate. Each is a failed handshake on the client's side, with a reason.
+        let other_ca = Ca::new("other CA");
+        let expired = pki.ca.issue(&LeafSpec {
+            common_name: "expired",
+            spiffe_id: Some(ALLOWED),
+            expires: Some(std::time::SystemTime::now() - Duration::from_secs(60)),
+            ..Default::default()
+        });
+        let cases = [
+            (Some(pki.ca.spiffe(DENIED)), "identity_refused"),
+            (Some(expired), "certificate_expired"),
+            (Some(other_ca.spiffe(ALLOWED)), "unknown_ca"),
+            (None, "no_certificate"),
+        ];
+        for (cert, reason) in &cases {
+            let config = client_config(&ca, cert.as_ref(), &[]);
+            // TLS 1.3: the client learns of the refusal at its first read.
+            let refused = match connect(address, "echo.causeway.test", config).await {
+                Err(_) => true,
+                Ok(mut tls) => line(&mut tls).await.is_none(),
+            };
+            assert!(refused, "{reason}: refused");
+            eventually(reason, || handshakes(&gw, "downstream", reason) == 1).await;
+        }
+        assert_eq!(echo.accepted(), 1, "refused clients never reach the backend");
+        assert_eq!(gw.listener_stats("edge").tls_handshake_failed.load(Relaxed), 4);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_client_certificate_is_verified_when_sent() {
+    bounded(async {
+        let pki = Pki::new();
+        let server = pki.ca.server(&["echo.causeway.test"]);
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&mtls_config(&pki, &server, "optional", "", &echo));
+        let address = gw.address("edge");
+        let ca = pki.ca.der();
+        for cert in [None, Some(pki.ca.spiffe(ALLOWED))] {
+            let config = client_config(&ca, cert.as_ref(), &[]);
+            let mut tls = connect(address, "echo.causeway.test", config)
+                .await
+                .unwrap();
+            assert_eq!(line(&mut tls).await.as_deref(), Some("echo"));
+            let live = gw.gateway.registry().snapshot();
+            let peer = live
+                .iter()
+                .find_map(|l| l.attributes.session.as_ref())
+                .and_then(|s| s.peer.clone());
+            assert_eq!(
+                peer.and_then(|p| p.spiffe_id),
+                cert.map(|_| ALLOWED.to_string())
+            );
+            drop(tls);
+            eventually("closed", || gw.gateway.registry().snapshot().is_empty()).await;
+        }
+        let stranger = Ca::new("other").spiffe(ALLOWED);
+        let config = client_config(&ca, Some(&stranger), &[]);
+        let refused = match connect(address, "echo.causeway.test", config).await {
+            Err(_) => true,
+            Ok(mut tls) => line(&mut tls).await.is_none(),
+        };
+        assert!(refused, "a certificate sent is verified");
+        eventually("counted", || {
+            handshakes(&gw, "downstream", "unknown_ca") == 1
+        })
+        .await;
+    })
+    .await;
+}
+
+/// Replaces a file the way certificate tools do: write aside, rename over.
+fn replace(path: &Path, contents: &str) {
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, contents).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_files_reach_new_handshakes_and_leave_live_connections_alone() {
+    bounded(async {
+        let pki = Pki::new();
+        let first = pki.ca.server(&["echo.causeway.test"]);
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&mtls_config(&pki, &first, "required", "", &echo));
+        let address = gw.address("edge");
+        let client = pki.ca.spiffe(ALLOWED);
+        let config = client_config(&pki.ca.der(), Some(&client), &[]);
+
+        let mut live = connect(address, "echo.causeway.test", config.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            live.get_ref().1.peer_certificates().unwrap()[0],
+            first.cert_der
+        );
+        assert_eq!(line(&mut live).await.as_deref(), Some("echo"));
+
+        let second = pki.ca.server(&["echo.causeway.test"]);
+        replace(&pki.path("server.pem"), &second.cert_pem);
+        replace(&pki.path("server-key.pem"), &second.key_pem);
+        let identity = gw
+            .gateway
+            .identities()
+            .into_iter()
+            .find(|i| &*i.name == "server")
+            .unwrap();
+        let mut changes = identity.changes();
+        changes
+            .wait_for(|m| {
+                m.as_ref()
+                    .and_then(|m| m.certified.as_ref())
+                    .map(|c| c.cert[0].clone())
+                    == Some(second.cert_der.clone())
+            })
+            .await
+            .unwrap();
+        assert_eq!(identity.stats.rotations.load(Relaxed), 1);
+
+        assert_echo(&mut live, "still here after the rotation").await;
+        // (A new client: one that resumes its session sees the certificate of that session.)
+        let config = client_config(&pki.ca.der(), Some(&client), &[]);
+        let mut fresh = connect(address, "echo.causeway.test", config)
+            .await
+            .unwrap();
+        assert_eq!(
+            fresh.get_ref().1.peer_certificates().unwrap()[0],
+            second.cert_der
+        );
+        assert_eq!(line(&mut fresh).await.as_deref(), Some("echo"));
+
+        // A broken rewrite (a key that is not the certificate's) keeps the last good pair.
+        let third = pki.ca.server(&["echo.causeway.test"]);
+        replace(&pki.path("server.pem"), &third.cert_pem);
+        eventually("the failed load is counted", || {
+            identity.stats.failures.load(Relaxed) == 1
+        })
+        .await;
+        let mut after = connect(
+            address,
+            "echo.causeway.test",
+            client_config(&pki.ca.der(), Some(&client), &[]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            after.get_ref().1.peer_certificates().unwrap()[0],
+            second.cert_der
+        );
+        assert_eq!(line(&mut after).await.as_deref(), Some("echo"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_mtls_presents_our_spiffe_id_and_checks_the_servers() {
+    bounded(async {
+        let pki = Pki::new();
+        let backend_cert = pki.ca.issue(&LeafSpec {
+            common_name: "backend",
+            dns_names: &["backend.internal"],
+            spiffe_id: Some("spiffe://causeway.test/backend"),
+            ..Default::default()
+        });
+        // The backend requires a client certificate from the CA and greets with its ID.
+        let backend =
+            Backend::tls_echo("backend", server_config(&backend_cert, Some(&pki.ca.der()))).await;
+        let gateway_cert = pki.ca.spiffe("spiffe://causeway.test/gateway");
+        let yaml = format!(
+            r#"identities:
+{}  - {{ name: ca, bundle: "{}" }}
+listeners:
+  - name: by-spiffe
+    address: 127.0.0.1:0
+    routes: [{{ cluster: by-spiffe }}]
+  - name: by-name
+    address: 127.0.0.1:0
+    routes: [{{ cluster: by-name }}]
+  - name: wrong-id
+    address: 127.0.0.1:0
+    routes: [{{ cluster: wrong-id }}]
+  - name: no-client-cert
+    address: 127.0.0.1:0
+    routes: [{{ cluster: no-client-cert }}]
+clusters:
+  - name: by-spiffe
+    endpoints: [{{ address: "{backend}" }}]
+    tls: {{ trust: ca, identity: gateway, verify_spiffe_ids: [spiffe://causeway.test/backend] }}
+  - name: by-name
+    endpoints: [{{ address: "{backend}" }}]
+    tls: {{ trust: ca, identity: gateway, server_name: backend.internal }}
+  - name: wrong-id
+    endpoints: [{{ address: "{backend}" }}]
+    tls: {{ trust: ca, identity: gateway, verify_spiffe_ids: [spiffe://causeway.test/other] }}
+  - name: no-client-cert
+    endpoints: [{{ address: "{backend}" }}]
+    tls: {{ trust: ca, server_name: backend.internal }}
+"#,
+            pki.identity("gateway", &gateway_cert),
+            pki.ca_file(),
+            backend = backend.address,
+        );
+        let gw = TestGateway::start(&yaml);
+        for listener in ["by-spiffe", "by-name"] {
+            let (mut client, greeting) = testkit::Client::greeted(gw.address(listener)).await;
+            assert_eq!(
+                greeting, "backend spiffe://causeway.test/gateway",
+                "{listener}"
+            );
+            client.assert_echo("plaintext in, TLS out").await;
+        }
+        assert_eq!(handshakes(&gw, "upstream", "ok"), 2);
+
+        assert!(closed_at_once(gw.address("wrong-id")).await);
+        assert_eq!(handshakes(&gw, "upstream", "identity_refused"), 1);
+        // The backend refuses a gateway without a client certificate; with TLS 1.3 the
+        // refusal arrives after the handshake, so the client just sees its connection end.
+        assert!(closed_at_once(gw.address("no-client-cert")).await);
+    })
+    .await;
+}
+
+/// Whether a connection to `address` ends without a byte (closed, reset, even while
+/// connecting: the gateway may reset it before the client's connect() returns).
+async fn closed_at_once(address: std::net::SocketAddr) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+        return true;
+    };
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte).await, Ok(0) | Err(_))
+}
+
+/// `openssl s_client` against the gateway: stdin and stdout piped.
+struct Openssl {
+    child: tokio::process::Child,
+    stdout: BufReader<tokio::process::ChildStdout>,
+}
+
+impl Openssl {
+    fn start(
+        address: std::net::SocketAddr,
+        sni: &str,
+        certs: &Path,
+        client: Option<&str>,
+    ) -> Openssl {
+        let mut command = tokio::process::Command::new("openssl");
+        command
+            .args(["s_client", "-quiet", "-connect", &address.to_string()])
+            .args(["-servername", sni])
+            .arg("-CAfile")
+            .arg(certs.join("ca.pem"));
+        if let Some(name) = client {
+            command
+                .arg("-cert")
+                .arg(certs.join(format!("{name}.pem")))
+                .arg("-key")
+                .arg(certs.join(format!("{name}-key.pem")));
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("openssl is installed (scripts/test installs it)");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Openssl { child, stdout }
+    }
+
+    async fn send(&mut self, text: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// The next line the server sent; `None` when the session ended.
+    async fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end().to_string()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_example_runs_as_documented() {
+    bounded(async {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let certs = root.join("examples/certs");
+        let echo = Backend::echo("echo").await;
+        let pass_cert = Leaf::from_files(&certs.join("pass.pem"), &certs.join("pass-key.pem"));
+        let pass = Backend::tls_echo("pass", server_config(&pass_cert, None)).await;
+        let mq = Backend::tls_echo("mq", server_config(&pass_cert, None)).await;
+        let yaml = std::fs::read_to_string(root.join("examples/tls.yaml"))
+            .unwrap()
+            .replace("examples/certs/", &format!("{}/", certs.display()))
+            .replace("127.0.0.1:10443", "127.0.0.1:0")
+            .replace("127.0.0.1:10001", &echo.address.to_string())
+            .replace("127.0.0.1:10003", &pass.address.to_string())
+            .replace("127.0.0.1:10004", &mq.address.to_string());
+        let gw = TestGateway::start(&yaml);
+        let address = gw.address("edge");
+
+        let mut allowed = Openssl::start(
+            address,
+            "echo.causeway.test",
+            &certs,
+            Some("client-allowed"),
+        );
+        assert_eq!(allowed.line().await.as_deref(), Some("echo"));
+        allowed.send("hello through causeway").await;
+        assert_eq!(
+            allowed.line().await.as_deref(),
+            Some("hello through causeway")
+        );
+
+        for client in [Some("client-denied"), None] {
+            let mut refused = Openssl::start(address, "echo.causeway.test", &certs, client);
+            refused.send("anyone there?").await;
+            assert_eq!(refused.line().await, None, "{client:?} is refused");
+        }
+        assert_eq!(echo.accepted(), 1);
+
+        // Passed through: the TLS session is the backend's own (openssl verifies its
+        // certificate against the same CA).
+        let mut through = Openssl::start(address, "pass.causeway.test", &certs, None);
+        assert_eq!(through.line().await.as_deref(), Some("pass -"));
+        through.send("end to end").await;
+        assert_eq!(through.line().await.as_deref(), Some("end to end"));
+        let mut channel = Openssl::start(address, "to2e-qmgr1.chl.mq.ibm.com", &certs, None);
+        assert_eq!(channel.line().await.as_deref(), Some("mq -"));
+
+        let mut unknown = Openssl::start(address, "other.causeway.test", &certs, None);
+        assert_eq!(unknown.line().await, None, "no route for other names");
+        assert_eq!(gw.listener_stats("edge").no_route.load(Relaxed), 1);
+    })
+    .await;
+}
