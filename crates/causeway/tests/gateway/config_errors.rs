@@ -219,3 +219,59 @@ fn tls_routes_need_the_tls_inspector() {
         std::time::Duration::from_secs(5)
     );
 }
+
+#[test]
+fn tls_settings_are_checked_where_they_are_written() {
+    let e = error_of(
+        r#"identities:
+  - name: half
+    cert: /etc/x.pem
+  - name: spire
+    spire: { socket: relative.sock }
+  - name: empty
+listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    routes:
+      - cluster: c
+        terminate:
+          identities: [missing]
+          client_certificate: required
+          min_version: "1.1"
+          allowed_clients: { spiffe_ids: [causeway.test/client] }
+clusters:
+  - name: c
+    endpoints: [{ address: 127.0.0.1:10001 }]
+    tls: { trust: nowhere }
+"#,
+    );
+    let expected = [
+        "bad.yaml:2:11: cert and key go together",
+        "bad.yaml:5:22: spire.socket must be an absolute path",
+        "bad.yaml:6:11: an identity needs cert and key",
+        "bad.yaml:13:11: verifying client certificates needs `trust`",
+        "bad.yaml:13:24: terminate.identities names identity `missing`, which is not defined",
+        "bad.yaml:15:24: min_version `1.1`",
+        "bad.yaml:16:43: `causeway.test/client` is not a SPIFFE ID",
+        "bad.yaml:20:10: say how the server is verified",
+        "bad.yaml:20:19: tls.trust names identity `nowhere`",
+    ];
+    for line in expected {
+        assert!(e.contains(line), "missing {line:?} in:\n{e}");
+    }
+    assert_eq!(e.lines().count(), expected.len(), "{e}");
+}
+
+#[test]
+fn an_unknown_tls_field_is_an_error() {
+    let e = error_of(
+        r#"identities:
+  - { name: i, cert: a.pem, key: b.pem, password: x }
+listeners: []
+"#,
+    );
+    assert!(
+        e.starts_with("bad.yaml:2:41: unknown field `password`"),
+        "{e}"
+    );
+}

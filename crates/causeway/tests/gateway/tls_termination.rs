@@ -154,6 +154,34 @@ clusters:
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_passes_through_a_terminated_session() {
+    bounded(async {
+        let pki = Pki::new();
+        let server = pki.ca.server(&["echo.causeway.test"]);
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&mtls_config(&pki, &server, "none", "", &echo));
+        let config = client_config(&pki.ca.der(), None, &[]);
+        let mut tls = connect(gw.address("edge"), "echo.causeway.test", config)
+            .await
+            .unwrap();
+        let big = vec![b'x'; 300_000];
+        tls.write_all(&big).await.unwrap();
+        // close_notify and FIN: the backend sees the end of the stream, echoes the rest,
+        // then ends its side, which reaches us as close_notify and FIN.
+        tls.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        tls.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), "echo\n".len() + big.len());
+        assert!(got[5..].iter().all(|b| *b == b'x'));
+        eventually("closed cleanly", || {
+            gw.gateway.registry().snapshot().is_empty()
+        })
+        .await;
+    })
+    .await;
+}
+
 fn mtls_config(pki: &Pki, server: &Leaf, mode: &str, allowed: &str, echo: &Backend) -> String {
     format!(
         r#"identities:
@@ -273,6 +301,81 @@ async fn an_optional_client_certificate_is_verified_when_sent() {
             handshakes(&gw, "downstream", "unknown_ca") == 1
         })
         .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_and_identities_are_in_metrics_and_the_access_log() {
+    bounded(async {
+        let pki = Pki::new();
+        let server = pki.ca.server(&["echo.causeway.test"]);
+        let echo = Backend::echo("echo").await;
+        let log = pki.path("access.log");
+        let allowed = "          allowed_clients: { trust_domains: [causeway.test] }\n";
+        let yaml = format!(
+            "access_log: {{ path: \"{}\" }}\n{}",
+            log.display(),
+            mtls_config(&pki, &server, "required", allowed, &echo)
+        );
+        let gw = TestGateway::start(&yaml);
+        let address = gw.address("edge");
+        let ca = pki.ca.der();
+        let good = pki.ca.spiffe(ALLOWED);
+        let mut tls = connect(address, "echo.causeway.test", client_config(&ca, Some(&good), &["h2"]))
+            .await
+            .unwrap();
+        assert_eq!(line(&mut tls).await.as_deref(), Some("echo"));
+        tls.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest).await;
+        let stranger = Ca::new("other").spiffe(ALLOWED);
+        let refused = connect(address, "echo.causeway.test", client_config(&ca, Some(&stranger), &[])).await;
+        if let Ok(mut t) = refused {
+            assert_eq!(line(&mut t).await, None);
+        }
+
+        let read = || -> Vec<serde_json::Value> {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        eventually("two access log lines", || read().len() == 2).await;
+        let lines = read();
+        let ok = lines.iter().find(|l| l["reason"] == "closed").expect("the allowed session");
+        assert_eq!(ok["sni"], "echo.causeway.test");
+        assert_eq!(ok["tls_version"], "TLSv1_3");
+        assert!(ok["tls_cipher"].as_str().unwrap().starts_with("TLS13_"));
+        assert_eq!(ok["peer_spiffe_id"], ALLOWED);
+        assert!(ok["alpn"].is_null(), "the route offers no ALPN: none negotiated");
+        let refused = lines.iter().find(|l| l["reason"] != "closed").unwrap();
+        assert_eq!(refused["reason"], "downstream_tls_unknown_ca");
+        assert_eq!(refused["route"], "secure");
+
+        let text = telemetry::Telemetry::new(&Default::default())
+            .unwrap()
+            .render(&gw.gateway);
+        let sample = |needle: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(sample("causeway_tls_handshakes_total{side=\"downstream\",result=\"ok\"}"), 1.0);
+        assert_eq!(sample("causeway_tls_handshakes_total{side=\"downstream\",result=\"unknown_ca\"}"), 1.0);
+        let left = sample("causeway_tls_certificate_expiry_seconds{identity=\"server\"}");
+        assert!(left > 3600.0 && left <= 86400.0, "{left}");
+        assert_eq!(sample("causeway_tls_identity_rotations_total{identity=\"server\"}"), 0.0);
+        assert_eq!(
+            sample("causeway_listener_connections_rejected_total{listener=\"edge\",reason=\"tls_handshake_failed\"}"),
+            1.0
+        );
     })
     .await;
 }
