@@ -1,5 +1,6 @@
 //! `causeway demo`: a gateway on a built-in config in front of two echo backends, an active
-//! one and a standby, all on loopback.
+//! one and a standby, all on loopback; plain TCP on one port, mutual TLS on another (with a
+//! throwaway PKI made at start, in a temporary directory).
 
 use crate::serve;
 use std::net::SocketAddr;
@@ -12,11 +13,27 @@ drain:
   timeout: 2s
 admin:
   address: 127.0.0.1:0
+identities:
+  - name: demo-server
+    cert: "{dir}/server.pem"
+    key: "{dir}/server-key.pem"
+  - name: demo-ca
+    bundle: "{dir}/ca.pem"
 listeners:
   - name: demo
     address: "{listen}"
     routes:
       - cluster: echo
+  - name: demo-tls
+    address: "{tls_listen}"
+    routes:
+      - name: mtls
+        terminate:
+          identities: [demo-server]
+          client_certificate: required
+          trust: demo-ca
+          allowed_clients: { spiffe_ids: ["spiffe://demo.causeway.test/client"] }
+        cluster: echo
 clusters:
   - name: echo
     health_check:
@@ -28,7 +45,7 @@ clusters:
         priority: 1
 "#;
 
-pub fn run(listen: SocketAddr) -> ExitCode {
+pub fn run(listen: SocketAddr, tls_listen: SocketAddr) -> ExitCode {
     let runtime = match serve::runtime(2) {
         Ok(rt) => rt,
         Err(e) => {
@@ -37,10 +54,20 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let pki = match throwaway_pki() {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("cannot write the demo's certificates: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let dir = pki.path().display().to_string();
         let active = greeting_echo("active").await;
         let standby = greeting_echo("standby").await;
         let yaml = DEMO_CONFIG
             .replace("{listen}", &listen.to_string())
+            .replace("{tls_listen}", &tls_listen.to_string())
+            .replace("{dir}", &dir)
             .replace("{active}", &active.address.to_string())
             .replace("{standby}", &standby.address.to_string());
         let config =
@@ -56,6 +83,10 @@ pub fn run(listen: SocketAddr) -> ExitCode {
             .gateway
             .listener_address("demo")
             .expect("demo listener");
+        let tls_address = running
+            .gateway
+            .listener_address("demo-tls")
+            .expect("demo TLS listener");
         println!("Causeway demo");
         println!("  gateway listening on {address}");
         println!("  active echo backend  {} (priority 0)", active.address);
@@ -68,10 +99,35 @@ pub fn run(listen: SocketAddr) -> ExitCode {
         println!(
             "Each connection is greeted by the backend it reached, then echoes what you type."
         );
+        println!();
+        println!("Mutual TLS on {tls_address} (a throwaway PKI in {dir}):");
+        println!(
+            "  openssl s_client -connect {tls_address} -servername demo.causeway.test -CAfile {dir}/ca.pem -cert {dir}/client.pem -key {dir}/client-key.pem"
+        );
+        println!(
+            "Without -cert/-key (or with {dir}/stranger.pem and {dir}/stranger-key.pem, whose SPIFFE ID is not allowed) the handshake is refused."
+        );
         println!("Ctrl-C stops the demo.");
         running.serve_until_stopped().await;
         ExitCode::SUCCESS
     })
+}
+
+/// A CA, the demo server's certificate, a client certificate the TLS route allows and one
+/// it refuses, in a temporary directory removed when the demo ends.
+fn throwaway_pki() -> std::io::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("causeway-demo-")
+        .tempdir()?;
+    let ca = testkit::pki::Ca::new("Causeway demo CA (throwaway)");
+    ca.write(dir.path(), "ca");
+    ca.server(&["demo.causeway.test"])
+        .write(dir.path(), "server");
+    ca.spiffe("spiffe://demo.causeway.test/client")
+        .write(dir.path(), "client");
+    ca.spiffe("spiffe://demo.causeway.test/stranger")
+        .write(dir.path(), "stranger");
+    Ok(dir)
 }
 
 /// An echo server that tells the client which backend it reached.

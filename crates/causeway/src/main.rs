@@ -40,6 +40,9 @@ enum Command {
         /// Where the demo gateway listens.
         #[arg(long, default_value = "127.0.0.1:10000")]
         listen: SocketAddr,
+        /// Where the demo's mutual-TLS listener listens.
+        #[arg(long, default_value = "127.0.0.1:10444")]
+        tls_listen: SocketAddr,
     },
     /// Run an echo server (a test aid for the examples): it greets with NAME, then echoes.
     Echo {
@@ -70,7 +73,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { listen } => demo::run(listen),
+        Command::Demo { listen, tls_listen } => demo::run(listen, tls_listen),
         Command::Echo { address, name } => demo::echo_server(address, &name),
     }
 }

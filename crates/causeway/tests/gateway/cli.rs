@@ -284,7 +284,13 @@ async fn basic_example_fails_over_and_back_as_documented() {
 async fn demo_prints_how_to_try_it_and_serves() {
     testkit::bounded(async {
         let mut child = tokio::process::Command::new(BIN)
-            .args(["demo", "--listen", "127.0.0.1:0"])
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-listen",
+                "127.0.0.1:0",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -292,11 +298,14 @@ async fn demo_prints_how_to_try_it_and_serves() {
             .unwrap();
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut address = None;
+        let (mut address, mut openssl) = (None, None);
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.trim().strip_prefix("Try it:   nc ") {
                 let (host, port) = rest.split_once(' ').unwrap();
                 address = Some(format!("{host}:{port}").parse::<SocketAddr>().unwrap());
+            }
+            if line.trim().starts_with("openssl s_client") {
+                openssl = Some(line.trim().to_string());
                 break;
             }
         }
@@ -305,6 +314,21 @@ async fn demo_prints_how_to_try_it_and_serves() {
         assert!(greeting.contains("active backend"), "{greeting}");
         client.assert_echo("hello demo").await;
         drop(client);
+
+        // The printed openssl command reaches the same backend over mutual TLS.
+        let openssl = openssl.expect("the demo prints an openssl command");
+        let mut tls = tokio::process::Command::new("sh")
+            .args(["-c", &format!("{openssl} -quiet")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut out = tokio::io::BufReader::new(tls.stdout.take().unwrap()).lines();
+        let greeting = out.next_line().await.unwrap().unwrap_or_default();
+        assert!(greeting.contains("active backend"), "{greeting}");
+        drop(tls);
         // SAFETY: kill(2) with our own child's pid.
         unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
         let status = child.wait().await.unwrap();
