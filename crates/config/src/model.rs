@@ -20,6 +20,7 @@ pub struct Config {
     pub access_log: Option<AccessLog>,
     pub reload: Reload,
     pub identities: Vec<Identity>,
+    pub authorizers: Vec<Authorizer>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
 }
@@ -219,6 +220,8 @@ pub struct Listener {
     pub socket: SocketOptions,
     /// What is read from the client before routing; `None`: nothing.
     pub inspect: Option<Inspect>,
+    /// PROXY protocol headers from load balancers; `None`: off.
+    pub proxy_protocol: Option<ProxyProtocolIn>,
     /// Evaluated in order; the first match wins.
     pub routes: Vec<Route>,
 }
@@ -253,6 +256,9 @@ pub struct Route {
     pub cluster: String,
     /// Terminate TLS (the client's TLS ends here); `None`: bytes pass through as they are.
     pub terminate: Option<Terminate>,
+    /// Who may connect through this route, decided before anything is dialed; `None`:
+    /// everyone.
+    pub authorization: Option<Authorization>,
     /// Close the connection when no byte has flowed either way for this long. Off when `None`.
     #[serde(serialize_with = "as_optional_text")]
     pub idle_timeout: Option<Duration>,
@@ -315,6 +321,145 @@ pub struct Cluster {
     pub socket: SocketOptions,
     /// TLS to the endpoints; `None`: plain TCP.
     pub tls: Option<UpstreamTls>,
+    /// A PROXY header sent to the endpoints first; `None`: none.
+    pub proxy_protocol: Option<ProxyProtocolOut>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// A header is read when the client (a trusted source) sends one.
+    Optional,
+    /// Every connection must start with a header from a trusted source.
+    Required,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxyProtocolIn {
+    pub mode: ProxyMode,
+    /// Only these may send a header; a header from anyone else closes the connection.
+    pub trusted_sources: Vec<IpNet>,
+    /// The whole header must have arrived by then.
+    #[serde(serialize_with = "as_text")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxyProtocolOut {
+    /// 1 (text) or 2 (binary, with TLVs).
+    pub version: u8,
+    /// TLVs sent on every connection (v2): type and value.
+    pub tlvs: Vec<(u8, String)>,
+    /// TLV types copied from the client's own PROXY header, when it had them (v2).
+    pub pass_tlvs: Vec<u8>,
+}
+
+/// An external authorization service (Envoy's `envoy.service.auth.v3.Authorization`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Authorizer {
+    pub name: String,
+    /// `host:port` of the gRPC server (plaintext HTTP/2).
+    pub address: String,
+    #[serde(serialize_with = "as_text")]
+    pub timeout: Duration,
+    /// When the service cannot answer (error, timeout): deny, or allow.
+    pub failure_mode: FailureMode,
+    /// Send the client certificate (URL-encoded PEM) in the check request.
+    pub include_peer_certificate: bool,
+    pub cache: Option<DecisionCache>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    Deny,
+    Allow,
+}
+
+/// Decisions remembered for `ttl`, keyed on chosen attributes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionCache {
+    #[serde(serialize_with = "as_text")]
+    pub ttl: Duration,
+    pub key: Vec<CacheKey>,
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKey {
+    SourceIp,
+    DestinationPort,
+    SpiffeId,
+    Sni,
+    Listener,
+    Route,
+}
+
+impl CacheKey {
+    pub const ALL: [(&'static str, CacheKey); 6] = [
+        ("source_ip", CacheKey::SourceIp),
+        ("destination_port", CacheKey::DestinationPort),
+        ("spiffe_id", CacheKey::SpiffeId),
+        ("sni", CacheKey::Sni),
+        ("listener", CacheKey::Listener),
+        ("route", CacheKey::Route),
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Authorization {
+    /// Built-in rules, in order; the first that matches decides.
+    pub rules: Vec<Rule>,
+    /// Asked when no rule matched.
+    pub ext_authz: Option<String>,
+    /// The decision when no rule matched and there is no `ext_authz`.
+    pub default: RuleAction,
+    /// Ask again this often while the connection lives; a deny closes it.
+    #[serde(serialize_with = "as_optional_text")]
+    pub reauthorize_every: Option<Duration>,
+    /// Upstream addresses the authorizer may send a connection to.
+    pub dynamic_targets: Option<DynamicTargets>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    Allow,
+    Deny,
+}
+
+/// Conditions that must all hold (an empty one does not restrict).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    pub action: RuleAction,
+    pub source_cidrs: Vec<IpNet>,
+    /// The client's verified SPIFFE ID (TLS terminated here) matches.
+    pub peers: Option<AllowedPeers>,
+    pub sni: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DynamicTargets {
+    pub cidrs: Vec<IpNet>,
+    /// Inclusive port ranges.
+    pub ports: Vec<(u16, u16)>,
+}
+
+impl DynamicTargets {
+    pub fn allows(&self, address: SocketAddr) -> bool {
+        let ip = match address.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(address.ip(), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.cidrs.iter().any(|c| c.contains(&ip))
+            && self
+                .ports
+                .iter()
+                .any(|(lo, hi)| (*lo..=*hi).contains(&address.port()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

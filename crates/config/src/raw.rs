@@ -21,6 +21,8 @@ pub struct Config {
     pub reload: Reload,
     #[serde(default)]
     pub identities: Vec<Identity>,
+    #[serde(default)]
+    pub authorizers: Vec<Authorizer>,
     pub listeners: Spanned<Vec<Listener>>,
     #[serde(default)]
     pub clusters: Vec<Cluster>,
@@ -115,6 +117,7 @@ pub struct Listener {
     pub tcp_nodelay: Option<bool>,
     pub tcp_keepalive: Option<Keepalive>,
     pub inspect: Option<Inspect>,
+    pub proxy_protocol: Option<Spanned<ProxyProtocolIn>>,
     pub routes: Spanned<Vec<Route>>,
 }
 
@@ -143,6 +146,7 @@ pub struct Route {
     pub matcher: Option<Spanned<RouteMatch>>,
     pub cluster: Spanned<String>,
     pub terminate: Option<Spanned<Terminate>>,
+    pub authorization: Option<Spanned<Authorization>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub max_duration: Option<Spanned<HumanDuration>>,
 }
@@ -175,6 +179,7 @@ pub struct Cluster {
     pub tcp_nodelay: Option<bool>,
     pub tcp_keepalive: Option<Keepalive>,
     pub tls: Option<Spanned<UpstreamTls>>,
+    pub proxy_protocol: Option<Spanned<ProxyProtocolOut>>,
 }
 
 #[derive(Deserialize)]
@@ -264,4 +269,107 @@ pub struct Reload {
 pub enum RemovedConnections {
     Keep,
     Close,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolIn {
+    pub mode: ProxyMode,
+    #[serde(default)]
+    pub trusted_sources: Vec<IpNet>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolOut {
+    pub version: Spanned<u8>,
+    #[serde(default)]
+    pub tlvs: Vec<Tlv>,
+    #[serde(default)]
+    pub pass_tlvs: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tlv {
+    #[serde(rename = "type")]
+    pub kind: u8,
+    pub value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorizer {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub failure_mode: Option<FailureMode>,
+    #[serde(default)]
+    pub include_peer_certificate: bool,
+    pub cache: Option<Spanned<DecisionCache>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    Deny,
+    Allow,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionCache {
+    pub ttl: Spanned<HumanDuration>,
+    pub key: Spanned<Vec<String>>,
+    pub max_entries: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(default)]
+    pub rules: Vec<Spanned<Rule>>,
+    pub ext_authz: Option<Spanned<String>>,
+    pub default: Option<RuleAction>,
+    pub reauthorize_every: Option<Spanned<HumanDuration>>,
+    pub dynamic_targets: Option<Spanned<DynamicTargets>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    Allow,
+    Deny,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub action: RuleAction,
+    #[serde(default)]
+    pub source_cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub spiffe_ids: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
+    #[serde(default)]
+    pub spiffe_id_prefixes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub sni: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicTargets {
+    pub cidrs: Vec<IpNet>,
+    pub ports: Vec<Spanned<String>>,
 }

@@ -104,8 +104,18 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
             identity(&mut problems, i)
         })
         .collect();
+    let mut authorizer_names: HashMap<String, Location> = HashMap::new();
+    let authorizers: Vec<model::Authorizer> = raw
+        .authorizers
+        .into_iter()
+        .map(|a| {
+            check_name(&mut problems, &a.name, "authorizer", &mut authorizer_names);
+            authorizer(&mut problems, a)
+        })
+        .collect();
     let mut names = Names {
         identities: identity_names,
+        authorizers: authorizer_names,
         clusters: HashMap::new(),
     };
     let clusters: Vec<model::Cluster> = raw
@@ -155,6 +165,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
             metrics,
             access_log,
             identities,
+            authorizers,
             reload: model::Reload {
                 watch: raw.reload.watch.unwrap_or(false),
                 removed_cluster_connections: match raw.reload.removed_cluster_connections {
@@ -295,6 +306,7 @@ fn socket_options(
 /// What references can point at.
 struct Names {
     identities: HashMap<String, Location>,
+    authorizers: HashMap<String, Location>,
     clusters: HashMap<String, Location>,
 }
 
@@ -314,6 +326,220 @@ impl Names {
 }
 
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_AUTHZ_TIMEOUT: Duration = Duration::from_millis(500);
+pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
+
+fn proxy_protocol_in(
+    problems: &mut Problems,
+    p: Spanned<raw::ProxyProtocolIn>,
+) -> Option<model::ProxyProtocolIn> {
+    let mode = match p.value.mode {
+        raw::ProxyMode::Off => return None,
+        raw::ProxyMode::Optional => model::ProxyMode::Optional,
+        raw::ProxyMode::Required => model::ProxyMode::Required,
+    };
+    if p.value.trusted_sources.is_empty() {
+        problems.add(
+            p.referenced,
+            "proxy_protocol needs trusted_sources: the load balancers' addresses (a header from anyone else is refused)",
+        );
+    }
+    Some(model::ProxyProtocolIn {
+        mode,
+        trusted_sources: p
+            .value
+            .trusted_sources
+            .into_iter()
+            .map(|c| c.trunc())
+            .collect(),
+        timeout: p.value.timeout.map_or(DEFAULT_PROXY_TIMEOUT, |t| {
+            problems.positive(&t, "proxy_protocol.timeout")
+        }),
+    })
+}
+
+fn proxy_protocol_out(
+    problems: &mut Problems,
+    p: Spanned<raw::ProxyProtocolOut>,
+) -> model::ProxyProtocolOut {
+    let version = p.value.version.value;
+    if version != 1 && version != 2 {
+        problems.add(
+            p.value.version.referenced,
+            "proxy_protocol.version is 1 or 2",
+        );
+    }
+    if version == 1 && (!p.value.tlvs.is_empty() || !p.value.pass_tlvs.is_empty()) {
+        problems.add(p.referenced, "TLVs need PROXY protocol version 2");
+    }
+    model::ProxyProtocolOut {
+        version,
+        tlvs: p
+            .value
+            .tlvs
+            .into_iter()
+            .map(|t| (t.kind, t.value))
+            .collect(),
+        pass_tlvs: p.value.pass_tlvs,
+    }
+}
+
+fn authorizer(problems: &mut Problems, a: raw::Authorizer) -> model::Authorizer {
+    if !is_host_port(&a.address.value) {
+        problems.add(
+            a.address.referenced,
+            format!("authorizer address `{}` must be HOST:PORT", a.address.value),
+        );
+    }
+    let cache = a.cache.map(|c| {
+        let key = c
+            .value
+            .key
+            .value
+            .iter()
+            .filter_map(|k| {
+                let found = model::CacheKey::ALL.iter().find(|(n, _)| n == k);
+                if found.is_none() {
+                    let known: Vec<_> = model::CacheKey::ALL.iter().map(|(n, _)| *n).collect();
+                    problems.add(
+                        c.value.key.referenced,
+                        format!("cache key `{k}`: use {}", known.join(", ")),
+                    );
+                }
+                found.map(|(_, k)| *k)
+            })
+            .collect();
+        model::DecisionCache {
+            ttl: problems.positive(&c.value.ttl, "cache.ttl"),
+            key,
+            max_entries: c.value.max_entries.map_or(DEFAULT_CACHE_ENTRIES, |m| {
+                problems.at_least(&m, 1, "cache.max_entries")
+            }),
+        }
+    });
+    model::Authorizer {
+        name: a.name.value,
+        address: a.address.value,
+        timeout: a.timeout.map_or(DEFAULT_AUTHZ_TIMEOUT, |t| {
+            problems.positive(&t, "authorizer timeout")
+        }),
+        failure_mode: match a.failure_mode {
+            None | Some(raw::FailureMode::Deny) => model::FailureMode::Deny,
+            Some(raw::FailureMode::Allow) => model::FailureMode::Allow,
+        },
+        include_peer_certificate: a.include_peer_certificate,
+        cache,
+    }
+}
+
+fn action(a: raw::RuleAction) -> model::RuleAction {
+    match a {
+        raw::RuleAction::Allow => model::RuleAction::Allow,
+        raw::RuleAction::Deny => model::RuleAction::Deny,
+    }
+}
+
+fn authorization(
+    problems: &mut Problems,
+    a: Spanned<raw::Authorization>,
+    names: &Names,
+) -> model::Authorization {
+    let at = a.referenced;
+    let a = a.value;
+    if let Some(name) = &a.ext_authz
+        && !names.authorizers.contains_key(&name.value)
+    {
+        problems.add(
+            name.referenced,
+            format!(
+                "ext_authz names authorizer `{}`, which is not defined under `authorizers`",
+                name.value
+            ),
+        );
+    }
+    if a.default.is_some() && a.ext_authz.is_some() {
+        problems.add(
+            at,
+            "`default` is for rules alone: with ext_authz, the authorizer decides what no rule matched",
+        );
+    }
+    let rules = a
+        .rules
+        .into_iter()
+        .map(|r| {
+            let r = r.value;
+            let peers = raw::AllowedPeers {
+                spiffe_ids: r.spiffe_ids,
+                trust_domains: r.trust_domains,
+                spiffe_id_prefixes: r.spiffe_id_prefixes,
+            };
+            let any_peer = !(peers.spiffe_ids.is_empty()
+                && peers.trust_domains.is_empty()
+                && peers.spiffe_id_prefixes.is_empty());
+            model::Rule {
+                action: action(r.action),
+                source_cidrs: r.source_cidrs.into_iter().map(|c| c.trunc()).collect(),
+                peers: any_peer.then(|| allowed_peers(problems, peers)),
+                sni: r.sni.iter().map(|n| sni_pattern(problems, n)).collect(),
+            }
+        })
+        .collect();
+    let dynamic_targets = a.dynamic_targets.map(|d| model::DynamicTargets {
+        cidrs: d.value.cidrs.into_iter().map(|c| c.trunc()).collect(),
+        ports: d
+            .value
+            .ports
+            .iter()
+            .map(|p| {
+                port_range(&p.value).unwrap_or_else(|| {
+                    problems.add(
+                        p.referenced,
+                        format!("port range `{}`: write 10001 or 10001-10004", p.value),
+                    );
+                    (0, 0)
+                })
+            })
+            .collect(),
+    });
+    model::Authorization {
+        rules,
+        ext_authz: a.ext_authz.map(|n| n.value),
+        default: a.default.map_or(model::RuleAction::Allow, action),
+        reauthorize_every: a
+            .reauthorize_every
+            .map(|d| problems.positive(&d, "reauthorize_every")),
+        dynamic_targets,
+    }
+}
+
+fn port_range(text: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let (lo, hi) = (
+        lo.trim().parse::<u16>().ok()?,
+        hi.trim().parse::<u16>().ok()?,
+    );
+    (lo >= 1 && lo <= hi).then_some((lo, hi))
+}
+
+/// A host name or `*.` and a domain, lower-cased.
+fn sni_pattern(problems: &mut Problems, name: &Spanned<String>) -> String {
+    let pattern = name.value.strip_prefix("*.").unwrap_or(&name.value);
+    if pattern.is_empty()
+        || !pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        problems.add(
+            name.referenced,
+            format!(
+                "sni `{}` must be a host name, or `*.` and a domain",
+                name.value
+            ),
+        );
+    }
+    name.value.to_ascii_lowercase()
+}
 
 fn identity(problems: &mut Problems, i: raw::Identity) -> model::Identity {
     let at = i.name.referenced;
@@ -539,6 +765,9 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
         .backlog
         .map_or(DEFAULT_BACKLOG, |b| problems.at_least(&b, 1, "backlog"));
     let socket = socket_options(problems, l.tcp_nodelay, l.tcp_keepalive);
+    let proxy_protocol = l
+        .proxy_protocol
+        .and_then(|p| proxy_protocol_in(problems, p));
     let inspect = l.inspect.and_then(|i| {
         let timeout = i.timeout.map_or(DEFAULT_INSPECTION_TIMEOUT, |t| {
             problems.positive(&t, "inspect.timeout")
@@ -597,6 +826,7 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
         backlog,
         socket,
         inspect,
+        proxy_protocol,
         routes,
     }
 }
@@ -631,24 +861,8 @@ fn route(
         let sni = m
             .value
             .sni
-            .into_iter()
-            .map(|name| {
-                let pattern = name.value.strip_prefix("*.").unwrap_or(&name.value);
-                if pattern.is_empty()
-                    || !pattern
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-                {
-                    problems.add(
-                        name.referenced,
-                        format!(
-                            "sni `{}` must be a host name, or `*.` and a domain",
-                            name.value
-                        ),
-                    );
-                }
-                name.value.to_ascii_lowercase()
-            })
+            .iter()
+            .map(|name| sni_pattern(problems, name))
             .collect();
         let matcher = model::RouteMatch {
             destination_ports: m.value.destination_ports,
@@ -675,6 +889,7 @@ fn route(
         matcher,
         cluster: r.cluster.value,
         terminate: r.terminate.map(|t| terminate(problems, t, defined)),
+        authorization: r.authorization.map(|a| authorization(problems, a, defined)),
         idle_timeout: r
             .idle_timeout
             .map(|d| problems.positive(&d, "idle_timeout")),
@@ -764,6 +979,7 @@ fn cluster(problems: &mut Problems, c: raw::Cluster, names: &Names) -> model::Cl
         },
         socket: socket_options(problems, c.tcp_nodelay, c.tcp_keepalive),
         tls: c.tls.map(|t| upstream_tls(problems, t, names)),
+        proxy_protocol: c.proxy_protocol.map(|p| proxy_protocol_out(problems, p)),
     }
 }
 

@@ -119,6 +119,12 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
         "bytes_upstream": c.upstream_bytes.load(Relaxed),
         "bytes_downstream": c.downstream_bytes.load(Relaxed),
     });
+    if let Some(proxy) = a.proxy.as_deref() {
+        line["proxy_protocol_peer"] = json!(proxy.balancer.to_string());
+    }
+    if let Some(decision) = a.authz {
+        line["authz"] = json!(decision);
+    }
     // TLS fields only where there is TLS: what the inspector saw, what was terminated.
     if let Some(sni) = a.sni() {
         line["sni"] = json!(sni);

@@ -18,6 +18,20 @@ pub struct Attributes {
     /// The TLS session the gateway terminated, with the client's verified identity.
     /// (Boxed: most connections have none.)
     pub session: Option<Box<TlsSession>>,
+    /// The PROXY header of a trusted load balancer (whose source became `source`).
+    pub proxy: Option<Box<ProxyInfo>>,
+    /// How authorization decided (`rule_allow`, `ext_authz_allow`...); `None`: not checked.
+    pub authz: Option<&'static str>,
+}
+
+/// What a load balancer's PROXY header said, besides the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyInfo {
+    /// The balancer itself: the TCP peer of the connection.
+    pub balancer: SocketAddr,
+    pub version: u8,
+    /// v2 TLVs: (type, value).
+    pub tlvs: Vec<(u8, Vec<u8>)>,
 }
 
 /// A TLS session terminated by the gateway.
@@ -32,6 +46,8 @@ pub struct TlsSession {
     pub cipher: String,
     /// From the client certificate, verified against the route's trust bundle.
     pub peer: Option<tls::PeerIdentity>,
+    /// The client certificate as PEM, kept only for an authorizer that asks for it.
+    pub peer_certificate_pem: Option<String>,
 }
 
 impl Attributes {

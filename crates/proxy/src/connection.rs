@@ -1,10 +1,12 @@
 //! One connection's way through the gateway: attributes → route → dial → relay → close.
 
 use crate::admission::Slot;
-use crate::attributes::{Attributes, Tls, TlsSession};
+use crate::attributes::{Attributes, ProxyInfo, Tls, TlsSession};
+use crate::authorize;
 use crate::error::{Error, Kind, Side};
 use crate::inspect;
 use crate::listener::Context;
+use crate::proxy_out;
 use crate::registry::{Live, Upstream};
 use crate::relay::{self, Counters};
 use crate::routing::Route;
@@ -34,6 +36,8 @@ pub(crate) fn accepted(
         destination,
         tls: Tls::NotInspected,
         session: None,
+        proxy: None,
+        authz: None,
     })
 }
 
@@ -44,7 +48,29 @@ pub(crate) async fn serve(
     context: Arc<Context>,
 ) {
     let listener = &slot.listener;
-    // Inspection first: what it finds is part of the attributes routing reads. Boxed, as
+    // A trusted balancer's PROXY header first: its client address is the connection's.
+    if let Some(settings) = &listener.config.proxy_protocol {
+        let peer = attributes.source;
+        match Box::pin(inspect::proxy_header(&downstream, settings, peer)).await {
+            Ok(None) => {}
+            Ok(Some(header)) => {
+                if let Some((source, destination)) = header.addresses {
+                    attributes.source = source;
+                    attributes.destination = destination;
+                }
+                attributes.proxy = Some(Box::new(ProxyInfo {
+                    balancer: peer,
+                    version: header.version,
+                    tlvs: header.tlvs,
+                }));
+            }
+            Err(error) => {
+                listener.stats.proxy_protocol_failed.fetch_add(1, Relaxed);
+                return refused(*attributes, None, error, &context);
+            }
+        }
+    }
+    // Inspection next: what it finds is part of the attributes routing reads. Boxed, as
     // its state is large and short-lived.
     if let Some(inspect) = listener.config.inspect.filter(|i| i.tls) {
         match Box::pin(inspect::tls(&downstream, inspect.timeout)).await {
@@ -62,8 +88,18 @@ pub(crate) async fn serve(
     let mut downstream = match &route.terminate {
         None => Leg::Plain(downstream),
         Some(server) => {
-            let timeout = route.config.terminate.as_ref().map(|t| t.handshake_timeout);
-            let accepted = Box::pin(terminate(downstream, server, timeout, &context)).await;
+            let keep_certificate = route
+                .authorizer
+                .as_ref()
+                .is_some_and(|a| a.config.include_peer_certificate);
+            let accepted = Box::pin(terminate(
+                downstream,
+                &route,
+                server,
+                keep_certificate,
+                &context,
+            ))
+            .await;
             match accepted {
                 Ok((leg, session)) => {
                     attributes.session = Some(session);
@@ -76,19 +112,53 @@ pub(crate) async fn serve(
             }
         }
     };
+    // Authorization, before anything is dialed; the answer may choose the upstream.
+    let routing = match Box::pin(authorize::check(&route, &attributes)).await {
+        Ok((decision, routing)) => {
+            attributes.authz = decision;
+            routing
+        }
+        Err((decision, error)) => {
+            attributes.authz = Some(decision);
+            listener.stats.authz_denied.fetch_add(1, Relaxed);
+            return refused(*attributes, Some(&route), error, &context);
+        }
+    };
     let registration = context.registry.register(Arc::new(Live::new(*attributes)));
     let live = &registration.live.clone();
     let (attributes, counters) = (&live.attributes, &live.counters);
     let source = &attributes.source;
     route.connections.fetch_add(1, Relaxed);
-    let cluster = &route.cluster;
+    let cluster = match routing.as_deref().and_then(|r| r.cluster.as_deref()) {
+        None => &route.cluster,
+        Some(name) => match listener.routes.cluster(name) {
+            Some(cluster) => cluster,
+            None => {
+                let error = Error::internal(Kind::BadDynamicTarget);
+                tracing::warn!(id = attributes.id, route = %route.config.name, cluster = name, "the authorizer named a cluster that does not exist");
+                if let Some(log) = &context.access_log {
+                    log.closed(live, Some(&route), None, &Err(error));
+                }
+                return;
+            }
+        },
+    };
 
     // Boxed: the dial state is large and short-lived; kept inline it would size every
     // connection's task for its whole life.
     let dial = async {
-        let (stream, lease) = cluster.connect().await?;
+        let target = routing.as_deref().and_then(|r| r.address.as_deref());
+        let (stream, lease) = match target {
+            None => cluster.connect().await?,
+            Some(address) => {
+                cluster
+                    .connect_to(address, route.config.authorization.as_ref())
+                    .await?
+            }
+        };
+        let header = proxy_out::header(&cluster.config, attributes, routing.as_deref());
         let leg = cluster
-            .originate(stream, attributes.sni(), &context.handshakes)
+            .originate(stream, header, attributes.sni(), &context.handshakes)
             .await;
         leg.map(|leg| (leg, lease))
     };
@@ -119,9 +189,12 @@ pub(crate) async fn serve(
             (down, up) => relay::relay_streams(down, up, counters).await,
         }
     };
+    // Boxed, and only for routes that re-check: the others carry a pointer's worth.
+    let mut recheck = authorize::recheck(&route, attributes).map(Box::pin);
     let result = tokio::select! {
         r = relay => r,
         e = timeouts(&route.config, counters) => Err(e),
+        e = async { match recheck.as_mut() { Some(r) => r.await, None => pending().await } } => Err(e),
         reason = live.close_requested() => Err(Error::internal(reason.kind())),
     };
 
@@ -175,12 +248,17 @@ pub(crate) async fn serve(
 /// details and the client's verified identity for the attributes.
 async fn terminate(
     downstream: TcpStream,
+    route: &Route,
     server: &Arc<rustls::ServerConfig>,
-    timeout: Option<std::time::Duration>,
+    keep_certificate: bool,
     context: &Context,
 ) -> Result<(Leg, Box<TlsSession>), Error> {
     let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
-    let timeout = timeout.unwrap_or(std::time::Duration::from_secs(10));
+    let timeout = route
+        .config
+        .terminate
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(10), |t| t.handshake_timeout);
     let reason = match tokio::time::timeout(timeout, acceptor.accept(downstream)).await {
         Ok(Ok(stream)) => {
             context.handshakes.record("downstream", "ok");
@@ -202,6 +280,11 @@ async fn terminate(
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .and_then(|cert| tls::PeerIdentity::from_certificate(cert).ok()),
+                peer_certificate_pem: session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .filter(|_| keep_certificate)
+                    .map(|cert| tls::peer::to_pem(cert)),
             });
             return Ok((Leg::Tls(Box::new(stream.into())), details));
         }
@@ -279,7 +362,13 @@ mod tests {
         let listener = Arc::new(Listener {
             config: config.listeners[0].clone(),
             name: "l".into(),
-            routes: RouteTable::new(&[], &Default::default(), &Default::default(), None),
+            routes: RouteTable::new(
+                &[],
+                &Default::default(),
+                &Default::default(),
+                &Default::default(),
+                None,
+            ),
             stats: Default::default(),
         });
         let context = Arc::new(Context {

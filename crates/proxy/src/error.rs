@@ -52,6 +52,16 @@ pub enum Kind {
     Malformed(&'static str),
     /// A TLS handshake failed, for this reason (`identity_refused`, `unknown_ca`...).
     Tls(&'static str),
+    /// A PROXY header from (or required of) a source that is not a trusted balancer.
+    ProxyUntrusted,
+    /// Authorization refused the connection (a built-in rule or the external service).
+    Denied,
+    /// The authorization service could not answer and its failure mode is deny.
+    AuthzUnavailable,
+    /// A periodic re-check refused a live connection.
+    ReauthorizationDenied,
+    /// The authorizer chose an upstream this route may not use.
+    BadDynamicTarget,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +103,11 @@ impl Error {
             Kind::InspectionTimeout => "inspection_timeout",
             Kind::Malformed(_) => "malformed",
             Kind::Tls(reason) => return format!("{}_tls_{reason}", self.side.as_str()),
+            Kind::ProxyUntrusted => "proxy_protocol_untrusted",
+            Kind::Denied => "authz_denied",
+            Kind::AuthzUnavailable => "authz_unavailable",
+            Kind::ReauthorizationDenied => "reauthorization_denied",
+            Kind::BadDynamicTarget => "dynamic_target_not_allowed",
         };
         match self.side {
             Side::Internal => kind.to_string(),
@@ -119,6 +134,14 @@ impl fmt::Display for Error {
             Kind::InspectionTimeout => write!(f, "did not send its first bytes in time"),
             Kind::Malformed(why) => write!(f, "malformed: {why}"),
             Kind::Tls(reason) => write!(f, "TLS handshake failed: {}", reason.replace('_', " ")),
+            Kind::ProxyUntrusted => write!(f, "PROXY header from a source that is not trusted"),
+            Kind::Denied => write!(f, "not authorized"),
+            Kind::AuthzUnavailable => write!(f, "the authorization service did not answer"),
+            Kind::ReauthorizationDenied => write!(f, "authorization withdrawn"),
+            Kind::BadDynamicTarget => write!(
+                f,
+                "the authorizer chose an upstream this route does not allow"
+            ),
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum StartError {
     AccessLog { path: String, source: io::Error },
     #[error("identity `{name}`: {source}")]
     Identity { name: String, source: tls::TlsError },
+    #[error("{0}")]
+    Authorizer(String),
 }
 
 /// How a shutdown ended.
@@ -74,7 +76,10 @@ struct State {
     config: config::Config,
     listeners: Vec<(String, RunningListener)>,
     clusters: HashMap<String, Arc<Cluster>>,
+    authorizers: Authorizers,
 }
+
+type Authorizers = HashMap<String, Arc<authz::ExtAuthz>>;
 
 pub struct Gateway {
     state: Mutex<State>,
@@ -105,6 +110,7 @@ impl Gateway {
                 config: config.clone(),
                 listeners: Vec::new(),
                 clusters: HashMap::new(),
+                authorizers: HashMap::new(),
             }),
             context: Arc::new(Context {
                 stop_accepting: CancellationToken::new(),
@@ -135,8 +141,10 @@ impl Gateway {
                 .identities
                 .replace(identities_for(config, None, &gateway.identities)?);
             state.clusters = gateway.clusters_for(config, &HashMap::new()).0;
+            state.authorizers = authorizers_for(config, None, &HashMap::new())?;
             for (l, socket) in bind_all(config.listeners.iter())? {
-                let running = gateway.run_listener(l, socket, &state.clusters, None)?;
+                let running =
+                    gateway.run_listener(l, socket, &state.clusters, &state.authorizers, None)?;
                 state.listeners.push((l.name.clone(), running));
             }
             Ok(())
@@ -189,6 +197,7 @@ impl Gateway {
             };
         let bound = bind_all(config.listeners.iter().filter(needs_socket))?;
         let identities = identities_for(config, Some(&state.config), &self.identities)?;
+        let authorizers = authorizers_for(config, Some(&state.config), &state.authorizers)?;
 
         // Nothing fails from here on.
         for retired in self.identities.replace(identities) {
@@ -237,6 +246,7 @@ impl Gateway {
                         l,
                         &clusters,
                         &self.identities,
+                        &authorizers,
                         Some(&previous),
                     )));
                     summary.listeners_updated.push(l.name.clone());
@@ -250,7 +260,7 @@ impl Gateway {
                     } else {
                         summary.listeners_added.push(l.name.clone());
                     }
-                    self.run_listener(l, socket, &clusters, previous.as_deref())?
+                    self.run_listener(l, socket, &clusters, &authorizers, previous.as_deref())?
                 }
                 (None, None) => unreachable!("a new listener is always bound"),
             };
@@ -278,6 +288,7 @@ impl Gateway {
             .store(config.max_connections.unwrap_or(0) as u64, Relaxed);
         state.listeners = listeners;
         state.clusters = clusters;
+        state.authorizers = authorizers;
         state.config = config.clone();
         Ok(summary)
     }
@@ -317,6 +328,7 @@ impl Gateway {
         config: &config::Listener,
         socket: std::net::TcpListener,
         clusters: &HashMap<String, Arc<Cluster>>,
+        authorizers: &Authorizers,
         previous: Option<&Listener>,
     ) -> Result<RunningListener, StartError> {
         let error = |source| StartError::Bind {
@@ -330,6 +342,7 @@ impl Gateway {
             config,
             clusters,
             &self.identities,
+            authorizers,
             previous,
         )));
         let stop = self.context.stop_accepting.child_token();
@@ -393,6 +406,14 @@ impl Gateway {
     /// The identities in use (material, rotations, expiry).
     pub fn identities(&self) -> Vec<Arc<tls::Identity>> {
         self.identities.all()
+    }
+
+    /// The authorization services, by name.
+    pub fn authorizers(&self) -> Vec<Arc<authz::ExtAuthz>> {
+        let state = self.state.lock().unwrap();
+        let mut all: Vec<_> = state.authorizers.values().cloned().collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
     }
 
     /// TLS handshakes so far, by side and result.
@@ -542,6 +563,29 @@ fn identities_for(
         .collect()
 }
 
+/// The authorization services for `config`: unchanged ones are kept (their connection,
+/// cache and counts), others are created (they connect at their first check).
+fn authorizers_for(
+    config: &config::Config,
+    old: Option<&config::Config>,
+    running: &Authorizers,
+) -> Result<Authorizers, StartError> {
+    config
+        .authorizers
+        .iter()
+        .map(|a| {
+            let unchanged = old
+                .and_then(|o| o.authorizers.iter().find(|o| o.name == a.name))
+                .is_some_and(|o| o == a);
+            let authorizer = match running.get(&a.name) {
+                Some(existing) if unchanged => existing.clone(),
+                _ => Arc::new(authz::ExtAuthz::new(a).map_err(StartError::Authorizer)?),
+            };
+            Ok((a.name.clone(), authorizer))
+        })
+        .collect()
+}
+
 async fn futures_ready(identities: &[Arc<tls::Identity>]) {
     for identity in identities {
         identity.ready().await;
@@ -559,6 +603,7 @@ fn listener_state(
     config: &config::Listener,
     clusters: &HashMap<String, Arc<Cluster>>,
     identities: &Arc<tls::Identities>,
+    authorizers: &Authorizers,
     previous: Option<&Listener>,
 ) -> Listener {
     Listener {
@@ -568,6 +613,7 @@ fn listener_state(
             &config.routes,
             clusters,
             identities,
+            authorizers,
             previous.map(|p| &p.routes),
         ),
         stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),

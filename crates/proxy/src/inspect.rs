@@ -1,11 +1,13 @@
-//! Looking at a client's first bytes before routing, without taking them: the TLS
-//! inspector peeks (MSG_PEEK) until the ClientHello is complete, so the bytes stay in the
-//! socket and the relay later forwards them untouched. Bounded by a deadline and a size.
+//! Looking at a client's first bytes before routing, without taking them: the inspectors
+//! peek (MSG_PEEK) until what they look for is complete, so the bytes stay in the socket and
+//! the relay later forwards them untouched. Bounded by a deadline and a size. The PROXY
+//! header is the exception: once complete it is consumed, as it is not the client's.
 
 use crate::attributes::Tls;
 use crate::error::{Error, Kind, Side};
-use protocols::tls;
+use protocols::{proxy, tls};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -13,11 +15,27 @@ use tokio::time::{Duration, Instant, timeout_at};
 
 /// Largest peek: a ClientHello at its size limit plus the headers of the records carrying it.
 const MAX_PEEK: usize = tls::MAX_CLIENT_HELLO + 5 * (tls::MAX_CLIENT_HELLO / 16384 + 2);
+/// A v2 PROXY header: 16 bytes and at most 64 KiB of addresses and TLVs.
+const MAX_PROXY_HEADER: usize = 16 + 65535;
 
-/// Waits for the ClientHello (or proof that this is not TLS) until `timeout`.
-pub(crate) async fn tls(stream: &TcpStream, timeout: Duration) -> Result<Tls, Error> {
+/// What an inspector makes of the bytes peeked so far.
+enum Look<T> {
+    Done(T),
+    /// At least this many more bytes are needed.
+    NeedMore(usize),
+    Fail(Error),
+}
+
+/// Peeks until `look` is done, the client closes, or `timeout` passes. `look` sees every
+/// byte the socket holds, up to `max`.
+async fn peek_until<T>(
+    stream: &TcpStream,
+    timeout: Duration,
+    max: usize,
+    mut look: impl FnMut(&[u8]) -> Look<T>,
+) -> Result<T, Error> {
     let deadline = Instant::now() + timeout;
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; 2048.min(max)];
     loop {
         match timeout_at(deadline, stream.readable()).await {
             Err(_) => return Err(Error::new(Side::Downstream, Kind::InspectionTimeout)),
@@ -34,25 +52,22 @@ pub(crate) async fn tls(stream: &TcpStream, timeout: Duration) -> Result<Tls, Er
                 )));
                 return Ok(());
             }
-            match tls::client_hello(&buf[..n]) {
-                Ok(hello) => outcome = Some(Ok(Tls::Hello(Box::new(hello)))),
-                Err(tls::Error::NotTls) => outcome = Some(Ok(Tls::NotTls)),
-                Err(tls::Error::Invalid(why)) => {
-                    outcome = Some(Err(Error::new(Side::Downstream, Kind::Malformed(why))))
-                }
-                Err(tls::Error::Incomplete { needed }) if n == buf.len() => {
+            match look(&buf[..n]) {
+                Look::Done(found) => outcome = Some(Ok(found)),
+                Look::Fail(error) => outcome = Some(Err(error)),
+                Look::NeedMore(needed) if n == buf.len() => {
                     // The buffer was the limit, not the socket: look again with more room.
-                    if n + needed > MAX_PEEK {
+                    if n + needed > max {
                         outcome = Some(Err(Error::new(
                             Side::Downstream,
-                            Kind::Malformed("ClientHello too large"),
+                            Kind::Malformed("first bytes larger than allowed"),
                         )));
                     } else {
-                        buf.resize((n + needed).max(2 * n).min(MAX_PEEK), 0);
+                        buf.resize((n + needed).max(2 * n).min(max), 0);
                     }
                 }
                 // All there is so far: wait (WouldBlock clears the readiness) for more.
-                Err(tls::Error::Incomplete { .. }) => return Err(io::ErrorKind::WouldBlock.into()),
+                Look::NeedMore(_) => return Err(io::ErrorKind::WouldBlock.into()),
             }
             Ok(())
         });
@@ -66,6 +81,88 @@ pub(crate) async fn tls(stream: &TcpStream, timeout: Duration) -> Result<Tls, Er
             return outcome;
         }
     }
+}
+
+/// Waits for the ClientHello (or proof that this is not TLS) until `timeout`.
+pub(crate) async fn tls(stream: &TcpStream, timeout: Duration) -> Result<Tls, Error> {
+    peek_until(stream, timeout, MAX_PEEK, |bytes| {
+        match tls::client_hello(bytes) {
+            Ok(hello) => Look::Done(Tls::Hello(Box::new(hello))),
+            Err(tls::Error::NotTls) => Look::Done(Tls::NotTls),
+            Err(tls::Error::Invalid(why)) => {
+                Look::Fail(Error::new(Side::Downstream, Kind::Malformed(why)))
+            }
+            Err(tls::Error::Incomplete { needed }) => Look::NeedMore(needed),
+        }
+    })
+    .await
+}
+
+/// Reads the PROXY header of a connection from `peer` as the listener's settings say:
+/// `None` when there is none (optional mode). A header from an untrusted peer, a missing one
+/// (required mode) or a malformed one is an error; the header's bytes are consumed.
+pub(crate) async fn proxy_header(
+    stream: &TcpStream,
+    settings: &config::ProxyProtocolIn,
+    peer: SocketAddr,
+) -> Result<Option<proxy::ProxyHeader>, Error> {
+    let ip = crate::routing::canonical(peer.ip());
+    let trusted = settings.trusted_sources.iter().any(|c| c.contains(&ip));
+    let required = settings.mode == config::ProxyMode::Required;
+    if !trusted && required {
+        return Err(Error::new(Side::Downstream, Kind::ProxyUntrusted));
+    }
+    let found = peek_until(
+        stream,
+        settings.timeout,
+        MAX_PROXY_HEADER,
+        |bytes| match proxy::parse(bytes) {
+            Ok(header) => Look::Done(Some(header)),
+            Err(proxy::Error::NotProxy) => Look::Done(None),
+            Err(proxy::Error::Incomplete) => Look::NeedMore(1),
+            Err(proxy::Error::Invalid(_)) => Look::Fail(Error::new(
+                Side::Downstream,
+                Kind::Malformed("invalid PROXY header"),
+            )),
+        },
+    )
+    .await?;
+    match found {
+        Some(_) if !trusted => Err(Error::new(Side::Downstream, Kind::ProxyUntrusted)),
+        None if required => Err(Error::new(
+            Side::Downstream,
+            Kind::Malformed("no PROXY header"),
+        )),
+        None => Ok(None),
+        Some(header) => {
+            consume(stream, header.length).await?;
+            Ok(Some(header))
+        }
+    }
+}
+
+/// Reads and drops `n` bytes that were peeked already (so they are in the socket).
+async fn consume(stream: &TcpStream, mut n: usize) -> Result<(), Error> {
+    let mut sink = vec![0u8; n.min(64 * 1024)];
+    while n > 0 {
+        stream
+            .readable()
+            .await
+            .map_err(|e| Error::io(Side::Downstream, &e))?;
+        let len = n.min(sink.len());
+        match stream.try_read(&mut sink[..len]) {
+            Ok(0) => {
+                return Err(Error::new(
+                    Side::Downstream,
+                    Kind::Io(io::ErrorKind::UnexpectedEof),
+                ));
+            }
+            Ok(read) => n -= read,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Error::io(Side::Downstream, &e)),
+        }
+    }
+    Ok(())
 }
 
 /// recv(2) with MSG_PEEK: the bytes stay in the socket.

@@ -6,12 +6,14 @@
 pub mod access_log;
 pub mod admission;
 pub mod attributes;
+mod authorize;
 pub mod cluster;
 mod connection;
 pub mod error;
 mod gateway;
 mod inspect;
 pub mod listener;
+mod proxy_out;
 pub mod registry;
 pub mod relay;
 pub mod routing;

@@ -32,6 +32,10 @@ pub struct ListenerStats {
     pub inspection_failed: AtomicU64,
     /// Closed because the TLS handshake of a terminating route failed or was refused.
     pub tls_handshake_failed: AtomicU64,
+    /// Closed because of the PROXY header: from an untrusted source, missing, malformed.
+    pub proxy_protocol_failed: AtomicU64,
+    /// Refused by authorization (rules or the external service, or its failure mode).
+    pub authz_denied: AtomicU64,
     pub(crate) sources: SourceCounts,
 }
 

@@ -13,6 +13,8 @@ pub struct Route {
     pub cluster: Arc<Cluster>,
     /// Set when the route terminates TLS.
     pub terminate: Option<Arc<rustls::ServerConfig>>,
+    /// The external authorization service the route asks.
+    pub authorizer: Option<Arc<authz::ExtAuthz>>,
     /// Connections this route has taken (this version of it: a reload starts a new count).
     pub connections: std::sync::atomic::AtomicU64,
 }
@@ -20,6 +22,8 @@ pub struct Route {
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
+    /// Every cluster, for an authorizer that names one.
+    clusters: HashMap<String, Arc<Cluster>>,
 }
 
 impl RouteTable {
@@ -29,6 +33,7 @@ impl RouteTable {
         routes: &[config::Route],
         clusters: &HashMap<String, Arc<Cluster>>,
         identities: &Arc<tls::Identities>,
+        authorizers: &HashMap<String, Arc<authz::ExtAuthz>>,
         previous: Option<&RouteTable>,
     ) -> Self {
         let count_before = |name: &str| {
@@ -48,11 +53,24 @@ impl RouteTable {
                         .terminate
                         .as_ref()
                         .map(|t| tls::server_config(t, identities)),
+                    authorizer: r
+                        .authorization
+                        .as_ref()
+                        .and_then(|a| a.ext_authz.as_ref())
+                        .map(|name| authorizers[name].clone()),
                     connections: count_before(&r.name).into(),
                 })
             })
             .collect();
-        RouteTable { routes }
+        RouteTable {
+            routes,
+            clusters: clusters.clone(),
+        }
+    }
+
+    /// A cluster by name (any of the gateway's, not only this table's).
+    pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name)
     }
 
     pub fn routes(&self) -> &[Arc<Route>] {
@@ -87,7 +105,7 @@ fn matches(m: &RouteMatch, a: &Attributes) -> bool {
 }
 
 /// An IPv4 client on a dual-stack socket shows up as `::ffff:a.b.c.d`; match it as IPv4.
-fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+pub(crate) fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
         std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
         v4 => v4,
@@ -106,6 +124,8 @@ mod tests {
             destination: destination.parse().unwrap(),
             tls: Tls::NotInspected,
             session: None,
+            proxy: None,
+            authz: None,
         }
     }
 

@@ -91,6 +91,50 @@ impl Telemetry {
                 count,
             );
         }
+        for authorizer in gateway.authorizers() {
+            let l = |extra: Option<(&'static str, String)>| {
+                let mut labels = vec![("authorizer", authorizer.name().to_string())];
+                labels.extend(extra);
+                labels
+            };
+            let s = &authorizer.stats;
+            for (result, count) in [
+                ("ok", &s.ok),
+                ("denied", &s.denied),
+                ("error", &s.error),
+                ("timeout", &s.timeout),
+            ] {
+                out.counter(
+                    "causeway_authz_checks_total",
+                    l(Some(("result", result.into()))),
+                    count.load(Relaxed),
+                );
+            }
+            out.counter(
+                "causeway_authz_cache_hits_total",
+                l(None),
+                s.cache_hits.load(Relaxed),
+            );
+            let (buckets, sum, count) = s.histogram();
+            for (le, n) in buckets {
+                out.counter(
+                    "causeway_authz_check_duration_seconds_bucket",
+                    l(Some(("le", le.to_string()))),
+                    n,
+                );
+            }
+            out.counter(
+                "causeway_authz_check_duration_seconds_bucket",
+                l(Some(("le", "+Inf".into()))),
+                count,
+            );
+            out.gauge("causeway_authz_check_duration_seconds_sum", l(None), sum);
+            out.counter(
+                "causeway_authz_check_duration_seconds_count",
+                l(None),
+                count,
+            );
+        }
         for identity in gateway.identities() {
             let l = || vec![("identity", identity.name.to_string())];
             if let Some(left) = identity.current().and_then(|m| m.seconds_left()) {
@@ -138,6 +182,8 @@ impl Telemetry {
                 ("accept_rate", &s.rejected_accept_rate),
                 ("inspection_failed", &s.inspection_failed),
                 ("tls_handshake_failed", &s.tls_handshake_failed),
+                ("proxy_protocol", &s.proxy_protocol_failed),
+                ("authz_denied", &s.authz_denied),
             ] {
                 out.counter(
                     "causeway_listener_connections_rejected_total",

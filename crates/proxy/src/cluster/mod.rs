@@ -193,14 +193,56 @@ impl Cluster {
         ))
     }
 
-    /// The upstream leg over a connected socket: TLS when the cluster originates it (the
-    /// SNI sent may be the client's), else the socket itself.
+    /// Dials an address an authorizer chose, with this cluster's settings, if the route's
+    /// `dynamic_targets` allow it.
+    pub async fn connect_to(
+        &self,
+        address: &str,
+        authorization: Option<&config::Authorization>,
+    ) -> Result<(TcpStream, Lease), Error> {
+        let target: std::net::SocketAddr = address
+            .parse()
+            .map_err(|_| Error::internal(Kind::BadDynamicTarget))?;
+        let allowed = authorization
+            .and_then(|a| a.dynamic_targets.as_ref())
+            .is_some_and(|t| t.allows(target));
+        if !allowed {
+            tracing::warn!(cluster = %self.config.name, %target, "the authorizer chose an address outside the route's dynamic_targets");
+            return Err(Error::internal(Kind::BadDynamicTarget));
+        }
+        let endpoint = Arc::new(Endpoint::new(&config::Endpoint {
+            address: target.to_string(),
+            priority: 0,
+        }));
+        let failed =
+            |last: String| Error::new(Side::Upstream, Kind::ConnectFailed { attempts: 1, last });
+        let stream = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(target))
+            .await
+            .map_err(|_| failed(format!("{target}: timed out")))?
+            .map_err(|e| failed(format!("{target}: {e}")))?;
+        if let Err(e) = socket::apply(&stream, &self.config.socket) {
+            tracing::debug!(%target, error = %e, "socket options");
+        }
+        Ok((stream, Lease::new(endpoint)))
+    }
+
+    /// The upstream leg over a connected socket: the PROXY `header` first when there is
+    /// one, then TLS when the cluster originates it (the SNI sent may be the client's), else
+    /// the socket itself.
     pub async fn originate(
         &self,
-        stream: TcpStream,
+        mut stream: TcpStream,
+        header: Option<Vec<u8>>,
         downstream_sni: Option<&str>,
         handshakes: &tls::HandshakeStats,
     ) -> Result<Leg, Error> {
+        if let Some(header) = header {
+            use tokio::io::AsyncWriteExt;
+            stream
+                .write_all(&header)
+                .await
+                .map_err(|e| Error::io(Side::Upstream, &e))?;
+        }
         let Some(origination) = &self.tls else {
             return Ok(Leg::Plain(stream));
         };

@@ -1,0 +1,34 @@
+//! Authorization, checked before any upstream is dialed: built-in rules first, then an
+//! external service speaking Envoy's `envoy.service.auth.v3.Authorization/Check` (so OPA-Envoy
+//! and existing IAM adapters work), whose answer may also choose the upstream.
+//!
+//! Mapping of a connection to the check request, and the metadata keys: docs/authz.md.
+
+mod cache;
+pub mod ext_authz;
+pub mod metadata;
+pub mod rules;
+mod stats;
+
+pub use ext_authz::{ExtAuthz, Outcome};
+pub use metadata::Routing;
+pub use stats::AuthzStats;
+
+use std::net::SocketAddr;
+
+/// What authorization knows of a connection (owned: a re-check runs long after accept).
+#[derive(Debug, Clone, Default)]
+pub struct CheckInput {
+    pub source: Option<SocketAddr>,
+    pub destination: Option<SocketAddr>,
+    pub listener: String,
+    pub route: String,
+    /// The TLS server name (inspected or terminated).
+    pub sni: Option<String>,
+    /// The client's verified certificate identity (TLS terminated here).
+    pub peer: Option<tls::PeerIdentity>,
+    /// The client certificate as PEM, when the authorizer asks for it.
+    pub peer_certificate_pem: Option<String>,
+    /// More attributes for `context_extensions` (PROXY TLVs, later protocol attributes).
+    pub extensions: Vec<(String, String)>,
+}

@@ -1,0 +1,109 @@
+//! Authorization of a connection before anything is dialed: the route's built-in rules in
+//! order, then its external service; periodic re-checks while it lives.
+
+use crate::attributes::Attributes;
+use crate::error::{Error, Kind};
+use crate::routing::Route;
+use authz::{CheckInput, Outcome, Routing};
+use config::{FailureMode, RuleAction};
+use std::future::Future;
+
+/// What authorization knows of the connection.
+fn input(route: &Route, a: &Attributes) -> CheckInput {
+    let session = a.session.as_deref();
+    let mut extensions = Vec::new();
+    if let Some(proxy) = a.proxy.as_deref() {
+        extensions.push(("proxy_balancer".into(), proxy.balancer.to_string()));
+        for (kind, value) in &proxy.tlvs {
+            if let Ok(text) = std::str::from_utf8(value) {
+                extensions.push((format!("proxy_tlv_0x{kind:02x}"), text.to_string()));
+            }
+        }
+    }
+    CheckInput {
+        source: Some(a.source),
+        destination: Some(a.destination),
+        listener: a.listener.to_string(),
+        route: route.config.name.clone(),
+        sni: a.sni().map(str::to_string),
+        peer: session.and_then(|s| s.peer.clone()),
+        peer_certificate_pem: session.and_then(|s| s.peer_certificate_pem.clone()),
+        extensions,
+    }
+}
+
+/// Ok: allowed (how, and where the authorizer sends the connection, if it says); Err: how it
+/// was refused and the error that closes the connection.
+pub(crate) async fn check(
+    route: &Route,
+    attributes: &Attributes,
+) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
+    let Some(settings) = &route.config.authorization else {
+        return Ok((None, None));
+    };
+    let denied = || Error::internal(Kind::Denied);
+    let input = input(route, attributes);
+    match authz::rules::evaluate(&settings.rules, &input) {
+        Some(RuleAction::Allow) => return Ok((Some("rule_allow"), None)),
+        Some(RuleAction::Deny) => return Err(("rule_deny", denied())),
+        None => {}
+    }
+    let Some(authorizer) = &route.authorizer else {
+        return match settings.default {
+            RuleAction::Allow => Ok((Some("default_allow"), None)),
+            RuleAction::Deny => Err(("default_deny", denied())),
+        };
+    };
+    match authorizer.check(&input).await {
+        Outcome::Allowed(routing) => Ok((Some("ext_authz_allow"), routing.map(Box::new))),
+        Outcome::Denied(why) => {
+            tracing::info!(id = attributes.id, route = %route.config.name, authorizer = authorizer.name(), reason = %why, "denied by the authorizer");
+            Err(("ext_authz_deny", denied()))
+        }
+        failure => {
+            let why = match failure {
+                Outcome::Failed(e) => e,
+                _ => "timed out".to_string(),
+            };
+            tracing::warn!(id = attributes.id, route = %route.config.name, authorizer = authorizer.name(), failure_mode = ?authorizer.config.failure_mode, "the authorizer did not answer: {why}");
+            match authorizer.config.failure_mode {
+                FailureMode::Allow => Ok((Some("ext_authz_failed_allow"), None)),
+                FailureMode::Deny => Err((
+                    "ext_authz_failed_deny",
+                    Error::internal(Kind::AuthzUnavailable),
+                )),
+            }
+        }
+    }
+}
+
+/// For a route that re-checks live connections: ends with the error that closes the
+/// connection once the authorizer denies it. A check that fails (service down) leaves the
+/// connection alone: only an explicit deny withdraws a live session.
+pub(crate) fn recheck<'a>(
+    route: &'a Route,
+    attributes: &'a Attributes,
+) -> Option<impl Future<Output = Error> + 'a> {
+    let every = route.config.authorization.as_ref()?.reauthorize_every?;
+    let authorizer = route.authorizer.as_ref()?;
+    Some(async move {
+        let input = input(route, attributes);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            match authorizer.check(&input).await {
+                Outcome::Allowed(_) => {}
+                Outcome::Denied(why) => {
+                    tracing::info!(id = attributes.id, route = %route.config.name, reason = %why, "authorization withdrawn: closing");
+                    return Error::internal(Kind::ReauthorizationDenied);
+                }
+                Outcome::Failed(why) => {
+                    tracing::warn!(id = attributes.id, route = %route.config.name, "re-check failed, the connection stays: {why}");
+                }
+                Outcome::TimedOut => {
+                    tracing::warn!(id = attributes.id, route = %route.config.name, "re-check timed out, the connection stays");
+                }
+            }
+        }
+    })
+}
