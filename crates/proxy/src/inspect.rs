@@ -112,11 +112,10 @@ pub(crate) async fn proxy_header(
     if !trusted && required {
         return Err(Error::new(Side::Downstream, Kind::ProxyUntrusted));
     }
-    let found = peek_until(
-        stream,
-        settings.timeout,
-        MAX_PROXY_HEADER,
-        |bytes| match proxy::parse(bytes) {
+    let mut started = false;
+    let found = peek_until(stream, settings.timeout, MAX_PROXY_HEADER, |bytes| {
+        started = true;
+        match proxy::parse(bytes) {
             Ok(header) => Look::Done(Some(header)),
             Err(proxy::Error::NotProxy) => Look::Done(None),
             Err(proxy::Error::Incomplete) => Look::NeedMore(1),
@@ -124,9 +123,18 @@ pub(crate) async fn proxy_header(
                 Side::Downstream,
                 Kind::Malformed("invalid PROXY header"),
             )),
-        },
-    )
-    .await?;
+        }
+    })
+    .await;
+    let found = match found {
+        // Optional: a client that says nothing first (a server-first protocol) has no
+        // header; one that began a header and stalled is refused.
+        Err(Error {
+            kind: Kind::InspectionTimeout,
+            ..
+        }) if !required && !started => None,
+        other => other?,
+    };
     match found {
         Some(_) if !trusted => Err(Error::new(Side::Downstream, Kind::ProxyUntrusted)),
         None if required => Err(Error::new(

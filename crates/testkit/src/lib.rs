@@ -2,6 +2,7 @@
 //! that announce who they are, clients, and waiters bounded in time that wait on signals
 //! rather than sleeps.
 
+pub mod authorizer;
 mod backend;
 mod client;
 mod gateway;

@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admin;
+mod authz;
 mod cli;
 mod config_errors;
 mod drain;
@@ -10,6 +11,7 @@ mod failover;
 mod limits;
 mod load_balancing;
 mod metrics;
+mod proxy_protocol;
 mod relay;
 mod reload;
 mod routing;

@@ -1,0 +1,326 @@
+//! Authorization before dialing: an ext_authz server that allows, denies, fails, hangs and
+//! routes; built-in rules; the decision cache; re-authorization of live connections; the
+//! request as Envoy's network filter fills it.
+
+use std::sync::atomic::Ordering::Relaxed;
+use testkit::authorizer::{TestAuthorizer, Verdict, source_of};
+use testkit::{Backend, Client, TestGateway, bounded, eventually};
+
+fn string(s: &str) -> envoy_types::pb::google::protobuf::Value {
+    authz::metadata::string(s)
+}
+
+/// Whether a connection to `address` is closed without a byte from a backend.
+async fn refused(address: std::net::SocketAddr) -> bool {
+    let mut client = Client::connect(address).await;
+    client.is_closed().await
+}
+
+fn config(
+    authorizer: &TestAuthorizer,
+    failure_mode: &str,
+    main: &Backend,
+    alt: &Backend,
+) -> String {
+    format!(
+        r#"authorizers:
+  - {{ name: iam, address: "{}", timeout: 300ms, failure_mode: {failure_mode} }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - name: checked
+        authorization:
+          ext_authz: iam
+          dynamic_targets: {{ cidrs: [127.0.0.1/32], ports: ["{}"] }}
+        cluster: main
+clusters:
+  - {{ name: main, endpoints: [{{ address: "{}" }}] }}
+  - {{ name: alt, endpoints: [{{ address: "{}" }}] }}
+"#,
+        authorizer.address,
+        alt.address.port(),
+        main.address,
+        alt.address
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_of_the_authorizer_is_honoured_before_dialing() {
+    bounded(async {
+        let main = Backend::echo("main").await;
+        let alt = Backend::echo("alt").await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let gw = TestGateway::start(&config(&authorizer, "deny", &main, &alt));
+        let edge = gw.address("edge");
+
+        // Allowed: the request describes the connection as Envoy's network filter would.
+        let (mut client, name) = Client::greeted(edge).await;
+        assert_eq!(name, "main");
+        client.assert_echo("allowed").await;
+        let me = client.stream.get_ref().local_addr().unwrap();
+        let request = &authorizer.requests()[0];
+        assert_eq!(source_of(request), Some(me.to_string()));
+        let attributes = request.attributes.as_ref().unwrap();
+        assert_eq!(attributes.context_extensions["listener"], "edge");
+        assert_eq!(attributes.context_extensions["route"], "checked");
+        let metadata = &attributes
+            .metadata_context
+            .as_ref()
+            .unwrap()
+            .filter_metadata["causeway"];
+        assert!(metadata.fields.contains_key("route"));
+
+        // Denied, failing, hanging (failure mode deny): nothing is dialed.
+        for verdict in [
+            Verdict::Deny("not you".into()),
+            Verdict::Error,
+            Verdict::Hang,
+        ] {
+            authorizer.set(verdict.clone());
+            assert!(refused(edge).await, "{verdict:?}");
+        }
+        assert_eq!(
+            main.accepted(),
+            1,
+            "denied connections never reach the upstream"
+        );
+        assert_eq!(gw.listener_stats("edge").authz_denied.load(Relaxed), 3);
+
+        // Routed by the answer: to another cluster, or to an allowed address.
+        authorizer.set(Verdict::Route(vec![("cluster".into(), string("alt"))]));
+        let (_c, name) = Client::greeted(edge).await;
+        assert_eq!(name, "alt");
+        authorizer.set(Verdict::Route(vec![(
+            "address".into(),
+            string(&alt.address.to_string()),
+        )]));
+        let (_c, name) = Client::greeted(edge).await;
+        assert_eq!(name, "alt");
+        // Not in the allow-list, or a cluster that does not exist: refused.
+        for fields in [
+            vec![("address".into(), string(&main.address.to_string()))],
+            vec![("cluster".into(), string("nowhere"))],
+        ] {
+            authorizer.set(Verdict::Route(fields));
+            assert!(refused(edge).await);
+        }
+        assert_eq!(main.accepted(), 1);
+
+        let authorizers = gw.gateway.authorizers();
+        let stats = &authorizers[0].stats;
+        assert_eq!(stats.ok.load(Relaxed), 5);
+        assert_eq!(stats.denied.load(Relaxed), 1);
+        assert_eq!(stats.error.load(Relaxed), 1);
+        assert_eq!(stats.timeout.load(Relaxed), 1);
+        let (_, _, count) = stats.histogram();
+        assert_eq!(count, 8);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_mode_allow_lets_connections_through_when_the_service_is_down() {
+    bounded(async {
+        let main = Backend::echo("main").await;
+        let alt = Backend::echo("alt").await;
+        let authorizer = TestAuthorizer::start(Verdict::Error).await;
+        let gw = TestGateway::start(&config(&authorizer, "allow", &main, &alt));
+        let (mut client, name) = Client::greeted(gw.address("edge")).await;
+        assert_eq!(name, "main");
+        client.assert_echo("fail open").await;
+        authorizer.set(Verdict::Deny("explicit".into()));
+        assert!(
+            refused(gw.address("edge")).await,
+            "an explicit deny still denies"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_rules_decide_first_and_the_cache_saves_checks() {
+    bounded(async {
+        let main = Backend::echo("main").await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let gw = TestGateway::start(&format!(
+            r#"authorizers:
+  - name: iam
+    address: "{}"
+    cache: {{ ttl: 1m, key: [source_ip, route] }}
+listeners:
+  - name: denied
+    address: 127.0.0.1:0
+    routes:
+      - authorization:
+          rules: [{{ action: deny, source_cidrs: [127.0.0.0/8] }}]
+          ext_authz: iam
+        cluster: main
+  - name: allowed
+    address: 127.0.0.1:0
+    routes:
+      - authorization:
+          rules: [{{ action: allow, source_cidrs: [127.0.0.1/32] }}]
+          ext_authz: iam
+        cluster: main
+  - name: rules-only
+    address: 127.0.0.1:0
+    routes:
+      - authorization:
+          rules: [{{ action: allow, source_cidrs: [192.0.2.0/24] }}]
+          default: deny
+        cluster: main
+  - name: cached
+    address: 127.0.0.1:0
+    routes:
+      - authorization: {{ ext_authz: iam }}
+        cluster: main
+clusters:
+  - {{ name: main, endpoints: [{{ address: "{}" }}] }}
+"#,
+            authorizer.address, main.address
+        ));
+        assert!(refused(gw.address("denied")).await);
+        assert!(refused(gw.address("rules-only")).await, "default deny");
+        let (_c, name) = Client::greeted(gw.address("allowed")).await;
+        assert_eq!(name, "main");
+        assert!(authorizer.requests().is_empty(), "rules decided alone");
+
+        for _ in 0..3 {
+            let (_c, name) = Client::greeted(gw.address("cached")).await;
+            assert_eq!(name, "main");
+        }
+        assert_eq!(
+            authorizer.requests().len(),
+            1,
+            "one check for three connections"
+        );
+        assert_eq!(
+            gw.gateway.authorizers()[0].stats.cache_hits.load(Relaxed),
+            2
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reauthorization_closes_a_live_connection_once_denied() {
+    bounded(async {
+        let main = Backend::echo("main").await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let gw = TestGateway::start(&format!(
+            r#"access_log: {{ path: "{}" }}
+authorizers:
+  - {{ name: iam, address: "{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - authorization: {{ ext_authz: iam, reauthorize_every: 100ms }}
+        cluster: main
+clusters:
+  - {{ name: main, endpoints: [{{ address: "{}" }}] }}
+"#,
+            log.path().display(),
+            authorizer.address,
+            main.address
+        ));
+        let (mut client, _) = Client::greeted(gw.address("edge")).await;
+        // Re-checks that allow, and one that fails, leave the connection alone.
+        authorizer.wait_for_requests(3).await;
+        client.assert_echo("still allowed").await;
+        authorizer.set(Verdict::Error);
+        let n = authorizer.requests().len();
+        authorizer.wait_for_requests(n + 1).await;
+        client.assert_echo("a failed re-check is not a deny").await;
+        authorizer.set(Verdict::Deny("revoked".into()));
+        assert!(client.is_closed().await, "closed once denied");
+        eventually("logged", || {
+            std::fs::read_to_string(log.path())
+                .unwrap_or_default()
+                .contains("\"reason\":\"reauthorization_denied\"")
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_identity_and_sni_reach_the_authorizer() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = testkit::pki::Ca::new("CA");
+        let (cert, key) = ca
+            .server(&["echo.causeway.test"])
+            .write(dir.path(), "server");
+        let ca_file = ca.write(dir.path(), "ca");
+        let main = Backend::echo("main").await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let gw = TestGateway::start(&format!(
+            r#"identities:
+  - {{ name: server, cert: "{}", key: "{}" }}
+  - {{ name: ca, bundle: "{}" }}
+authorizers:
+  - {{ name: iam, address: "{}", include_peer_certificate: true }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - terminate: {{ identities: [server], client_certificate: required, trust: ca }}
+        authorization:
+          rules: [{{ action: deny, spiffe_ids: ["spiffe://causeway.test/banned"] }}]
+          ext_authz: iam
+        cluster: main
+clusters:
+  - {{ name: main, endpoints: [{{ address: "{}" }}] }}
+"#,
+            cert.display(),
+            key.display(),
+            ca_file.display(),
+            authorizer.address,
+            main.address
+        ));
+        let client_cert = ca.spiffe("spiffe://causeway.test/client/a");
+        let config = testkit::tls_peer::client_config(&ca.der(), Some(&client_cert), &[]);
+        let mut tls = testkit::tls_peer::connect(gw.address("edge"), "echo.causeway.test", config)
+            .await
+            .unwrap();
+        use tokio::io::AsyncReadExt;
+        let mut greeting = [0u8; 5];
+        tls.read_exact(&mut greeting).await.unwrap();
+        assert_eq!(&greeting, b"main\n");
+        let request = &authorizer.requests()[0];
+        let attributes = request.attributes.as_ref().unwrap();
+        let source = attributes.source.as_ref().unwrap();
+        assert_eq!(source.principal, "spiffe://causeway.test/client/a");
+        assert!(
+            source
+                .certificate
+                .starts_with("-----BEGIN%20CERTIFICATE-----%0A")
+        );
+        assert_eq!(
+            attributes.tls_session.as_ref().unwrap().sni,
+            "echo.causeway.test"
+        );
+        assert_eq!(
+            attributes.destination.as_ref().unwrap().service,
+            "echo.causeway.test"
+        );
+        assert_eq!(
+            attributes.context_extensions["peer_spiffe_id"],
+            "spiffe://causeway.test/client/a"
+        );
+
+        // A banned identity is refused by the rule; the authorizer is not asked.
+        let banned = ca.spiffe("spiffe://causeway.test/banned");
+        let config = testkit::tls_peer::client_config(&ca.der(), Some(&banned), &[]);
+        let mut tls = testkit::tls_peer::connect(gw.address("edge"), "echo.causeway.test", config)
+            .await
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert!(matches!(tls.read(&mut byte).await, Ok(0) | Err(_)));
+        assert_eq!(authorizer.requests().len(), 1);
+    })
+    .await;
+}
