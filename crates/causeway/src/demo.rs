@@ -142,8 +142,9 @@ async fn greeting_echo(name: &'static str) -> Backend {
     .await
 }
 
-/// `causeway echo ADDRESS --name NAME`: a greeting echo server on a fixed address.
-pub fn echo_server(address: SocketAddr, name: &str) -> ExitCode {
+/// `causeway echo ADDRESS --name NAME [--proxy-protocol]`: a greeting echo server on a fixed
+/// address.
+pub fn echo_server(address: SocketAddr, name: &str, proxy_protocol: bool) -> ExitCode {
     let runtime = match serve::runtime(1) {
         Ok(rt) => rt,
         Err(e) => {
@@ -152,8 +153,41 @@ pub fn echo_server(address: SocketAddr, name: &str) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let _server = Backend::echo_at(address, name).await;
+        let _server = if proxy_protocol {
+            Backend::proxy_reporter_at(address, name).await
+        } else {
+            Backend::echo_at(address, name).await
+        };
         println!("echo server `{name}` on {address}; Ctrl-C stops it");
+        let _ = tokio::signal::ctrl_c().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// `causeway authorizer ADDRESS --verdict VERDICT`: a test ext_authz server.
+pub fn authorizer(address: SocketAddr, verdict: &str) -> ExitCode {
+    use testkit::authorizer::{TestAuthorizer, Verdict};
+    let string = authz::metadata::string;
+    let verdict = match verdict.split_once(':') {
+        None if verdict == "allow" => Verdict::Allow,
+        None if verdict == "deny" => Verdict::Deny("denied by the test authorizer".into()),
+        Some(("cluster", name)) => Verdict::Route(vec![("cluster".into(), string(name))]),
+        Some(("address", target)) => Verdict::Route(vec![("address".into(), string(target))]),
+        _ => {
+            eprintln!("verdict `{verdict}`: use allow, deny, cluster:NAME or address:IP:PORT");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match serve::runtime(1) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let _server = TestAuthorizer::start_at(address, verdict.clone()).await;
+        println!("test authorizer on {address} answering {verdict:?}; Ctrl-C stops it");
         let _ = tokio::signal::ctrl_c().await;
         ExitCode::SUCCESS
     })

@@ -49,6 +49,17 @@ enum Command {
         address: SocketAddr,
         #[arg(long, default_value = "echo")]
         name: String,
+        /// Expect a PROXY header (v1 or v2) first; the greeting then reports the client's
+        /// address and TLVs from it.
+        #[arg(long)]
+        proxy_protocol: bool,
+    },
+    /// Run a test ext_authz server (a test aid for the examples), answering every check
+    /// with VERDICT: `allow`, `deny`, `cluster:NAME` or `address:IP:PORT`.
+    Authorizer {
+        address: SocketAddr,
+        #[arg(long, default_value = "allow")]
+        verdict: String,
     },
 }
 
@@ -74,7 +85,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { listen, tls_listen } => demo::run(listen, tls_listen),
-        Command::Echo { address, name } => demo::echo_server(address, &name),
+        Command::Echo {
+            address,
+            name,
+            proxy_protocol,
+        } => demo::echo_server(address, &name, proxy_protocol),
+        Command::Authorizer { address, verdict } => demo::authorizer(address, &verdict),
     }
 }
 

@@ -67,7 +67,20 @@ impl Backend {
     /// `SOURCE DESTINATION TLVS` (TLVS: `type=value` pairs joined by `,`, or `-`), then echoes.
     /// A connection without a valid header is closed.
     pub async fn proxy_reporter() -> Backend {
-        Backend::start(|mut stream| async move {
+        Backend::proxy_reporter_at("127.0.0.1:0".parse().unwrap(), "").await
+    }
+
+    /// A [`Backend::proxy_reporter`] on `address`; a non-empty `name` starts its line
+    /// (`NAME: SOURCE DESTINATION TLVS`).
+    pub async fn proxy_reporter_at(address: SocketAddr, name: &str) -> Backend {
+        let prefix = if name.is_empty() {
+            String::new()
+        } else {
+            format!("{name}: ")
+        };
+        Backend::start_at(address, move |mut stream| {
+            let prefix = prefix.clone();
+            async move {
             let mut buf = Vec::new();
             let header = loop {
                 match protocols::proxy::parse(&buf) {
@@ -96,11 +109,11 @@ impl Backend {
             } else {
                 tlvs.join(",")
             };
-            let line = format!("{source} {destination} {tlvs}\n");
+            let line = format!("{prefix}{source} {destination} {tlvs}\n");
             if stream.write_all(line.as_bytes()).await.is_ok() {
                 echo(stream).await;
             }
-        })
+        }})
         .await
     }
 

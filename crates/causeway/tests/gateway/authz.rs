@@ -324,3 +324,66 @@ clusters:
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authz_example_runs_as_documented() {
+    bounded(async {
+        let main = Backend::proxy_reporter_at("127.0.0.1:0".parse().unwrap(), "main").await;
+        let alt = Backend::proxy_reporter_at("127.0.0.1:0".parse().unwrap(), "alt").await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let yaml = std::fs::read_to_string(root.join("examples/authz.yaml"))
+            .unwrap()
+            .replace("127.0.0.1:10100", "127.0.0.1:0")
+            .replace("127.0.0.1:10190", &authorizer.address.to_string())
+            .replace("127.0.0.1:10001", &main.address.to_string())
+            .replace("127.0.0.1:10002", &alt.address.to_string())
+            .replace("10001-10004", &format!("{0}-{0}", alt.address.port()));
+        let gw = TestGateway::start(&yaml);
+        let edge = gw.address("edge");
+
+        // curl plays the load balancer, as the example says.
+        let curl = |input: &'static str| async move {
+            let mut child = tokio::process::Command::new("curl")
+                .args(["-sN", "--haproxy-protocol", &format!("telnet://{edge}")])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("curl is installed (scripts/test installs it)");
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).await.unwrap();
+            let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let first = lines.next_line().await.unwrap();
+            let second = lines.next_line().await.unwrap();
+            (first, second)
+        };
+        let (greeting, echo) = curl("typed\n").await;
+        let greeting = greeting.expect("greeted");
+        assert!(greeting.starts_with("main: 127.0.0.1:"), "{greeting}");
+        assert!(greeting.ends_with(&format!(" {edge} -")), "{greeting}");
+        assert_eq!(echo.as_deref(), Some("typed"));
+
+        authorizer.set(Verdict::Route(vec![("cluster".into(), string("alt"))]));
+        let (greeting, _) = curl("x\n").await;
+        assert!(greeting.unwrap().starts_with("alt: "));
+        authorizer.set(Verdict::Route(vec![(
+            "address".into(),
+            string(&alt.address.to_string()),
+        )]));
+        let (greeting, _) = curl("x\n").await;
+        assert!(greeting.unwrap().starts_with("alt: "));
+
+        authorizer.set(Verdict::Deny("no".into()));
+        let (greeting, _) = curl("x\n").await;
+        assert_eq!(greeting, None, "denied: closed at once");
+        assert_eq!(main.accepted() + alt.accepted(), 3);
+        // Without a PROXY header (not through the balancer): refused.
+        let mut direct = Client::connect(edge).await;
+        use tokio::io::AsyncWriteExt;
+        direct.stream.get_mut().write_all(b"hello\n").await.unwrap();
+        assert!(direct.is_closed().await);
+    })
+    .await;
+}
