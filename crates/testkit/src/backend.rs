@@ -81,39 +81,40 @@ impl Backend {
         Backend::start_at(address, move |mut stream| {
             let prefix = prefix.clone();
             async move {
-            let mut buf = Vec::new();
-            let header = loop {
-                match protocols::proxy::parse(&buf) {
-                    Ok(header) => break header,
-                    Err(protocols::proxy::Error::Incomplete) => {
-                        let mut byte = [0u8; 1];
-                        match stream.read(&mut byte).await {
-                            Ok(1) => buf.push(byte[0]),
-                            _ => return,
+                let mut buf = Vec::new();
+                let header = loop {
+                    match protocols::proxy::parse(&buf) {
+                        Ok(header) => break header,
+                        Err(protocols::proxy::Error::Incomplete) => {
+                            let mut byte = [0u8; 1];
+                            match stream.read(&mut byte).await {
+                                Ok(1) => buf.push(byte[0]),
+                                _ => return,
+                            }
                         }
+                        Err(_) => return,
                     }
-                    Err(_) => return,
+                };
+                let (source, destination) = match header.addresses {
+                    Some((s, d)) => (s.to_string(), d.to_string()),
+                    None => ("-".into(), "-".into()),
+                };
+                let tlvs: Vec<String> = header
+                    .tlvs
+                    .iter()
+                    .map(|(k, v)| format!("0x{k:02x}={}", String::from_utf8_lossy(v)))
+                    .collect();
+                let tlvs = if tlvs.is_empty() {
+                    "-".to_string()
+                } else {
+                    tlvs.join(",")
+                };
+                let line = format!("{prefix}{source} {destination} {tlvs}\n");
+                if stream.write_all(line.as_bytes()).await.is_ok() {
+                    echo(stream).await;
                 }
-            };
-            let (source, destination) = match header.addresses {
-                Some((s, d)) => (s.to_string(), d.to_string()),
-                None => ("-".into(), "-".into()),
-            };
-            let tlvs: Vec<String> = header
-                .tlvs
-                .iter()
-                .map(|(k, v)| format!("0x{k:02x}={}", String::from_utf8_lossy(v)))
-                .collect();
-            let tlvs = if tlvs.is_empty() {
-                "-".to_string()
-            } else {
-                tlvs.join(",")
-            };
-            let line = format!("{prefix}{source} {destination} {tlvs}\n");
-            if stream.write_all(line.as_bytes()).await.is_ok() {
-                echo(stream).await;
             }
-        }})
+        })
         .await
     }
 
