@@ -7,6 +7,7 @@ mod backend;
 mod client;
 mod gateway;
 pub mod pki;
+pub mod spire;
 pub mod tls_peer;
 mod wait;
 

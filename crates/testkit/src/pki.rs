@@ -68,6 +68,9 @@ impl Ca {
                 .subject_alt_names
                 .push(SanType::URI(id.try_into().unwrap()));
         }
+        // (An X509-SVID must say digitalSignature; the spiffe crate checks it.)
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.is_ca = IsCa::ExplicitNoCa;
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,

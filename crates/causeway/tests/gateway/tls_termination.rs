@@ -651,3 +651,86 @@ async fn the_tls_example_runs_as_documented() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_api_rotation_reaches_new_handshakes_and_leaves_live_ones_alone() {
+    use testkit::spire::{FakeSpire, Svid};
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("SPIRE CA");
+        let svid = |leaf: &Leaf| Svid {
+            spiffe_id: "spiffe://causeway.test/gateway".into(),
+            chain_der: vec![leaf.cert_der.to_vec()],
+            key_pkcs8_der: leaf.key_der.clone(),
+            bundle_der: vec![ca.der().to_vec()],
+        };
+        let spec = LeafSpec {
+            common_name: "gateway",
+            dns_names: &["gateway.causeway.test"],
+            spiffe_id: Some("spiffe://causeway.test/gateway"),
+            ..Default::default()
+        };
+        let first = ca.issue(&spec);
+        let agent = FakeSpire::start(dir.path()).await;
+        agent.rotate(svid(&first));
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&format!(
+            r#"identities:
+  - name: mesh
+    spire: {{ socket: "unix://{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - terminate: {{ identities: [mesh], client_certificate: required, trust: mesh }}
+        cluster: echo
+clusters:
+  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
+"#,
+            agent.socket.display(),
+            echo.address
+        ));
+        assert!(
+            gw.gateway
+                .identities_ready(Duration::from_secs(10))
+                .await
+                .is_empty(),
+            "the first SVID arrives"
+        );
+        let client = ca.spiffe("spiffe://causeway.test/client");
+        let config = || client_config(&ca.der(), Some(&client), &[]);
+        let address = gw.address("edge");
+        let mut live = connect(address, "gateway.causeway.test", config())
+            .await
+            .unwrap();
+        assert_eq!(
+            live.get_ref().1.peer_certificates().unwrap()[0],
+            first.cert_der
+        );
+        assert_eq!(line(&mut live).await.as_deref(), Some("echo"));
+
+        let second = ca.issue(&spec);
+        agent.rotate(svid(&second));
+        let identity = gw.gateway.identities().pop().unwrap();
+        identity
+            .changes()
+            .wait_for(|m| {
+                m.as_ref()
+                    .and_then(|m| m.certified.as_ref())
+                    .is_some_and(|c| c.cert[0] == second.cert_der)
+            })
+            .await
+            .unwrap();
+        assert_eq!(identity.stats.rotations.load(Relaxed), 1);
+        assert_echo(&mut live, "the live session is untouched").await;
+        let mut fresh = connect(address, "gateway.causeway.test", config())
+            .await
+            .unwrap();
+        assert_eq!(
+            fresh.get_ref().1.peer_certificates().unwrap()[0],
+            second.cert_der
+        );
+        assert_eq!(line(&mut fresh).await.as_deref(), Some("echo"));
+    })
+    .await;
+}
