@@ -242,6 +242,12 @@ clusters:
                 .contains("\"reason\":\"reauthorization_denied\"")
         })
         .await;
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(
+            line["authz"], "ext_authz_allow",
+            "the access log carries the decision"
+        );
     })
     .await;
 }
@@ -384,6 +390,44 @@ async fn the_authz_example_runs_as_documented() {
         use tokio::io::AsyncWriteExt;
         direct.stream.get_mut().write_all(b"hello\n").await.unwrap();
         assert!(direct.is_closed().await);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlvs_from_the_answer_reach_the_upstream_in_its_proxy_header() {
+    bounded(async {
+        let backend = Backend::proxy_reporter().await;
+        let authorizer = TestAuthorizer::start(Verdict::Route(vec![(
+            "tlvs".into(),
+            authz::metadata::structure([
+                ("0xE5".to_string(), string("tenant-42")),
+                ("230".to_string(), string("gold")),
+            ]),
+        )]))
+        .await;
+        let gw = TestGateway::start(&format!(
+            r#"authorizers:
+  - {{ name: iam, address: "{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - authorization: {{ ext_authz: iam }}
+        cluster: backend
+clusters:
+  - name: backend
+    endpoints: [{{ address: "{}" }}]
+    proxy_protocol: {{ version: 2 }}
+"#,
+            authorizer.address, backend.address
+        ));
+        let mut client = Client::connect(gw.address("edge")).await;
+        let line = client.line().await.unwrap();
+        let tlvs = line.rsplit(' ').next().unwrap();
+        let mut tlvs: Vec<&str> = tlvs.split(',').collect();
+        tlvs.sort();
+        assert_eq!(tlvs, ["0xe5=tenant-42", "0xe6=gold"], "{line}");
     })
     .await;
 }

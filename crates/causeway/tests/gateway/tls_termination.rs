@@ -493,6 +493,9 @@ listeners:
   - name: no-client-cert
     address: 127.0.0.1:0
     routes: [{{ cluster: no-client-cert }}]
+  - name: re-encrypt
+    address: 127.0.0.1:0
+    routes: [{{ terminate: {{ identities: [front] }}, cluster: forward-sni }}]
 clusters:
   - name: by-spiffe
     endpoints: [{{ address: "{backend}" }}]
@@ -506,8 +509,12 @@ clusters:
   - name: no-client-cert
     endpoints: [{{ address: "{backend}" }}]
     tls: {{ trust: ca, server_name: backend.internal }}
+  - name: forward-sni
+    endpoints: [{{ address: "{backend}" }}]
+    tls: {{ trust: ca, identity: gateway, forward_sni: true }}
 "#,
-            pki.identity("gateway", &gateway_cert),
+            pki.identity("gateway", &gateway_cert)
+                + &pki.identity("front", &pki.ca.server(&["backend.internal"])),
             pki.ca_file(),
             backend = backend.address,
         );
@@ -521,6 +528,18 @@ clusters:
             client.assert_echo("plaintext in, TLS out").await;
         }
         assert_eq!(handshakes(&gw, "upstream", "ok"), 2);
+
+        // Terminated, then originated again with the client's SNI (the backend's
+        // certificate must be valid for it).
+        let config = client_config(&pki.ca.der(), None, &[]);
+        let mut tls = connect(gw.address("re-encrypt"), "backend.internal", config)
+            .await
+            .unwrap();
+        assert_eq!(
+            line(&mut tls).await.as_deref(),
+            Some("backend spiffe://causeway.test/gateway")
+        );
+        assert_eq!(handshakes(&gw, "upstream", "ok"), 3);
 
         assert!(closed_at_once(gw.address("wrong-id")).await);
         assert_eq!(handshakes(&gw, "upstream", "identity_refused"), 1);
