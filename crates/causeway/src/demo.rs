@@ -46,14 +46,7 @@ clusters:
 "#;
 
 pub fn run(listen: SocketAddr, tls_listen: SocketAddr) -> ExitCode {
-    let runtime = match serve::runtime(2) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    on_runtime(2, async {
         let pki = match throwaway_pki() {
             Ok(dir) => dir,
             Err(e) => {
@@ -145,14 +138,7 @@ async fn greeting_echo(name: &'static str) -> Backend {
 /// `causeway echo ADDRESS --name NAME [--proxy-protocol]`: a greeting echo server on a fixed
 /// address.
 pub fn echo_server(address: SocketAddr, name: &str, proxy_protocol: bool) -> ExitCode {
-    let runtime = match serve::runtime(1) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    on_runtime(1, async {
         let _server = if proxy_protocol {
             Backend::proxy_reporter_at(address, name).await
         } else {
@@ -178,17 +164,21 @@ pub fn authorizer(address: SocketAddr, verdict: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match serve::runtime(1) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    on_runtime(1, async {
         let _server = TestAuthorizer::start_at(address, verdict.clone()).await;
         println!("test authorizer on {address} answering {verdict:?}; Ctrl-C stops it");
         let _ = tokio::signal::ctrl_c().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Runs `body` on a runtime of `workers` threads; a runtime that cannot start is a failure.
+fn on_runtime(workers: usize, body: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match serve::runtime(workers) {
+        Ok(runtime) => runtime.block_on(body),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -37,6 +37,16 @@ async fn assert_echo(stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), t
     assert_eq!(line(stream).await.as_deref(), Some(text));
 }
 
+/// Whether a TLS client for echo.causeway.test is refused: at its handshake, or (TLS 1.3,
+/// where the server's verdict on a client certificate comes after the client's handshake)
+/// at its first read.
+async fn refused(address: std::net::SocketAddr, config: Arc<rustls::ClientConfig>) -> bool {
+    match connect(address, "echo.causeway.test", config).await {
+        Err(_) => true,
+        Ok(mut tls) => line(&mut tls).await.is_none(),
+    }
+}
+
 fn handshakes(gw: &TestGateway, side: &str, result: &str) -> u64 {
     gw.gateway
         .handshakes()
@@ -249,12 +259,7 @@ async fn client_identities_are_verified_and_refused_ones_get_an_alert() {
         ];
         for (cert, reason) in &cases {
             let config = client_config(&ca, cert.as_ref(), &[]);
-            // TLS 1.3: the client learns of the refusal at its first read.
-            let refused = match connect(address, "echo.causeway.test", config).await {
-                Err(_) => true,
-                Ok(mut tls) => line(&mut tls).await.is_none(),
-            };
-            assert!(refused, "{reason}: refused");
+            assert!(refused(address, config).await, "{reason}: refused");
             eventually(reason, || handshakes(&gw, "downstream", reason) == 1).await;
         }
         assert_eq!(echo.accepted(), 1, "refused clients never reach the backend");
@@ -292,11 +297,10 @@ async fn an_optional_client_certificate_is_verified_when_sent() {
         }
         let stranger = Ca::new("other").spiffe(ALLOWED);
         let config = client_config(&ca, Some(&stranger), &[]);
-        let refused = match connect(address, "echo.causeway.test", config).await {
-            Err(_) => true,
-            Ok(mut tls) => line(&mut tls).await.is_none(),
-        };
-        assert!(refused, "a certificate sent is verified");
+        assert!(
+            refused(address, config).await,
+            "a certificate sent is verified"
+        );
         eventually("counted", || {
             handshakes(&gw, "downstream", "unknown_ca") == 1
         })
