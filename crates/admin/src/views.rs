@@ -77,7 +77,7 @@ pub fn connections(gateway: &Gateway) -> Vec<Connection> {
                 source: live.attributes.source.to_string(),
                 destination: live.attributes.destination.to_string(),
                 route: upstream.map(|u| u.route.config.name.clone()),
-                cluster: upstream.map(|u| u.route.cluster.name().to_string()),
+                cluster: upstream.map(|u| u.cluster.name().to_string()),
                 endpoint: upstream.map(|u| u.endpoint.address.clone()),
                 age_ms: live.counters.started().elapsed().as_millis() as u64,
                 bytes_upstream: live.counters.upstream_bytes.load(Relaxed),

@@ -259,6 +259,9 @@ pub struct Route {
     /// Who may connect through this route, decided before anything is dialed; `None`:
     /// everyone.
     pub authorization: Option<Authorization>,
+    /// The route terminates HTTP CONNECT tunnels: each tunnel is a connection of its own to
+    /// the destination it names (dialed with `cluster`'s settings), if allowed.
+    pub connect: Option<ConnectTerminator>,
     /// Close the connection when no byte has flowed either way for this long. Off when `None`.
     #[serde(serialize_with = "as_optional_text")]
     pub idle_timeout: Option<Duration>,
@@ -323,6 +326,127 @@ pub struct Cluster {
     pub tls: Option<UpstreamTls>,
     /// A PROXY header sent to the endpoints first; `None`: none.
     pub proxy_protocol: Option<ProxyProtocolOut>,
+    /// The endpoints are HTTP CONNECT proxies (another Causeway, Envoy): each connection is
+    /// carried in a tunnel through them.
+    pub tunnel: Option<Tunnel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelProtocol {
+    /// One TCP (TLS) connection per tunnel.
+    Http1,
+    /// Tunnels are streams multiplexed over a pool of connections.
+    Http2,
+}
+
+/// Text with `{placeholders}` filled from the connection's attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Template(pub String);
+
+impl Template {
+    pub const PLACEHOLDERS: [&'static str; 9] = [
+        "source",
+        "source_ip",
+        "source_port",
+        "destination",
+        "destination_port",
+        "sni",
+        "spiffe_id",
+        "listener",
+        "route",
+    ];
+
+    /// The text with each `{name}` replaced by `value(name)` (empty when unknown).
+    pub fn render(&self, mut value: impl FnMut(&str) -> Option<String>) -> String {
+        let mut out = String::with_capacity(self.0.len() + 16);
+        let mut rest = self.0.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
+            let name = &rest[open + 1..open + close];
+            out.push_str(&value(name).unwrap_or_default());
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The placeholders used that are not known.
+    pub fn unknown(&self) -> Vec<String> {
+        let mut unknown = Vec::new();
+        let _ = self.render(|name| {
+            if !Self::PLACEHOLDERS.contains(&name) {
+                unknown.push(name.to_string());
+            }
+            None
+        });
+        unknown
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tunnel {
+    pub protocol: TunnelProtocol,
+    /// The CONNECT authority (`host:port`) asked of the proxy.
+    pub authority: Template,
+    pub headers: Vec<(String, Template)>,
+    /// POST to `path` instead of CONNECT, for intermediaries that refuse CONNECT.
+    pub use_post: bool,
+    pub path: String,
+    /// HTTP/2: connections per endpoint in the pool.
+    pub max_connections: usize,
+    /// HTTP/2: tunnels per connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2: flow-control window of each tunnel, bytes.
+    pub window: u32,
+    /// HTTP/2: PING this often to keep idle connections alive and notice dead ones.
+    #[serde(serialize_with = "as_optional_text")]
+    pub keepalive: Option<Duration>,
+}
+
+/// Terminating CONNECT tunnels: which destinations may be asked for. Never an open proxy:
+/// a destination must be a cluster's name or match the allowed addresses.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectTerminator {
+    pub allowed_cidrs: Vec<IpNet>,
+    pub allowed_ports: Vec<(u16, u16)>,
+    /// Host names (`*.example.com` patterns) that may be asked for, resolved when dialed.
+    pub allowed_names: Vec<String>,
+    /// A request header whose `ip:port` becomes the tunnel's client address.
+    pub client_address_header: Option<String>,
+    /// Also accept POST tunnels (Envoy's `use_post`).
+    pub accept_post: bool,
+}
+
+impl ConnectTerminator {
+    /// Whether `host` (an IP address or a name) and `port` may be dialed.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let port_ok = self
+            .allowed_ports
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&port));
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host_ok = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                let ip = match ip {
+                    std::net::IpAddr::V6(v6) => {
+                        v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4)
+                    }
+                    v4 => v4,
+                };
+                self.allowed_cidrs.iter().any(|c| c.contains(&ip))
+            }
+            Err(_) => self
+                .allowed_names
+                .iter()
+                .any(|p| crate::name_matches(p, host)),
+        };
+        port_ok && host_ok
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -145,6 +145,7 @@ pub struct Route {
     #[serde(rename = "match")]
     pub matcher: Option<Spanned<RouteMatch>>,
     pub cluster: Spanned<String>,
+    pub connect: Option<Spanned<ConnectTerminator>>,
     pub terminate: Option<Spanned<Terminate>>,
     pub authorization: Option<Spanned<Authorization>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
@@ -180,6 +181,51 @@ pub struct Cluster {
     pub tcp_keepalive: Option<Keepalive>,
     pub tls: Option<Spanned<UpstreamTls>>,
     pub proxy_protocol: Option<Spanned<ProxyProtocolOut>>,
+    pub tunnel: Option<Spanned<Tunnel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    pub protocol: Option<TunnelProtocol>,
+    pub authority: Spanned<String>,
+    #[serde(default)]
+    pub headers: Vec<Spanned<Header>>,
+    #[serde(default)]
+    pub use_post: bool,
+    pub path: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
+    pub max_concurrent_streams: Option<Spanned<u32>>,
+    pub window: Option<Spanned<u32>>,
+    pub keepalive: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelProtocol {
+    Http1,
+    Http2,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectTerminator {
+    #[serde(default)]
+    pub allowed_cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub allowed_ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allowed_names: Vec<Spanned<String>>,
+    pub client_address_header: Option<String>,
+    #[serde(default)]
+    pub accept_post: bool,
 }
 
 #[derive(Deserialize)]

@@ -487,20 +487,7 @@ fn authorization(
         .collect();
     let dynamic_targets = a.dynamic_targets.map(|d| model::DynamicTargets {
         cidrs: d.value.cidrs.into_iter().map(|c| c.trunc()).collect(),
-        ports: d
-            .value
-            .ports
-            .iter()
-            .map(|p| {
-                port_range(&p.value).unwrap_or_else(|| {
-                    problems.add(
-                        p.referenced,
-                        format!("port range `{}`: write 10001 or 10001-10004", p.value),
-                    );
-                    (0, 0)
-                })
-            })
-            .collect(),
+        ports: port_ranges(problems, &d.value.ports),
     });
     model::Authorization {
         rules,
@@ -510,6 +497,116 @@ fn authorization(
             .reauthorize_every
             .map(|d| problems.positive(&d, "reauthorize_every")),
         dynamic_targets,
+    }
+}
+
+fn port_ranges(problems: &mut Problems, ports: &[Spanned<String>]) -> Vec<(u16, u16)> {
+    ports
+        .iter()
+        .map(|p| {
+            port_range(&p.value).unwrap_or_else(|| {
+                problems.add(
+                    p.referenced,
+                    format!("port range `{}`: write 10001 or 10001-10004", p.value),
+                );
+                (0, 0)
+            })
+        })
+        .collect()
+}
+
+fn template(problems: &mut Problems, text: &Spanned<String>) -> model::Template {
+    let template = model::Template(text.value.clone());
+    for name in template.unknown() {
+        problems.add(
+            text.referenced,
+            format!(
+                "`{{{name}}}` is not a known placeholder: use {}",
+                model::Template::PLACEHOLDERS
+                    .map(|p| format!("{{{p}}}"))
+                    .join(", ")
+            ),
+        );
+    }
+    template
+}
+
+pub const DEFAULT_TUNNEL_CONNECTIONS: usize = 4;
+pub const DEFAULT_TUNNEL_STREAMS: u32 = 100;
+pub const DEFAULT_TUNNEL_WINDOW: u32 = 4 * 1024 * 1024;
+
+fn tunnel(problems: &mut Problems, t: Spanned<raw::Tunnel>) -> model::Tunnel {
+    let t = t.value;
+    model::Tunnel {
+        protocol: match t.protocol {
+            None | Some(raw::TunnelProtocol::Http2) => model::TunnelProtocol::Http2,
+            Some(raw::TunnelProtocol::Http1) => model::TunnelProtocol::Http1,
+        },
+        authority: template(problems, &t.authority),
+        headers: t
+            .headers
+            .iter()
+            .map(|h| {
+                let valid = !h.value.name.is_empty()
+                    && h.value
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !valid {
+                    problems.add(h.referenced, format!("header name `{}`", h.value.name));
+                }
+                let value = Spanned {
+                    value: h.value.value.clone(),
+                    referenced: h.referenced,
+                    defined: h.defined,
+                };
+                (
+                    h.value.name.to_ascii_lowercase(),
+                    template(problems, &value),
+                )
+            })
+            .collect(),
+        use_post: t.use_post,
+        path: t.path.map_or_else(|| "/".to_string(), |p| p.value),
+        max_connections: t.max_connections.map_or(DEFAULT_TUNNEL_CONNECTIONS, |m| {
+            problems.at_least(&m, 1, "tunnel.max_connections")
+        }),
+        max_concurrent_streams: t
+            .max_concurrent_streams
+            .map_or(DEFAULT_TUNNEL_STREAMS, |m| {
+                problems.at_least(&m, 1, "tunnel.max_concurrent_streams")
+            }),
+        window: t.window.map_or(DEFAULT_TUNNEL_WINDOW, |w| {
+            problems.at_least(&w, 65535, "tunnel.window")
+        }),
+        keepalive: t
+            .keepalive
+            .map(|k| problems.positive(&k, "tunnel.keepalive")),
+    }
+}
+
+fn connect_terminator(
+    problems: &mut Problems,
+    c: Spanned<raw::ConnectTerminator>,
+) -> model::ConnectTerminator {
+    let at = c.referenced;
+    let c = c.value;
+    if c.allowed_ports.is_empty() {
+        problems.add(
+            at,
+            "connect needs allowed_ports (and allowed_cidrs or allowed_names): a terminator is never an open proxy",
+        );
+    }
+    model::ConnectTerminator {
+        allowed_cidrs: c.allowed_cidrs.into_iter().map(|n| n.trunc()).collect(),
+        allowed_ports: port_ranges(problems, &c.allowed_ports),
+        allowed_names: c
+            .allowed_names
+            .iter()
+            .map(|n| sni_pattern(problems, n))
+            .collect(),
+        client_address_header: c.client_address_header.map(|h| h.to_ascii_lowercase()),
+        accept_post: c.accept_post,
     }
 }
 
@@ -890,6 +987,7 @@ fn route(
         cluster: r.cluster.value,
         terminate: r.terminate.map(|t| terminate(problems, t, defined)),
         authorization: r.authorization.map(|a| authorization(problems, a, defined)),
+        connect: r.connect.map(|c| connect_terminator(problems, c)),
         idle_timeout: r
             .idle_timeout
             .map(|d| problems.positive(&d, "idle_timeout")),
@@ -980,6 +1078,7 @@ fn cluster(problems: &mut Problems, c: raw::Cluster, names: &Names) -> model::Cl
         socket: socket_options(problems, c.tcp_nodelay, c.tcp_keepalive),
         tls: c.tls.map(|t| upstream_tls(problems, t, names)),
         proxy_protocol: c.proxy_protocol.map(|p| proxy_protocol_out(problems, p)),
+        tunnel: c.tunnel.map(|t| tunnel(problems, t)),
     }
 }
 

@@ -114,7 +114,7 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
         "source": a.source.to_string(),
         "destination": a.destination.to_string(),
         "route": route.map(|r| r.config.name.as_str()),
-        "cluster": route.map(|r| r.cluster.name()),
+        "cluster": live.upstream().map(|u| u.cluster.name()).or(route.map(|r| r.cluster.name())),
         "endpoint": endpoint.map(|e| e.address.as_str()),
         "bytes_upstream": c.upstream_bytes.load(Relaxed),
         "bytes_downstream": c.downstream_bytes.load(Relaxed),

@@ -30,7 +30,7 @@ pub(crate) fn accepted(
     destination: SocketAddr,
 ) -> Box<Attributes> {
     Box::new(Attributes {
-        id: NEXT_ID.fetch_add(1, Relaxed),
+        id: next_id(),
         listener: listener.clone(),
         source,
         destination,
@@ -112,6 +112,12 @@ pub(crate) async fn serve(
             }
         }
     };
+    // A tunnel terminator: each tunnel is authorized and dialed as a connection of its own.
+    if route.config.connect.is_some() {
+        let listener = listener.clone();
+        return crate::tunnel::server::serve(downstream, *attributes, route, listener, context)
+            .await;
+    }
     // Authorization, before anything is dialed; the answer may choose the upstream.
     let routing = match Box::pin(authorize::check(&route, &attributes)).await {
         Ok((decision, routing)) => {
@@ -148,6 +154,17 @@ pub(crate) async fn serve(
     // connection's task for its whole life.
     let dial = async {
         let target = routing.as_deref().and_then(|r| r.address.as_deref());
+        if let Some(settings) = &cluster.config.tunnel {
+            return tunnel_through(
+                cluster,
+                settings,
+                &route,
+                attributes,
+                routing.as_deref(),
+                &context,
+            )
+            .await;
+        }
         let (stream, lease) = match target {
             None => cluster.connect().await?,
             Some(address) => {
@@ -179,6 +196,7 @@ pub(crate) async fn serve(
     let endpoint = &lease.endpoint;
     live.set_upstream(Upstream {
         route: route.clone(),
+        cluster: cluster.clone(),
         endpoint: endpoint.clone(),
     });
     tracing::debug!(id = attributes.id, route = %route.config.name, endpoint = %endpoint.address, "connected upstream");
@@ -204,25 +222,46 @@ pub(crate) async fn serve(
         kind: Kind::Reset | Kind::Io(_),
     }) = &result
     {
-        match side {
-            Side::Upstream => socket::reset_on_close(downstream.tcp()),
-            Side::Downstream => socket::reset_on_close(upstream.tcp()),
-            Side::Internal => {}
+        let other = match side {
+            Side::Upstream => downstream.tcp(),
+            Side::Downstream => upstream.tcp(),
+            Side::Internal => None,
+        };
+        if let Some(tcp) = other {
+            socket::reset_on_close(tcp);
         }
     }
+    // Out of the registry before into the endpoint's totals: metrics add the two, and must
+    // never see these bytes twice.
+    drop(registration);
+    finish(live, &route, &lease, &result, &context);
+}
+
+/// A new connection id.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Relaxed)
+}
+
+/// The end of a relayed connection, once it is out of the registry: its bytes into the
+/// endpoint's totals, the log line and the access log line.
+pub(crate) fn finish(
+    live: &Live,
+    route: &Route,
+    lease: &crate::cluster::Lease,
+    result: &Result<(), Error>,
+    context: &Context,
+) {
+    let (attributes, counters, endpoint) = (&live.attributes, &live.counters, &lease.endpoint);
     let (up, down) = (
         counters.upstream_bytes.load(Relaxed),
         counters.downstream_bytes.load(Relaxed),
     );
-    // Out of the registry before into the endpoint's totals: metrics add the two, and must
-    // never see these bytes twice.
-    drop(registration);
     endpoint.stats.closed_bytes_upstream.fetch_add(up, Relaxed);
     endpoint
         .stats
         .closed_bytes_downstream
         .fetch_add(down, Relaxed);
-    let reason = match &result {
+    let reason = match result {
         Ok(()) => "closed".to_string(),
         Err(e) => e.code(),
     };
@@ -230,9 +269,9 @@ pub(crate) async fn serve(
         id = attributes.id,
         listener = %attributes.listener,
         route = %route.config.name,
-        cluster = %cluster.name(),
+        cluster = live.upstream().map(|u| u.cluster.name()),
         endpoint = %endpoint.address,
-        source = %source,
+        source = %attributes.source,
         duration_ms = counters.started().elapsed().as_millis() as u64,
         bytes_upstream = up,
         bytes_downstream = down,
@@ -240,8 +279,55 @@ pub(crate) async fn serve(
         "connection closed"
     );
     if let Some(log) = &context.access_log {
-        log.closed(live, Some(&route), Some(endpoint), &result);
+        log.closed(live, Some(route), Some(endpoint), result);
     }
+}
+
+/// Opens the tunnel a tunnel cluster carries the connection in: the authority and headers
+/// from the cluster's templates, or the authorizer's answer.
+async fn tunnel_through(
+    cluster: &crate::cluster::Cluster,
+    settings: &config::Tunnel,
+    route: &Route,
+    attributes: &Attributes,
+    routing: Option<&authz::Routing>,
+    context: &Context,
+) -> Result<(Leg, crate::cluster::Lease), Error> {
+    let value = |name: &str| crate::tunnel::placeholder(attributes, &route.config.name, name);
+    let authority = match routing.and_then(|r| r.address.as_deref()) {
+        None => settings.authority.render(value),
+        Some(address) => {
+            let allowed = address.parse().is_ok_and(|a| {
+                route
+                    .config
+                    .authorization
+                    .as_ref()
+                    .and_then(|a| a.dynamic_targets.as_ref())
+                    .is_some_and(|t| t.allows(a))
+            });
+            if !allowed {
+                return Err(Error::internal(Kind::BadDynamicTarget));
+            }
+            address.to_string()
+        }
+    };
+    let mut headers: Vec<(String, String)> = settings
+        .headers
+        .iter()
+        .map(|(name, template)| (name.clone(), template.render(value)))
+        .collect();
+    if let Some(routing) = routing {
+        headers.extend(routing.headers.iter().cloned());
+    }
+    cluster
+        .tunnel(
+            settings,
+            &authority,
+            &headers,
+            attributes.sni(),
+            &context.handshakes,
+        )
+        .await
 }
 
 /// The TLS handshake of a terminating route, bounded by its timeout; the session's

@@ -62,6 +62,10 @@ pub enum Kind {
     ReauthorizationDenied,
     /// The authorizer chose an upstream this route may not use.
     BadDynamicTarget,
+    /// The CONNECT proxy answered with this status instead of opening the tunnel.
+    TunnelRefused(u16),
+    /// The tunnel's HTTP connection failed.
+    Tunnel(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +112,10 @@ impl Error {
             Kind::AuthzUnavailable => "authz_unavailable",
             Kind::ReauthorizationDenied => "reauthorization_denied",
             Kind::BadDynamicTarget => "dynamic_target_not_allowed",
+            Kind::TunnelRefused(status) => {
+                return format!("{}_tunnel_status_{status}", self.side.as_str());
+            }
+            Kind::Tunnel(_) => "tunnel_error",
         };
         match self.side {
             Side::Internal => kind.to_string(),
@@ -142,6 +150,8 @@ impl fmt::Display for Error {
                 f,
                 "the authorizer chose an upstream this route does not allow"
             ),
+            Kind::TunnelRefused(status) => write!(f, "the tunnel proxy answered {status}"),
+            Kind::Tunnel(why) => write!(f, "tunnel: {why}"),
         }
     }
 }

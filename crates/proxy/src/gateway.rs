@@ -226,7 +226,7 @@ impl Gateway {
         {
             self.drain_connections(config.drain.clone(), move |live| {
                 live.upstream()
-                    .is_some_and(|u| retired.iter().any(|c| Arc::ptr_eq(c, &u.route.cluster)))
+                    .is_some_and(|u| retired.iter().any(|c| Arc::ptr_eq(c, &u.cluster)))
             });
         }
 

@@ -19,6 +19,7 @@ pub mod relay;
 pub mod routing;
 mod socket;
 pub mod stream;
+pub mod tunnel;
 
 pub use error::{Error, Kind, Side};
 pub use gateway::{Gateway, ReloadStats, ReloadSummary, ShutdownReport, StartError};

@@ -38,6 +38,8 @@ impl CloseReason {
 #[derive(Debug)]
 pub struct Upstream {
     pub route: Arc<Route>,
+    /// The route's cluster, or the one the authorizer chose.
+    pub cluster: Arc<crate::cluster::Cluster>,
     pub endpoint: Arc<Endpoint>,
 }
 

@@ -17,3 +17,4 @@ mod reload;
 mod routing;
 mod tls_inspector;
 mod tls_termination;
+mod tunnels;

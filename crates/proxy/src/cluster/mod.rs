@@ -27,6 +27,8 @@ pub struct Cluster {
     balancer: balancer::Balancer,
     /// TLS towards the endpoints, when the cluster originates it.
     pub tls: Option<tls::Origination>,
+    /// HTTP/2 connections to the endpoints, when they are tunnel proxies.
+    pub(crate) tunnels: crate::tunnel::client::Pool,
     /// Bumped on every health transition, so waiters need no polling.
     health_generation: watch::Sender<u64>,
     stop: CancellationToken,
@@ -67,6 +69,7 @@ impl Cluster {
                 .tls
                 .as_ref()
                 .map(|t| tls::Origination::new(t, identities)),
+            tunnels: Default::default(),
             health_generation: watch::Sender::new(0),
             stop,
             registry,
@@ -200,28 +203,33 @@ impl Cluster {
         address: &str,
         authorization: Option<&config::Authorization>,
     ) -> Result<(TcpStream, Lease), Error> {
-        let target: std::net::SocketAddr = address
-            .parse()
-            .map_err(|_| Error::internal(Kind::BadDynamicTarget))?;
-        let allowed = authorization
-            .and_then(|a| a.dynamic_targets.as_ref())
-            .is_some_and(|t| t.allows(target));
+        let allowed = address.parse().is_ok_and(|target| {
+            authorization
+                .and_then(|a| a.dynamic_targets.as_ref())
+                .is_some_and(|t| t.allows(target))
+        });
         if !allowed {
-            tracing::warn!(cluster = %self.config.name, %target, "the authorizer chose an address outside the route's dynamic_targets");
+            tracing::warn!(cluster = %self.config.name, target = address, "the authorizer chose an address outside the route's dynamic_targets");
             return Err(Error::internal(Kind::BadDynamicTarget));
         }
+        self.dial(address).await
+    }
+
+    /// Dials `host:port` (resolved now) with this cluster's timeout and socket options,
+    /// outside its endpoints (for a destination chosen per connection).
+    pub async fn dial(&self, address: &str) -> Result<(TcpStream, Lease), Error> {
         let endpoint = Arc::new(Endpoint::new(&config::Endpoint {
-            address: target.to_string(),
+            address: address.to_string(),
             priority: 0,
         }));
         let failed =
             |last: String| Error::new(Side::Upstream, Kind::ConnectFailed { attempts: 1, last });
-        let stream = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(target))
+        let stream = tokio::time::timeout(self.config.connect_timeout, dial::connect(&endpoint))
             .await
-            .map_err(|_| failed(format!("{target}: timed out")))?
-            .map_err(|e| failed(format!("{target}: {e}")))?;
+            .map_err(|_| failed(format!("{address}: timed out")))?
+            .map_err(|e| failed(format!("{address}: {e}")))?;
         if let Err(e) = socket::apply(&stream, &self.config.socket) {
-            tracing::debug!(%target, error = %e, "socket options");
+            tracing::debug!(target = address, error = %e, "socket options");
         }
         Ok((stream, Lease::new(endpoint)))
     }

@@ -1,0 +1,270 @@
+//! HTTP CONNECT tunnels between two gateways over mTLS: HTTP/2 (many tunnels on one
+//! connection) and HTTP/1.1, server-first protocols, destinations refused, half-close; curl as
+//! a CONNECT client of the terminator.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use testkit::pki::Ca;
+use testkit::{Backend, Client, TestGateway, bounded, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Pair {
+    edge: TestGateway,
+    terminator: TestGateway,
+    _dir: tempfile::TempDir,
+}
+
+/// A terminator (TLS with client certificates required; destinations: 127.0.0.1 on
+/// `allowed_ports`) and an edge that tunnels every connection to `authority` through it.
+fn pair(
+    protocol: &str,
+    authority: &str,
+    allowed_ports: &str,
+    edge_cert: bool,
+    extra: &str,
+) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tunnel CA");
+    let ca_file = ca.write(dir.path(), "ca");
+    let (server_cert, server_key) = ca
+        .server(&["terminator.causeway.test"])
+        .write(dir.path(), "terminator");
+    let (edge_cert_file, edge_key) = ca
+        .spiffe("spiffe://causeway.test/edge")
+        .write(dir.path(), "edge");
+    let terminator = TestGateway::start(&format!(
+        r#"identities:
+  - {{ name: terminator, cert: "{}", key: "{}" }}
+  - {{ name: ca, bundle: "{}" }}
+listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - name: tunnels
+        terminate: {{ identities: [terminator], client_certificate: required, trust: ca, alpn: [h2, http/1.1] }}
+        connect:
+          allowed_cidrs: [127.0.0.1/32]
+          allowed_ports: ["{allowed_ports}"]
+          client_address_header: x-causeway-client
+        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#,
+        server_cert.display(),
+        server_key.display(),
+        ca_file.display()
+    ));
+    let identity = if edge_cert { ", identity: edge" } else { "" };
+    let alpn = if protocol == "http2" {
+        "h2"
+    } else {
+        "http/1.1"
+    };
+    let edge = TestGateway::start(&format!(
+        r#"identities:
+  - {{ name: edge, cert: "{}", key: "{}" }}
+  - {{ name: ca, bundle: "{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes: [{{ cluster: tunnel }}]
+clusters:
+  - name: tunnel
+    endpoints: [{{ address: "{}" }}]
+    tls: {{ trust: ca, server_name: terminator.causeway.test, alpn: [{alpn}]{identity} }}
+    tunnel:
+      protocol: {protocol}
+      authority: "{authority}"
+      headers: [{{ name: x-causeway-client, value: "{{source}}" }}]
+{extra}"#,
+        edge_cert_file.display(),
+        edge_key.display(),
+        ca_file.display(),
+        terminator.address("connect")
+    ));
+    Pair {
+        edge,
+        terminator,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_to_terminator_over_http2_and_http1_with_a_server_first_backend() {
+    bounded(async {
+        // The echo backend speaks first: its greeting must cross the tunnel intact.
+        let echo = Backend::echo("banner").await;
+        for protocol in ["http2", "http1"] {
+            let p = pair(
+                protocol,
+                &echo.address.to_string(),
+                &echo.address.port().to_string(),
+                true,
+                "",
+            );
+            let (mut client, banner) = Client::greeted(p.edge.address("edge")).await;
+            assert_eq!(banner, "banner", "{protocol}");
+            client.assert_echo("through the tunnel").await;
+            // On the inside, the tunnel's client is the edge's client.
+            let me = client.stream.get_ref().local_addr().unwrap();
+            let inner = p.terminator.gateway.registry().snapshot();
+            assert!(
+                inner.iter().any(|l| l.attributes.source == me),
+                "{protocol}: the client address crossed the tunnel"
+            );
+            let peer = inner
+                .iter()
+                .find_map(|l| l.attributes.session.as_ref()?.peer.clone())
+                .expect("the edge's identity");
+            assert_eq!(
+                peer.spiffe_id.as_deref(),
+                Some("spiffe://causeway.test/edge")
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_tunnels_share_one_http2_connection_byte_exact() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        let p = pair(
+            "http2",
+            &echo.address.to_string(),
+            &echo.address.port().to_string(),
+            true,
+            "      max_connections: 1\n      max_concurrent_streams: 200\n",
+        );
+        let edge = p.edge.address("edge");
+        let mut tasks = Vec::new();
+        for i in 0..100u32 {
+            tasks.push(tokio::spawn(async move {
+                let data: Vec<u8> = (0..1024 * 1024u32).map(|b| (b * 31 + i) as u8).collect();
+                let stream = TcpStream::connect(edge).await.unwrap();
+                let (mut read, mut write) = stream.into_split();
+                let sent = data.clone();
+                let writer = tokio::spawn(async move {
+                    write.write_all(&sent).await.unwrap();
+                    write.shutdown().await.unwrap();
+                });
+                let mut got = Vec::with_capacity(data.len());
+                read.read_to_end(&mut got).await.unwrap();
+                writer.await.unwrap();
+                assert!(got == data, "tunnel {i}: {} bytes back", got.len());
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            p.terminator
+                .listener_stats("connect")
+                .accepted
+                .load(Relaxed),
+            1,
+            "one HTTP/2 connection carried every tunnel"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_does_not_stall_the_other_tunnels() {
+    bounded(async {
+        // A backend that floods whoever says "flood", and echoes everyone else.
+        let backend = Backend::start(|mut stream| async move {
+            let mut first = [0u8; 6];
+            if stream.read_exact(&mut first).await.is_err() {
+                return;
+            }
+            if &first == b"flood\n" {
+                let chunk = vec![b'f'; 64 * 1024];
+                while stream.write_all(&chunk).await.is_ok() {}
+            } else {
+                let _ = stream.write_all(&first).await;
+                testkit::echo(stream).await;
+            }
+        })
+        .await;
+        let p = pair(
+            "http2",
+            &backend.address.to_string(),
+            &backend.address.port().to_string(),
+            true,
+            "      max_connections: 1\n      window: 262144\n",
+        );
+        let edge = p.edge.address("edge");
+        let mut slow = TcpStream::connect(edge).await.unwrap();
+        slow.write_all(b"flood\n").await.unwrap();
+        // Never read from `slow`: its stream's window fills, the others go on.
+        for i in 0..20 {
+            let mut fast = Client::connect(edge).await;
+            fast.stream.get_mut().write_all(b"hello\n").await.unwrap();
+            assert_eq!(fast.line().await.as_deref(), Some("hello"), "tunnel {i}");
+            fast.assert_echo("still flowing").await;
+        }
+        drop(slow);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_destinations_and_edges_without_a_certificate_get_nowhere() {
+    bounded(async {
+        let echo = Backend::echo("echo").await;
+        // Not an allowed port: 403, nothing dialed, the edge closes its client.
+        let p = pair("http2", &echo.address.to_string(), "1-2", true, "");
+        let mut client = Client::connect(p.edge.address("edge")).await;
+        assert!(client.is_closed().await);
+        assert_eq!(echo.accepted(), 0);
+        eventually("counted", || {
+            p.terminator
+                .listener_stats("connect")
+                .authz_denied
+                .load(Relaxed)
+                == 1
+        })
+        .await;
+        // No client certificate: the terminator refuses the TLS handshake.
+        let p = pair(
+            "http1",
+            &echo.address.to_string(),
+            &echo.address.port().to_string(),
+            false,
+            "",
+        );
+        let mut client = Client::connect(p.edge.address("edge")).await;
+        assert!(client.is_closed().await);
+        assert_eq!(echo.accepted(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_crosses_the_tunnel_both_ways() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        for protocol in ["http2", "http1"] {
+            let p = pair(
+                protocol,
+                &echo.address.to_string(),
+                &echo.address.port().to_string(),
+                true,
+                "",
+            );
+            let mut stream = TcpStream::connect(p.edge.address("edge")).await.unwrap();
+            stream.write_all(b"last words").await.unwrap();
+            // Our FIN reaches the backend (END_STREAM / FIN), which answers and closes.
+            stream.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+                .await
+                .expect("the backend's FIN comes back")
+                .unwrap();
+            assert_eq!(got, b"last words", "{protocol}");
+        }
+    })
+    .await;
+}
