@@ -6,6 +6,8 @@
 #   ca.pem                        the CA that signs everything below
 #   echo.pem, echo-key.pem        server certificate for echo.causeway.test
 #   pass.pem, pass-key.pem        server certificate for pass.causeway.test (a passthrough backend)
+#   terminator.pem, -key.pem      server certificate for terminator.causeway.test and 127.0.0.1
+#                                 (the tunnel terminator of examples/tunnel-*.yaml)
 #   client-allowed(-key).pem      client, URI SAN spiffe://causeway.test/client/allowed
 #   client-denied(-key).pem       client, URI SAN spiffe://causeway.test/client/denied
 set -euo pipefail
@@ -32,6 +34,7 @@ issue() {
 
 issue echo echo.causeway.test "DNS:echo.causeway.test"
 issue pass pass.causeway.test "DNS:pass.causeway.test"
+issue terminator terminator.causeway.test "DNS:terminator.causeway.test,IP:127.0.0.1"
 issue client-allowed "client allowed" "URI:spiffe://causeway.test/client/allowed"
 issue client-denied "client denied" "URI:spiffe://causeway.test/client/denied"
 # The CA key is not kept: rerunning the script makes a new CA and everything under it.

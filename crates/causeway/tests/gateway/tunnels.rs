@@ -268,3 +268,66 @@ async fn half_close_crosses_the_tunnel_both_ways() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_examples_run_as_documented() {
+    bounded(async {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let certs = format!("{}/", root.join("examples/certs").display());
+        let echo = Backend::echo("echo").await;
+        let read = |name: &str| {
+            std::fs::read_to_string(root.join("examples").join(name))
+                .unwrap()
+                .replace("examples/certs/", &certs)
+                .replace("127.0.0.1:10001", &echo.address.to_string())
+                .replace("10001-10004", &echo.address.port().to_string())
+        };
+        let terminator = TestGateway::start(
+            &read("tunnel-terminator.yaml").replace("127.0.0.1:10250", "127.0.0.1:0"),
+        );
+        let inside = terminator.address("connect");
+        let edge = TestGateway::start(
+            &read("tunnel-edge.yaml")
+                .replace("127.0.0.1:10250", &inside.to_string())
+                .replace("127.0.0.1:10200", "127.0.0.1:0"),
+        );
+        let (mut client, greeting) = Client::greeted(edge.address("edge")).await;
+        assert_eq!(greeting, "echo");
+        client.assert_echo("edge, tunnel, terminator").await;
+
+        // curl opens a tunnel itself (HTTP/1.1 CONNECT over TLS, with a client certificate).
+        let mut curl = tokio::process::Command::new("curl")
+            .args(["-sN", "-p", "-x", &format!("https://{inside}")])
+            .args(["--proxy-cacert", &format!("{certs}ca.pem")])
+            .args(["--proxy-cert", &format!("{certs}client-allowed.pem")])
+            .args(["--proxy-key", &format!("{certs}client-allowed-key.pem")])
+            .arg(format!("telnet://{}", echo.address))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("curl is installed (scripts/test installs it)");
+        use tokio::io::AsyncBufReadExt;
+        let mut stdin = curl.stdin.take().unwrap();
+        stdin.write_all(b"through curl\n").await.unwrap();
+        let mut lines = tokio::io::BufReader::new(curl.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("echo"));
+        assert_eq!(
+            lines.next_line().await.unwrap().as_deref(),
+            Some("through curl")
+        );
+        // A destination outside the allowed ports: curl is refused (403).
+        let refused = tokio::process::Command::new("curl")
+            .args(["-s", "-p", "-x", &format!("https://{inside}")])
+            .args(["--proxy-cacert", &format!("{certs}ca.pem")])
+            .args(["--proxy-cert", &format!("{certs}client-allowed.pem")])
+            .args(["--proxy-key", &format!("{certs}client-allowed-key.pem")])
+            .args(["-w", "%{http_connect}", "-o", "/dev/null"])
+            .arg("http://127.0.0.1:9/")
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
+    })
+    .await;
+}
