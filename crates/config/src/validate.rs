@@ -536,7 +536,14 @@ pub const DEFAULT_TUNNEL_STREAMS: u32 = 100;
 pub const DEFAULT_TUNNEL_WINDOW: u32 = 4 * 1024 * 1024;
 
 fn tunnel(problems: &mut Problems, t: Spanned<raw::Tunnel>) -> model::Tunnel {
+    let at = t.referenced;
     let t = t.value;
+    if t.use_post {
+        problems.add(
+            at,
+            "tunnel.use_post (POST tunnels) is not supported yet: use CONNECT",
+        );
+    }
     model::Tunnel {
         protocol: match t.protocol {
             None | Some(raw::TunnelProtocol::Http2) => model::TunnelProtocol::Http2,

