@@ -238,6 +238,31 @@ impl Telemetry {
                 entry.1 += live.counters.downstream_bytes.load(Relaxed);
             }
         }
+        for cluster in clusters.iter().filter(|c| c.config.tunnel.is_some()) {
+            let l = |extra: Option<(&'static str, String)>| {
+                let mut labels = vec![("cluster", cluster.name().to_string())];
+                labels.extend(extra);
+                labels
+            };
+            let t = &cluster.tunnels.stats;
+            out.gauge(
+                "causeway_tunnel_streams_active",
+                l(None),
+                t.active.load(Relaxed) as f64,
+            );
+            for (result, count) in [("ok", &t.opened), ("failed", &t.failed)] {
+                out.counter(
+                    "causeway_tunnel_connects_total",
+                    l(Some(("result", result.into()))),
+                    count.load(Relaxed),
+                );
+            }
+            out.counter(
+                "causeway_tunnel_http2_connections_total",
+                l(None),
+                t.connections.load(Relaxed),
+            );
+        }
         for cluster in &clusters {
             for e in &cluster.endpoints {
                 let labels = || {

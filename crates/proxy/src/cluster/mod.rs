@@ -28,7 +28,7 @@ pub struct Cluster {
     /// TLS towards the endpoints, when the cluster originates it.
     pub tls: Option<tls::Origination>,
     /// HTTP/2 connections to the endpoints, when they are tunnel proxies.
-    pub(crate) tunnels: crate::tunnel::client::Pool,
+    pub tunnels: Arc<crate::tunnel::client::Pool>,
     /// Bumped on every health transition, so waiters need no polling.
     health_generation: watch::Sender<u64>,
     stop: CancellationToken,

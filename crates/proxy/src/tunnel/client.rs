@@ -8,13 +8,36 @@ use http_body_util::Empty;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 type Request = http::Request<Empty<Bytes>>;
 
 /// HTTP/2 connections to a cluster's proxies, shared by its tunnels.
+/// Counts for metrics.
+#[derive(Debug, Default)]
+pub struct TunnelStats {
+    /// Tunnels the proxies opened.
+    pub opened: AtomicU64,
+    /// Tunnels that could not be opened (refused, unreachable, HTTP errors).
+    pub failed: AtomicU64,
+    /// Tunnels open now.
+    pub active: AtomicU64,
+    /// HTTP/2 connections opened to the proxies.
+    pub connections: AtomicU64,
+}
+
+/// Counts a tunnel as active for as long as its leg lives.
+struct Active(Arc<Pool>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.stats.active.fetch_sub(1, Relaxed);
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Pool {
+    pub stats: TunnelStats,
     /// An async lock, held while a new connection is dialed: tunnels that arrive meanwhile
     /// wait for it rather than each dialing their own.
     connections: tokio::sync::Mutex<Vec<Arc<Pooled>>>,
@@ -77,6 +100,33 @@ fn failed(e: hyper::Error) -> Error {
 impl Cluster {
     /// A tunnel to `authority` with `headers`, through one of this cluster's proxies.
     pub async fn tunnel(
+        &self,
+        settings: &config::Tunnel,
+        authority: &str,
+        headers: &[(String, String)],
+        downstream_sni: Option<&str>,
+        handshakes: &tls::HandshakeStats,
+    ) -> Result<(Leg, Lease), Error> {
+        let stats = &self.tunnels.stats;
+        match self
+            .open_tunnel(settings, authority, headers, downstream_sni, handshakes)
+            .await
+        {
+            Ok((Leg::Tunnel(io, keep), lease)) => {
+                stats.opened.fetch_add(1, Relaxed);
+                stats.active.fetch_add(1, Relaxed);
+                let active = Active(self.tunnels.clone());
+                Ok((Leg::Tunnel(io, Some(Box::new((keep, active)))), lease))
+            }
+            Ok(other) => Ok(other),
+            Err(e) => {
+                stats.failed.fetch_add(1, Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_tunnel(
         &self,
         settings: &config::Tunnel,
         authority: &str,
@@ -150,6 +200,7 @@ impl Cluster {
                 .keep_alive_while_idle(true);
         }
         let (sender, connection) = builder.handshake(TokioIo::new(leg)).await.map_err(failed)?;
+        self.tunnels.stats.connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "tunnel connection ended");
