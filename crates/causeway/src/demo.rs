@@ -19,6 +19,9 @@ identities:
     key: "{dir}/server-key.pem"
   - name: demo-ca
     bundle: "{dir}/ca.pem"
+  - name: demo-client
+    cert: "{dir}/client.pem"
+    key: "{dir}/client-key.pem"
 listeners:
   - name: demo
     address: "{listen}"
@@ -34,7 +37,34 @@ listeners:
           trust: demo-ca
           allowed_clients: { spiffe_ids: ["spiffe://demo.causeway.test/client"] }
         cluster: echo
+  - name: demo-tunnel
+    address: "{tunnel_listen}"
+    routes:
+      - cluster: through-tunnel
+  - name: demo-terminator
+    address: "{terminator}"
+    routes:
+      - name: tunnels
+        terminate:
+          identities: [demo-server]
+          client_certificate: required
+          trust: demo-ca
+          alpn: [h2]
+        connect: {}
+        cluster: echo
 clusters:
+  - name: through-tunnel
+    endpoints:
+      - address: "{terminator}"
+    tls:
+      trust: demo-ca
+      identity: demo-client
+      server_name: demo.causeway.test
+      alpn: [h2]
+    tunnel:
+      authority: "echo:1"
+      headers:
+        - { name: x-causeway-client, value: "{source}" }
   - name: echo
     health_check:
       interval: 1s
@@ -45,7 +75,7 @@ clusters:
         priority: 1
 "#;
 
-pub fn run(listen: SocketAddr, tls_listen: SocketAddr) -> ExitCode {
+pub fn run(listen: SocketAddr, tls_listen: SocketAddr, tunnel_listen: SocketAddr) -> ExitCode {
     on_runtime(2, async {
         let pki = match throwaway_pki() {
             Ok(dir) => dir,
@@ -60,6 +90,8 @@ pub fn run(listen: SocketAddr, tls_listen: SocketAddr) -> ExitCode {
         let yaml = DEMO_CONFIG
             .replace("{listen}", &listen.to_string())
             .replace("{tls_listen}", &tls_listen.to_string())
+            .replace("{tunnel_listen}", &tunnel_listen.to_string())
+            .replace("{terminator}", &free_loopback_port().to_string())
             .replace("{dir}", &dir)
             .replace("{active}", &active.address.to_string())
             .replace("{standby}", &standby.address.to_string());
@@ -80,6 +112,10 @@ pub fn run(listen: SocketAddr, tls_listen: SocketAddr) -> ExitCode {
             .gateway
             .listener_address("demo-tls")
             .expect("demo TLS listener");
+        let tunnel_address = running
+            .gateway
+            .listener_address("demo-tunnel")
+            .expect("demo tunnel listener");
         println!("Causeway demo");
         println!("  gateway listening on {address}");
         println!("  active echo backend  {} (priority 0)", active.address);
@@ -100,10 +136,22 @@ pub fn run(listen: SocketAddr, tls_listen: SocketAddr) -> ExitCode {
         println!(
             "Without -cert/-key (or with {dir}/stranger.pem and {dir}/stranger-key.pem, whose SPIFFE ID is not allowed) the handshake is refused."
         );
+        println!();
+        println!(
+            "Through a tunnel: connections to {tunnel_address} are carried in an HTTP/2 CONNECT tunnel over mutual TLS to a terminator in the same process, which dials the echo cluster:"
+        );
+        println!("  nc {} {}", tunnel_address.ip(), tunnel_address.port());
         println!("Ctrl-C stops the demo.");
         running.serve_until_stopped().await;
         ExitCode::SUCCESS
     })
+}
+
+/// A loopback address free now, for the demo's inside listener (the tunnel's terminator).
+fn free_loopback_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 10447)))
 }
 
 /// A CA, the demo server's certificate, a client certificate the TLS route allows and one

@@ -43,6 +43,9 @@ enum Command {
         /// Where the demo's mutual-TLS listener listens.
         #[arg(long, default_value = "127.0.0.1:10444")]
         tls_listen: SocketAddr,
+        /// Where the demo's listener that tunnels every connection listens.
+        #[arg(long, default_value = "127.0.0.1:10445")]
+        tunnel_listen: SocketAddr,
     },
     /// Run an echo server (a test aid for the examples): it greets with NAME, then echoes.
     Echo {
@@ -84,7 +87,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { listen, tls_listen } => demo::run(listen, tls_listen),
+        Command::Demo {
+            listen,
+            tls_listen,
+            tunnel_listen,
+        } => demo::run(listen, tls_listen, tunnel_listen),
         Command::Echo {
             address,
             name,

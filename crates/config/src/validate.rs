@@ -598,10 +598,11 @@ fn connect_terminator(
 ) -> model::ConnectTerminator {
     let at = c.referenced;
     let c = c.value;
-    if c.allowed_ports.is_empty() {
+    let addresses = !c.allowed_cidrs.is_empty() || !c.allowed_names.is_empty();
+    if addresses && c.allowed_ports.is_empty() {
         problems.add(
             at,
-            "connect needs allowed_ports (and allowed_cidrs or allowed_names): a terminator is never an open proxy",
+            "connect needs allowed_ports with allowed_cidrs or allowed_names: a terminator is never an open proxy",
         );
     }
     model::ConnectTerminator {

@@ -298,7 +298,7 @@ async fn demo_prints_how_to_try_it_and_serves() {
             .unwrap();
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut address, mut openssl) = (None, None);
+        let (mut address, mut openssl, mut tunnel) = (None, None, None);
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.trim().strip_prefix("Try it:   nc ") {
                 let (host, port) = rest.split_once(' ').unwrap();
@@ -306,9 +306,19 @@ async fn demo_prints_how_to_try_it_and_serves() {
             }
             if line.trim().starts_with("openssl s_client") {
                 openssl = Some(line.trim().to_string());
+            }
+            if openssl.is_some()
+                && let Some(rest) = line.trim().strip_prefix("nc ")
+            {
+                let (host, port) = rest.split_once(' ').unwrap();
+                tunnel = Some(format!("{host}:{port}").parse::<SocketAddr>().unwrap());
                 break;
             }
         }
+        let tunnel = tunnel.expect("the demo prints how to try the tunnel");
+        let (mut through, greeting) = testkit::Client::greeted(tunnel).await;
+        assert!(greeting.contains("active backend"), "{greeting}");
+        through.assert_echo("through the demo's tunnel").await;
         let address = address.expect("the demo prints an nc command");
         let (mut client, greeting) = testkit::Client::greeted(address).await;
         assert!(greeting.contains("active backend"), "{greeting}");

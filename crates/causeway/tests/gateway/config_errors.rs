@@ -275,3 +275,31 @@ listeners: []
         "{e}"
     );
 }
+
+#[test]
+fn tunnel_settings_are_checked() {
+    let e = error_of(
+        r#"listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    routes:
+      - connect: { allowed_cidrs: [10.0.0.0/8] }
+        cluster: c
+clusters:
+  - name: c
+    endpoints: [{ address: 127.0.0.1:10001 }]
+    tunnel:
+      authority: "{sni}:{port}"
+      headers: [{ name: "bad header", value: x }]
+      use_post: true
+"#,
+    );
+    for expected in [
+        "bad.yaml:5:18: connect needs allowed_ports",
+        "bad.yaml:11:7: tunnel.use_post (POST tunnels) is not supported yet",
+        "bad.yaml:11:18: `{port}` is not a known placeholder",
+        "bad.yaml:12:17: header name `bad header`",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+    }
+}

@@ -219,7 +219,10 @@ async fn refused_destinations_and_edges_without_a_certificate_get_nowhere() {
         let mut client = Client::connect(p.edge.address("edge")).await;
         assert!(client.is_closed().await);
         assert_eq!(echo.accepted(), 0);
-        assert_eq!(p.edge.cluster("tunnel").tunnels.stats.failed.load(Relaxed), 1);
+        assert_eq!(
+            p.edge.cluster("tunnel").tunnels.stats.failed.load(Relaxed),
+            1
+        );
         eventually("counted", || {
             p.terminator
                 .listener_stats("connect")
