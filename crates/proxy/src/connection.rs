@@ -115,8 +115,9 @@ pub(crate) async fn serve(
     // A tunnel terminator: each tunnel is authorized and dialed as a connection of its own.
     if route.config.connect.is_some() {
         let listener = listener.clone();
-        return crate::tunnel::server::serve(downstream, *attributes, route, listener, context)
-            .await;
+        // Boxed: a terminator's connection holds an HTTP server; the others need none of it.
+        let serve = crate::tunnel::server::serve(downstream, *attributes, route, listener, context);
+        return Box::pin(serve).await;
     }
     // Authorization, before anything is dialed; the answer may choose the upstream.
     let routing = match Box::pin(authorize::check(&route, &attributes)).await {
