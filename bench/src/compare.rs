@@ -88,60 +88,52 @@ pub fn run(options: Options) -> crate::Result<String> {
     for round in 1..=options.rounds {
         eprintln!("round {round}/{}", options.rounds);
         for target in &targets {
-            let r = client
-                .block_on(
-                    PingPong {
-                        connections: 1,
-                        size: 100,
-                        duration: d,
-                    }
-                    .run(target.address),
-                )
-                .map_err(|e| format!("{}: {e}", target.kind.name()))?;
-            results.add(Metric::PingPong1P50, target.kind, r.p50_us);
-            results.add(Metric::PingPong1P99, target.kind, r.p99_us);
-            results.add(Metric::PingPong1P999, target.kind, r.p999_us);
-        }
-        for target in &targets {
-            let r = client
-                .block_on(
-                    PingPong {
-                        connections: 16,
-                        size: 100,
-                        duration: d,
-                    }
-                    .run(target.address),
-                )
-                .map_err(|e| format!("{}: {e}", target.kind.name()))?;
-            results.add(Metric::PingPong16P50, target.kind, r.p50_us);
-            results.add(Metric::PingPong16P99, target.kind, r.p99_us);
-        }
-        for (streams, metric) in [(1, Metric::Throughput1), (4, Metric::Throughput4)] {
-            for target in &targets {
-                let r = client
-                    .block_on(
-                        Throughput {
-                            streams,
-                            duration: d,
-                            verify_content: false,
-                        }
-                        .run(target.address),
-                    )
-                    .map_err(|e| format!("{}: {e}", target.kind.name()))?;
-                results.add(metric, target.kind, r.bytes_per_second / (1024.0 * 1024.0));
+            let case = PingPong {
+                connections: 1,
+                size: 100,
+                duration: d,
+            };
+            let outcome = client.block_on(case.run(target.address));
+            if let Some(r) = results.record(target.kind, "ping-pong, 1 conn", outcome) {
+                results.add(Metric::PingPong1P50, target.kind, r.p50_us);
+                results.add(Metric::PingPong1P99, target.kind, r.p99_us);
+                results.add(Metric::PingPong1P999, target.kind, r.p999_us);
             }
         }
         for target in &targets {
-            let r = client
-                .block_on(
-                    ConnectionRate {
-                        concurrency: 16,
-                        duration: d,
-                    }
-                    .run(target.address),
-                )
-                .map_err(|e| format!("{}: {e}", target.kind.name()))?;
-            results.add(Metric::ConnectionRate, target.kind, r.per_second);
+            let case = PingPong {
+                connections: 16,
+                size: 100,
+                duration: d,
+            };
+            let outcome = client.block_on(case.run(target.address));
+            if let Some(r) = results.record(target.kind, "ping-pong, 16 conns", outcome) {
+                results.add(Metric::PingPong16P50, target.kind, r.p50_us);
+                results.add(Metric::PingPong16P99, target.kind, r.p99_us);
+            }
+        }
+        for (streams, metric) in [(1, Metric::Throughput1), (4, Metric::Throughput4)] {
+            for target in &targets {
+                let case = Throughput {
+                    streams,
+                    duration: d,
+                    verify_content: false,
+                };
+                let outcome = client.block_on(case.run(target.address));
+                if let Some(r) = results.record(target.kind, metric.label(), outcome) {
+                    results.add(metric, target.kind, r.bytes_per_second / (1024.0 * 1024.0));
+                }
+            }
+        }
+        for target in &targets {
+            let case = ConnectionRate {
+                concurrency: 16,
+                duration: d,
+            };
+            let outcome = client.block_on(case.run(target.address));
+            if let Some(r) = results.record(target.kind, "new connections/s", outcome) {
+                results.add(Metric::ConnectionRate, target.kind, r.per_second);
+            }
         }
         // Memory on a fresh instance each round: proxies keep pools after a first hold
         // (HAProxy, Envoy), so a second hold on the same process would read as free.
@@ -165,13 +157,14 @@ pub fn run(options: Options) -> crate::Result<String> {
                 hold: options.idle_hold,
                 open_concurrency: 64,
             };
-            let r = client
-                .block_on(hold.run(fresh.address, || async {
-                    // Let the proxy settle after the last accept before reading its memory.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    fresh.rss_kib()
-                }))
-                .map_err(|e| format!("{}: {e}", fresh.kind.name()))?;
+            let outcome = client.block_on(hold.run(fresh.address, || async {
+                // Let the proxy settle after the last accept before reading its memory.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                fresh.rss_kib()
+            }));
+            let Some(r) = results.record(fresh.kind, "idle hold", outcome) else {
+                continue;
+            };
             if fresh.kind != Kind::Direct {
                 let per = r.measured.saturating_sub(before) as f64 * 1024.0 / r.connections as f64;
                 results.add(Metric::IdleBytesPerConnection, fresh.kind, per);

@@ -75,7 +75,7 @@ enum Cmd {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "direct,causeway,haproxy,nginx,envoy"
+            default_value = "direct,causeway,haproxy,nginx,envoy,causeway-tunnel,envoy-tunnel"
         )]
         only: Vec<String>,
         #[arg(long, default_value = "/usr/sbin/haproxy")]
@@ -178,13 +178,11 @@ fn main() -> ExitCode {
         } => (|| {
             let kinds = only
                 .iter()
-                .map(|name| match name.as_str() {
-                    "direct" => Ok(Kind::Direct),
-                    "causeway" => Ok(Kind::Causeway),
-                    "haproxy" => Ok(Kind::HaProxy),
-                    "nginx" => Ok(Kind::Nginx),
-                    "envoy" => Ok(Kind::Envoy),
-                    other => Err(format!("unknown target {other}")),
+                .map(|name| {
+                    Kind::all()
+                        .into_iter()
+                        .find(|k| k.name() == name)
+                        .ok_or_else(|| format!("unknown target {name}"))
                 })
                 .collect::<bench::Result<Vec<_>>>()?;
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;

@@ -14,6 +14,10 @@ pub enum Kind {
     HaProxy,
     Nginx,
     Envoy,
+    /// Causeway edge → HTTP/2 CONNECT tunnel (plaintext) → Causeway terminator → backend.
+    CausewayTunnel,
+    /// The same topology with two Envoys (tcp_proxy tunneling_config → HCM CONNECT).
+    EnvoyTunnel,
 }
 
 impl Kind {
@@ -24,7 +28,21 @@ impl Kind {
             Kind::HaProxy => "haproxy",
             Kind::Nginx => "nginx",
             Kind::Envoy => "envoy",
+            Kind::CausewayTunnel => "causeway-tunnel",
+            Kind::EnvoyTunnel => "envoy-tunnel",
         }
+    }
+
+    pub fn all() -> [Kind; 7] {
+        [
+            Kind::Direct,
+            Kind::Causeway,
+            Kind::HaProxy,
+            Kind::Nginx,
+            Kind::Envoy,
+            Kind::CausewayTunnel,
+            Kind::EnvoyTunnel,
+        ]
     }
 }
 
@@ -41,7 +59,8 @@ pub struct Binaries {
 pub struct Proxy {
     pub kind: Kind,
     pub address: SocketAddr,
-    child: Option<Child>,
+    /// The processes (two for a tunnel topology: the inside one first).
+    children: Vec<Child>,
 }
 
 fn free_port() -> u16 {
@@ -56,7 +75,7 @@ impl Proxy {
         Proxy {
             kind: Kind::Direct,
             address: backend,
-            child: None,
+            children: Vec::new(),
         }
     }
 
@@ -77,20 +96,105 @@ impl Proxy {
         };
         let log = std::fs::File::create(dir.join(format!("{}.log", kind.name())))
             .map_err(|e| e.to_string())?;
-        let mut command = match kind {
+        let spawn = |mut command: Command| -> crate::Result<Child> {
+            command
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log.try_clone().map_err(|e| e.to_string())?)
+                .spawn()
+                .map_err(|e| format!("{}: {e}", kind.name()))
+        };
+        let causeway = |name: &str, yaml: String| -> crate::Result<Command> {
+            let config = file(
+                name,
+                format!("workers: {workers}\nadmin: {{ enabled: false }}\n{yaml}"),
+            )?;
+            let mut c = Command::new(&bins.causeway);
+            c.args(["--log", "warn", "run", "--config"]).arg(config);
+            Ok(c)
+        };
+        let envoy = |name: &str, yaml: String| -> crate::Result<Command> {
+            let config = file(name, yaml)?;
+            let mut c = Command::new(&bins.envoy);
+            c.arg("-c")
+                .arg(config)
+                .args(["--concurrency", &workers.to_string()])
+                .args(["--disable-hot-restart", "-l", "warning"]);
+            Ok(c)
+        };
+        let mut children = Vec::new();
+        let command = match kind {
             Kind::Direct => return Ok(Proxy::direct(backend)),
-            Kind::Causeway => {
-                let config = file(
-                    "causeway.yaml",
+            Kind::CausewayTunnel => {
+                let inside: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+                children.push(spawn(causeway(
+                    "causeway-terminator.yaml",
                     format!(
-                        "workers: {workers}\nadmin: {{ enabled: false }}\nlisteners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
+                        "listeners:\n  - name: inside\n    address: {inside}\n    routes:\n      - connect: {{ allowed_cidrs: [{ip}/32], allowed_ports: [\"{bport}\"] }}\n        cluster: echo\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n",
+                        ip = backend.ip(),
+                        bport = backend.port()
                     ),
-                )?;
-                let mut c = Command::new(&bins.causeway);
-                // Like the rivals here, no per-connection log lines.
-                c.args(["--log", "warn", "run", "--config"]).arg(config);
-                c
+                )?)?);
+                causeway(
+                    "causeway-edge.yaml",
+                    format!(
+                        "listeners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: inside }}]\nclusters:\n  - name: inside\n    endpoints: [{{ address: \"{inside}\" }}]\n    tunnel: {{ protocol: http2, authority: \"{backend}\", max_connections: {workers} }}\n"
+                    ),
+                )?
             }
+            Kind::EnvoyTunnel => {
+                let inside = free_port();
+                children.push(spawn(envoy(
+                    "envoy-terminator.yaml",
+                    envoy_config(
+                        inside,
+                        r#"      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: inside
+          codec_type: HTTP2
+          stream_idle_timeout: 0s
+          http2_protocol_options: { allow_connect: true }
+          upgrade_configs: [{ upgrade_type: CONNECT }]
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { connect_matcher: {} }
+                route: { cluster: next, timeout: 0s, upgrade_configs: [{ upgrade_type: CONNECT, connect_config: {} }] }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }"#,
+                        backend,
+                        false,
+                    ),
+                )?)?);
+                envoy(
+                    "envoy-edge.yaml",
+                    envoy_config(
+                        port,
+                        &format!(
+                            r#"      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: bench
+          cluster: next
+          idle_timeout: 0s
+          tunneling_config: {{ hostname: "{backend}" }}"#
+                        ),
+                        ([127, 0, 0, 1], inside).into(),
+                        true,
+                    ),
+                )?
+            }
+            // Like the rivals here, no per-connection log lines (`--log warn`).
+            Kind::Causeway => causeway(
+                "causeway.yaml",
+                format!(
+                    "listeners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
+                ),
+            )?,
             Kind::HaProxy => {
                 let config = file(
                     "haproxy.cfg",
@@ -120,60 +224,26 @@ impl Proxy {
                     .arg(config);
                 c
             }
-            Kind::Envoy => {
-                let config = file(
-                    "envoy.yaml",
-                    format!(
-                        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-  - name: bench
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
+            Kind::Envoy => envoy(
+                "envoy.yaml",
+                envoy_config(
+                    port,
+                    r#"      - name: envoy.filters.network.tcp_proxy
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
           stat_prefix: bench
-          cluster: echo
-          idle_timeout: 0s
-  clusters:
-  - name: echo
-    type: STATIC
-    connect_timeout: 5s
-    circuit_breakers:
-      thresholds:
-      - {{ max_connections: 1000000, max_pending_requests: 1000000, max_requests: 1000000 }}
-    load_assignment:
-      cluster_name: echo
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {bport} }} }} }}
-"#,
-                        admin = free_port(),
-                        ip = backend.ip(),
-                        bport = backend.port()
-                    ),
-                )?;
-                let mut c = Command::new(&bins.envoy);
-                c.arg("-c")
-                    .arg(config)
-                    .args(["--concurrency", &workers.to_string()])
-                    .args(["--disable-hot-restart", "-l", "warning"]);
-                c
-            }
+          cluster: next
+          idle_timeout: 0s"#,
+                    backend,
+                    false,
+                ),
+            )?,
         };
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("{}: {e}", kind.name()))?;
+        children.push(spawn(command)?);
         let proxy = Proxy {
             kind,
             address,
-            child: Some(child),
+            children,
         };
         proxy.wait_ready(dir)?;
         Ok(proxy)
@@ -205,28 +275,28 @@ static_resources:
 
     /// Resident memory of the proxy and its child processes (nginx workers), in KiB.
     pub fn rss_kib(&self) -> u64 {
-        match &self.child {
-            Some(child) => tree_rss_kib(child.id()),
-            None => 0,
-        }
+        self.children.iter().map(|c| tree_rss_kib(c.id())).sum()
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in self.children.drain(..).rev() {
             // SIGTERM lets nginx's master take its workers down with it.
             // SAFETY: kill(2) on our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
+            let mut ended = false;
+            while Instant::now() < deadline && !ended {
+                ended = matches!(child.try_wait(), Ok(Some(_)));
+                if !ended {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            if !ended {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -268,10 +338,10 @@ fn tree_rss_kib(root: u32) -> u64 {
 pub fn version(kind: Kind, bins: &Binaries) -> String {
     let (bin, args): (&Path, &[&str]) = match kind {
         Kind::Direct => return "-".into(),
-        Kind::Causeway => (&bins.causeway, &["--version"]),
+        Kind::Causeway | Kind::CausewayTunnel => (&bins.causeway, &["--version"]),
         Kind::HaProxy => (&bins.haproxy, &["-v"]),
         Kind::Nginx => (&bins.nginx, &["-v"]),
-        Kind::Envoy => (&bins.envoy, &["--version"]),
+        Kind::Envoy | Kind::EnvoyTunnel => (&bins.envoy, &["--version"]),
     };
     match Command::new(bin).args(args).output() {
         Ok(out) => {
@@ -288,4 +358,42 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         }
         Err(e) => format!("unavailable: {e}"),
     }
+}
+
+/// An Envoy config: one listener on `port` with `filters`, one cluster `next` to `upstream`
+/// (HTTP/2 when `http2`), no admin port, no caps.
+fn envoy_config(port: u16, filters: &str, upstream: SocketAddr, http2: bool) -> String {
+    let protocol = if http2 {
+        r#"
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }"#
+    } else {
+        ""
+    };
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: bench
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+{filters}
+  clusters:
+  - name: next
+    type: STATIC
+    connect_timeout: 5s{protocol}
+    circuit_breakers:
+      thresholds:
+      - {{ max_connections: 1000000, max_pending_requests: 1000000, max_requests: 1000000 }}
+    load_assignment:
+      cluster_name: next
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {uport} }} }} }}
+"#,
+        ip = upstream.ip(),
+        uport = upstream.port()
+    )
 }

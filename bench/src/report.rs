@@ -59,9 +59,23 @@ impl Metric {
 #[derive(Default, Debug)]
 pub struct Results {
     samples: BTreeMap<(Metric, Kind), Vec<f64>>,
+    /// Cases a target failed (its cells stay empty), with the error.
+    failures: Vec<String>,
 }
 
 impl Results {
+    /// Keeps `value` or, for a case that failed, the failure; the comparison goes on.
+    pub fn record<T>(&mut self, kind: Kind, case: &str, outcome: crate::Result<T>) -> Option<T> {
+        match outcome {
+            Ok(value) => Some(value),
+            Err(e) => {
+                eprintln!("{}: {case} failed: {e}", kind.name());
+                self.failures.push(format!("{}: {case}: {e}", kind.name()));
+                None
+            }
+        }
+    }
+
     pub fn add(&mut self, metric: Metric, kind: Kind, value: f64) {
         self.samples.entry((metric, kind)).or_default().push(value);
     }
@@ -177,6 +191,25 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
         let _ = writeln!(out);
     }
 
+    if ctx.kinds.contains(&Kind::CausewayTunnel) && ctx.kinds.contains(&Kind::EnvoyTunnel) {
+        let _ = write!(
+            out,
+            "\n## Tunnels: Envoy's median / Causeway's, same topology\n\n\
+             Edge → HTTP/2 CONNECT tunnel (plaintext) → terminator → backend, both ends the same \
+             program. Above 1 means Envoy has more of the figure.\n\n| case | envoy-tunnel / causeway-tunnel |\n|---|---:|\n"
+        );
+        for metric in Metric::ALL {
+            let ratio = match (
+                results.median(metric, Kind::EnvoyTunnel),
+                results.median(metric, Kind::CausewayTunnel),
+            ) {
+                (Some(theirs), Some(ours)) if ours > 0.0 => format!("{:.2}", theirs / ours),
+                _ => "-".into(),
+            };
+            let _ = writeln!(out, "| {} | {ratio} |", metric.label());
+        }
+    }
+
     let direct = results.median(Metric::PingPong1P50, Kind::Direct);
     if let Some(direct) = direct {
         let _ = write!(
@@ -187,6 +220,13 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
             if let Some(p) = results.median(Metric::PingPong1P50, *k) {
                 let _ = writeln!(out, "| {} | {:.1} |", k.name(), p - direct);
             }
+        }
+    }
+
+    if !results.failures.is_empty() {
+        let _ = writeln!(out, "\n## Failed cases\n");
+        for failure in &results.failures {
+            let _ = writeln!(out, "- {failure}");
         }
     }
 

@@ -12,6 +12,7 @@ mod validate;
 
 pub use error::{ConfigError, Problem};
 pub use model::*;
+pub use validate::DEFAULT_TUNNEL_WINDOW;
 
 use std::path::Path;
 

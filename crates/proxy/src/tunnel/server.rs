@@ -52,7 +52,14 @@ pub(crate) async fn serve(
             )
         })
     };
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Long-lived tunnels by the thousand on one connection: no stream cap (hyper's default
+    // is 200, which would leave the 201st tunnel waiting), windows as large as the edge's.
+    builder
+        .http2()
+        .max_concurrent_streams(u32::MAX)
+        .initial_stream_window_size(config::DEFAULT_TUNNEL_WINDOW)
+        .initial_connection_window_size(config::DEFAULT_TUNNEL_WINDOW.saturating_mul(4));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(downstream), service);
     tokio::select! {
         served = connection => if let Err(e) = served {
