@@ -120,17 +120,21 @@ pub(crate) async fn serve(
         return Box::pin(serve).await;
     }
     // Authorization, before anything is dialed; the answer may choose the upstream.
-    let routing = match Box::pin(authorize::check(&route, &attributes)).await {
-        Ok((decision, routing)) => {
-            attributes.authz = decision;
-            routing
+    // (Only routes with authorization pay for the boxed check.)
+    let mut routing = None;
+    if route.config.authorization.is_some() {
+        match Box::pin(authorize::check(&route, &attributes)).await {
+            Ok((decision, answer)) => {
+                attributes.authz = decision;
+                routing = answer;
+            }
+            Err((decision, error)) => {
+                attributes.authz = Some(decision);
+                listener.stats.authz_denied.fetch_add(1, Relaxed);
+                return refused(*attributes, Some(&route), error, &context);
+            }
         }
-        Err((decision, error)) => {
-            attributes.authz = Some(decision);
-            listener.stats.authz_denied.fetch_add(1, Relaxed);
-            return refused(*attributes, Some(&route), error, &context);
-        }
-    };
+    }
     let registration = context.registry.register(Arc::new(Live::new(*attributes)));
     let live = &registration.live.clone();
     let (attributes, counters) = (&live.attributes, &live.counters);
