@@ -200,7 +200,7 @@ pub struct Tunnel {
     pub keepalive: Option<Spanned<HumanDuration>>,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum TunnelProtocol {
     Http1,

@@ -538,10 +538,10 @@ pub const DEFAULT_TUNNEL_WINDOW: u32 = 4 * 1024 * 1024;
 fn tunnel(problems: &mut Problems, t: Spanned<raw::Tunnel>) -> model::Tunnel {
     let at = t.referenced;
     let t = t.value;
-    if t.use_post {
+    if t.use_post && t.protocol == Some(raw::TunnelProtocol::Http1) {
         problems.add(
             at,
-            "tunnel.use_post (POST tunnels) is not supported yet: use CONNECT",
+            "tunnel.use_post needs protocol: http2 (a POST tunnel streams both bodies at once)",
         );
     }
     model::Tunnel {

@@ -10,7 +10,6 @@ use crate::proxy_out;
 use crate::registry::{Live, Upstream};
 use crate::relay::{self, Counters};
 use crate::routing::Route;
-use crate::socket;
 use crate::stream::Leg;
 use std::future::pending;
 use std::net::SocketAddr;
@@ -221,21 +220,7 @@ pub(crate) async fn serve(
         reason = live.close_requested() => Err(Error::internal(reason.kind())),
     };
 
-    // An abort on one side is passed on as an abort on the other.
-    if let Err(Error {
-        side,
-        kind: Kind::Reset | Kind::Io(_),
-    }) = &result
-    {
-        let other = match side {
-            Side::Upstream => downstream.tcp(),
-            Side::Downstream => upstream.tcp(),
-            Side::Internal => None,
-        };
-        if let Some(tcp) = other {
-            socket::reset_on_close(tcp);
-        }
-    }
+    relay::pass_on_abort(&result, &mut downstream, &mut upstream);
     // Out of the registry before into the endpoint's totals: metrics add the two, and must
     // never see these bytes twice.
     drop(registration);

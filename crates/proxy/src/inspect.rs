@@ -98,6 +98,21 @@ pub(crate) async fn tls(stream: &TcpStream, timeout: Duration) -> Result<Tls, Er
     .await
 }
 
+/// Whether a plaintext HTTP client opens with the HTTP/2 preface (prior knowledge): peeked
+/// only as far as it matches, so an HTTP/1.1 request is known by its first bytes.
+pub(crate) async fn http2_preface(stream: &TcpStream, timeout: Duration) -> Result<bool, Error> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    peek_until(stream, timeout, PREFACE.len(), |bytes| {
+        let n = bytes.len().min(PREFACE.len());
+        match bytes[..n] == PREFACE[..n] {
+            false => Look::Done(false),
+            true if n == PREFACE.len() => Look::Done(true),
+            true => Look::NeedMore(PREFACE.len() - n),
+        }
+    })
+    .await
+}
+
 /// Reads the PROXY header of a connection from `peer` as the listener's settings say:
 /// `None` when there is none (optional mode). A header from an untrusted peer, a missing one
 /// (required mode) or a malformed one is an error; the header's bytes are consumed.

@@ -8,7 +8,8 @@
 //!   written. An idle connection costs its sockets and this future, nothing more.
 //! - Errors: the first read/write error ends both directions and says which side failed.
 
-use crate::error::{Error, Side};
+use crate::error::{Error, Kind, Side};
+use crate::stream::Leg;
 use crate::socket;
 use socket2::SockRef;
 use std::cell::RefCell;
@@ -67,6 +68,22 @@ impl Counters {
 impl Default for Counters {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// An abort on one side is passed on as an abort on the other: a reset (TCP RST, HTTP/2
+/// RST_STREAM) or an I/O error from one leg makes the other leg's end a reset too.
+pub(crate) fn pass_on_abort(result: &Result<(), Error>, downstream: &mut Leg, upstream: &mut Leg) {
+    if let Err(Error {
+        side,
+        kind: Kind::Reset | Kind::Io(_),
+    }) = result
+    {
+        match side {
+            Side::Upstream => downstream.abort(),
+            Side::Downstream => upstream.abort(),
+            Side::Internal => {}
+        }
     }
 }
 

@@ -292,11 +292,12 @@ clusters:
       authority: "{sni}:{port}"
       headers: [{ name: "bad header", value: x }]
       use_post: true
+      protocol: http1
 "#,
     );
     for expected in [
         "bad.yaml:5:18: connect needs allowed_ports",
-        "bad.yaml:11:7: tunnel.use_post (POST tunnels) is not supported yet",
+        "bad.yaml:11:7: tunnel.use_post needs protocol: http2",
         "bad.yaml:11:18: `{port}` is not a known placeholder",
         "bad.yaml:12:17: header name `bad header`",
     ] {

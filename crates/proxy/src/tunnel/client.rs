@@ -1,18 +1,20 @@
 //! The edge end: opening a tunnel through a cluster's CONNECT proxies.
+//!
+//! HTTP/1.1: one connection per tunnel, CONNECT on hyper, the connection itself taken back
+//! once answered. HTTP/2: tunnels are streams over a pool of connections, on the h2 crate
+//! ([`super::h2_stream`]), CONNECT or — for intermediaries that refuse CONNECT — POST.
 
+use super::h2_stream::H2Stream;
 use crate::cluster::{Cluster, Lease};
 use crate::error::{Error, Kind, Side};
-use crate::stream::Leg;
+use crate::stream::{Leg, Tunnel, TunnelIo};
 use bytes::Bytes;
 use http_body_util::Empty;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-type Request = http::Request<Empty<Bytes>>;
-
-/// HTTP/2 connections to a cluster's proxies, shared by its tunnels.
 /// Counts for metrics.
 #[derive(Debug, Default)]
 pub struct TunnelStats {
@@ -35,6 +37,7 @@ impl Drop for Active {
     }
 }
 
+/// HTTP/2 connections to a cluster's proxies, shared by its tunnels.
 #[derive(Debug, Default)]
 pub struct Pool {
     pub stats: TunnelStats,
@@ -45,10 +48,12 @@ pub struct Pool {
 
 #[derive(Debug)]
 struct Pooled {
-    sender: http2::SendRequest<Empty<Bytes>>,
+    sender: h2::client::SendRequest<Bytes>,
     endpoint: Arc<crate::cluster::Endpoint>,
     /// Tunnels open on this connection now.
     streams: AtomicUsize,
+    /// Set when the connection has ended (closed, failed, or no PING answer).
+    closed: Arc<AtomicBool>,
 }
 
 /// One stream of a pooled connection, given back when the tunnel ends.
@@ -61,11 +66,12 @@ impl Drop for StreamSlot {
 }
 
 /// The request that opens a tunnel to `authority`.
-fn request(
+fn request<B>(
     settings: &config::Tunnel,
     authority: &str,
     headers: &[(String, String)],
-) -> Result<Request, Error> {
+    body: B,
+) -> Result<http::Request<B>, Error> {
     let bad = |_| Error::internal(Kind::BadDynamicTarget);
     let mut builder = if settings.use_post {
         http::Request::post(format!("http://{authority}{}", settings.path))
@@ -75,25 +81,21 @@ fn request(
     for (name, value) in headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    builder.body(Empty::new()).map_err(bad)
+    builder.body(body).map_err(bad)
 }
 
-/// The tunnel, once the proxy answered 2xx; its status in the error otherwise.
-async fn upgrade(response: hyper::Response<hyper::body::Incoming>) -> Result<Leg, Error> {
-    let status = response.status();
-    if !status.is_success() {
-        return Err(Error::new(
+/// A non-2xx answer ends the attempt, with the status in the close reason.
+fn refused(status: http::StatusCode) -> Result<(), Error> {
+    match status.is_success() {
+        true => Ok(()),
+        false => Err(Error::new(
             Side::Upstream,
             Kind::TunnelRefused(status.as_u16()),
-        ));
+        )),
     }
-    let upgraded = hyper::upgrade::on(response)
-        .await
-        .map_err(|e| Error::new(Side::Upstream, Kind::Tunnel(e.to_string())))?;
-    Ok(Leg::Tunnel(Box::new(TokioIo::new(upgraded)), None))
 }
 
-fn failed(e: hyper::Error) -> Error {
+fn failed(e: impl std::fmt::Display) -> Error {
     Error::new(Side::Upstream, Kind::Tunnel(e.to_string()))
 }
 
@@ -108,17 +110,24 @@ impl Cluster {
         handshakes: &tls::HandshakeStats,
     ) -> Result<(Leg, Lease), Error> {
         let stats = &self.tunnels.stats;
-        match self
-            .open_tunnel(settings, authority, headers, downstream_sni, handshakes)
-            .await
-        {
-            Ok((Leg::Tunnel(io, keep), lease)) => {
+        let opened = match settings.protocol {
+            config::TunnelProtocol::Http1 => {
+                self.http1(settings, authority, headers, downstream_sni, handshakes)
+                    .await
+            }
+            config::TunnelProtocol::Http2 => {
+                self.http2(settings, authority, headers, downstream_sni, handshakes)
+                    .await
+            }
+        };
+        match opened {
+            Ok((io, slot, lease)) => {
                 stats.opened.fetch_add(1, Relaxed);
                 stats.active.fetch_add(1, Relaxed);
                 let active = Active(self.tunnels.clone());
-                Ok((Leg::Tunnel(io, Some(Box::new((keep, active)))), lease))
+                let keep = Some(Box::new((slot, active)) as _);
+                Ok((Leg::Tunnel(Box::new(Tunnel { io, keep })), lease))
             }
-            Ok(other) => Ok(other),
             Err(e) => {
                 stats.failed.fetch_add(1, Relaxed);
                 Err(e)
@@ -126,39 +135,55 @@ impl Cluster {
         }
     }
 
-    async fn open_tunnel(
+    async fn http1(
         &self,
         settings: &config::Tunnel,
         authority: &str,
         headers: &[(String, String)],
         downstream_sni: Option<&str>,
         handshakes: &tls::HandshakeStats,
-    ) -> Result<(Leg, Lease), Error> {
-        let request = request(settings, authority, headers)?;
-        match settings.protocol {
-            config::TunnelProtocol::Http1 => {
-                let (stream, lease) = self.connect().await?;
-                let leg = self
-                    .originate(stream, None, downstream_sni, handshakes)
-                    .await?;
-                let (mut sender, connection) =
-                    http1::handshake(TokioIo::new(leg)).await.map_err(failed)?;
-                tokio::spawn(connection.with_upgrades());
-                let response = sender.send_request(request).await.map_err(failed)?;
-                Ok((upgrade(response).await?, lease))
-            }
-            config::TunnelProtocol::Http2 => {
-                let pooled = self.pooled(settings, downstream_sni, handshakes).await?;
-                let mut sender = pooled.sender.clone();
-                let lease = Lease::new(pooled.endpoint.clone());
-                let slot = StreamSlot(pooled);
-                let response = sender.send_request(request).await.map_err(failed)?;
-                let Leg::Tunnel(io, _) = upgrade(response).await? else {
-                    unreachable!("upgrade gives a tunnel")
-                };
-                Ok((Leg::Tunnel(io, Some(Box::new(slot))), lease))
-            }
-        }
+    ) -> Result<(TunnelIo, Option<StreamSlot>, Lease), Error> {
+        let request = request(settings, authority, headers, Empty::<Bytes>::new())?;
+        let (stream, lease) = self.connect().await?;
+        let leg = self
+            .originate(stream, None, downstream_sni, handshakes)
+            .await?;
+        let (mut sender, connection) = http1::handshake(TokioIo::new(leg))
+            .await
+            .map_err(failed)?;
+        tokio::spawn(connection.with_upgrades());
+        let response = sender.send_request(request).await.map_err(failed)?;
+        refused(response.status())?;
+        let upgraded = hyper::upgrade::on(response).await.map_err(failed)?;
+        // The connection is ours again: a plain (or TLS) leg whose abort is a real RST.
+        let parts = upgraded
+            .downcast::<TokioIo<Leg>>()
+            .map_err(|_| failed("the CONNECT connection could not be taken back"))?;
+        let io = TunnelIo::Http1 {
+            connection: parts.io.into_inner(),
+            early: parts.read_buf,
+        };
+        Ok((io, None, lease))
+    }
+
+    async fn http2(
+        &self,
+        settings: &config::Tunnel,
+        authority: &str,
+        headers: &[(String, String)],
+        downstream_sni: Option<&str>,
+        handshakes: &tls::HandshakeStats,
+    ) -> Result<(TunnelIo, Option<StreamSlot>, Lease), Error> {
+        let request = request(settings, authority, headers, ())?;
+        let pooled = self.pooled(settings, downstream_sni, handshakes).await?;
+        let lease = Lease::new(pooled.endpoint.clone());
+        let slot = StreamSlot(pooled);
+        let mut sender = slot.0.sender.clone().ready().await.map_err(failed)?;
+        let (response, send) = sender.send_request(request, false).map_err(failed)?;
+        let response = response.await.map_err(failed)?;
+        refused(response.status())?;
+        let io = TunnelIo::Http2(H2Stream::new(send, response.into_body()));
+        Ok((io, Some(slot), lease))
     }
 
     /// A pooled HTTP/2 connection with a free stream: the least busy open one, or a new one
@@ -171,7 +196,7 @@ impl Cluster {
     ) -> Result<Arc<Pooled>, Error> {
         let max_streams = settings.max_concurrent_streams as usize;
         let mut connections = self.tunnels.connections.lock().await;
-        connections.retain(|c| !c.sender.is_closed());
+        connections.retain(|c| !c.closed.load(Relaxed));
         let least = connections
             .iter()
             .min_by_key(|c| c.streams.load(Relaxed))
@@ -187,31 +212,55 @@ impl Cluster {
         let leg = self
             .originate(stream, None, downstream_sni, handshakes)
             .await?;
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder
-            .initial_stream_window_size(settings.window)
+        // A stream window large enough for one bulk tunnel to run at full speed, a
+        // connection window four times that so a few slow readers cannot stall the rest.
+        let (sender, connection) = h2::client::Builder::new()
+            .initial_window_size(settings.window)
             .initial_connection_window_size(settings.window.saturating_mul(4))
-            .max_concurrent_reset_streams(1024);
-        if let Some(every) = settings.keepalive {
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .keep_alive_interval(every)
-                .keep_alive_timeout(every)
-                .keep_alive_while_idle(true);
-        }
-        let (sender, connection) = builder.handshake(TokioIo::new(leg)).await.map_err(failed)?;
+            .max_send_buffer_size(super::MAX_SEND_BUFFER)
+            .max_concurrent_reset_streams(1024)
+            .handshake::<_, Bytes>(leg)
+            .await
+            .map_err(failed)?;
         self.tunnels.stats.connections.fetch_add(1, Relaxed);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "tunnel connection ended");
-            }
-        });
+        let closed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(drive(connection, settings.keepalive, closed.clone()));
         let pooled = Arc::new(Pooled {
             sender,
             endpoint: lease.endpoint.clone(),
             streams: AtomicUsize::new(1),
+            closed,
         });
         connections.push(pooled.clone());
         Ok(pooled)
     }
+}
+
+/// Runs a pooled connection until it ends; with `keepalive`, PINGs it that often and drops
+/// it when an answer takes longer than that.
+async fn drive(
+    mut connection: h2::client::Connection<Leg, Bytes>,
+    keepalive: Option<std::time::Duration>,
+    closed: Arc<AtomicBool>,
+) {
+    let pings = connection.ping_pong();
+    let keepalive = async {
+        let (Some(every), Some(mut pings)) = (keepalive, pings) else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            let answer = tokio::time::timeout(every, pings.ping(h2::Ping::opaque())).await;
+            if !matches!(answer, Ok(Ok(_))) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        ended = &mut connection => if let Err(e) = ended {
+            tracing::debug!(error = %e, "tunnel connection ended");
+        },
+        () = keepalive => tracing::warn!("tunnel connection dropped: no answer to PING"),
+    }
+    closed.store(true, Relaxed);
 }

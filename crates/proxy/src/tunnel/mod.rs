@@ -3,14 +3,18 @@
 //! HTTP/2, tunnels as streams over a pool of connections ([`client`]). The terminator
 //! accepts tunnels and dials each one's destination, only where allowed ([`server`]).
 //!
-//! Both drive hyper's connection-level API with upgrades, which keeps the bytes that arrive
-//! right after the 200 response (a server-first protocol's banner) — hyper-util's `Tunnel`
-//! connector would lose them.
+//! Bytes that arrive right after the 200 response (a server-first protocol's banner) are
+//! kept: HTTP/1.1 takes them from hyper with the connection, HTTP/2 has them on the stream —
+//! hyper-util's `Tunnel` connector would lose them.
 
 pub mod client;
+pub mod h2_stream;
 pub mod server;
 
 use crate::attributes::Attributes;
+
+/// Bytes of one tunnel HTTP/2 keeps queued for sending: enough to keep a fast path full.
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
 
 /// The value of a template placeholder for a connection (docs/tunnels.md).
 pub(crate) fn placeholder(a: &Attributes, route: &str, name: &str) -> Option<String> {

@@ -1,33 +1,48 @@
-//! The terminator end: a route with `connect` serves HTTP/1.1 and HTTP/2 on the (usually
-//! TLS-terminated) connection; each CONNECT request is a tunnel, authorized and dialed as a
-//! connection of its own — only to destinations the route allows, never an open proxy.
+//! The terminator end: a route with `connect` serves HTTP/1.1 (hyper) or HTTP/2 (h2; chosen
+//! by ALPN, or by the client's preface on plaintext) on the accepted connection. Each CONNECT
+//! request — or POST, where the route accepts them (HTTP/2) — is a tunnel, authorized and
+//! dialed as a connection of its own: only to destinations the route allows, never an open
+//! proxy.
 
+use super::h2_stream::H2Stream;
 use crate::attributes::Attributes;
 use crate::authorize;
+use crate::cluster::{Cluster, Lease};
 use crate::connection::{finish, next_id};
 use crate::error::Error;
-use crate::listener::Context;
-use crate::listener::Listener;
+use crate::listener::{Context, Listener};
 use crate::proxy_out;
 use crate::registry::{Live, Upstream};
 use crate::relay;
 use crate::routing::Route;
-use crate::stream::Leg;
+use crate::stream::{Leg, TunnelIo};
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response, StatusCode, request::Parts};
 use http_body_util::Empty;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
-type Reply = Response<Empty<Bytes>>;
+/// How long a client may take to send its request head (or the HTTP/2 preface).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn reply(status: StatusCode) -> Result<Reply, Infallible> {
-    let mut response = Response::new(Empty::new());
-    *response.status_mut() = status;
-    Ok(response)
+/// The connection a terminator serves, shared by its tunnels.
+struct Terminator {
+    outer: Arc<Live>,
+    route: Arc<Route>,
+    listener: Arc<Listener>,
+    context: Arc<Context>,
+}
+
+/// A tunnel the terminator agreed to open: its destination dialed.
+struct Opened {
+    attributes: Attributes,
+    cluster: Arc<Cluster>,
+    lease: Lease,
+    upstream: Leg,
 }
 
 /// Serves tunnels on one accepted connection until it ends or the gateway closes it.
@@ -40,122 +55,233 @@ pub(crate) async fn serve(
 ) {
     let registration = context.registry.register(Arc::new(Live::new(attributes)));
     let outer = registration.live.clone();
-    let service = {
-        let outer = outer.clone();
-        hyper::service::service_fn(move |request| {
-            tunnel(
-                request,
-                outer.clone(),
-                route.clone(),
-                listener.clone(),
-                context.clone(),
-            )
-        })
+    let terminator = Arc::new(Terminator {
+        outer: outer.clone(),
+        route,
+        listener,
+        context,
+    });
+    let served = async {
+        match speaks_http2(&downstream).await {
+            Ok(true) => terminator.serve_http2(downstream).await,
+            Ok(false) => terminator.serve_http1(downstream).await,
+            Err(e) => tracing::debug!(id = outer.attributes.id, error = %e, "no HTTP request"),
+        }
     };
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // Long-lived tunnels by the thousand on one connection: no stream cap (hyper's default
-    // is 200, which would leave the 201st tunnel waiting), windows as large as the edge's.
-    builder
-        .http2()
-        .max_concurrent_streams(u32::MAX)
-        .initial_stream_window_size(config::DEFAULT_TUNNEL_WINDOW)
-        .initial_connection_window_size(config::DEFAULT_TUNNEL_WINDOW.saturating_mul(4));
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(downstream), service);
     tokio::select! {
-        served = connection => if let Err(e) = served {
-            tracing::debug!(id = outer.attributes.id, error = %e, "tunnel connection ended");
-        },
+        () = served => {}
         _ = outer.close_requested() => {}
     }
 }
 
-/// One CONNECT request: checked, authorized, dialed; 200 and the relay, or an error status.
-async fn tunnel(
-    request: hyper::Request<Incoming>,
-    outer: Arc<Live>,
-    route: Arc<Route>,
-    listener: Arc<Listener>,
-    context: Arc<Context>,
-) -> Result<Reply, Infallible> {
-    let settings = route.config.connect.as_ref().expect("a connect route");
-    if request.method() != Method::CONNECT {
-        return reply(StatusCode::METHOD_NOT_ALLOWED);
+/// HTTP/2 by ALPN over TLS, by the client's preface over plaintext (prior knowledge).
+async fn speaks_http2(downstream: &Leg) -> Result<bool, Error> {
+    match downstream {
+        Leg::Tls(s) => Ok(s.get_ref().1.alpn_protocol() == Some(b"h2")),
+        Leg::Plain(s) => crate::inspect::http2_preface(s, HEADER_TIMEOUT).await,
+        Leg::Tunnel(_) => Ok(false),
     }
-    let Some(authority) = request.uri().authority().cloned() else {
-        return reply(StatusCode::BAD_REQUEST);
-    };
-    let Some(port) = authority.port_u16() else {
-        return reply(StatusCode::BAD_REQUEST);
-    };
-    let host = authority.host();
+}
 
-    // The tunnel is a connection of its own: the outer one's attributes (TLS session, client
-    // identity), its client address as the edge says it.
-    let mut attributes = outer.attributes.clone();
-    attributes.id = next_id();
-    attributes.authz = None;
-    if let Some(address) = settings
-        .client_address_header
-        .as_ref()
-        .and_then(|h| request.headers().get(h))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-    {
-        attributes.source = address;
+fn reply(status: StatusCode) -> Response<Empty<Bytes>> {
+    let mut response = Response::new(Empty::new());
+    *response.status_mut() = status;
+    response
+}
+
+impl Terminator {
+    async fn serve_http1(self: &Arc<Self>, downstream: Leg) {
+        let service = hyper::service::service_fn(|request| {
+            let terminator = self.clone();
+            async move { Ok::<_, Infallible>(terminator.http1_request(request).await) }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(downstream), service)
+            .with_upgrades()
+            .await;
+        if let Err(e) = served {
+            tracing::debug!(id = self.outer.attributes.id, error = %e, "tunnel connection ended");
+        }
     }
 
-    // A cluster by name, or an allowed address dialed with the route's cluster settings.
-    let named = listener
-        .routes
-        .cluster(host)
-        .filter(|c| c.name() == host)
-        .cloned();
-    if named.is_none() && !settings.allows(host, port) {
-        tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, "tunnel destination not allowed");
-        listener.stats.authz_denied.fetch_add(1, Relaxed);
-        return reply(StatusCode::FORBIDDEN);
+    async fn http1_request(self: Arc<Self>, request: hyper::Request<Incoming>) -> Response<Empty<Bytes>> {
+        // POST tunnels need a streamed body both ways: HTTP/2 only.
+        if request.method() != Method::CONNECT {
+            return reply(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        let (parts, body) = request.into_parts();
+        let opened = match self.open(&parts).await {
+            Ok(opened) => opened,
+            Err(status) => return reply(status),
+        };
+        let request = hyper::Request::from_parts(parts, body);
+        let context = self.context.clone();
+        context.connections.spawn(async move {
+            let upgraded = match hyper::upgrade::on(request).await {
+                Ok(upgraded) => upgraded,
+                Err(e) => return tracing::debug!(error = %e, "the tunnel was not opened"),
+            };
+            // The connection is ours again; bytes the client sent behind its request go first.
+            let Ok(parts) = upgraded.downcast::<TokioIo<Leg>>() else {
+                return tracing::warn!("the CONNECT connection could not be taken back");
+            };
+            let downstream = Leg::tunnel(TunnelIo::Http1 {
+                connection: parts.io.into_inner(),
+                early: parts.read_buf,
+            });
+            self.relay(opened, downstream).await;
+        });
+        reply(StatusCode::OK)
     }
-    match Box::pin(authorize::check(&route, &attributes)).await {
-        Ok((decision, _)) => attributes.authz = decision,
-        Err((decision, _)) => {
-            tracing::info!(id = attributes.id, route = %route.config.name, authority = %authority, decision, "tunnel not authorized");
-            listener.stats.authz_denied.fetch_add(1, Relaxed);
-            return reply(StatusCode::FORBIDDEN);
+
+    async fn serve_http2(self: &Arc<Self>, downstream: Leg) {
+        let window = config::DEFAULT_TUNNEL_WINDOW;
+        // Long-lived tunnels by the thousand on one connection: no stream cap; windows as
+        // large as the edge's.
+        let handshake = h2::server::Builder::new()
+            .initial_window_size(window)
+            .initial_connection_window_size(window.saturating_mul(4))
+            .max_concurrent_streams(u32::MAX)
+            .max_send_buffer_size(super::MAX_SEND_BUFFER)
+            .max_concurrent_reset_streams(1024)
+            .handshake::<_, Bytes>(downstream);
+        let mut connection = match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => return tracing::debug!(error = %e, "HTTP/2 handshake failed"),
+            Err(_) => return tracing::debug!("HTTP/2 handshake timed out"),
+        };
+        while let Some(accepted) = connection.accept().await {
+            match accepted {
+                Ok((request, respond)) => {
+                    let terminator = self.clone();
+                    self.context
+                        .connections
+                        .spawn(terminator.http2_request(request, respond));
+                }
+                Err(e) => {
+                    tracing::debug!(id = self.outer.attributes.id, error = %e, "tunnel connection ended");
+                    break;
+                }
+            }
         }
     }
-    let cluster = named.unwrap_or_else(|| route.cluster.clone());
-    let dialed = match cluster.name() == host {
-        true => cluster.connect().await,
-        false => cluster.dial(authority.as_str()).await,
-    };
-    let upstream = match dialed {
-        Ok((stream, lease)) => {
-            let header = proxy_out::header(&cluster.config, &attributes, None);
-            cluster
-                .originate(stream, header, attributes.sni(), &context.handshakes)
-                .await
-                .map(|leg| (leg, lease))
-        }
-        Err(e) => Err(e),
-    };
-    let (upstream, lease) = match upstream {
-        Ok(pair) => pair,
-        Err(error) => {
-            tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = error.code(), "tunnel destination unreachable: {error}");
-            return reply(StatusCode::BAD_GATEWAY);
-        }
-    };
-    route.connections.fetch_add(1, Relaxed);
-    let upgrade = hyper::upgrade::on(request);
-    let tracked = context.clone();
-    tracked.connections.spawn(async move {
-        let downstream = match upgrade.await {
-            Ok(upgraded) => Leg::Tunnel(Box::new(TokioIo::new(upgraded)), None),
-            Err(e) => {
-                tracing::debug!(error = %e, "the tunnel was not opened");
+
+    async fn http2_request(
+        self: Arc<Self>,
+        request: http::Request<h2::RecvStream>,
+        mut respond: h2::server::SendResponse<Bytes>,
+    ) {
+        let accept_post = self.settings().accept_post;
+        let (parts, body) = request.into_parts();
+        let opened = match parts.method {
+            Method::CONNECT => self.open(&parts).await,
+            Method::POST if accept_post => self.open(&parts).await,
+            _ => Err(StatusCode::METHOD_NOT_ALLOWED),
+        };
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(status) => {
+                let _ = respond.send_response(reply(status).map(|_| ()), true);
                 return;
             }
         };
+        let send = match respond.send_response(reply(StatusCode::OK).map(|_| ()), false) {
+            Ok(send) => send,
+            Err(e) => return tracing::debug!(error = %e, "the tunnel was not opened"),
+        };
+        let downstream = Leg::tunnel(TunnelIo::Http2(H2Stream::new(send, body)));
+        self.relay(opened, downstream).await;
+    }
+
+    fn settings(&self) -> &config::ConnectTerminator {
+        self.route.config.connect.as_ref().expect("a connect route")
+    }
+
+    /// One tunnel request: checked, authorized, dialed; an error status otherwise.
+    async fn open(&self, request: &Parts) -> Result<Opened, StatusCode> {
+        let (route, listener) = (&self.route, &self.listener);
+        let settings = self.settings();
+        let authority = request.uri.authority().ok_or(StatusCode::BAD_REQUEST)?;
+        let port = authority.port_u16().ok_or(StatusCode::BAD_REQUEST)?;
+        let host = authority.host();
+
+        // The tunnel is a connection of its own: the outer one's attributes (TLS session,
+        // client identity), its client address as the edge says it.
+        let mut attributes = self.outer.attributes.clone();
+        attributes.id = next_id();
+        attributes.authz = None;
+        if let Some(address) = settings
+            .client_address_header
+            .as_ref()
+            .and_then(|h| request.headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            attributes.source = address;
+        }
+
+        // A cluster by name, or an allowed address dialed with the route's cluster settings.
+        let named = listener
+            .routes
+            .cluster(host)
+            .filter(|c| c.name() == host)
+            .cloned();
+        if named.is_none() && !settings.allows(host, port) {
+            tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, "tunnel destination not allowed");
+            listener.stats.authz_denied.fetch_add(1, Relaxed);
+            return Err(StatusCode::FORBIDDEN);
+        }
+        match Box::pin(authorize::check(route, &attributes)).await {
+            Ok((decision, _)) => attributes.authz = decision,
+            Err((decision, _)) => {
+                tracing::info!(id = attributes.id, route = %route.config.name, authority = %authority, decision, "tunnel not authorized");
+                listener.stats.authz_denied.fetch_add(1, Relaxed);
+                return Err(StatusCode::FORBIDDEN);
+            }
+        }
+        let cluster = named.unwrap_or_else(|| route.cluster.clone());
+        let dialed = match cluster.name() == host {
+            true => cluster.connect().await,
+            false => cluster.dial(authority.as_str()).await,
+        };
+        let upstream = match dialed {
+            Ok((stream, lease)) => {
+                let header = proxy_out::header(&cluster.config, &attributes, None);
+                cluster
+                    .originate(stream, header, attributes.sni(), &self.context.handshakes)
+                    .await
+                    .map(|leg| (leg, lease))
+            }
+            Err(e) => Err(e),
+        };
+        match upstream {
+            Ok((upstream, lease)) => {
+                route.connections.fetch_add(1, Relaxed);
+                Ok(Opened {
+                    attributes,
+                    cluster,
+                    lease,
+                    upstream,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = error.code(), "tunnel destination unreachable: {error}");
+                Err(StatusCode::BAD_GATEWAY)
+            }
+        }
+    }
+
+    /// Relays an opened tunnel until it ends, then logs it like any connection.
+    async fn relay(&self, opened: Opened, mut downstream: Leg) {
+        let Opened {
+            attributes,
+            cluster,
+            lease,
+            mut upstream,
+        } = opened;
+        let (route, context) = (&self.route, &self.context);
         let registration = context.registry.register(Arc::new(Live::new(attributes)));
         let live = registration.live.clone();
         live.set_upstream(Upstream {
@@ -163,14 +289,13 @@ async fn tunnel(
             cluster,
             endpoint: lease.endpoint.clone(),
         });
-        let (mut downstream, mut upstream) = (downstream, upstream);
         let result = tokio::select! {
             r = relay::relay_streams(&mut downstream, &mut upstream, &live.counters) => r,
             reason = live.close_requested() => Err(Error::internal(reason.kind())),
-            reason = outer.close_requested() => Err(Error::internal(reason.kind())),
+            reason = self.outer.close_requested() => Err(Error::internal(reason.kind())),
         };
+        relay::pass_on_abort(&result, &mut downstream, &mut upstream);
         drop(registration);
-        finish(&live, &route, &lease, &result, &context);
-    });
-    reply(StatusCode::OK)
+        finish(&live, route, &lease, &result, context);
+    }
 }
