@@ -9,8 +9,8 @@
 //! - Errors: the first read/write error ends both directions and says which side failed.
 
 use crate::error::{Error, Kind, Side};
-use crate::stream::Leg;
 use crate::socket;
+use crate::stream::Leg;
 use socket2::SockRef;
 use std::cell::RefCell;
 use std::future::Future;

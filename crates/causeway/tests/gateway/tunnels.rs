@@ -24,6 +24,18 @@ fn pair(
     edge_cert: bool,
     extra: &str,
 ) -> Pair {
+    pair_with(protocol, authority, allowed_ports, edge_cert, extra, "")
+}
+
+/// [`pair`], with `terminator_extra` among the terminator's `connect` settings.
+fn pair_with(
+    protocol: &str,
+    authority: &str,
+    allowed_ports: &str,
+    edge_cert: bool,
+    extra: &str,
+    terminator_extra: &str,
+) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("tunnel CA");
     let ca_file = ca.write(dir.path(), "ca");
@@ -47,7 +59,7 @@ listeners:
           allowed_cidrs: [127.0.0.1/32]
           allowed_ports: ["{allowed_ports}"]
           client_address_header: x-causeway-client
-        cluster: inside
+{terminator_extra}        cluster: inside
 clusters:
   - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
 "#,
@@ -247,6 +259,103 @@ async fn refused_destinations_and_edges_without_a_certificate_get_nowhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_tunnels_for_intermediaries_that_refuse_connect() {
+    bounded(async {
+        let echo = Backend::echo("banner").await;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let edge_extra = format!(
+            "      use_post: true\n      path: /tunnel\naccess_log: {{ path: \"{}\" }}\n",
+            log.path().display()
+        );
+        let (authority, port) = (echo.address.to_string(), echo.address.port().to_string());
+        let p = pair_with(
+            "http2",
+            &authority,
+            &port,
+            true,
+            &edge_extra,
+            "          accept_post: true\n",
+        );
+        let (mut client, banner) = Client::greeted(p.edge.address("edge")).await;
+        assert_eq!(banner, "banner");
+        client.assert_echo("posted").await;
+        drop(client);
+        // A terminator that takes CONNECT only answers 405: the edge closes its client and
+        // says why.
+        let p = pair("http2", &authority, &port, true, &edge_extra);
+        let mut client = Client::connect(p.edge.address("edge")).await;
+        assert!(client.is_closed().await);
+        eventually("the status in the close reason", || {
+            std::fs::read_to_string(log.path())
+                .unwrap_or_default()
+                .contains("\"reason\":\"upstream_tunnel_status_405\"")
+        })
+        .await;
+        assert_eq!(echo.accepted(), 1, "nothing dialed for the refused POST");
+    })
+    .await;
+}
+
+/// Reads until the connection ends: `Ok` for a FIN, the error kind for an abort.
+async fn end_of(stream: &mut TcpStream) -> Result<(), std::io::ErrorKind> {
+    let mut sink = [0u8; 64];
+    loop {
+        match stream.read(&mut sink).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e.kind()),
+        }
+    }
+}
+
+fn abort(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_cross_the_tunnel_both_ways() {
+    bounded(async {
+        let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = backend.local_addr().unwrap();
+        let reset = Err(std::io::ErrorKind::ConnectionReset);
+        for protocol in ["http2", "http1"] {
+            let p = pair(
+                protocol,
+                &address.to_string(),
+                &address.port().to_string(),
+                true,
+                "",
+            );
+            // The client aborts: the server's connection is reset (RST_STREAM or RST inside),
+            // not ended.
+            let mut client = TcpStream::connect(p.edge.address("edge")).await.unwrap();
+            client.write_all(b"ping").await.unwrap();
+            let (mut inside, _) = backend.accept().await.unwrap();
+            inside.read_exact(&mut [0u8; 4]).await.unwrap();
+            abort(client);
+            assert_eq!(end_of(&mut inside).await, reset, "{protocol}: client abort");
+            // The server aborts: the client's connection is reset.
+            let mut client = TcpStream::connect(p.edge.address("edge")).await.unwrap();
+            client.write_all(b"ping").await.unwrap();
+            let (mut inside, _) = backend.accept().await.unwrap();
+            inside.read_exact(&mut [0u8; 4]).await.unwrap();
+            abort(inside);
+            assert_eq!(end_of(&mut client).await, reset, "{protocol}: server abort");
+            // A clean close stays clean.
+            let mut client = TcpStream::connect(p.edge.address("edge")).await.unwrap();
+            let (mut inside, _) = backend.accept().await.unwrap();
+            client.shutdown().await.unwrap();
+            assert_eq!(end_of(&mut inside).await, Ok(()), "{protocol}: FIN");
+            drop(inside);
+            assert_eq!(end_of(&mut client).await, Ok(()), "{protocol}: FIN back");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_crosses_the_tunnel_both_ways() {
     bounded(async {
         let echo = Backend::silent_echo().await;
@@ -408,6 +517,12 @@ fn envoy_cluster(name: &str, address: std::net::SocketAddr, http2: bool) -> Stri
 async fn causeway_edge_through_an_envoy_terminator() {
     bounded(async {
         let echo = Backend::echo("banner").await;
+        // CONNECT, then POST (Envoy's `allow_post` on the terminating route).
+        for post in [false, true] {
+        let (matcher, connect_config, edge_post) = match post {
+            false => ("connect_matcher: {}", "{}", ""),
+            true => ("prefix: /", "{ allow_post: true }", ", use_post: true"),
+        };
         let envoy_address = testkit::closed_port();
         let _envoy = Envoy::start(
             &format!(
@@ -429,8 +544,8 @@ async fn causeway_edge_through_an_envoy_terminator() {
             - name: all
               domains: ["*"]
               routes:
-              - match: {{ connect_matcher: {{}} }}
-                route: {{ cluster: backend, upgrade_configs: [{{ upgrade_type: CONNECT, connect_config: {{}} }}] }}
+              - match: {{ {matcher} }}
+                route: {{ cluster: backend, upgrade_configs: [{{ upgrade_type: CONNECT, connect_config: {connect_config} }}] }}
           http_filters:
           - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
@@ -450,18 +565,19 @@ async fn causeway_edge_through_an_envoy_terminator() {
 clusters:
   - name: envoy
     endpoints: [{{ address: "{envoy_address}" }}]
-    tunnel: {{ protocol: http2, authority: "{}" }}
+    tunnel: {{ protocol: http2, authority: "{}"{edge_post} }}
 "#,
             echo.address
         ));
         let (mut client, banner) = Client::greeted(edge.address("edge")).await;
-        assert_eq!(banner, "banner", "a server-first banner through Envoy's tunnel");
+        assert_eq!(banner, "banner", "a server-first banner through Envoy's tunnel (post: {post})");
         client.assert_echo("Causeway to Envoy").await;
         let mut stream = client.stream.into_inner();
         stream.shutdown().await.unwrap();
         let mut rest = Vec::new();
         stream.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty(), "half-close answered by the backend's FIN");
+        }
     })
     .await;
 }
@@ -470,12 +586,14 @@ clusters:
 async fn an_envoy_edge_through_a_causeway_terminator() {
     bounded(async {
         let echo = Backend::echo("banner").await;
+        // CONNECT, then POST (Envoy's `use_post`).
+        for post in [false, true] {
         let terminator = TestGateway::start(&format!(
             r#"listeners:
   - name: connect
     address: 127.0.0.1:0
     routes:
-      - connect: {{ allowed_cidrs: [127.0.0.1/32], allowed_ports: ["{}"], client_address_header: x-client }}
+      - connect: {{ allowed_cidrs: [127.0.0.1/32], allowed_ports: ["{}"], client_address_header: x-client, accept_post: {post} }}
         cluster: inside
 clusters:
   - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
@@ -498,6 +616,7 @@ clusters:
           cluster: causeway
           tunneling_config:
             hostname: "{}"
+            use_post: {post}
             headers_to_add: [{{ header: {{ key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS%" }} }}]
   clusters:
 {}"#,
@@ -515,8 +634,9 @@ clusters:
         let inner = terminator.gateway.registry().snapshot();
         assert!(
             inner.iter().any(|l| l.attributes.source == me),
-            "Envoy's header carried the client address"
+            "Envoy's header carried the client address (post: {post})"
         );
+        }
     })
     .await;
 }

@@ -148,9 +148,7 @@ impl Cluster {
         let leg = self
             .originate(stream, None, downstream_sni, handshakes)
             .await?;
-        let (mut sender, connection) = http1::handshake(TokioIo::new(leg))
-            .await
-            .map_err(failed)?;
+        let (mut sender, connection) = http1::handshake(TokioIo::new(leg)).await.map_err(failed)?;
         tokio::spawn(connection.with_upgrades());
         let response = sender.send_request(request).await.map_err(failed)?;
         refused(response.status())?;

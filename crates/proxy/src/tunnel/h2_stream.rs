@@ -118,9 +118,7 @@ impl AsyncWrite for H2Stream {
         if !self.send_closed {
             self.send_closed = true;
             self.send.reserve_capacity(0);
-            self.send
-                .send_data(Bytes::new(), true)
-                .map_err(io_error)?;
+            self.send.send_data(Bytes::new(), true).map_err(io_error)?;
         }
         Poll::Ready(Ok(()))
     }

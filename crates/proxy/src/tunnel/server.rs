@@ -106,7 +106,10 @@ impl Terminator {
         }
     }
 
-    async fn http1_request(self: Arc<Self>, request: hyper::Request<Incoming>) -> Response<Empty<Bytes>> {
+    async fn http1_request(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+    ) -> Response<Empty<Bytes>> {
         // POST tunnels need a streamed body both ways: HTTP/2 only.
         if request.method() != Method::CONNECT {
             return reply(StatusCode::METHOD_NOT_ALLOWED);
