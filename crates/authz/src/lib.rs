@@ -29,6 +29,10 @@ pub struct CheckInput {
     pub peer: Option<tls::PeerIdentity>,
     /// The client certificate as PEM, when the authorizer asks for it.
     pub peer_certificate_pem: Option<String>,
-    /// More attributes for `context_extensions` (PROXY TLVs, later protocol attributes).
+    /// More attributes for `context_extensions` (PROXY TLVs, protocol attributes).
     pub extensions: Vec<(String, String)>,
+    /// The FIX Logon, for rules.
+    pub fix: Option<protocols::fix::Logon>,
+    /// The MQ channel and queue manager, for rules.
+    pub mq: Option<(String, Option<String>)>,
 }

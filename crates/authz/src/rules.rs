@@ -20,6 +20,16 @@ fn matches(rule: &Rule, input: &CheckInput) -> bool {
                 .sni
                 .as_deref()
                 .is_some_and(|sni| rule.sni.iter().any(|p| config::name_matches(p, sni))))
+        && rule
+            .fix
+            .as_ref()
+            .is_none_or(|f| input.fix.as_ref().is_some_and(|logon| f.matches(logon)))
+        && rule.mq.as_ref().is_none_or(|m| {
+            input
+                .mq
+                .as_ref()
+                .is_some_and(|(channel, qm)| m.matches(Some(channel), qm.as_deref()))
+        })
 }
 
 fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
@@ -42,6 +52,8 @@ mod tests {
                 ..Default::default()
             }),
             sni: sni.iter().map(|s| s.to_string()).collect(),
+            fix: None,
+            mq: None,
         }
     }
 

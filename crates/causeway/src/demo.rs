@@ -198,6 +198,25 @@ pub fn echo_server(address: SocketAddr, name: &str, proxy_protocol: bool) -> Exi
     })
 }
 
+/// `causeway fix-acceptor ADDRESS --comp-id ID`: a FIX venue for the examples.
+pub fn fix_acceptor(address: SocketAddr, comp_id: String) -> ExitCode {
+    on_runtime(1, async {
+        let listener = match tokio::net::TcpListener::bind(address).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{address}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("FIX acceptor `{comp_id}` on {address}; Ctrl-C stops it");
+        tokio::select! {
+            () = fixsim::run_acceptor(listener, comp_id) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        ExitCode::SUCCESS
+    })
+}
+
 /// `causeway authorizer ADDRESS --verdict VERDICT`: a test ext_authz server.
 pub fn authorizer(address: SocketAddr, verdict: &str) -> ExitCode {
     use testkit::authorizer::{TestAuthorizer, Verdict};

@@ -57,6 +57,14 @@ enum Command {
         #[arg(long)]
         proxy_protocol: bool,
     },
+    /// Run a FIX acceptor (a test aid for the examples): answers a Logon with a Logon, a
+    /// TestRequest with a Heartbeat, a NewOrderSingle with an ExecutionReport, a Logout with
+    /// a Logout.
+    FixAcceptor {
+        address: SocketAddr,
+        #[arg(long, default_value = "VENUE1")]
+        comp_id: String,
+    },
     /// Run a test ext_authz server (a test aid for the examples), answering every check
     /// with VERDICT: `allow`, `deny`, `cluster:NAME` or `address:IP:PORT`.
     Authorizer {
@@ -98,6 +106,7 @@ fn main() -> ExitCode {
             proxy_protocol,
         } => demo::echo_server(address, &name, proxy_protocol),
         Command::Authorizer { address, verdict } => demo::authorizer(address, &verdict),
+        Command::FixAcceptor { address, comp_id } => demo::fix_acceptor(address, comp_id),
     }
 }
 

@@ -7,12 +7,14 @@
 mod duration;
 mod error;
 pub mod model;
+mod protocol;
 mod raw;
 mod validate;
 
 pub use error::{ConfigError, Problem};
 pub use model::*;
-pub use validate::DEFAULT_TUNNEL_WINDOW;
+pub use protocol::*;
+pub use validate::{DEFAULT_INSPECTION_TIMEOUT, DEFAULT_TUNNEL_WINDOW};
 
 use std::path::Path;
 

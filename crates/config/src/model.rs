@@ -220,6 +220,9 @@ pub struct Listener {
     pub socket: SocketOptions,
     /// What is read from the client before routing; `None`: nothing.
     pub inspect: Option<Inspect>,
+    /// The protocol read before routing (FIX Logon, MQ first segment).
+    pub protocol: crate::ListenerProtocol,
+    pub fix: crate::FixSettings,
     /// PROXY protocol headers from load balancers; `None`: off.
     pub proxy_protocol: Option<ProxyProtocolIn>,
     /// Evaluated in order; the first match wins.
@@ -282,6 +285,10 @@ pub struct RouteMatch {
     pub alpn: Vec<String>,
     /// `true`: only TLS connections; `false`: only connections that are not TLS.
     pub tls: Option<bool>,
+    /// The FIX Logon (listeners with `protocol: fix`).
+    pub fix: Option<crate::FixMatch>,
+    /// The MQ channel and queue manager (listeners with `protocol: mq`).
+    pub mq: Option<crate::MqMatch>,
 }
 
 impl RouteMatch {
@@ -291,6 +298,8 @@ impl RouteMatch {
             && self.sni.is_empty()
             && self.alpn.is_empty()
             && self.tls.is_none()
+            && self.fix.is_none()
+            && self.mq.is_none()
     }
 
     /// Whether the route needs the TLS inspector's findings.
@@ -490,6 +499,8 @@ pub struct Authorizer {
     pub failure_mode: FailureMode,
     /// Send the client certificate (URL-encoded PEM) in the check request.
     pub include_peer_certificate: bool,
+    /// Send the FIX Logon's Password (554) in the check request (never logged).
+    pub include_fix_password: bool,
     pub cache: Option<DecisionCache>,
 }
 
@@ -561,6 +572,8 @@ pub struct Rule {
     /// The client's verified SPIFFE ID (TLS terminated here) matches.
     pub peers: Option<AllowedPeers>,
     pub sni: Vec<String>,
+    pub fix: Option<crate::FixMatch>,
+    pub mq: Option<crate::MqMatch>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -117,8 +117,18 @@ pub struct Listener {
     pub tcp_nodelay: Option<bool>,
     pub tcp_keepalive: Option<Keepalive>,
     pub inspect: Option<Inspect>,
+    pub protocol: Option<Spanned<crate::ListenerProtocol>>,
+    pub fix: Option<Spanned<Fix>>,
     pub proxy_protocol: Option<Spanned<ProxyProtocolIn>>,
     pub routes: Spanned<Vec<Route>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fix {
+    pub max_logon_size: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub comp_id_metrics: bool,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +174,8 @@ pub struct RouteMatch {
     #[serde(default)]
     pub alpn: Vec<String>,
     pub tls: Option<bool>,
+    pub fix: Option<Spanned<crate::FixMatch>>,
+    pub mq: Option<Spanned<crate::MqMatch>>,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +373,8 @@ pub struct Authorizer {
     pub failure_mode: Option<FailureMode>,
     #[serde(default)]
     pub include_peer_certificate: bool,
+    #[serde(default)]
+    pub include_fix_password: bool,
     pub cache: Option<Spanned<DecisionCache>>,
 }
 
@@ -411,6 +425,8 @@ pub struct Rule {
     pub spiffe_id_prefixes: Vec<Spanned<String>>,
     #[serde(default)]
     pub sni: Vec<Spanned<String>>,
+    pub fix: Option<Spanned<crate::FixMatch>>,
+    pub mq: Option<Spanned<crate::MqMatch>>,
 }
 
 #[derive(Deserialize)]

@@ -429,6 +429,7 @@ fn authorizer(problems: &mut Problems, a: raw::Authorizer) -> model::Authorizer 
             Some(raw::FailureMode::Allow) => model::FailureMode::Allow,
         },
         include_peer_certificate: a.include_peer_certificate,
+        include_fix_password: a.include_fix_password,
         cache,
     }
 }
@@ -482,6 +483,8 @@ fn authorization(
                 source_cidrs: r.source_cidrs.into_iter().map(|c| c.trunc()).collect(),
                 peers: any_peer.then(|| allowed_peers(problems, peers)),
                 sni: r.sni.iter().map(|n| sni_pattern(problems, n)).collect(),
+                fix: r.fix.map(|f| f.value),
+                mq: r.mq.map(|m| m.value),
             }
         })
         .collect();
@@ -873,12 +876,38 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
     let proxy_protocol = l
         .proxy_protocol
         .and_then(|p| proxy_protocol_in(problems, p));
-    let inspect = l.inspect.and_then(|i| {
-        let timeout = i.timeout.map_or(DEFAULT_INSPECTION_TIMEOUT, |t| {
-            problems.positive(&t, "inspect.timeout")
+    let protocol = l.protocol.as_ref().map_or(crate::ListenerProtocol::Tcp, |p| p.value);
+    let timeout = l
+        .inspect
+        .as_ref()
+        .and_then(|i| i.timeout.as_ref())
+        .map_or(DEFAULT_INSPECTION_TIMEOUT, |t| {
+            problems.positive(t, "inspect.timeout")
         });
-        i.tls.then_some(model::Inspect { tls: true, timeout })
-    });
+    let inspect_tls = l.inspect.as_ref().is_some_and(|i| i.tls);
+    // MQ tells TLS from plaintext by looking; FIX reads its Logon under the same deadline.
+    let inspect = match protocol {
+        crate::ListenerProtocol::Mq => Some(model::Inspect { tls: true, timeout }),
+        crate::ListenerProtocol::Fix => Some(model::Inspect {
+            tls: inspect_tls,
+            timeout,
+        }),
+        crate::ListenerProtocol::Tcp => inspect_tls.then_some(model::Inspect { tls: true, timeout }),
+    };
+    let fix = match l.fix {
+        None => crate::FixSettings::default(),
+        Some(f) => {
+            if protocol != crate::ListenerProtocol::Fix {
+                problems.add(f.referenced, "`fix` settings need `protocol: fix`");
+            }
+            crate::FixSettings {
+                max_logon_size: f.value.max_logon_size.map_or(crate::DEFAULT_MAX_LOGON_SIZE, |m| {
+                    problems.at_least(&m, 64, "fix.max_logon_size")
+                }),
+                comp_id_metrics: f.value.comp_id_metrics,
+            }
+        }
+    };
 
     if l.routes.value.is_empty() {
         problems.add(l.routes.referenced, "a listener needs at least one route");
@@ -921,9 +950,27 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
             ),
         );
     }
+    for r in &routes {
+        let needs = match (&r.matcher.fix, &r.matcher.mq) {
+            (Some(_), _) if protocol != crate::ListenerProtocol::Fix => Some("fix"),
+            (_, Some(_)) if protocol != crate::ListenerProtocol::Mq => Some("mq"),
+            _ => None,
+        };
+        if let Some(needed) = needs {
+            problems.add(
+                l.name.referenced,
+                format!(
+                    "route `{}` matches on {needed} but the listener does not read it: add `protocol: {needed}`",
+                    r.name
+                ),
+            );
+        }
+    }
     model::Listener {
         name: l.name.value,
         address,
+        protocol,
+        fix,
         connection_limit,
         max_connections_per_source,
         accept_rate,
@@ -980,6 +1027,8 @@ fn route(
             sni,
             alpn: m.value.alpn,
             tls: m.value.tls,
+            fix: m.value.fix.map(|f| f.value),
+            mq: m.value.mq.map(|m| m.value),
         };
         if matcher.tls == Some(false) && (!matcher.sni.is_empty() || !matcher.alpn.is_empty()) {
             problems.add(

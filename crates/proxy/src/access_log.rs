@@ -126,6 +126,27 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
         line["authz"] = json!(decision);
     }
     // TLS fields only where there is TLS: what the inspector saw, what was terminated.
+    // The Logon's session fields; never its password.
+    if let Some(logon) = a.protocol.fix() {
+        line["fix_begin_string"] = json!(logon.begin_string);
+        line["fix_sender_comp_id"] = json!(logon.sender_comp_id);
+        line["fix_target_comp_id"] = json!(logon.target_comp_id);
+        if let Some(sub) = &logon.sender_sub_id {
+            line["fix_sender_sub_id"] = json!(sub);
+        }
+        if let Some(sub) = &logon.target_sub_id {
+            line["fix_target_sub_id"] = json!(sub);
+        }
+        if let Some(user) = &logon.username {
+            line["fix_username"] = json!(user);
+        }
+    }
+    if let Some(mq) = a.protocol.mq() {
+        line["mq_channel"] = json!(mq.channel);
+        if let Some(qm) = &mq.queue_manager {
+            line["mq_queue_manager"] = json!(qm);
+        }
+    }
     if let Some(sni) = a.sni() {
         line["sni"] = json!(sni);
     }

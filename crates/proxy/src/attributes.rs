@@ -22,6 +22,41 @@ pub struct Attributes {
     pub proxy: Option<Box<ProxyInfo>>,
     /// How authorization decided (`rule_allow`, `ext_authz_allow`...); `None`: not checked.
     pub authz: Option<&'static str>,
+    /// What the listener's protocol said (FIX Logon, MQ channel).
+    pub protocol: Protocol,
+}
+
+/// What a protocol-aware listener read before routing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    None,
+    /// The session fields of the FIX Logon. (Boxed: most connections have none.)
+    Fix(Box<protocols::fix::Logon>),
+    /// The MQ channel: from the first segment (with the queue manager) or from the SNI.
+    Mq(Box<Mq>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mq {
+    pub channel: String,
+    pub queue_manager: Option<String>,
+}
+
+impl Protocol {
+    pub fn fix(&self) -> Option<&protocols::fix::Logon> {
+        match self {
+            Protocol::Fix(logon) => Some(logon),
+            _ => None,
+        }
+    }
+
+    pub fn mq(&self) -> Option<&Mq> {
+        match self {
+            Protocol::Mq(mq) => Some(mq),
+            _ => None,
+        }
+    }
 }
 
 /// What a load balancer's PROXY header said, besides the client's address.

@@ -20,7 +20,38 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
             }
         }
     }
+    let include_password = route
+        .authorizer
+        .as_ref()
+        .is_some_and(|z| z.config.include_fix_password);
+    if let Some(logon) = a.protocol.fix() {
+        let fields = [
+            ("fix_begin_string", Some(&logon.begin_string)),
+            ("fix_sender_comp_id", Some(&logon.sender_comp_id)),
+            ("fix_target_comp_id", Some(&logon.target_comp_id)),
+            ("fix_sender_sub_id", logon.sender_sub_id.as_ref()),
+            ("fix_target_sub_id", logon.target_sub_id.as_ref()),
+            ("fix_username", logon.username.as_ref()),
+            ("fix_password", logon.password.as_ref().filter(|_| include_password)),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                extensions.push((name.into(), value.clone()));
+            }
+        }
+    }
+    if let Some(mq) = a.protocol.mq() {
+        extensions.push(("mq_channel".into(), mq.channel.clone()));
+        if let Some(qm) = &mq.queue_manager {
+            extensions.push(("mq_queue_manager".into(), qm.clone()));
+        }
+    }
     CheckInput {
+        fix: a.protocol.fix().cloned(),
+        mq: a
+            .protocol
+            .mq()
+            .map(|m| (m.channel.clone(), m.queue_manager.clone())),
         source: Some(a.source),
         destination: Some(a.destination),
         listener: a.listener.to_string(),

@@ -1,7 +1,8 @@
 //! One connection's way through the gateway: attributes → route → dial → relay → close.
 
 use crate::admission::Slot;
-use crate::attributes::{Attributes, ProxyInfo, Tls, TlsSession};
+use crate::attributes::{Attributes, Mq, Protocol, ProxyInfo, Tls, TlsSession};
+use crate::session;
 use crate::authorize;
 use crate::error::{Error, Kind, Side};
 use crate::inspect;
@@ -37,6 +38,7 @@ pub(crate) fn accepted(
         session: None,
         proxy: None,
         authz: None,
+        protocol: Default::default(),
     })
 }
 
@@ -80,8 +82,24 @@ pub(crate) async fn serve(
             }
         }
     }
-    let Some(route) = listener.routes.find(&attributes).cloned() else {
+    // The listener's protocol next: the MQ channel, the FIX Logon (peeked here; inside TLS
+    // it is read once the handshake is done).
+    if listener.config.protocol != config::ListenerProtocol::Tcp
+        && let Err(error) = Box::pin(read_protocol(&downstream, &listener.config, &mut attributes)).await
+    {
+        listener.stats.inspection_failed.fetch_add(1, Relaxed);
+        return refused(*attributes, None, error, &context);
+    }
+    let logon_inside_tls = listener.config.protocol == config::ListenerProtocol::Fix
+        && attributes.protocol == Protocol::None;
+    let found = match logon_inside_tls {
+        false => listener.routes.find(&attributes),
+        true => listener.routes.find_before_logon(&attributes),
+    };
+    let Some(mut route) = found.cloned() else {
         listener.stats.no_route.fetch_add(1, Relaxed);
+        let mut downstream = downstream;
+        session::refuse(&mut downstream, &attributes, "no route for this session").await;
         return refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
     };
     let mut downstream = match &route.terminate {
@@ -111,6 +129,32 @@ pub(crate) async fn serve(
             }
         }
     };
+    // A FIX Logon inside TLS, read now; the route is chosen again with it, among those with
+    // the same TLS settings. What was read goes upstream first.
+    let mut replay = None;
+    if logon_inside_tls {
+        let settings = &listener.config;
+        let timeout = settings.inspect.map_or(config::DEFAULT_INSPECTION_TIMEOUT, |i| i.timeout);
+        let read = inspect::fix_logon_from(&mut downstream, timeout, settings.fix.max_logon_size);
+        match Box::pin(read).await {
+            Ok((logon, bytes)) => {
+                attributes.protocol = Protocol::Fix(Box::new(logon));
+                replay = Some(bytes);
+            }
+            Err(error) => {
+                listener.stats.inspection_failed.fetch_add(1, Relaxed);
+                return refused(*attributes, Some(&route), error, &context);
+            }
+        }
+        match listener.routes.find(&attributes) {
+            Some(r) if r.config.terminate == route.config.terminate => route = r.clone(),
+            _ => {
+                listener.stats.no_route.fetch_add(1, Relaxed);
+                session::refuse(&mut downstream, &attributes, "no route for this session").await;
+                return refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
+            }
+        }
+    }
     // A tunnel terminator: each tunnel is authorized and dialed as a connection of its own.
     if route.config.connect.is_some() {
         let listener = listener.clone();
@@ -130,6 +174,11 @@ pub(crate) async fn serve(
             Err((decision, error)) => {
                 attributes.authz = Some(decision);
                 listener.stats.authz_denied.fetch_add(1, Relaxed);
+                let why = match error.kind {
+                    Kind::AuthzUnavailable => "authorization unavailable",
+                    _ => "not authorized",
+                };
+                session::refuse(&mut downstream, &attributes, why).await;
                 return refused(*attributes, Some(&route), error, &context);
             }
         }
@@ -190,6 +239,7 @@ pub(crate) async fn serve(
     let (mut upstream, lease) = match dialed {
         Ok(pair) => pair,
         Err(error) => {
+            session::refuse(&mut downstream, attributes, "upstream unavailable").await;
             tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster = %cluster.name(), source = %source, reason = error.code(), "connection closed: {error}");
             if let Some(log) = &context.access_log {
                 log.closed(live, Some(&route), None, &Err(error));
@@ -206,6 +256,13 @@ pub(crate) async fn serve(
     tracing::debug!(id = attributes.id, route = %route.config.name, endpoint = %endpoint.address, "connected upstream");
 
     let relay = async {
+        if let Some(bytes) = replay {
+            use tokio::io::AsyncWriteExt;
+            upstream
+                .write_all(&bytes)
+                .await
+                .map_err(|e| Error::io(Side::Upstream, &e))?;
+        }
         match (&mut downstream, &mut upstream) {
             (Leg::Plain(down), Leg::Plain(up)) => relay::relay(down, up, counters).await,
             (down, up) => relay::relay_streams(down, up, counters).await,
@@ -225,6 +282,49 @@ pub(crate) async fn serve(
     // never see these bytes twice.
     drop(registration);
     finish(live, &route, &lease, &result, &context);
+}
+
+/// Reads what the listener's protocol says before routing: the MQ channel (the first
+/// segment of a plaintext client, the SNI of a TLS one), the FIX Logon (peeked; not yet when
+/// the client speaks TLS).
+async fn read_protocol(
+    stream: &TcpStream,
+    settings: &config::Listener,
+    a: &mut Attributes,
+) -> Result<(), Error> {
+    let timeout = settings
+        .inspect
+        .map_or(config::DEFAULT_INSPECTION_TIMEOUT, |i| i.timeout);
+    let tls = a.tls.hello();
+    match settings.protocol {
+        config::ListenerProtocol::Tcp => {}
+        config::ListenerProtocol::Mq => match tls {
+            Some(hello) => {
+                let decoded = hello.sni.as_deref().and_then(protocols::mq::channel_from_sni);
+                if let Some(decoded) = decoded {
+                    let channel = decoded.map_err(|why| Error::new(Side::Downstream, Kind::Malformed(why)))?;
+                    a.protocol = Protocol::Mq(Box::new(Mq {
+                        channel,
+                        queue_manager: None,
+                    }));
+                }
+            }
+            None => {
+                let initial = inspect::mq_initial(stream, timeout).await?;
+                a.protocol = Protocol::Mq(Box::new(Mq {
+                    channel: initial.channel,
+                    queue_manager: initial.queue_manager,
+                }));
+            }
+        },
+        config::ListenerProtocol::Fix if tls.is_some() => {}
+        config::ListenerProtocol::Fix => {
+            let max = settings.fix.max_logon_size;
+            let logon = inspect::fix_logon(stream, timeout, max).await?;
+            a.protocol = Protocol::Fix(Box::new(logon));
+        }
+    }
+    Ok(())
 }
 
 /// A new connection id.

@@ -5,7 +5,7 @@
 
 use crate::attributes::Tls;
 use crate::error::{Error, Kind, Side};
-use protocols::{proxy, tls};
+use protocols::{fix, mq, proxy, tls};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -94,6 +94,74 @@ pub(crate) async fn tls(stream: &TcpStream, timeout: Duration) -> Result<Tls, Er
             }
             Err(tls::Error::Incomplete { needed }) => Look::NeedMore(needed),
         }
+    })
+    .await
+}
+
+/// Waits for the FIX Logon, the first message, until `timeout`: framed and checked (a
+/// wrong BodyLength or CheckSum, another message type, more than `max` bytes are refused).
+pub(crate) async fn fix_logon(
+    stream: &TcpStream,
+    timeout: Duration,
+    max: usize,
+) -> Result<fix::Logon, Error> {
+    peek_until(stream, timeout, max, |bytes| fix_look(fix::logon(bytes, max))).await
+}
+
+fn fix_look(found: Result<fix::Logon, fix::Error>) -> Look<fix::Logon> {
+    match found {
+        Ok(logon) => Look::Done(logon),
+        Err(fix::Error::Incomplete { needed }) => Look::NeedMore(needed),
+        Err(fix::Error::TooLarge) => Look::Fail(Error::new(
+            Side::Downstream,
+            Kind::Malformed("FIX Logon larger than allowed"),
+        )),
+        Err(fix::Error::Invalid(why)) => Look::Fail(Error::new(Side::Downstream, Kind::Malformed(why))),
+    }
+}
+
+/// The FIX Logon inside a terminated TLS session: read (it cannot be peeked), so the bytes
+/// read are returned too, to be sent upstream first.
+pub(crate) async fn fix_logon_from<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    timeout: Duration,
+    max: usize,
+) -> Result<(fix::Logon, Vec<u8>), Error> {
+    use tokio::io::AsyncReadExt;
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        match fix_look(fix::logon(&buf, max)) {
+            Look::Done(logon) => return Ok((logon, buf)),
+            Look::Fail(e) => return Err(e),
+            Look::NeedMore(_) => {}
+        }
+        let mut chunk = [0u8; 2048];
+        let room = (max + 1).saturating_sub(buf.len()).clamp(1, chunk.len());
+        match timeout_at(deadline, stream.read(&mut chunk[..room])).await {
+            Err(_) => return Err(Error::new(Side::Downstream, Kind::InspectionTimeout)),
+            Ok(Err(e)) => return Err(Error::io(Side::Downstream, &e)),
+            Ok(Ok(0)) => {
+                return Err(Error::new(
+                    Side::Downstream,
+                    Kind::Io(io::ErrorKind::UnexpectedEof),
+                ));
+            }
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Waits for the first segment of a plaintext MQ client: INITIAL_DATA with its ID structure.
+pub(crate) async fn mq_initial(stream: &TcpStream, timeout: Duration) -> Result<mq::Initial, Error> {
+    peek_until(stream, timeout, mq::MAX_SEGMENT, |bytes| match mq::initial_data(bytes) {
+        Ok(initial) => Look::Done(initial),
+        Err(mq::Error::Incomplete { needed }) => Look::NeedMore(needed),
+        Err(mq::Error::NotMq) => Look::Fail(Error::new(
+            Side::Downstream,
+            Kind::Malformed("neither TLS nor an MQ segment"),
+        )),
+        Err(mq::Error::Invalid(why)) => Look::Fail(Error::new(Side::Downstream, Kind::Malformed(why))),
     })
     .await
 }

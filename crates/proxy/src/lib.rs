@@ -17,6 +17,7 @@ mod proxy_out;
 pub mod registry;
 pub mod relay;
 pub mod routing;
+mod session;
 mod socket;
 pub mod stream;
 pub mod tunnel;

@@ -83,6 +83,16 @@ impl RouteTable {
             .iter()
             .find(|r| matches(&r.config.matcher, attributes))
     }
+
+    /// Before a FIX Logon inside TLS can be read: the first route that may match once it is
+    /// (its FIX conditions set aside), for its TLS settings.
+    pub fn find_before_logon(&self, attributes: &Attributes) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| {
+            let mut m = r.config.matcher.clone();
+            m.fix = None;
+            matches(&m, attributes)
+        })
+    }
 }
 
 fn matches(m: &RouteMatch, a: &Attributes) -> bool {
@@ -102,6 +112,14 @@ fn matches(m: &RouteMatch, a: &Attributes) -> bool {
             || a.tls
                 .hello()
                 .is_some_and(|h| h.alpn.iter().any(|offered| m.alpn.contains(offered))))
+        && m.fix
+            .as_ref()
+            .is_none_or(|f| a.protocol.fix().is_some_and(|logon| f.matches(logon)))
+        && m.mq.as_ref().is_none_or(|q| {
+            a.protocol
+                .mq()
+                .is_some_and(|mq| q.matches(Some(&mq.channel), mq.queue_manager.as_deref()))
+        })
 }
 
 /// An IPv4 client on a dual-stack socket shows up as `::ffff:a.b.c.d`; match it as IPv4.
@@ -126,6 +144,7 @@ mod tests {
             session: None,
             proxy: None,
             authz: None,
+            protocol: Default::default(),
         }
     }
 

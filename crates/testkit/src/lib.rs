@@ -3,6 +3,7 @@
 //! rather than sleeps.
 
 pub mod authorizer;
+pub mod fix;
 mod backend;
 mod client;
 mod gateway;

@@ -1,0 +1,37 @@
+//! Refusing a protocol session the way its own server would, so the client's software logs a
+//! reason instead of a bare disconnect: a FIX Logout with the reason in Text (58).
+
+use crate::attributes::Attributes;
+use protocols::fix;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// How long a refused client gets to take the goodbye before the connection closes.
+const GOODBYE: Duration = Duration::from_secs(1);
+
+/// Tells a FIX client why its Logon was refused, then closes gracefully: our FIN after the
+/// Logout, the client's unread bytes drained so the close is not a reset that could destroy
+/// the Logout before it is read. Nothing for other connections.
+pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    attributes: &Attributes,
+    reason: &str,
+) {
+    let Some(logon) = attributes.protocol.fix() else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let time = fix::sending_time(now.as_secs(), now.subsec_millis());
+    let logout = fix::logout(logon, reason, &time);
+    tracing::info!(id = attributes.id, sender_comp_id = %logon.sender_comp_id, target_comp_id = %logon.target_comp_id, reason, "FIX Logon refused with a Logout");
+    let _ = tokio::time::timeout(GOODBYE, async {
+        stream.write_all(&logout).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
