@@ -876,7 +876,10 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
     let proxy_protocol = l
         .proxy_protocol
         .and_then(|p| proxy_protocol_in(problems, p));
-    let protocol = l.protocol.as_ref().map_or(crate::ListenerProtocol::Tcp, |p| p.value);
+    let protocol = l
+        .protocol
+        .as_ref()
+        .map_or(crate::ListenerProtocol::Tcp, |p| p.value);
     let timeout = l
         .inspect
         .as_ref()
@@ -892,7 +895,9 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
             tls: inspect_tls,
             timeout,
         }),
-        crate::ListenerProtocol::Tcp => inspect_tls.then_some(model::Inspect { tls: true, timeout }),
+        crate::ListenerProtocol::Tcp => {
+            inspect_tls.then_some(model::Inspect { tls: true, timeout })
+        }
     };
     let fix = match l.fix {
         None => crate::FixSettings::default(),
@@ -901,9 +906,12 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
                 problems.add(f.referenced, "`fix` settings need `protocol: fix`");
             }
             crate::FixSettings {
-                max_logon_size: f.value.max_logon_size.map_or(crate::DEFAULT_MAX_LOGON_SIZE, |m| {
-                    problems.at_least(&m, 64, "fix.max_logon_size")
-                }),
+                max_logon_size: f
+                    .value
+                    .max_logon_size
+                    .map_or(crate::DEFAULT_MAX_LOGON_SIZE, |m| {
+                        problems.at_least(&m, 64, "fix.max_logon_size")
+                    }),
                 comp_id_metrics: f.value.comp_id_metrics,
             }
         }

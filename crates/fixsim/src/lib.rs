@@ -5,6 +5,7 @@
 
 use protocols::fix;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -33,6 +34,19 @@ impl Received {
 pub struct Transcript {
     pub sent: Vec<u8>,
     pub received: Vec<u8>,
+}
+
+/// What a venue saw: sessions logged on, and the transcript of each finished one.
+#[derive(Debug, Default)]
+pub struct Venue {
+    pub logons: AtomicU64,
+    pub transcripts: Mutex<Vec<Transcript>>,
+}
+
+impl Venue {
+    pub fn logons(&self) -> u64 {
+        self.logons.load(Relaxed)
+    }
 }
 
 pub struct Session<S> {
@@ -100,9 +114,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.buf.drain(..length);
                     let seq: u32 = received.get(34).and_then(|s| s.parse().ok()).unwrap_or(0);
                     if seq != self.next_in {
-                        return Err(invalid(format!("MsgSeqNum {seq}, expected {}", self.next_in)));
+                        return Err(invalid(format!(
+                            "MsgSeqNum {seq}, expected {}",
+                            self.next_in
+                        )));
                     }
-                    if received.get(49) != Some(&self.target) || received.get(56) != Some(&self.sender) {
+                    if received.get(49) != Some(&self.target)
+                        || received.get(56) != Some(&self.sender)
+                    {
                         return Err(invalid(format!("CompIDs of {:?}", received.fields)));
                     }
                     self.next_in += 1;
@@ -147,9 +166,10 @@ impl Session<TcpStream> {
 /// The acceptor's side of one session: Logon answered with a Logon, TestRequest with a
 /// Heartbeat carrying its TestReqID, NewOrderSingle (35=D) with an ExecutionReport (35=8)
 /// carrying its ClOrdID, Logout with a Logout. Anything out of order ends the session.
-pub async fn accept(stream: TcpStream, comp_id: String, transcripts: Arc<Mutex<Vec<Transcript>>>) {
+pub async fn accept(stream: TcpStream, comp_id: String, venue: Arc<Venue>) {
     let _ = stream.set_nodelay(true);
     let mut session = Session::new(stream, "FIX.4.4", &comp_id, "");
+    let mut logged_on = false;
     let result: io::Result<()> = async {
         // The counterparty is whoever logs on.
         let mut first = Vec::new();
@@ -171,6 +191,8 @@ pub async fn accept(stream: TcpStream, comp_id: String, transcripts: Arc<Mutex<V
         session.buf = first;
         session.receive().await?;
         session.send("A", &[(98, "0"), (108, "30")]).await?;
+        logged_on = true;
+        venue.logons.fetch_add(1, Relaxed);
         while let Some(message) = session.receive().await? {
             match message.msg_type() {
                 "1" => {
@@ -196,19 +218,25 @@ pub async fn accept(stream: TcpStream, comp_id: String, transcripts: Arc<Mutex<V
     if let Err(e) = result {
         tracing::debug!(error = %e, "test FIX acceptor: session ended");
     }
-    transcripts.lock().unwrap().push(session.transcript.clone());
+    if logged_on {
+        venue
+            .transcripts
+            .lock()
+            .unwrap()
+            .push(session.transcript.clone());
+    }
     let _ = session.stream.shutdown().await;
 }
 
 /// Serves sessions as `comp_id` on `listener` until the task is dropped.
 pub async fn run_acceptor(listener: tokio::net::TcpListener, comp_id: String) {
-    let transcripts = Arc::new(Mutex::new(Vec::new()));
+    let venue = Arc::new(Venue::default());
     while let Ok((stream, _)) = listener.accept().await {
-        let (comp_id, transcripts) = (comp_id.clone(), transcripts.clone());
+        let (comp_id, venue) = (comp_id.clone(), venue.clone());
         tokio::spawn(async move {
-            accept(stream, comp_id, transcripts.clone()).await;
+            accept(stream, comp_id, venue.clone()).await;
             // Keep nothing: a long-running acceptor must not grow.
-            transcripts.lock().unwrap().clear();
+            venue.transcripts.lock().unwrap().clear();
         });
     }
 }

@@ -32,7 +32,10 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
             ("fix_sender_sub_id", logon.sender_sub_id.as_ref()),
             ("fix_target_sub_id", logon.target_sub_id.as_ref()),
             ("fix_username", logon.username.as_ref()),
-            ("fix_password", logon.password.as_ref().filter(|_| include_password)),
+            (
+                "fix_password",
+                logon.password.as_ref().filter(|_| include_password),
+            ),
         ];
         for (name, value) in fields {
             if let Some(value) = value {

@@ -2,7 +2,6 @@
 
 use crate::admission::Slot;
 use crate::attributes::{Attributes, Mq, Protocol, ProxyInfo, Tls, TlsSession};
-use crate::session;
 use crate::authorize;
 use crate::error::{Error, Kind, Side};
 use crate::inspect;
@@ -11,6 +10,7 @@ use crate::proxy_out;
 use crate::registry::{Live, Upstream};
 use crate::relay::{self, Counters};
 use crate::routing::Route;
+use crate::session;
 use crate::stream::Leg;
 use std::future::pending;
 use std::net::SocketAddr;
@@ -85,7 +85,12 @@ pub(crate) async fn serve(
     // The listener's protocol next: the MQ channel, the FIX Logon (peeked here; inside TLS
     // it is read once the handshake is done).
     if listener.config.protocol != config::ListenerProtocol::Tcp
-        && let Err(error) = Box::pin(read_protocol(&downstream, &listener.config, &mut attributes)).await
+        && let Err(error) = Box::pin(read_protocol(
+            &downstream,
+            &listener.config,
+            &mut attributes,
+        ))
+        .await
     {
         listener.stats.inspection_failed.fetch_add(1, Relaxed);
         return refused(*attributes, None, error, &context);
@@ -134,7 +139,9 @@ pub(crate) async fn serve(
     let mut replay = None;
     if logon_inside_tls {
         let settings = &listener.config;
-        let timeout = settings.inspect.map_or(config::DEFAULT_INSPECTION_TIMEOUT, |i| i.timeout);
+        let timeout = settings
+            .inspect
+            .map_or(config::DEFAULT_INSPECTION_TIMEOUT, |i| i.timeout);
         let read = inspect::fix_logon_from(&mut downstream, timeout, settings.fix.max_logon_size);
         match Box::pin(read).await {
             Ok((logon, bytes)) => {
@@ -300,9 +307,13 @@ async fn read_protocol(
         config::ListenerProtocol::Tcp => {}
         config::ListenerProtocol::Mq => match tls {
             Some(hello) => {
-                let decoded = hello.sni.as_deref().and_then(protocols::mq::channel_from_sni);
+                let decoded = hello
+                    .sni
+                    .as_deref()
+                    .and_then(protocols::mq::channel_from_sni);
                 if let Some(decoded) = decoded {
-                    let channel = decoded.map_err(|why| Error::new(Side::Downstream, Kind::Malformed(why)))?;
+                    let channel = decoded
+                        .map_err(|why| Error::new(Side::Downstream, Kind::Malformed(why)))?;
                     a.protocol = Protocol::Mq(Box::new(Mq {
                         channel,
                         queue_manager: None,

@@ -105,7 +105,10 @@ pub(crate) async fn fix_logon(
     timeout: Duration,
     max: usize,
 ) -> Result<fix::Logon, Error> {
-    peek_until(stream, timeout, max, |bytes| fix_look(fix::logon(bytes, max))).await
+    peek_until(stream, timeout, max, |bytes| {
+        fix_look(fix::logon(bytes, max))
+    })
+    .await
 }
 
 fn fix_look(found: Result<fix::Logon, fix::Error>) -> Look<fix::Logon> {
@@ -116,7 +119,9 @@ fn fix_look(found: Result<fix::Logon, fix::Error>) -> Look<fix::Logon> {
             Side::Downstream,
             Kind::Malformed("FIX Logon larger than allowed"),
         )),
-        Err(fix::Error::Invalid(why)) => Look::Fail(Error::new(Side::Downstream, Kind::Malformed(why))),
+        Err(fix::Error::Invalid(why)) => {
+            Look::Fail(Error::new(Side::Downstream, Kind::Malformed(why)))
+        }
     }
 }
 
@@ -153,16 +158,26 @@ pub(crate) async fn fix_logon_from<S: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Waits for the first segment of a plaintext MQ client: INITIAL_DATA with its ID structure.
-pub(crate) async fn mq_initial(stream: &TcpStream, timeout: Duration) -> Result<mq::Initial, Error> {
-    peek_until(stream, timeout, mq::MAX_SEGMENT, |bytes| match mq::initial_data(bytes) {
-        Ok(initial) => Look::Done(initial),
-        Err(mq::Error::Incomplete { needed }) => Look::NeedMore(needed),
-        Err(mq::Error::NotMq) => Look::Fail(Error::new(
-            Side::Downstream,
-            Kind::Malformed("neither TLS nor an MQ segment"),
-        )),
-        Err(mq::Error::Invalid(why)) => Look::Fail(Error::new(Side::Downstream, Kind::Malformed(why))),
-    })
+pub(crate) async fn mq_initial(
+    stream: &TcpStream,
+    timeout: Duration,
+) -> Result<mq::Initial, Error> {
+    peek_until(
+        stream,
+        timeout,
+        mq::MAX_SEGMENT,
+        |bytes| match mq::initial_data(bytes) {
+            Ok(initial) => Look::Done(initial),
+            Err(mq::Error::Incomplete { needed }) => Look::NeedMore(needed),
+            Err(mq::Error::NotMq) => Look::Fail(Error::new(
+                Side::Downstream,
+                Kind::Malformed("neither TLS nor an MQ segment"),
+            )),
+            Err(mq::Error::Invalid(why)) => {
+                Look::Fail(Error::new(Side::Downstream, Kind::Malformed(why)))
+            }
+        },
+    )
     .await
 }
 

@@ -2,16 +2,15 @@
 //! stopped and started again (failover).
 
 use crate::backend::Backend;
-pub use fixsim::{Received, Session, Transcript};
-use std::sync::{Arc, Mutex};
+pub use fixsim::{Received, Session, Transcript, Venue};
+use std::sync::Arc;
 
-/// A FIX acceptor (a venue) on 127.0.0.1 answering as `comp_id`, keeping the transcript of
-/// every finished session.
-pub async fn acceptor(comp_id: &str) -> (Backend, Arc<Mutex<Vec<Transcript>>>) {
-    let transcripts = Arc::new(Mutex::new(Vec::new()));
-    let kept = transcripts.clone();
+/// A FIX acceptor (a venue) on 127.0.0.1 answering as `comp_id`; what it saw.
+pub async fn acceptor(comp_id: &str) -> (Backend, Arc<Venue>) {
+    let venue = Arc::new(Venue::default());
+    let kept = venue.clone();
     let comp_id = comp_id.to_string();
     let backend =
         Backend::start(move |stream| fixsim::accept(stream, comp_id.clone(), kept.clone())).await;
-    (backend, transcripts)
+    (backend, venue)
 }

@@ -3,9 +3,9 @@
 //! rather than sleeps.
 
 pub mod authorizer;
-pub mod fix;
 mod backend;
 mod client;
+pub mod fix;
 mod gateway;
 pub mod pki;
 pub mod spire;

@@ -8,6 +8,7 @@ mod cli;
 mod config_errors;
 mod drain;
 mod failover;
+mod fix;
 mod limits;
 mod load_balancing;
 mod metrics;
