@@ -72,10 +72,7 @@ async fn logons_are_routed_by_target_and_refused_with_a_logout() {
         assert_eq!(answer.msg_type(), "A");
         let (mut s2, answer) = log_on(&gw, "CLIENT2", "VENUE2").await;
         assert_eq!(answer.msg_type(), "A");
-        assert_eq!(
-            (v1.logons(), vs.logons(), v2.logons()),
-            (1, 0, 1)
-        );
+        assert_eq!((v1.logons(), vs.logons(), v2.logons()), (1, 0, 1));
         for s in [&mut s1, &mut s2] {
             s.send("1", &[(112, "ping")]).await.unwrap();
             assert_eq!(s.receive().await.unwrap().unwrap().get(112), Some("ping"));

@@ -12,6 +12,7 @@ mod fix;
 mod limits;
 mod load_balancing;
 mod metrics;
+mod mq;
 mod proxy_protocol;
 mod relay;
 mod reload;

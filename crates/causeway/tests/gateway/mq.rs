@@ -1,0 +1,102 @@
+//! IBM MQ channels through a `protocol: mq` listener (examples/mq.yaml): plaintext first
+//! segments of every kind (TSH, TSHC, TSHM; ASCII and EBCDIC) routed by channel and replayed
+//! unchanged, TLS told apart and routed by the channel in its SNI, anything else refused.
+
+use protocols::mq::{Segment, encode_initial};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use testkit::pki::Ca;
+use testkit::{Backend, TestGateway, bounded, tls_peer};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Sends `first` and returns the backend's greeting line and the echo of `first`; `None`
+/// when the gateway closes the connection instead.
+async fn first_flow(gw: &TestGateway, first: &[u8]) -> Option<(String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(gw.address("mq")).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut greeting = String::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut greeting))
+        .await
+        .expect("an answer or a close")
+        .unwrap_or(0);
+    if n == 0 {
+        return None;
+    }
+    let mut echoed = vec![0u8; first.len()];
+    reader.read_exact(&mut echoed).await.unwrap();
+    Some((greeting.trim_end().to_string(), echoed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mq_example_routes_channels_from_headers_and_snis() {
+    bounded(async {
+        let ca = Ca::new("MQ CA");
+        let qm_cert = ca.server(&["app12e-tls.chl.mq.ibm.com"]);
+        let app1 = Backend::echo("app1").await;
+        let app2 = Backend::echo("app2").await;
+        let qm_tls = Backend::tls_echo("qm1", tls_peer::server_config(&qm_cert, None)).await;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let yaml = std::fs::read_to_string(root.join("examples/mq.yaml"))
+            .unwrap()
+            .replace("127.0.0.1:10400", "127.0.0.1:0")
+            .replace("127.0.0.1:10401", &app1.address.to_string())
+            .replace("127.0.0.1:10402", &app2.address.to_string())
+            .replace("127.0.0.1:10403", &qm_tls.address.to_string())
+            .replace("admin:\n  address: 127.0.0.1:9906\n", "");
+        let gw = TestGateway::start(&yaml);
+
+        // Plaintext: every segment kind and encoding, routed by channel, bytes unchanged.
+        for segment in [Segment::Tsh, Segment::Tshc, Segment::Tshm] {
+            for ebcdic in [false, true] {
+                for (channel, backend) in [("APP1.SVRCONN", "app1"), ("APP2.SVRCONN", "app2")] {
+                    let first = encode_initial(segment, ebcdic, channel, "QM1");
+                    let (greeting, echoed) = first_flow(&gw, &first)
+                        .await
+                        .unwrap_or_else(|| panic!("{channel} {segment:?} ebcdic={ebcdic} refused"));
+                    assert_eq!(greeting, backend);
+                    assert!(echoed == first, "the first segment is replayed unchanged");
+                }
+            }
+        }
+        // Another channel, a malformed segment, neither TLS nor MQ: closed, nothing dialed.
+        let before = app1.accepted() + app2.accepted();
+        let mut not_initial = encode_initial(Segment::Tsh, false, "APP1.SVRCONN", "QM1");
+        not_initial[9] = 0x09; // a heartbeat first
+        for first in [
+            encode_initial(Segment::Tsh, false, "OTHER.SVRCONN", "QM1"),
+            not_initial,
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        ] {
+            assert_eq!(first_flow(&gw, &first).await, None);
+        }
+        assert_eq!(app1.accepted() + app2.accepted(), before);
+        let stats = gw.listener_stats("mq");
+        assert_eq!(stats.no_route.load(Relaxed), 1);
+        assert_eq!(stats.inspection_failed.load(Relaxed), 2);
+
+        // TLS: the channel in the SNI; passed through to the queue manager, who terminates.
+        let config = tls_peer::client_config(&ca.der(), None, &[]);
+        let address = gw.address("mq");
+        let mut tls = tls_peer::connect(address, "app12e-tls.chl.mq.ibm.com", config.clone())
+            .await
+            .expect("APP1.TLS is passed through");
+        let mut line = String::new();
+        BufReader::new(&mut tls).read_line(&mut line).await.unwrap();
+        assert_eq!(line, "qm1 -\n");
+        // Another channel's SNI, an MQ SNI that does not decode: refused.
+        for sni in ["app22e-tls.chl.mq.ibm.com", "a2g-x.chl.mq.ibm.com"] {
+            assert!(
+                tls_peer::connect(address, sni, config.clone())
+                    .await
+                    .is_err(),
+                "{sni}"
+            );
+        }
+        assert_eq!(stats.no_route.load(Relaxed), 2);
+        assert_eq!(stats.inspection_failed.load(Relaxed), 3);
+        assert_eq!(qm_tls.accepted(), 1);
+    })
+    .await;
+}
