@@ -304,3 +304,42 @@ clusters:
         assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
     }
 }
+
+#[test]
+fn protocol_settings_are_checked() {
+    let e = error_of(
+        r#"listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    fix: { max_logon_size: 10 }
+    routes:
+      - match: { fix: { target_comp_id: [VENUE1] } }
+        cluster: c
+      - match: { mq: { channel: [APP1.*] } }
+        cluster: c
+clusters:
+  - { name: c, endpoints: [{ address: 127.0.0.1:10001 }] }
+"#,
+    );
+    for expected in [
+        "bad.yaml:4:10: `fix` settings need `protocol: fix`",
+        "bad.yaml:4:28: fix.max_logon_size must be at least 64",
+        "matches on fix but the listener does not read it: add `protocol: fix`",
+        "matches on mq but the listener does not read it: add `protocol: mq`",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+    }
+    let typo = error_of(
+        r#"listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    protocol: mq
+    routes:
+      - match: { mq: { channel: [APP1.*], queue_managr: [QM1] } }
+        cluster: c
+clusters:
+  - { name: c, endpoints: [{ address: 127.0.0.1:10001 }] }
+"#,
+    );
+    assert!(typo.contains("bad.yaml:6:43: unknown field `queue_managr`"), "{typo}");
+}
