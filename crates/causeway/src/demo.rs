@@ -37,6 +37,23 @@ listeners:
           trust: demo-ca
           allowed_clients: { spiffe_ids: ["spiffe://demo.causeway.test/client"] }
         cluster: echo
+  - name: demo-fix
+    address: "{fix_listen}"
+    protocol: fix
+    routes:
+      - name: demo-venue
+        match: { fix: { target_comp_id: [DEMOVENUE] } }
+        authorization:
+          rules: [{ action: allow, fix: { sender_comp_id: [CLIENT1, CLIENT2] } }]
+          default: deny
+        cluster: fix-venue
+  - name: demo-mq
+    address: "{mq_listen}"
+    protocol: mq
+    routes:
+      - name: demo-channel
+        match: { mq: { channel: [DEMO.SVRCONN] } }
+        cluster: echo
   - name: demo-tunnel
     address: "{tunnel_listen}"
     routes:
@@ -65,6 +82,14 @@ clusters:
       authority: "echo:1"
       headers:
         - { name: x-causeway-client, value: "{source}" }
+  - name: fix-venue
+    health_check:
+      interval: 1s
+    endpoints:
+      - address: "{fix_active}"
+        priority: 0
+      - address: "{fix_standby}"
+        priority: 1
   - name: echo
     health_check:
       interval: 1s
@@ -75,7 +100,23 @@ clusters:
         priority: 1
 "#;
 
-pub fn run(listen: SocketAddr, tls_listen: SocketAddr, tunnel_listen: SocketAddr) -> ExitCode {
+/// Where the demo listens.
+pub struct Addresses {
+    pub listen: SocketAddr,
+    pub tls_listen: SocketAddr,
+    pub tunnel_listen: SocketAddr,
+    pub fix_listen: SocketAddr,
+    pub mq_listen: SocketAddr,
+}
+
+pub fn run(at: Addresses) -> ExitCode {
+    let Addresses {
+        listen,
+        tls_listen,
+        tunnel_listen,
+        fix_listen,
+        mq_listen,
+    } = at;
     on_runtime(2, async {
         let pki = match throwaway_pki() {
             Ok(dir) => dir,
@@ -87,7 +128,13 @@ pub fn run(listen: SocketAddr, tls_listen: SocketAddr, tunnel_listen: SocketAddr
         let dir = pki.path().display().to_string();
         let active = greeting_echo("active").await;
         let standby = greeting_echo("standby").await;
+        let (fix_active, _) = testkit::fix::acceptor("DEMOVENUE").await;
+        let (fix_standby, _) = testkit::fix::acceptor("DEMOVENUE").await;
         let yaml = DEMO_CONFIG
+            .replace("{fix_listen}", &fix_listen.to_string())
+            .replace("{mq_listen}", &mq_listen.to_string())
+            .replace("{fix_active}", &fix_active.address.to_string())
+            .replace("{fix_standby}", &fix_standby.address.to_string())
             .replace("{listen}", &listen.to_string())
             .replace("{tls_listen}", &tls_listen.to_string())
             .replace("{tunnel_listen}", &tunnel_listen.to_string())
@@ -136,6 +183,24 @@ pub fn run(listen: SocketAddr, tls_listen: SocketAddr, tunnel_listen: SocketAddr
         println!(
             "Without -cert/-key (or with {dir}/stranger.pem and {dir}/stranger-key.pem, whose SPIFFE ID is not allowed) the handshake is refused."
         );
+        let fix_address = running
+            .gateway
+            .listener_address("demo-fix")
+            .expect("demo FIX listener");
+        let mq_address = running
+            .gateway
+            .listener_address("demo-mq")
+            .expect("demo MQ listener");
+        println!();
+        println!(
+            "FIX on {fix_address}: Logons to DEMOVENUE go to its active acceptor {} (standby {}); only CLIENT1 and CLIENT2 get in, others get a Logout saying why (from the repository root):",
+            fix_active.address, fix_standby.address
+        );
+        println!("  python3 examples/fix-logon.py {fix_address} CLIENT1 DEMOVENUE");
+        println!(
+            "IBM MQ on {mq_address}: channel DEMO.SVRCONN goes to the echo cluster, other channels are refused:"
+        );
+        println!("  python3 examples/mq-initial.py {mq_address} DEMO.SVRCONN QM1");
         println!();
         println!(
             "Through a tunnel: connections to {tunnel_address} are carried in an HTTP/2 CONNECT tunnel over mutual TLS to a terminator in the same process, which dials the echo cluster:"

@@ -46,6 +46,12 @@ enum Command {
         /// Where the demo's listener that tunnels every connection listens.
         #[arg(long, default_value = "127.0.0.1:10445")]
         tunnel_listen: SocketAddr,
+        /// Where the demo's FIX listener listens.
+        #[arg(long, default_value = "127.0.0.1:10446")]
+        fix_listen: SocketAddr,
+        /// Where the demo's IBM MQ listener listens.
+        #[arg(long, default_value = "127.0.0.1:10448")]
+        mq_listen: SocketAddr,
     },
     /// Run an echo server (a test aid for the examples): it greets with NAME, then echoes.
     Echo {
@@ -99,7 +105,15 @@ fn main() -> ExitCode {
             listen,
             tls_listen,
             tunnel_listen,
-        } => demo::run(listen, tls_listen, tunnel_listen),
+            fix_listen,
+            mq_listen,
+        } => demo::run(demo::Addresses {
+            listen,
+            tls_listen,
+            tunnel_listen,
+            fix_listen,
+            mq_listen,
+        }),
         Command::Echo {
             address,
             name,

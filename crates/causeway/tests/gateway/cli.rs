@@ -290,6 +290,10 @@ async fn demo_prints_how_to_try_it_and_serves() {
                 "127.0.0.1:0",
                 "--tls-listen",
                 "127.0.0.1:0",
+                "--fix-listen",
+                "127.0.0.1:0",
+                "--mq-listen",
+                "127.0.0.1:0",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -299,7 +303,14 @@ async fn demo_prints_how_to_try_it_and_serves() {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut address, mut openssl, mut tunnel) = (None, None, None);
+        let (mut fix, mut mq) = (None, None);
         while let Some(line) = lines.next_line().await.unwrap() {
+            if line.trim().starts_with("python3 examples/fix-logon.py") {
+                fix = Some(line.trim().to_string());
+            }
+            if line.trim().starts_with("python3 examples/mq-initial.py") {
+                mq = Some(line.trim().to_string());
+            }
             if let Some(rest) = line.trim().strip_prefix("Try it:   nc ") {
                 let (host, port) = rest.split_once(' ').unwrap();
                 address = Some(format!("{host}:{port}").parse::<SocketAddr>().unwrap());
@@ -339,6 +350,32 @@ async fn demo_prints_how_to_try_it_and_serves() {
         let greeting = out.next_line().await.unwrap().unwrap_or_default();
         assert!(greeting.contains("active backend"), "{greeting}");
         drop(tls);
+
+        // The printed FIX and MQ commands, from the repository root.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let run = |command: String| {
+            let root = root.clone();
+            async move {
+                let out = tokio::process::Command::new("sh")
+                    .args(["-c", &command])
+                    .current_dir(root)
+                    .output()
+                    .await
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        };
+        let fix = fix.expect("the demo prints a FIX command");
+        let logon = run(fix.clone()).await;
+        assert!(logon.contains("|35=A|49=DEMOVENUE|56=CLIENT1|"), "{logon}");
+        let refused = run(fix.replace("CLIENT1", "CLIENT9")).await;
+        assert!(
+            refused.contains("|35=5|49=DEMOVENUE|56=CLIENT9|"),
+            "{refused}"
+        );
+        assert!(refused.contains("|58=not authorized|"), "{refused}");
+        let mq = run(mq.expect("the demo prints an MQ command")).await;
+        assert!(mq.contains("active backend"), "{mq}");
         // SAFETY: kill(2) with our own child's pid.
         unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
         let status = child.wait().await.unwrap();

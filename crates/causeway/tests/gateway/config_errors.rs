@@ -341,5 +341,8 @@ clusters:
   - { name: c, endpoints: [{ address: 127.0.0.1:10001 }] }
 "#,
     );
-    assert!(typo.contains("bad.yaml:6:43: unknown field `queue_managr`"), "{typo}");
+    assert!(
+        typo.contains("bad.yaml:6:43: unknown field `queue_managr`"),
+        "{typo}"
+    );
 }
