@@ -117,7 +117,7 @@ pub fn frame(bytes: &[u8], max: usize) -> Result<Message<'_>, Error> {
             // The body ended inside a field: BodyLength is wrong.
             Err(_) => return Err(Error::Invalid("BodyLength does not end at a field")),
         };
-        if matches!(tag, 8 | 9 | 10) {
+        if (8..=10).contains(&tag) {
             return Err(Error::Invalid(
                 "BeginString, BodyLength or CheckSum inside the body",
             ));
@@ -330,7 +330,7 @@ mod tests {
         let long = String::from_utf8(good.clone())
             .unwrap()
             .replacen("9=", "9=1", 1);
-        assert!(matches!(frame(long.as_bytes(), MAX), Err(_)));
+        assert!(frame(long.as_bytes(), MAX).is_err());
         assert_eq!(frame(&good, 40), Err(Error::TooLarge));
         assert!(matches!(
             frame(b"GET / HTTP/1.1\r\n", MAX),
