@@ -104,7 +104,12 @@ pub(crate) async fn serve(
     let Some(mut route) = found.cloned() else {
         listener.stats.no_route.fetch_add(1, Relaxed);
         let mut downstream = downstream;
-        session::refuse(&mut downstream, &attributes, "no route for this session").await;
+        Box::pin(session::refuse(
+            &mut downstream,
+            &attributes,
+            "no route for this session",
+        ))
+        .await;
         return refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
     };
     let mut downstream = match &route.terminate {
@@ -157,7 +162,12 @@ pub(crate) async fn serve(
             Some(r) if r.config.terminate == route.config.terminate => route = r.clone(),
             _ => {
                 listener.stats.no_route.fetch_add(1, Relaxed);
-                session::refuse(&mut downstream, &attributes, "no route for this session").await;
+                Box::pin(session::refuse(
+                    &mut downstream,
+                    &attributes,
+                    "no route for this session",
+                ))
+                .await;
                 return refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
             }
         }
@@ -185,7 +195,7 @@ pub(crate) async fn serve(
                     Kind::AuthzUnavailable => "authorization unavailable",
                     _ => "not authorized",
                 };
-                session::refuse(&mut downstream, &attributes, why).await;
+                Box::pin(session::refuse(&mut downstream, &attributes, why)).await;
                 return refused(*attributes, Some(&route), error, &context);
             }
         }
@@ -213,31 +223,34 @@ pub(crate) async fn serve(
     // Boxed: the dial state is large and short-lived; kept inline it would size every
     // connection's task for its whole life.
     let dial = async {
-        let target = routing.as_deref().and_then(|r| r.address.as_deref());
-        if let Some(settings) = &cluster.config.tunnel {
-            return tunnel_through(
-                cluster,
-                settings,
-                &route,
-                attributes,
-                routing.as_deref(),
-                &context,
-            )
-            .await;
-        }
-        let (stream, lease) = match target {
-            None => cluster.connect().await?,
-            Some(address) => {
-                cluster
-                    .connect_to(address, route.config.authorization.as_ref())
-                    .await?
+        let (mut leg, lease) = match &cluster.config.tunnel {
+            Some(settings) => {
+                let through = routing.as_deref();
+                tunnel_through(cluster, settings, &route, attributes, through, &context).await?
+            }
+            None => {
+                let target = routing.as_deref().and_then(|r| r.address.as_deref());
+                let (stream, lease) = match target {
+                    None => cluster.connect().await?,
+                    Some(address) => {
+                        let authorization = route.config.authorization.as_ref();
+                        cluster.connect_to(address, authorization).await?
+                    }
+                };
+                let header = proxy_out::header(&cluster.config, attributes, routing.as_deref());
+                let sni = attributes.sni();
+                let leg = cluster.originate(stream, header, sni, &context.handshakes);
+                (leg.await?, lease)
             }
         };
-        let header = proxy_out::header(&cluster.config, attributes, routing.as_deref());
-        let leg = cluster
-            .originate(stream, header, attributes.sni(), &context.handshakes)
-            .await;
-        leg.map(|leg| (leg, lease))
+        // What was read before routing (a Logon inside TLS) goes first.
+        if let Some(bytes) = replay {
+            use tokio::io::AsyncWriteExt;
+            leg.write_all(&bytes)
+                .await
+                .map_err(|e| Error::io(Side::Upstream, &e))?;
+        }
+        Ok((leg, lease))
     };
     let dialed = tokio::select! {
         dialed = Box::pin(dial) => dialed,
@@ -246,7 +259,12 @@ pub(crate) async fn serve(
     let (mut upstream, lease) = match dialed {
         Ok(pair) => pair,
         Err(error) => {
-            session::refuse(&mut downstream, attributes, "upstream unavailable").await;
+            Box::pin(session::refuse(
+                &mut downstream,
+                attributes,
+                "upstream unavailable",
+            ))
+            .await;
             tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster = %cluster.name(), source = %source, reason = error.code(), "connection closed: {error}");
             if let Some(log) = &context.access_log {
                 log.closed(live, Some(&route), None, &Err(error));
@@ -263,13 +281,6 @@ pub(crate) async fn serve(
     tracing::debug!(id = attributes.id, route = %route.config.name, endpoint = %endpoint.address, "connected upstream");
 
     let relay = async {
-        if let Some(bytes) = replay {
-            use tokio::io::AsyncWriteExt;
-            upstream
-                .write_all(&bytes)
-                .await
-                .map_err(|e| Error::io(Side::Upstream, &e))?;
-        }
         match (&mut downstream, &mut upstream) {
             (Leg::Plain(down), Leg::Plain(up)) => relay::relay(down, up, counters).await,
             (down, up) => relay::relay_streams(down, up, counters).await,

@@ -247,3 +247,64 @@ async fn a_long_session_is_relayed_byte_exact() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logon_inside_tls_is_read_after_the_handshake_and_sent_on_first() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = testkit::pki::Ca::new("FIX CA");
+        let (cert, key) = ca.server(&["fix.causeway.test"]).write(dir.path(), "fix");
+        let (venue1, v1) = acceptor("VENUE1").await;
+        let (venue2, v2) = acceptor("VENUE2").await;
+        let gw = TestGateway::start(&format!(
+            r#"identities:
+  - {{ name: fix, cert: "{}", key: "{}" }}
+listeners:
+  - name: fix
+    address: 127.0.0.1:0
+    protocol: fix
+    inspect: {{ tls: true }}
+    routes:
+      - match: {{ fix: {{ target_comp_id: [VENUE1] }} }}
+        terminate: {{ identities: [fix] }}
+        cluster: venue1
+      - match: {{ fix: {{ target_comp_id: [VENUE2] }} }}
+        terminate: {{ identities: [fix] }}
+        cluster: venue2
+clusters:
+  - {{ name: venue1, endpoints: [{{ address: "{}" }}] }}
+  - {{ name: venue2, endpoints: [{{ address: "{}" }}] }}
+"#,
+            cert.display(),
+            key.display(),
+            venue1.address,
+            venue2.address
+        ));
+        let config = testkit::tls_peer::client_config(&ca.der(), None, &[]);
+        for (target, expected) in [("VENUE2", (0, 1)), ("VENUE1", (1, 1))] {
+            let tls =
+                testkit::tls_peer::connect(gw.address("fix"), "fix.causeway.test", config.clone())
+                    .await
+                    .unwrap();
+            let mut session = Session::new(tls, "FIX.4.4", "CLIENT1", target);
+            session.send("A", &[(98, "0"), (108, "30")]).await.unwrap();
+            assert_eq!(session.receive().await.unwrap().unwrap().msg_type(), "A");
+            session.send("1", &[(112, "inside TLS")]).await.unwrap();
+            let answer = session.receive().await.unwrap().unwrap();
+            assert_eq!(answer.get(112), Some("inside TLS"));
+            assert_eq!((v1.logons(), v2.logons()), expected, "{target}");
+        }
+        // Inside TLS too, a refusal is a Logout.
+        let tls = testkit::tls_peer::connect(gw.address("fix"), "fix.causeway.test", config)
+            .await
+            .unwrap();
+        let mut session = Session::new(tls, "FIX.4.4", "CLIENT1", "VENUE9");
+        session.send("A", &[(98, "0")]).await.unwrap();
+        let answer = session.receive().await.unwrap().unwrap();
+        assert_eq!(
+            (answer.msg_type(), answer.get(58)),
+            ("5", Some("no route for this session"))
+        );
+    })
+    .await;
+}
