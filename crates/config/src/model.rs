@@ -616,7 +616,7 @@ pub enum LoadBalancing {
     Random,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthCheck {
     #[serde(serialize_with = "as_text")]
     pub interval: Duration,
@@ -624,6 +624,8 @@ pub struct HealthCheck {
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+    /// Log on as a FIX initiator instead of only connecting.
+    pub fix: Option<crate::FixHealthCheck>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

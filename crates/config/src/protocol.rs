@@ -85,6 +85,21 @@ impl MqMatch {
     }
 }
 
+/// A FIX-aware health check: a Logon with a health-check CompID pair, healthy when the
+/// acceptor answers with a Logon or a Logout (either proves a live engine), then logged out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixHealthCheck {
+    pub sender_comp_id: String,
+    pub target_comp_id: String,
+    #[serde(default = "default_begin_string")]
+    pub begin_string: String,
+}
+
+fn default_begin_string() -> String {
+    "FIX.4.4".into()
+}
+
 /// No patterns: anything (even nothing) matches; otherwise the value must match one.
 fn any(patterns: &[String], value: Option<&str>) -> bool {
     patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| glob_matches(p, v)))

@@ -263,6 +263,7 @@ pub struct HealthCheck {
     pub timeout: Option<Spanned<HumanDuration>>,
     pub healthy_threshold: Option<Spanned<u32>>,
     pub unhealthy_threshold: Option<Spanned<u32>>,
+    pub fix: Option<Spanned<crate::FixHealthCheck>>,
 }
 
 #[derive(Deserialize)]

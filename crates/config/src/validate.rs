@@ -1104,6 +1104,27 @@ fn cluster(problems: &mut Problems, c: raw::Cluster, names: &Names) -> model::Cl
                 .map_or(DEFAULT_UNHEALTHY_THRESHOLD, |t| {
                     problems.at_least(&t, 1, "unhealthy_threshold")
                 }),
+            fix: h.fix.map(|f| {
+                let fix = f.value;
+                let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
+                if !printable(&fix.sender_comp_id) || !printable(&fix.target_comp_id) {
+                    problems.add(
+                        f.referenced,
+                        "health_check.fix: CompIDs must be printable ASCII, not empty",
+                    );
+                }
+                if !protocols::fix::BEGIN_STRINGS.contains(&fix.begin_string.as_str()) {
+                    problems.add(
+                        f.referenced,
+                        format!(
+                            "health_check.fix.begin_string `{}`: use one of {}",
+                            fix.begin_string,
+                            protocols::fix::BEGIN_STRINGS.join(", ")
+                        ),
+                    );
+                }
+                fix
+            }),
         }
     });
     let passive_ejection = match c.passive_ejection {

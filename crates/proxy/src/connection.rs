@@ -205,6 +205,10 @@ pub(crate) async fn serve(
     let (attributes, counters) = (&live.attributes, &live.counters);
     let source = &attributes.source;
     route.connections.fetch_add(1, Relaxed);
+    if attributes.protocol != Protocol::None {
+        let comp_ids = listener.config.fix.comp_id_metrics;
+        (listener.stats.sessions).count(&route.config.name, attributes, comp_ids);
+    }
     let cluster = match routing.as_deref().and_then(|r| r.cluster.as_deref()) {
         None => &route.cluster,
         Some(name) => match listener.routes.cluster(name) {

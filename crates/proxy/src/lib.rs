@@ -18,6 +18,7 @@ pub mod registry;
 pub mod relay;
 pub mod routing;
 mod session;
+pub mod sessions;
 mod socket;
 pub mod stream;
 pub mod tunnel;

@@ -37,6 +37,8 @@ pub struct ListenerStats {
     /// Refused by authorization (rules or the external service, or its failure mode).
     pub authz_denied: AtomicU64,
     pub(crate) sources: SourceCounts,
+    /// FIX sessions and MQ connections by route and protocol labels.
+    pub sessions: crate::sessions::SessionCounts,
 }
 
 /// What the accept loop and every connection of one listener share.

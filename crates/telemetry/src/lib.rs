@@ -202,6 +202,24 @@ impl Telemetry {
                     route.connections.load(Relaxed),
                 );
             }
+            let comp_ids = listener.config.fix.comp_id_metrics;
+            for ((route, sender, target), total) in s.sessions.fix() {
+                let mut labels = vec![("listener", listener.name.to_string()), ("route", route)];
+                if comp_ids {
+                    labels.push(("sender_comp_id", sender));
+                    labels.push(("target_comp_id", target));
+                }
+                out.counter("causeway_fix_sessions_total", labels, total);
+            }
+            for ((route, channel, queue_manager), total) in s.sessions.mq() {
+                let labels = vec![
+                    ("listener", listener.name.to_string()),
+                    ("route", route),
+                    ("channel", channel),
+                    ("queue_manager", queue_manager),
+                ];
+                out.counter("causeway_mq_connections_total", labels, total);
+            }
         }
 
         // Endpoint byte totals = closed connections' + live ones'. A closing connection leaves

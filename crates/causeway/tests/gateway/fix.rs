@@ -105,6 +105,16 @@ async fn logons_are_routed_by_target_and_refused_with_a_logout() {
         );
         assert!(text.contains("\"fix_target_comp_id\":\"VENUE2\""), "{text}");
         assert!(!text.contains("hunter2"), "the password is never logged");
+        // Sessions by route, not by CompID (comp_id_metrics is off).
+        let metrics = telemetry::Telemetry::new(&Default::default())
+            .unwrap()
+            .render(&gw.gateway);
+        for route in ["venue1", "venue2"] {
+            let line =
+                format!("causeway_fix_sessions_total{{listener=\"fix\",route=\"{route}\"}} 1");
+            assert!(metrics.contains(&line), "{line} in\n{metrics}");
+        }
+        assert!(!metrics.contains("CLIENT1") && !metrics.contains("hunter2"));
     })
     .await;
 }
@@ -305,6 +315,60 @@ clusters:
             (answer.msg_type(), answer.get(58)),
             ("5", Some("no route for this session"))
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fix_health_check_logs_on_so_a_hung_acceptor_is_unhealthy() {
+    bounded(async {
+        // Accepts connections, never answers: a hung engine a TCP check calls healthy.
+        let hung = testkit::Backend::start(|mut stream| async move {
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+        let (standby, venue) = acceptor("VENUE1").await;
+        let gw = TestGateway::start(&format!(
+            r#"listeners:
+  - {{ name: fix, address: 127.0.0.1:0, protocol: fix, routes: [{{ cluster: venue1 }}] }}
+clusters:
+  - name: venue1
+    health_check:
+      interval: 50ms
+      timeout: 200ms
+      healthy_threshold: 1
+      unhealthy_threshold: 1
+      fix: {{ sender_comp_id: HEALTHCHECK, target_comp_id: VENUE1 }}
+    endpoints:
+      - {{ address: "{}", priority: 0 }}
+      - {{ address: "{}", priority: 1 }}
+"#,
+            hung.address, standby.address
+        ));
+        let hung_endpoint = gw.endpoint("venue1", hung.address);
+        let standby_endpoint = gw.endpoint("venue1", standby.address);
+        eventually("the hung acceptor is found out", || {
+            hung_endpoint.stats.health_checks_failed.load(Relaxed) > 0
+                && !hung_endpoint.is_healthy()
+        })
+        .await;
+        eventually("the standby answers the check's Logon", || {
+            standby_endpoint.stats.health_checks_passed.load(Relaxed) > 0 && venue.logons() > 0
+        })
+        .await;
+        let (_session, answer) = log_on(&gw, "CLIENT1", "VENUE1").await;
+        assert_eq!(answer.msg_type(), "A", "sent to the standby, which answers");
+        // The check logged out after each Logon: the venue saw whole sessions.
+        eventually("the check's sessions ended with a Logout", || {
+            venue
+                .transcripts
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|t| t.received.windows(5).any(|w| w == b"\x0135=5"))
+        })
+        .await;
     })
     .await;
 }

@@ -97,6 +97,16 @@ async fn the_mq_example_routes_channels_from_headers_and_snis() {
         assert_eq!(stats.no_route.load(Relaxed), 2);
         assert_eq!(stats.inspection_failed.load(Relaxed), 3);
         assert_eq!(qm_tls.accepted(), 1);
+        let metrics = telemetry::Telemetry::new(&Default::default())
+            .unwrap()
+            .render(&gw.gateway);
+        for line in [
+            r#"causeway_mq_connections_total{listener="mq",route="app1",channel="APP1.SVRCONN",queue_manager="QM1"} 6"#,
+            r#"causeway_mq_connections_total{listener="mq",route="app2",channel="APP2.SVRCONN",queue_manager="QM1"} 6"#,
+            r#"causeway_mq_connections_total{listener="mq",route="app1-tls",channel="APP1.TLS",queue_manager=""} 1"#,
+        ] {
+            assert!(metrics.contains(line), "{line} in\n{metrics}");
+        }
     })
     .await;
 }

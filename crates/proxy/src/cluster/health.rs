@@ -1,5 +1,6 @@
-//! Active TCP health checks: connect within a timeout, every interval, and flip an
-//! endpoint's health only after `healthy_threshold` / `unhealthy_threshold` results in a row.
+//! Active health checks: connect (and, for FIX venues, log on) within a timeout, every
+//! interval, and flip an endpoint's health only after `healthy_threshold` /
+//! `unhealthy_threshold` results in a row.
 
 use super::Cluster;
 use config::HealthCheck;
@@ -16,10 +17,8 @@ pub(crate) async fn run(
     let endpoint = &cluster.endpoints[index];
     let (mut successes, mut failures) = (0u32, 0u32);
     loop {
-        let ok = matches!(
-            tokio::time::timeout(check.timeout, super::dial::connect(endpoint)).await,
-            Ok(Ok(_))
-        );
+        let probe = probe(endpoint, check.fix.as_ref());
+        let ok = matches!(tokio::time::timeout(check.timeout, probe).await, Ok(true));
         if ok {
             endpoint.stats.health_checks_passed.fetch_add(1, Relaxed);
             successes += 1;
@@ -39,5 +38,66 @@ pub(crate) async fn run(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(check.interval) => {}
         }
+    }
+}
+
+/// One check: the connection, and with `fix` a Logon answered by a Logon or a Logout.
+async fn probe(endpoint: &super::Endpoint, fix: Option<&config::FixHealthCheck>) -> bool {
+    let Ok(mut stream) = super::dial::connect(endpoint).await else {
+        return false;
+    };
+    match fix {
+        None => true,
+        Some(fix) => fix_logon(&mut stream, fix).await.unwrap_or(false),
+    }
+}
+
+async fn fix_logon(
+    stream: &mut tokio::net::TcpStream,
+    check: &config::FixHealthCheck,
+) -> std::io::Result<bool> {
+    use protocols::fix;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let time = fix::sending_time(now.as_secs(), now.subsec_millis());
+    let header = |msg_type, seq| {
+        vec![
+            (35, msg_type),
+            (49, check.sender_comp_id.as_str()),
+            (56, check.target_comp_id.as_str()),
+            (34, seq),
+            (52, time.as_str()),
+        ]
+    };
+    let mut logon = header("A", "1");
+    // ResetSeqNumFlag: the check never continues an earlier session.
+    logon.extend([(98, "0"), (108, "30"), (141, "Y")]);
+    stream
+        .write_all(&fix::encode(&check.begin_string, &logon))
+        .await?;
+    let mut buf = Vec::new();
+    let answer = loop {
+        match fix::frame(&buf, 64 * 1024) {
+            Ok(message) => break message.msg_type().map(str::to_string),
+            Err(fix::Error::Incomplete { .. }) => {}
+            Err(_) => return Ok(false),
+        }
+        let mut chunk = [0u8; 2048];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    match answer.as_deref() {
+        Some("A") => {
+            let logout = fix::encode(&check.begin_string, &header("5", "2"));
+            let _ = stream.write_all(&logout).await;
+            Ok(true)
+        }
+        Some("5") => Ok(true),
+        _ => Ok(false),
     }
 }

@@ -74,12 +74,12 @@ impl Cluster {
             stop,
             registry,
         });
-        if let Some(check) = config.health_check {
+        if let Some(check) = &config.health_check {
             for index in 0..cluster.endpoints.len() {
                 tokio::spawn(health::run(
                     cluster.clone(),
                     index,
-                    check,
+                    check.clone(),
                     cluster.stop.clone(),
                 ));
             }
