@@ -110,3 +110,61 @@ async fn the_mq_example_routes_channels_from_headers_and_snis() {
     })
     .await;
 }
+
+/// Wireshark's MQ dissector (tshark, installed by scripts/test) reads the channel and queue
+/// manager of the first segments the tests build exactly where the gateway does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tshark_reads_the_test_frames_as_the_gateway_does() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        for segment in [Segment::Tsh, Segment::Tshc, Segment::Tshm] {
+            for ebcdic in [false, true] {
+                let frame = encode_initial(segment, ebcdic, "APP1.SVRCONN", "QM1");
+                let found = protocols::mq::initial_data(&frame).unwrap();
+                let hex: String = frame
+                    .chunks(16)
+                    .enumerate()
+                    .map(|(i, row)| {
+                        let bytes: Vec<String> = row.iter().map(|b| format!("{b:02x}")).collect();
+                        format!("{:06x} {}\n", i * 16, bytes.join(" "))
+                    })
+                    .collect();
+                let (text, pcap) = (dir.path().join("mq.hex"), dir.path().join("mq.pcap"));
+                std::fs::write(&text, hex).unwrap();
+                let made = tokio::process::Command::new("text2pcap")
+                    .args(["-q", "-T", "50000,1414"])
+                    .arg(&text)
+                    .arg(&pcap)
+                    .output()
+                    .await
+                    .expect("text2pcap is installed (scripts/test installs tshark)");
+                assert!(made.status.success(), "{made:?}");
+                let out = tokio::process::Command::new("tshark")
+                    .args(["-V", "-d", "tcp.port==1414,mq", "-r"])
+                    .arg(&pcap)
+                    .output()
+                    .await
+                    .expect("tshark is installed (scripts/test installs it)");
+                let dissected = String::from_utf8_lossy(&out.stdout);
+                let field = |name: &str| {
+                    dissected
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                let what = format!("{segment:?} ebcdic={ebcdic}");
+                assert_eq!(
+                    field("ChannelNme:").as_deref(),
+                    Some(found.channel.as_str()),
+                    "{what}\n{dissected}"
+                );
+                assert_eq!(
+                    field("QMgrName..:"),
+                    found.queue_manager,
+                    "{what}\n{dissected}"
+                );
+            }
+        }
+    })
+    .await;
+}

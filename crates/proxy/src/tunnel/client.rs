@@ -216,6 +216,7 @@ impl Cluster {
             .initial_window_size(settings.window)
             .initial_connection_window_size(settings.window.saturating_mul(4))
             .max_send_buffer_size(super::MAX_SEND_BUFFER)
+            .max_frame_size(super::MAX_FRAME)
             .max_concurrent_reset_streams(1024)
             .handshake::<_, Bytes>(leg)
             .await

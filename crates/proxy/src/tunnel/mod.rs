@@ -15,6 +15,9 @@ use crate::attributes::Attributes;
 
 /// Bytes of one tunnel HTTP/2 keeps queued for sending: enough to keep a fast path full.
 const MAX_SEND_BUFFER: usize = 1024 * 1024;
+/// DATA frames we accept: larger than HTTP/2's 16 KiB default, so a bulk tunnel costs fewer
+/// frames (and wake-ups) per byte; peers that ignore it just send smaller ones.
+const MAX_FRAME: u32 = 256 * 1024;
 
 /// The value of a template placeholder for a connection (docs/tunnels.md).
 pub(crate) fn placeholder(a: &Attributes, route: &str, name: &str) -> Option<String> {

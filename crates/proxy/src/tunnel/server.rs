@@ -148,6 +148,7 @@ impl Terminator {
             .initial_connection_window_size(window.saturating_mul(4))
             .max_concurrent_streams(u32::MAX)
             .max_send_buffer_size(super::MAX_SEND_BUFFER)
+            .max_frame_size(super::MAX_FRAME)
             .max_concurrent_reset_streams(1024)
             .handshake::<_, Bytes>(downstream);
         let mut connection = match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
