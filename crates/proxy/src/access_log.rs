@@ -127,7 +127,7 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
     }
     // TLS fields only where there is TLS: what the inspector saw, what was terminated.
     // The Logon's session fields; never its password.
-    if let Some(logon) = a.protocol.fix() {
+    if let Some(logon) = a.fix() {
         line["fix_begin_string"] = json!(logon.begin_string);
         line["fix_sender_comp_id"] = json!(logon.sender_comp_id);
         line["fix_target_comp_id"] = json!(logon.target_comp_id);
@@ -141,7 +141,7 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
             line["fix_username"] = json!(user);
         }
     }
-    if let Some(mq) = a.protocol.mq() {
+    if let Some(mq) = a.mq() {
         line["mq_channel"] = json!(mq.channel);
         if let Some(qm) = &mq.queue_manager {
             line["mq_queue_manager"] = json!(qm);

@@ -22,41 +22,24 @@ pub struct Attributes {
     pub proxy: Option<Box<ProxyInfo>>,
     /// How authorization decided (`rule_allow`, `ext_authz_allow`...); `None`: not checked.
     pub authz: Option<&'static str>,
-    /// What the listener's protocol said (FIX Logon, MQ channel).
-    pub protocol: Protocol,
+    /// What the listener's protocol said (FIX Logon, MQ channel). (Boxed: most connections
+    /// have none.)
+    pub protocol: Option<Box<Protocol>>,
 }
 
 /// What a protocol-aware listener read before routing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protocol {
-    #[default]
-    None,
-    /// The session fields of the FIX Logon. (Boxed: most connections have none.)
-    Fix(Box<protocols::fix::Logon>),
+    /// The session fields of the FIX Logon.
+    Fix(protocols::fix::Logon),
     /// The MQ channel: from the first segment (with the queue manager) or from the SNI.
-    Mq(Box<Mq>),
+    Mq(Mq),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mq {
     pub channel: String,
     pub queue_manager: Option<String>,
-}
-
-impl Protocol {
-    pub fn fix(&self) -> Option<&protocols::fix::Logon> {
-        match self {
-            Protocol::Fix(logon) => Some(logon),
-            _ => None,
-        }
-    }
-
-    pub fn mq(&self) -> Option<&Mq> {
-        match self {
-            Protocol::Mq(mq) => Some(mq),
-            _ => None,
-        }
-    }
 }
 
 /// What a load balancer's PROXY header said, besides the client's address.
@@ -86,6 +69,20 @@ pub struct TlsSession {
 }
 
 impl Attributes {
+    pub fn fix(&self) -> Option<&protocols::fix::Logon> {
+        match self.protocol.as_deref() {
+            Some(Protocol::Fix(logon)) => Some(logon),
+            _ => None,
+        }
+    }
+
+    pub fn mq(&self) -> Option<&Mq> {
+        match self.protocol.as_deref() {
+            Some(Protocol::Mq(mq)) => Some(mq),
+            _ => None,
+        }
+    }
+
     /// The server name the client asked for: from the terminated session, else the
     /// inspected ClientHello.
     pub fn sni(&self) -> Option<&str> {

@@ -24,7 +24,7 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
         .authorizer
         .as_ref()
         .is_some_and(|z| z.config.include_fix_password);
-    if let Some(logon) = a.protocol.fix() {
+    if let Some(logon) = a.fix() {
         let fields = [
             ("fix_begin_string", Some(&logon.begin_string)),
             ("fix_sender_comp_id", Some(&logon.sender_comp_id)),
@@ -43,18 +43,15 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
             }
         }
     }
-    if let Some(mq) = a.protocol.mq() {
+    if let Some(mq) = a.mq() {
         extensions.push(("mq_channel".into(), mq.channel.clone()));
         if let Some(qm) = &mq.queue_manager {
             extensions.push(("mq_queue_manager".into(), qm.clone()));
         }
     }
     CheckInput {
-        fix: a.protocol.fix().cloned(),
-        mq: a
-            .protocol
-            .mq()
-            .map(|m| (m.channel.clone(), m.queue_manager.clone())),
+        fix: a.fix().cloned(),
+        mq: a.mq().map(|m| (m.channel.clone(), m.queue_manager.clone())),
         source: Some(a.source),
         destination: Some(a.destination),
         listener: a.listener.to_string(),

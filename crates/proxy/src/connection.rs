@@ -38,7 +38,7 @@ pub(crate) fn accepted(
         session: None,
         proxy: None,
         authz: None,
-        protocol: Default::default(),
+        protocol: None,
     })
 }
 
@@ -95,8 +95,8 @@ pub(crate) async fn serve(
         listener.stats.inspection_failed.fetch_add(1, Relaxed);
         return refused(*attributes, None, error, &context);
     }
-    let logon_inside_tls = listener.config.protocol == config::ListenerProtocol::Fix
-        && attributes.protocol == Protocol::None;
+    let logon_inside_tls =
+        listener.config.protocol == config::ListenerProtocol::Fix && attributes.protocol.is_none();
     let found = match logon_inside_tls {
         false => listener.routes.find(&attributes),
         true => listener.routes.find_before_logon(&attributes),
@@ -150,7 +150,7 @@ pub(crate) async fn serve(
         let read = inspect::fix_logon_from(&mut downstream, timeout, settings.fix.max_logon_size);
         match Box::pin(read).await {
             Ok((logon, bytes)) => {
-                attributes.protocol = Protocol::Fix(Box::new(logon));
+                attributes.protocol = Some(Box::new(Protocol::Fix(logon)));
                 replay = Some(bytes);
             }
             Err(error) => {
@@ -205,7 +205,7 @@ pub(crate) async fn serve(
     let (attributes, counters) = (&live.attributes, &live.counters);
     let source = &attributes.source;
     route.connections.fetch_add(1, Relaxed);
-    if attributes.protocol != Protocol::None {
+    if attributes.protocol.is_some() {
         let comp_ids = listener.config.fix.comp_id_metrics;
         (listener.stats.sessions).count(&route.config.name, attributes, comp_ids);
     }
@@ -329,25 +329,25 @@ async fn read_protocol(
                 if let Some(decoded) = decoded {
                     let channel = decoded
                         .map_err(|why| Error::new(Side::Downstream, Kind::Malformed(why)))?;
-                    a.protocol = Protocol::Mq(Box::new(Mq {
+                    a.protocol = Some(Box::new(Protocol::Mq(Mq {
                         channel,
                         queue_manager: None,
-                    }));
+                    })));
                 }
             }
             None => {
                 let initial = inspect::mq_initial(stream, timeout).await?;
-                a.protocol = Protocol::Mq(Box::new(Mq {
+                a.protocol = Some(Box::new(Protocol::Mq(Mq {
                     channel: initial.channel,
                     queue_manager: initial.queue_manager,
-                }));
+                })));
             }
         },
         config::ListenerProtocol::Fix if tls.is_some() => {}
         config::ListenerProtocol::Fix => {
             let max = settings.fix.max_logon_size;
             let logon = inspect::fix_logon(stream, timeout, max).await?;
-            a.protocol = Protocol::Fix(Box::new(logon));
+            a.protocol = Some(Box::new(Protocol::Fix(logon)));
         }
     }
     Ok(())

@@ -114,10 +114,9 @@ fn matches(m: &RouteMatch, a: &Attributes) -> bool {
                 .is_some_and(|h| h.alpn.iter().any(|offered| m.alpn.contains(offered))))
         && m.fix
             .as_ref()
-            .is_none_or(|f| a.protocol.fix().is_some_and(|logon| f.matches(logon)))
+            .is_none_or(|f| a.fix().is_some_and(|logon| f.matches(logon)))
         && m.mq.as_ref().is_none_or(|q| {
-            a.protocol
-                .mq()
+            a.mq()
                 .is_some_and(|mq| q.matches(Some(&mq.channel), mq.queue_manager.as_deref()))
         })
 }
@@ -144,7 +143,7 @@ mod tests {
             session: None,
             proxy: None,
             authz: None,
-            protocol: Default::default(),
+            protocol: None,
         }
     }
 

@@ -17,7 +17,7 @@ pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     attributes: &Attributes,
     reason: &str,
 ) {
-    let Some(logon) = attributes.protocol.fix() else {
+    let Some(logon) = attributes.fix() else {
         return;
     };
     let now = SystemTime::now()

@@ -23,8 +23,10 @@ pub struct SessionCounts {
 impl SessionCounts {
     /// Counts a connection `route` took, by what its protocol said.
     pub(crate) fn count(&self, route: &str, a: &Attributes, fix_comp_ids: bool) {
-        let (map, first, second) = match &a.protocol {
-            Protocol::None => return,
+        let Some(protocol) = a.protocol.as_deref() else {
+            return;
+        };
+        let (map, first, second) = match protocol {
             Protocol::Fix(logon) if fix_comp_ids => (
                 &self.fix,
                 logon.sender_comp_id.clone(),
@@ -72,11 +74,11 @@ mod tests {
             ([127, 0, 0, 1], 1).into(),
             ([127, 0, 0, 1], 2).into(),
         );
-        a.protocol = Protocol::Fix(Box::new(protocols::fix::Logon {
+        a.protocol = Some(Box::new(Protocol::Fix(protocols::fix::Logon {
             sender_comp_id: sender.into(),
             target_comp_id: "VENUE".into(),
             ..Default::default()
-        }));
+        })));
         *a
     }
 
