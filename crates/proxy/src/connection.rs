@@ -103,13 +103,7 @@ pub(crate) async fn serve(
     };
     let Some(mut route) = found.cloned() else {
         listener.stats.no_route.fetch_add(1, Relaxed);
-        let mut downstream = downstream;
-        Box::pin(session::refuse(
-            &mut downstream,
-            &attributes,
-            "no route for this session",
-        ))
-        .await;
+        session::refuse(downstream, &attributes, "no route for this session");
         return refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
     };
     let mut downstream = match &route.terminate {
@@ -139,37 +133,14 @@ pub(crate) async fn serve(
             }
         }
     };
-    // A FIX Logon inside TLS, read now; the route is chosen again with it, among those with
-    // the same TLS settings. What was read goes upstream first.
+    // A FIX Logon inside TLS, read now; the route is chosen again with it. What was read
+    // goes upstream first. (Boxed: most connections never get here.)
     let mut replay = None;
     if logon_inside_tls {
-        let settings = &listener.config;
-        let timeout = settings
-            .inspect
-            .map_or(config::DEFAULT_INSPECTION_TIMEOUT, |i| i.timeout);
-        let read = inspect::fix_logon_from(&mut downstream, timeout, settings.fix.max_logon_size);
+        let read = logon_inside(&mut downstream, &mut attributes, listener, &mut route);
         match Box::pin(read).await {
-            Ok((logon, bytes)) => {
-                attributes.protocol = Some(Box::new(Protocol::Fix(logon)));
-                replay = Some(bytes);
-            }
-            Err(error) => {
-                listener.stats.inspection_failed.fetch_add(1, Relaxed);
-                return refused(*attributes, Some(&route), error, &context);
-            }
-        }
-        match listener.routes.find(&attributes) {
-            Some(r) if r.config.terminate == route.config.terminate => route = r.clone(),
-            _ => {
-                listener.stats.no_route.fetch_add(1, Relaxed);
-                Box::pin(session::refuse(
-                    &mut downstream,
-                    &attributes,
-                    "no route for this session",
-                ))
-                .await;
-                return refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
-            }
+            Ok(bytes) => replay = Some(bytes),
+            Err(error) => return refused(*attributes, Some(&route), error, &context),
         }
     }
     // A tunnel terminator: each tunnel is authorized and dialed as a connection of its own.
@@ -195,7 +166,7 @@ pub(crate) async fn serve(
                     Kind::AuthzUnavailable => "authorization unavailable",
                     _ => "not authorized",
                 };
-                Box::pin(session::refuse(&mut downstream, &attributes, why)).await;
+                session::refuse(downstream, &attributes, why);
                 return refused(*attributes, Some(&route), error, &context);
             }
         }
@@ -263,12 +234,7 @@ pub(crate) async fn serve(
     let (mut upstream, lease) = match dialed {
         Ok(pair) => pair,
         Err(error) => {
-            Box::pin(session::refuse(
-                &mut downstream,
-                attributes,
-                "upstream unavailable",
-            ))
-            .await;
+            session::refuse(downstream, attributes, "upstream unavailable");
             tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster = %cluster.name(), source = %source, reason = error.code(), "connection closed: {error}");
             if let Some(log) = &context.access_log {
                 log.closed(live, Some(&route), None, &Err(error));
@@ -304,6 +270,40 @@ pub(crate) async fn serve(
     // never see these bytes twice.
     drop(registration);
     finish(live, &route, &lease, &result, &context);
+}
+
+/// The FIX Logon inside a terminated TLS session: read (counted when it fails), then the
+/// route chosen again with it among routes with the same TLS settings (a Logout when there
+/// is none). The bytes read, for the venue.
+async fn logon_inside(
+    downstream: &mut Leg,
+    attributes: &mut Attributes,
+    listener: &crate::listener::Listener,
+    route: &mut Arc<Route>,
+) -> Result<Box<[u8]>, Error> {
+    let settings = &listener.config;
+    let timeout = settings
+        .inspect
+        .map_or(config::DEFAULT_INSPECTION_TIMEOUT, |i| i.timeout);
+    let read = inspect::fix_logon_from(downstream, timeout, settings.fix.max_logon_size).await;
+    let (logon, bytes) = read.inspect_err(|_| {
+        listener.stats.inspection_failed.fetch_add(1, Relaxed);
+    })?;
+    attributes.protocol = Some(Box::new(Protocol::Fix(logon)));
+    match listener.routes.find(attributes) {
+        Some(r) if r.config.terminate == route.config.terminate => {
+            *route = r.clone();
+            Ok(bytes.into_boxed_slice())
+        }
+        _ => {
+            listener.stats.no_route.fetch_add(1, Relaxed);
+            if let Some(logon) = attributes.fix() {
+                let why = "no route for this session";
+                session::logout(downstream, attributes.id, logon, why).await;
+            }
+            Err(Error::internal(Kind::NoRoute))
+        }
+    }
 }
 
 /// Reads what the listener's protocol says before routing: the MQ channel (the first
@@ -591,7 +591,7 @@ mod tests {
         .unwrap();
         let task = serve(stream, attributes, slot, context);
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 768, "the connection future grew to {size} bytes");
+        assert!(size <= 720, "the connection future grew to {size} bytes");
         let counters = Counters::new();
         let (a, b) = (
             TcpStream::connect(address).await.unwrap(),

@@ -9,23 +9,37 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// How long a refused client gets to take the goodbye before the connection closes.
 const GOODBYE: Duration = Duration::from_secs(1);
 
+/// Refuses a connection the caller gives up: for a FIX session, the Logout goes out from a
+/// task of its own (the connection's task ends now, and stays small); anything else is just
+/// closed.
+pub(crate) fn refuse<S>(stream: S, attributes: &Attributes, reason: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if let Some(logon) = attributes.fix() {
+        let (id, logon) = (attributes.id, logon.clone());
+        tokio::spawn(async move {
+            let mut stream = stream;
+            logout(&mut stream, id, &logon, reason).await;
+        });
+    }
+}
+
 /// Tells a FIX client why its Logon was refused, then closes gracefully: our FIN after the
 /// Logout, the client's unread bytes drained so the close is not a reset that could destroy
-/// the Logout before it is read. Nothing for other connections.
-pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+/// the Logout before it is read.
+pub(crate) async fn logout<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    attributes: &Attributes,
+    id: u64,
+    logon: &fix::Logon,
     reason: &str,
 ) {
-    let Some(logon) = attributes.fix() else {
-        return;
-    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let time = fix::sending_time(now.as_secs(), now.subsec_millis());
     let logout = fix::logout(logon, reason, &time);
-    tracing::info!(id = attributes.id, sender_comp_id = %logon.sender_comp_id, target_comp_id = %logon.target_comp_id, reason, "FIX Logon refused with a Logout");
+    tracing::info!(id, sender_comp_id = %logon.sender_comp_id, target_comp_id = %logon.target_comp_id, reason, "FIX Logon refused with a Logout");
     let _ = tokio::time::timeout(GOODBYE, async {
         stream.write_all(&logout).await?;
         stream.shutdown().await?;
