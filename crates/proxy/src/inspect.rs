@@ -18,8 +18,8 @@ const MAX_PEEK: usize = tls::MAX_CLIENT_HELLO + 5 * (tls::MAX_CLIENT_HELLO / 163
 /// A v2 PROXY header: 16 bytes and at most 64 KiB of addresses and TLVs.
 const MAX_PROXY_HEADER: usize = 16 + 65535;
 
-/// What an inspector makes of the bytes peeked so far.
-enum Look<T> {
+/// What an inspector makes of the bytes peeked (or read) so far.
+pub(crate) enum Look<T> {
     Done(T),
     /// At least this many more bytes are needed.
     NeedMore(usize),
@@ -132,26 +132,36 @@ pub(crate) async fn fix_logon_from<S: tokio::io::AsyncRead + Unpin>(
     timeout: Duration,
     max: usize,
 ) -> Result<(fix::Logon, Vec<u8>), Error> {
+    let look = |bytes: &[u8]| fix_look(fix::logon(bytes, max));
+    read_until(stream, Side::Downstream, timeout, max, look).await
+}
+
+/// The reading counterpart of [`peek_until`], for streams that cannot be peeked (TLS, or a
+/// health check's own connection): reads until `look` is done, the peer closes, or `timeout`
+/// passes; at most `max` bytes (and one more, for `look` to say it is too many). Errors name
+/// `side`. Returns what `look` found and every byte read.
+pub(crate) async fn read_until<S: tokio::io::AsyncRead + Unpin, T>(
+    stream: &mut S,
+    side: Side,
+    timeout: Duration,
+    max: usize,
+    mut look: impl FnMut(&[u8]) -> Look<T>,
+) -> Result<(T, Vec<u8>), Error> {
     use tokio::io::AsyncReadExt;
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::with_capacity(512);
     loop {
-        match fix_look(fix::logon(&buf, max)) {
-            Look::Done(logon) => return Ok((logon, buf)),
+        match look(&buf) {
+            Look::Done(found) => return Ok((found, buf)),
             Look::Fail(e) => return Err(e),
             Look::NeedMore(_) => {}
         }
         let mut chunk = [0u8; 2048];
         let room = (max + 1).saturating_sub(buf.len()).clamp(1, chunk.len());
         match timeout_at(deadline, stream.read(&mut chunk[..room])).await {
-            Err(_) => return Err(Error::new(Side::Downstream, Kind::InspectionTimeout)),
-            Ok(Err(e)) => return Err(Error::io(Side::Downstream, &e)),
-            Ok(Ok(0)) => {
-                return Err(Error::new(
-                    Side::Downstream,
-                    Kind::Io(io::ErrorKind::UnexpectedEof),
-                ));
-            }
+            Err(_) => return Err(Error::new(side, Kind::InspectionTimeout)),
+            Ok(Err(e)) => return Err(Error::io(side, &e)),
+            Ok(Ok(0)) => return Err(Error::new(side, Kind::Io(io::ErrorKind::UnexpectedEof))),
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
     }

@@ -25,6 +25,14 @@ where
     }
 }
 
+/// FIX's SendingTime (52) for a message the gateway sends now.
+pub(crate) fn sending_time_now() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    fix::sending_time(now.as_secs(), now.subsec_millis())
+}
+
 /// Tells a FIX client why its Logon was refused, then closes gracefully: our FIN after the
 /// Logout, the client's unread bytes drained so the close is not a reset that could destroy
 /// the Logout before it is read.
@@ -34,11 +42,7 @@ pub(crate) async fn logout<S: AsyncRead + AsyncWrite + Unpin>(
     logon: &fix::Logon,
     reason: &str,
 ) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let time = fix::sending_time(now.as_secs(), now.subsec_millis());
-    let logout = fix::logout(logon, reason, &time);
+    let logout = fix::logout(logon, reason, &sending_time_now());
     tracing::info!(id, sender_comp_id = %logon.sender_comp_id, target_comp_id = %logon.target_comp_id, reason, "FIX Logon refused with a Logout");
     let _ = tokio::time::timeout(GOODBYE, async {
         stream.write_all(&logout).await?;

@@ -17,7 +17,7 @@ pub(crate) async fn run(
     let endpoint = &cluster.endpoints[index];
     let (mut successes, mut failures) = (0u32, 0u32);
     loop {
-        let probe = probe(endpoint, check.fix.as_ref());
+        let probe = probe(endpoint, check.fix.as_ref(), check.timeout);
         let ok = matches!(tokio::time::timeout(check.timeout, probe).await, Ok(true));
         if ok {
             endpoint.stats.health_checks_passed.fetch_add(1, Relaxed);
@@ -42,26 +42,30 @@ pub(crate) async fn run(
 }
 
 /// One check: the connection, and with `fix` a Logon answered by a Logon or a Logout.
-async fn probe(endpoint: &super::Endpoint, fix: Option<&config::FixHealthCheck>) -> bool {
+async fn probe(
+    endpoint: &super::Endpoint,
+    fix: Option<&config::FixHealthCheck>,
+    timeout: std::time::Duration,
+) -> bool {
     let Ok(mut stream) = super::dial::connect(endpoint).await else {
         return false;
     };
     match fix {
         None => true,
-        Some(fix) => fix_logon(&mut stream, fix).await.unwrap_or(false),
+        Some(fix) => fix_logon(&mut stream, fix, timeout).await.unwrap_or(false),
     }
 }
 
 async fn fix_logon(
     stream: &mut tokio::net::TcpStream,
     check: &config::FixHealthCheck,
+    timeout: std::time::Duration,
 ) -> std::io::Result<bool> {
+    use crate::error::{Error, Kind, Side};
+    use crate::inspect::{Look, read_until};
     use protocols::fix;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let time = fix::sending_time(now.as_secs(), now.subsec_millis());
+    use tokio::io::AsyncWriteExt;
+    let time = crate::session::sending_time_now();
     let header = |msg_type, seq| {
         vec![
             (35, msg_type),
@@ -77,19 +81,15 @@ async fn fix_logon(
     stream
         .write_all(&fix::encode(&check.begin_string, &logon))
         .await?;
-    let mut buf = Vec::new();
-    let answer = loop {
-        match fix::frame(&buf, 64 * 1024) {
-            Ok(message) => break message.msg_type().map(str::to_string),
-            Err(fix::Error::Incomplete { .. }) => {}
-            Err(_) => return Ok(false),
-        }
-        let mut chunk = [0u8; 2048];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(false);
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    // The answer, whatever it is: only its type matters.
+    const MAX: usize = 64 * 1024;
+    let look = |bytes: &[u8]| match fix::frame(bytes, MAX) {
+        Ok(message) => Look::Done(message.msg_type().map(str::to_string)),
+        Err(fix::Error::Incomplete { needed }) => Look::NeedMore(needed),
+        Err(_) => Look::Fail(Error::new(Side::Upstream, Kind::Malformed("not FIX"))),
+    };
+    let Ok((answer, _)) = read_until(stream, Side::Upstream, timeout, MAX, look).await else {
+        return Ok(false);
     };
     match answer.as_deref() {
         Some("A") => {

@@ -65,13 +65,12 @@ impl Drop for StreamSlot {
     }
 }
 
-/// The request that opens a tunnel to `authority`.
-fn request<B>(
+/// The request (head) that opens a tunnel to `authority`.
+fn request(
     settings: &config::Tunnel,
     authority: &str,
     headers: &[(String, String)],
-    body: B,
-) -> Result<http::Request<B>, Error> {
+) -> Result<http::Request<()>, Error> {
     let bad = |_| Error::internal(Kind::BadDynamicTarget);
     let mut builder = if settings.use_post {
         http::Request::post(format!("http://{authority}{}", settings.path))
@@ -81,7 +80,7 @@ fn request<B>(
     for (name, value) in headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    builder.body(body).map_err(bad)
+    builder.body(()).map_err(bad)
 }
 
 /// A non-2xx answer ends the attempt, with the status in the close reason.
@@ -110,15 +109,17 @@ impl Cluster {
         handshakes: &tls::HandshakeStats,
     ) -> Result<(Leg, Lease), Error> {
         let stats = &self.tunnels.stats;
-        let opened = match settings.protocol {
-            config::TunnelProtocol::Http1 => {
-                self.http1(settings, authority, headers, downstream_sni, handshakes)
-                    .await
-            }
-            config::TunnelProtocol::Http2 => {
-                self.http2(settings, authority, headers, downstream_sni, handshakes)
-                    .await
-            }
+        let opened = match request(settings, authority, headers) {
+            Err(e) => Err(e),
+            Ok(request) => match settings.protocol {
+                config::TunnelProtocol::Http1 => {
+                    let request = request.map(|()| Empty::<Bytes>::new());
+                    self.http1(request, downstream_sni, handshakes).await
+                }
+                config::TunnelProtocol::Http2 => {
+                    self.http2(settings, request, downstream_sni, handshakes).await
+                }
+            },
         };
         match opened {
             Ok((io, slot, lease)) => {
@@ -137,13 +138,10 @@ impl Cluster {
 
     async fn http1(
         &self,
-        settings: &config::Tunnel,
-        authority: &str,
-        headers: &[(String, String)],
+        request: http::Request<Empty<Bytes>>,
         downstream_sni: Option<&str>,
         handshakes: &tls::HandshakeStats,
     ) -> Result<(TunnelIo, Option<StreamSlot>, Lease), Error> {
-        let request = request(settings, authority, headers, Empty::<Bytes>::new())?;
         let (stream, lease) = self.connect().await?;
         let leg = self
             .originate(stream, None, downstream_sni, handshakes)
@@ -167,12 +165,10 @@ impl Cluster {
     async fn http2(
         &self,
         settings: &config::Tunnel,
-        authority: &str,
-        headers: &[(String, String)],
+        request: http::Request<()>,
         downstream_sni: Option<&str>,
         handshakes: &tls::HandshakeStats,
     ) -> Result<(TunnelIo, Option<StreamSlot>, Lease), Error> {
-        let request = request(settings, authority, headers, ())?;
         let pooled = self.pooled(settings, downstream_sni, handshakes).await?;
         let lease = Lease::new(pooled.endpoint.clone());
         let slot = StreamSlot(pooled);
