@@ -117,7 +117,8 @@ impl Cluster {
                     self.http1(request, downstream_sni, handshakes).await
                 }
                 config::TunnelProtocol::Http2 => {
-                    self.http2(settings, request, downstream_sni, handshakes).await
+                    self.http2(settings, request, downstream_sni, handshakes)
+                        .await
                 }
             },
         };
