@@ -190,9 +190,10 @@ pub async fn accept(stream: TcpStream, comp_id: String, venue: Arc<Venue>) {
         session.begin_string = logon.begin_string.clone();
         session.buf = first;
         session.receive().await?;
-        session.send("A", &[(98, "0"), (108, "30")]).await?;
+        // Counted before the answer goes out: whoever reads the answer sees the count.
         logged_on = true;
         venue.logons.fetch_add(1, Relaxed);
+        session.send("A", &[(98, "0"), (108, "30")]).await?;
         while let Some(message) = session.receive().await? {
             match message.msg_type() {
                 "1" => {
