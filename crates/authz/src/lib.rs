@@ -35,4 +35,6 @@ pub struct CheckInput {
     pub fix: Option<protocols::fix::Logon>,
     /// The MQ channel and queue manager, for rules.
     pub mq: Option<(String, Option<String>)>,
+    /// The SSH user and login target, for rules.
+    pub ssh: Option<(String, Option<String>)>,
 }

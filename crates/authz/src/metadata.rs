@@ -11,6 +11,8 @@ pub struct Routing {
     pub address: Option<String>,
     pub headers: Vec<(String, String)>,
     pub tlvs: Vec<(u8, Vec<u8>)>,
+    /// The user an SSH session logs in as upstream.
+    pub ssh_user: Option<String>,
 }
 
 impl Routing {
@@ -64,6 +66,7 @@ impl Routing {
             address: text("address")?,
             headers: map("headers")?,
             tlvs,
+            ssh_user: text("ssh_user")?,
         }))
     }
 }

@@ -30,6 +30,12 @@ fn matches(rule: &Rule, input: &CheckInput) -> bool {
                 .as_ref()
                 .is_some_and(|(channel, qm)| m.matches(Some(channel), qm.as_deref()))
         })
+        && rule.ssh.as_ref().is_none_or(|m| {
+            input
+                .ssh
+                .as_ref()
+                .is_some_and(|(user, target)| m.matches(user, target.as_deref()))
+        })
 }
 
 fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
@@ -54,6 +60,7 @@ mod tests {
             sni: sni.iter().map(|s| s.to_string()).collect(),
             fix: None,
             mq: None,
+            ssh: None,
         }
     }
 

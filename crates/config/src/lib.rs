@@ -9,11 +9,13 @@ mod error;
 pub mod model;
 mod protocol;
 mod raw;
+mod ssh;
 mod validate;
 
 pub use error::{ConfigError, Problem};
 pub use model::*;
 pub use protocol::*;
+pub use ssh::*;
 pub use validate::{DEFAULT_INSPECTION_TIMEOUT, DEFAULT_TUNNEL_WINDOW};
 
 use std::path::Path;

@@ -223,6 +223,8 @@ pub struct Listener {
     /// The protocol read before routing (FIX Logon, MQ first segment).
     pub protocol: crate::ListenerProtocol,
     pub fix: crate::FixSettings,
+    /// The SSH server of a `protocol: ssh` listener.
+    pub ssh: Option<crate::SshListener>,
     /// PROXY protocol headers from load balancers; `None`: off.
     pub proxy_protocol: Option<ProxyProtocolIn>,
     /// Evaluated in order; the first match wins.
@@ -271,6 +273,8 @@ pub struct Route {
     /// Close the connection this long after it was accepted. Off when `None`.
     #[serde(serialize_with = "as_optional_text")]
     pub max_duration: Option<Duration>,
+    /// On an SSH listener: how sessions reach the upstream and what they may do.
+    pub ssh: Option<crate::SshRoute>,
 }
 
 /// Conditions that must all hold; an empty list matches anything.
@@ -289,6 +293,8 @@ pub struct RouteMatch {
     pub fix: Option<crate::FixMatch>,
     /// The MQ channel and queue manager (listeners with `protocol: mq`).
     pub mq: Option<crate::MqMatch>,
+    /// The SSH login (user, target).
+    pub ssh: Option<crate::SshMatch>,
 }
 
 impl RouteMatch {
@@ -300,6 +306,7 @@ impl RouteMatch {
             && self.tls.is_none()
             && self.fix.is_none()
             && self.mq.is_none()
+            && self.ssh.is_none()
     }
 
     /// Whether the route needs the TLS inspector's findings.
@@ -338,6 +345,8 @@ pub struct Cluster {
     /// The endpoints are HTTP CONNECT proxies (another Causeway, Envoy): each connection is
     /// carried in a tunnel through them.
     pub tunnel: Option<Tunnel>,
+    /// How the endpoints' SSH host keys are verified (SSH routes).
+    pub ssh: Option<crate::SshHostKeys>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -574,6 +583,7 @@ pub struct Rule {
     pub sni: Vec<String>,
     pub fix: Option<crate::FixMatch>,
     pub mq: Option<crate::MqMatch>,
+    pub ssh: Option<crate::SshMatch>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -647,7 +657,7 @@ pub enum Failback {
 }
 
 /// Durations read back the way they are written: `30s`, `1h 30m`.
-fn as_text<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn as_text<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 

@@ -16,6 +16,8 @@ pub enum ListenerProtocol {
     /// IBM MQ: TLS (channel from the SNI) or plaintext (channel and queue manager from the
     /// first segment), told apart by the first byte.
     Mq,
+    /// SSH, terminated: routed by the user once authenticated (see `ssh`).
+    Ssh,
 }
 
 /// FIX listener settings.

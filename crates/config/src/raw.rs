@@ -119,6 +119,7 @@ pub struct Listener {
     pub inspect: Option<Inspect>,
     pub protocol: Option<Spanned<crate::ListenerProtocol>>,
     pub fix: Option<Spanned<Fix>>,
+    pub ssh: Option<Spanned<crate::ssh::raw::SshListener>>,
     pub proxy_protocol: Option<Spanned<ProxyProtocolIn>>,
     pub routes: Spanned<Vec<Route>>,
 }
@@ -160,6 +161,7 @@ pub struct Route {
     pub authorization: Option<Spanned<Authorization>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub max_duration: Option<Spanned<HumanDuration>>,
+    pub ssh: Option<Spanned<crate::ssh::raw::SshRoute>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -176,6 +178,7 @@ pub struct RouteMatch {
     pub tls: Option<bool>,
     pub fix: Option<Spanned<crate::FixMatch>>,
     pub mq: Option<Spanned<crate::MqMatch>>,
+    pub ssh: Option<Spanned<crate::SshMatch>>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +197,7 @@ pub struct Cluster {
     pub tls: Option<Spanned<UpstreamTls>>,
     pub proxy_protocol: Option<Spanned<ProxyProtocolOut>>,
     pub tunnel: Option<Spanned<Tunnel>>,
+    pub ssh: Option<Spanned<crate::ssh::raw::SshHostKeys>>,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +432,7 @@ pub struct Rule {
     pub sni: Vec<Spanned<String>>,
     pub fix: Option<Spanned<crate::FixMatch>>,
     pub mq: Option<Spanned<crate::MqMatch>>,
+    pub ssh: Option<Spanned<crate::SshMatch>>,
 }
 
 #[derive(Deserialize)]

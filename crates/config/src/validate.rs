@@ -27,15 +27,15 @@ pub const DEFAULT_EJECTION: model::PassiveEjection = model::PassiveEjection {
 };
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(crate) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, at: Location, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, at: Location, message: impl Into<String>) {
         self.0.push(Problem::at(at, message));
     }
 
     /// A number that must be at least `min`; reports and substitutes `min` otherwise.
-    fn at_least<T: Copy + PartialOrd + std::fmt::Display>(
+    pub(crate) fn at_least<T: Copy + PartialOrd + std::fmt::Display>(
         &mut self,
         value: &Spanned<T>,
         min: T,
@@ -48,7 +48,7 @@ impl Problems {
         value.value
     }
 
-    fn positive(
+    pub(crate) fn positive(
         &mut self,
         value: &Spanned<crate::duration::HumanDuration>,
         what: &str,
@@ -117,6 +117,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         identities: identity_names,
         authorizers: authorizer_names,
         clusters: HashMap::new(),
+        ssh_clusters: Default::default(),
     };
     let clusters: Vec<model::Cluster> = raw
         .clusters
@@ -125,6 +126,11 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
             check_name(&mut problems, &c.name, "cluster", &mut names.clusters);
             cluster(&mut problems, c, &names)
         })
+        .collect();
+    names.ssh_clusters = clusters
+        .iter()
+        .filter(|c| c.ssh.is_some())
+        .map(|c| c.name.clone())
         .collect();
 
     if raw.listeners.value.is_empty() {
@@ -308,6 +314,8 @@ struct Names {
     identities: HashMap<String, Location>,
     authorizers: HashMap<String, Location>,
     clusters: HashMap<String, Location>,
+    /// Clusters that say how to verify their SSH host keys.
+    ssh_clusters: std::collections::HashSet<String>,
 }
 
 impl Names {
@@ -485,6 +493,7 @@ fn authorization(
                 sni: r.sni.iter().map(|n| sni_pattern(problems, n)).collect(),
                 fix: r.fix.map(|f| f.value),
                 mq: r.mq.map(|m| m.value),
+                ssh: r.ssh.map(|m| m.value),
             }
         })
         .collect();
@@ -898,6 +907,28 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
         crate::ListenerProtocol::Tcp => {
             inspect_tls.then_some(model::Inspect { tls: true, timeout })
         }
+        // SSH is terminated: nothing is peeked at.
+        crate::ListenerProtocol::Ssh => {
+            if inspect_tls {
+                problems.add(l.name.referenced, "an SSH listener cannot inspect TLS");
+            }
+            None
+        }
+    };
+    let ssh = match (l.ssh, protocol) {
+        (Some(s), crate::ListenerProtocol::Ssh) => Some(crate::ssh::listener(problems, s)),
+        (Some(s), _) => {
+            problems.add(s.referenced, "`ssh` settings need `protocol: ssh`");
+            None
+        }
+        (None, crate::ListenerProtocol::Ssh) => {
+            problems.add(
+                l.name.referenced,
+                "a `protocol: ssh` listener needs `ssh: { host_keys: [...] }`",
+            );
+            None
+        }
+        (None, _) => None,
     };
     let fix = match l.fix {
         None => crate::FixSettings::default(),
@@ -959,9 +990,10 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
         );
     }
     for r in &routes {
-        let needs = match (&r.matcher.fix, &r.matcher.mq) {
-            (Some(_), _) if protocol != crate::ListenerProtocol::Fix => Some("fix"),
-            (_, Some(_)) if protocol != crate::ListenerProtocol::Mq => Some("mq"),
+        let needs = match (&r.matcher.fix, &r.matcher.mq, &r.matcher.ssh) {
+            (Some(_), _, _) if protocol != crate::ListenerProtocol::Fix => Some("fix"),
+            (_, Some(_), _) if protocol != crate::ListenerProtocol::Mq => Some("mq"),
+            (_, _, Some(_)) if protocol != crate::ListenerProtocol::Ssh => Some("ssh"),
             _ => None,
         };
         if let Some(needed) = needs {
@@ -974,11 +1006,27 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
             );
         }
     }
+    for r in &routes {
+        match protocol {
+            crate::ListenerProtocol::Ssh => {
+                crate::ssh::check_route(problems, l.name.referenced, r, &names.ssh_clusters)
+            }
+            _ if r.ssh.is_some() => problems.add(
+                l.name.referenced,
+                format!(
+                    "route `{}` has `ssh` settings but the listener is not `protocol: ssh`",
+                    r.name
+                ),
+            ),
+            _ => {}
+        }
+    }
     model::Listener {
         name: l.name.value,
         address,
         protocol,
         fix,
+        ssh,
         connection_limit,
         max_connections_per_source,
         accept_rate,
@@ -1037,6 +1085,7 @@ fn route(
             tls: m.value.tls,
             fix: m.value.fix.map(|f| f.value),
             mq: m.value.mq.map(|m| m.value),
+            ssh: m.value.ssh.map(|m| m.value),
         };
         if matcher.tls == Some(false) && (!matcher.sni.is_empty() || !matcher.alpn.is_empty()) {
             problems.add(
@@ -1059,6 +1108,7 @@ fn route(
         max_duration: r
             .max_duration
             .map(|d| problems.positive(&d, "max_duration")),
+        ssh: r.ssh.map(crate::ssh::route),
     }
 }
 
@@ -1165,6 +1215,7 @@ fn cluster(problems: &mut Problems, c: raw::Cluster, names: &Names) -> model::Cl
         tls: c.tls.map(|t| upstream_tls(problems, t, names)),
         proxy_protocol: c.proxy_protocol.map(|p| proxy_protocol_out(problems, p)),
         tunnel: c.tunnel.map(|t| tunnel(problems, t)),
+        ssh: c.ssh.map(|h| crate::ssh::host_keys(problems, h)),
     }
 }
 

@@ -147,6 +147,16 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
             line["mq_queue_manager"] = json!(qm);
         }
     }
+    if let Some(login) = a.ssh() {
+        line["ssh_user"] = json!(login.user);
+        line["ssh_auth_method"] = json!(login.method);
+        if let Some(target) = &login.target {
+            line["ssh_target"] = json!(target);
+        }
+        if let Some(print) = &login.key_fingerprint {
+            line["ssh_key_fingerprint"] = json!(print);
+        }
+    }
     if let Some(sni) = a.sni() {
         line["sni"] = json!(sni);
     }

@@ -34,6 +34,20 @@ pub enum Protocol {
     Fix(protocols::fix::Logon),
     /// The MQ channel: from the first segment (with the queue manager) or from the SNI.
     Mq(Mq),
+    /// The SSH login, once the client authenticated (or while it tries).
+    Ssh(SshLogin),
+}
+
+/// Who logged in over SSH, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshLogin {
+    /// The user, without the target of a `user@target` login name.
+    pub user: String,
+    pub target: Option<String>,
+    /// `publickey`, `password`, `keyboard-interactive`.
+    pub method: &'static str,
+    /// `SHA256:…` of the client's key (publickey).
+    pub key_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +86,13 @@ impl Attributes {
     pub fn fix(&self) -> Option<&protocols::fix::Logon> {
         match self.protocol.as_deref() {
             Some(Protocol::Fix(logon)) => Some(logon),
+            _ => None,
+        }
+    }
+
+    pub fn ssh(&self) -> Option<&SshLogin> {
+        match self.protocol.as_deref() {
+            Some(Protocol::Ssh(login)) => Some(login),
             _ => None,
         }
     }

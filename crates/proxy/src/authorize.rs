@@ -49,7 +49,18 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
             extensions.push(("mq_queue_manager".into(), qm.clone()));
         }
     }
+    if let Some(login) = a.ssh() {
+        extensions.push(("ssh_user".into(), login.user.clone()));
+        extensions.push(("ssh_auth_method".into(), login.method.into()));
+        if let Some(target) = &login.target {
+            extensions.push(("ssh_target".into(), target.clone()));
+        }
+        if let Some(print) = &login.key_fingerprint {
+            extensions.push(("ssh_key_fingerprint".into(), print.clone()));
+        }
+    }
     CheckInput {
+        ssh: a.ssh().map(|l| (l.user.clone(), l.target.clone())),
         fix: a.fix().cloned(),
         mq: a.mq().map(|m| (m.channel.clone(), m.queue_manager.clone())),
         source: Some(a.source),
@@ -69,11 +80,24 @@ pub(crate) async fn check(
     route: &Route,
     attributes: &Attributes,
 ) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
+    check_with(route, attributes, &[]).await
+}
+
+/// [`check`], telling the authorizer more than the attributes say (an SSH password it is
+/// to verify).
+pub(crate) async fn check_with(
+    route: &Route,
+    attributes: &Attributes,
+    extra: &[(&str, &str)],
+) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
     let Some(settings) = &route.config.authorization else {
         return Ok((None, None));
     };
     let denied = || Error::internal(Kind::Denied);
-    let input = input(route, attributes);
+    let mut input = input(route, attributes);
+    for (name, value) in extra {
+        input.extensions.push((name.to_string(), value.to_string()));
+    }
     match authz::rules::evaluate(&settings.rules, &input) {
         Some(RuleAction::Allow) => return Ok((Some("rule_allow"), None)),
         Some(RuleAction::Deny) => return Err(("rule_deny", denied())),

@@ -71,6 +71,11 @@ pub(crate) async fn serve(
             }
         }
     }
+    // SSH is terminated and routed by the user once authenticated: a pipeline of its own.
+    if listener.config.protocol == config::ListenerProtocol::Ssh {
+        let serve = crate::ssh::serve(downstream, attributes, listener.clone(), context);
+        return Box::pin(serve).await;
+    }
     // Inspection next: what it finds is part of the attributes routing reads. Boxed, as
     // its state is large and short-lived.
     if let Some(inspect) = listener.config.inspect.filter(|i| i.tls) {
@@ -198,26 +203,7 @@ pub(crate) async fn serve(
     // Boxed: the dial state is large and short-lived; kept inline it would size every
     // connection's task for its whole life.
     let dial = async {
-        let (mut leg, lease) = match &cluster.config.tunnel {
-            Some(settings) => {
-                let through = routing.as_deref();
-                tunnel_through(cluster, settings, &route, attributes, through, &context).await?
-            }
-            None => {
-                let target = routing.as_deref().and_then(|r| r.address.as_deref());
-                let (stream, lease) = match target {
-                    None => cluster.connect().await?,
-                    Some(address) => {
-                        let authorization = route.config.authorization.as_ref();
-                        cluster.connect_to(address, authorization).await?
-                    }
-                };
-                let header = proxy_out::header(&cluster.config, attributes, routing.as_deref());
-                let sni = attributes.sni();
-                let leg = cluster.originate(stream, header, sni, &context.handshakes);
-                (leg.await?, lease)
-            }
-        };
+        let (mut leg, lease) = dial(cluster, &route, attributes, routing.as_deref(), &context).await?;
         // What was read before routing (a Logon inside TLS) goes first.
         if let Some(bytes) = replay {
             use tokio::io::AsyncWriteExt;
@@ -272,6 +258,32 @@ pub(crate) async fn serve(
     finish(live, &route, &lease, &result, &context);
 }
 
+/// Dials the cluster (the route's, or the one the authorizer chose): a tunnel through it,
+/// or TCP with the cluster's PROXY header and TLS.
+pub(crate) async fn dial(
+    cluster: &crate::cluster::Cluster,
+    route: &Route,
+    attributes: &Attributes,
+    routing: Option<&authz::Routing>,
+    context: &Context,
+) -> Result<(Leg, crate::cluster::Lease), Error> {
+    if let Some(settings) = &cluster.config.tunnel {
+        return tunnel_through(cluster, settings, route, attributes, routing, context).await;
+    }
+    let target = routing.and_then(|r| r.address.as_deref());
+    let (stream, lease) = match target {
+        None => cluster.connect().await?,
+        Some(address) => {
+            let authorization = route.config.authorization.as_ref();
+            cluster.connect_to(address, authorization).await?
+        }
+    };
+    let header = proxy_out::header(&cluster.config, attributes, routing);
+    let sni = attributes.sni();
+    let leg = cluster.originate(stream, header, sni, &context.handshakes);
+    Ok((leg.await?, lease))
+}
+
 /// The FIX Logon inside a terminated TLS session: read (counted when it fails), then the
 /// route chosen again with it among routes with the same TLS settings (a Logout when there
 /// is none). The bytes read, for the venue.
@@ -319,7 +331,7 @@ async fn read_protocol(
         .map_or(config::DEFAULT_INSPECTION_TIMEOUT, |i| i.timeout);
     let tls = a.tls.hello();
     match settings.protocol {
-        config::ListenerProtocol::Tcp => {}
+        config::ListenerProtocol::Tcp | config::ListenerProtocol::Ssh => {}
         config::ListenerProtocol::Mq => match tls {
             Some(hello) => {
                 let decoded = hello
@@ -499,7 +511,7 @@ async fn terminate(
 
 /// A connection refused before it was dialed (inspection failed, no route, TLS handshake
 /// refused): logged, closed.
-fn refused(attributes: Attributes, route: Option<&Arc<Route>>, error: Error, context: &Context) {
+pub(crate) fn refused(attributes: Attributes, route: Option<&Arc<Route>>, error: Error, context: &Context) {
     tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
     if let Some(log) = &context.access_log {
         log.closed(
@@ -513,7 +525,7 @@ fn refused(attributes: Attributes, route: Option<&Arc<Route>>, error: Error, con
 
 /// Ends with the route's idle timeout or maximum duration, whichever comes first; never
 /// when the route has neither. One timer, boxed, so routes without timeouts pay nothing.
-async fn timeouts(route: &config::Route, counters: &Counters) -> Error {
+pub(crate) async fn timeouts(route: &config::Route, counters: &Counters) -> Error {
     let max_at = route.max_duration.map(|max| counters.started() + max);
     let due = |counters: &Counters| {
         let idle_at = route
@@ -571,6 +583,7 @@ mod tests {
                 &Default::default(),
                 None,
             ),
+            ssh: None,
             stats: Default::default(),
         });
         let context = Arc::new(Context {

@@ -66,6 +66,13 @@ pub enum Kind {
     TunnelRefused(u16),
     /// The tunnel's HTTP connection failed.
     Tunnel(String),
+    /// The SSH client did not authenticate (wrong credentials, unknown user, no route,
+    /// too many attempts, too slow).
+    SshAuthFailed,
+    /// The upstream SSH session could not be set up (`host_key_mismatch`, `auth_refused`...).
+    SshUpstream(&'static str, String),
+    /// The SSH protocol itself failed on this side.
+    Ssh(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +123,9 @@ impl Error {
                 return format!("{}_tunnel_status_{status}", self.side.as_str());
             }
             Kind::Tunnel(_) => "tunnel_error",
+            Kind::SshAuthFailed => "ssh_auth_failed",
+            Kind::SshUpstream(code, _) => return format!("upstream_ssh_{code}"),
+            Kind::Ssh(_) => "ssh_error",
         };
         match self.side {
             Side::Internal => kind.to_string(),
@@ -152,6 +162,9 @@ impl fmt::Display for Error {
             ),
             Kind::TunnelRefused(status) => write!(f, "the tunnel proxy answered {status}"),
             Kind::Tunnel(why) => write!(f, "tunnel: {why}"),
+            Kind::SshAuthFailed => write!(f, "SSH authentication failed"),
+            Kind::SshUpstream(_, why) => write!(f, "{why}"),
+            Kind::Ssh(why) => write!(f, "SSH: {why}"),
         }
     }
 }

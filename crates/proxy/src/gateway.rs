@@ -31,6 +31,8 @@ pub enum StartError {
     Identity { name: String, source: tls::TlsError },
     #[error("{0}")]
     Authorizer(String),
+    #[error("listener `{listener}`: {why}")]
+    Ssh { listener: String, why: String },
 }
 
 /// How a shutdown ended.
@@ -142,9 +144,16 @@ impl Gateway {
                 .replace(identities_for(config, None, &gateway.identities)?);
             state.clusters = gateway.clusters_for(config, &HashMap::new()).0;
             state.authorizers = authorizers_for(config, None, &HashMap::new())?;
+            let mut ssh = ssh_servers(config)?;
             for (l, socket) in bind_all(config.listeners.iter())? {
-                let running =
-                    gateway.run_listener(l, socket, &state.clusters, &state.authorizers, None)?;
+                let running = gateway.run_listener(
+                    l,
+                    socket,
+                    &state.clusters,
+                    &state.authorizers,
+                    ssh.remove(&l.name),
+                    None,
+                )?;
                 state.listeners.push((l.name.clone(), running));
             }
             Ok(())
@@ -198,6 +207,7 @@ impl Gateway {
         let bound = bind_all(config.listeners.iter().filter(needs_socket))?;
         let identities = identities_for(config, Some(&state.config), &self.identities)?;
         let authorizers = authorizers_for(config, Some(&state.config), &state.authorizers)?;
+        let mut ssh = ssh_servers(config)?;
 
         // Nothing fails from here on.
         for retired in self.identities.replace(identities) {
@@ -247,6 +257,7 @@ impl Gateway {
                         &clusters,
                         &self.identities,
                         &authorizers,
+                        ssh.remove(&l.name),
                         Some(&previous),
                     )));
                     summary.listeners_updated.push(l.name.clone());
@@ -260,7 +271,8 @@ impl Gateway {
                     } else {
                         summary.listeners_added.push(l.name.clone());
                     }
-                    self.run_listener(l, socket, &clusters, &authorizers, previous.as_deref())?
+                    let ssh = ssh.remove(&l.name);
+                    self.run_listener(l, socket, &clusters, &authorizers, ssh, previous.as_deref())?
                 }
                 (None, None) => unreachable!("a new listener is always bound"),
             };
@@ -329,6 +341,7 @@ impl Gateway {
         socket: std::net::TcpListener,
         clusters: &HashMap<String, Arc<Cluster>>,
         authorizers: &Authorizers,
+        ssh: Option<Arc<crate::ssh::SshServer>>,
         previous: Option<&Listener>,
     ) -> Result<RunningListener, StartError> {
         let error = |source| StartError::Bind {
@@ -343,6 +356,7 @@ impl Gateway {
             clusters,
             &self.identities,
             authorizers,
+            ssh,
             previous,
         )));
         let stop = self.context.stop_accepting.child_token();
@@ -604,9 +618,11 @@ fn listener_state(
     clusters: &HashMap<String, Arc<Cluster>>,
     identities: &Arc<tls::Identities>,
     authorizers: &Authorizers,
+    ssh: Option<Arc<crate::ssh::SshServer>>,
     previous: Option<&Listener>,
 ) -> Listener {
     Listener {
+        ssh,
         config: config.clone(),
         name: Arc::from(config.name.as_str()),
         routes: RouteTable::new(
@@ -618,6 +634,27 @@ fn listener_state(
         ),
         stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
     }
+}
+
+/// The SSH servers of the SSH listeners, their key files read (again, on reload: rotated
+/// host keys take effect for new connections).
+fn ssh_servers(
+    config: &config::Config,
+) -> Result<HashMap<String, Arc<crate::ssh::SshServer>>, StartError> {
+    config
+        .listeners
+        .iter()
+        .filter(|l| l.ssh.is_some())
+        .map(|l| {
+            let server = crate::ssh::SshServer::load(l, &config.clusters).map_err(|why| {
+                StartError::Ssh {
+                    listener: l.name.clone(),
+                    why,
+                }
+            })?;
+            Ok((l.name.clone(), Arc::new(server)))
+        })
+        .collect()
 }
 
 /// Whether a listener can keep its socket: same address (port 0 included: it keeps the

@@ -20,6 +20,7 @@ pub mod routing;
 mod session;
 pub mod sessions;
 mod socket;
+pub mod ssh;
 pub mod stream;
 pub mod tunnel;
 

@@ -39,6 +39,10 @@ pub struct ListenerStats {
     pub(crate) sources: SourceCounts,
     /// FIX sessions and MQ connections by route and protocol labels.
     pub sessions: crate::sessions::SessionCounts,
+    /// SSH connections that did not authenticate (or timed out doing so).
+    pub ssh_auth_failed: AtomicU64,
+    /// SSH logins, upstream failures and channel requests.
+    pub ssh: crate::ssh::SshStats,
 }
 
 /// What the accept loop and every connection of one listener share.
@@ -47,6 +51,8 @@ pub struct Listener {
     pub config: config::Listener,
     pub name: Arc<str>,
     pub routes: RouteTable,
+    /// The SSH server of an SSH listener (its keys read from files).
+    pub ssh: Option<Arc<crate::ssh::SshServer>>,
     /// Shared by every version of the listener across reloads.
     pub stats: Arc<ListenerStats>,
 }

@@ -166,7 +166,7 @@ impl Registry {
 }
 
 /// Removes a connection from the registry when it ends.
-pub(crate) struct Registration {
+pub struct Registration {
     registry: Arc<Registry>,
     pub live: Arc<Live>,
 }

@@ -58,7 +58,7 @@ impl Counters {
         self.start + std::time::Duration::from_millis(self.last_activity_ms.load(Relaxed))
     }
 
-    fn record(&self, counter: &AtomicU64, n: usize) {
+    pub(crate) fn record(&self, counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Relaxed);
         let ms = self.start.elapsed().as_millis() as u64;
         self.last_activity_ms.store(ms, Relaxed);

@@ -119,6 +119,10 @@ fn matches(m: &RouteMatch, a: &Attributes) -> bool {
             a.mq()
                 .is_some_and(|mq| q.matches(Some(&mq.channel), mq.queue_manager.as_deref()))
         })
+        && m.ssh.as_ref().is_none_or(|s| {
+            a.ssh()
+                .is_some_and(|login| s.matches(&login.user, login.target.as_deref()))
+        })
 }
 
 /// An IPv4 client on a dual-stack socket shows up as `::ffff:a.b.c.d`; match it as IPv4.

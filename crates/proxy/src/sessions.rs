@@ -18,6 +18,8 @@ pub type SessionKey = (String, String, String);
 pub struct SessionCounts {
     pub fix: Mutex<HashMap<SessionKey, u64>>,
     pub mq: Mutex<HashMap<SessionKey, u64>>,
+    /// SSH sessions by route and authentication method.
+    pub ssh: Mutex<HashMap<SessionKey, u64>>,
 }
 
 impl SessionCounts {
@@ -33,6 +35,7 @@ impl SessionCounts {
                 logon.target_comp_id.clone(),
             ),
             Protocol::Fix(_) => (&self.fix, String::new(), String::new()),
+            Protocol::Ssh(login) => (&self.ssh, login.method.to_string(), String::new()),
             Protocol::Mq(mq) => (
                 &self.mq,
                 mq.channel.clone(),
@@ -54,6 +57,10 @@ impl SessionCounts {
 
     pub fn mq(&self) -> Vec<(SessionKey, u64)> {
         snapshot(&self.mq)
+    }
+
+    pub fn ssh(&self) -> Vec<(SessionKey, u64)> {
+        snapshot(&self.ssh)
     }
 }
 

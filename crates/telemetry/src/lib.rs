@@ -220,6 +220,9 @@ impl Telemetry {
                 ];
                 out.counter("causeway_mq_connections_total", labels, total);
             }
+            if listener.ssh.is_some() {
+                ssh_metrics(&mut out, &listener);
+            }
         }
 
         // Endpoint byte totals = closed connections' + live ones'. A closing connection leaves
@@ -413,6 +416,34 @@ impl Out<'_> {
                 handle.set(value);
             }
         }
+    }
+}
+
+/// Logins, sessions, upstream failures and channel requests of an SSH listener.
+fn ssh_metrics(out: &mut Out<'_>, listener: &proxy::listener::Listener) {
+    use proxy::ssh::SshStats;
+    let name = || ("listener", listener.name.to_string());
+    let s = &listener.stats;
+    out.counter(
+        "causeway_listener_connections_rejected_total",
+        vec![name(), ("reason", "ssh_auth_failed".into())],
+        s.ssh_auth_failed.load(Relaxed),
+    );
+    for ((method, result), total) in SshStats::snapshot(&s.ssh.auth) {
+        let labels = vec![name(), ("method", method.into()), ("result", result.into())];
+        out.counter("causeway_ssh_auth_total", labels, total);
+    }
+    for ((route, method, _), total) in s.sessions.ssh() {
+        let labels = vec![name(), ("route", route), ("method", method)];
+        out.counter("causeway_ssh_sessions_total", labels, total);
+    }
+    for (reason, total) in SshStats::snapshot(&s.ssh.upstream_failures) {
+        let labels = vec![name(), ("reason", reason)];
+        out.counter("causeway_ssh_upstream_failures_total", labels, total);
+    }
+    for ((request, result), total) in SshStats::snapshot(&s.ssh.channel_requests) {
+        let labels = vec![name(), ("request", request.into()), ("result", result.into())];
+        out.counter("causeway_ssh_channel_requests_total", labels, total);
     }
 }
 

@@ -1,0 +1,171 @@
+//! SSH listeners: the gateway terminates SSH, authenticates the user (its own user list or
+//! the authorizer), routes by the user, logs in upstream with credentials it holds over the
+//! ordinary dial step, and relays the channels the route allows.
+
+mod gate;
+mod serve;
+
+pub(crate) use serve::serve;
+
+use ssh::audit::AuditLog;
+use ssh::credentials::{self, HostKeyPolicy, PasswordHash, UpstreamCredential};
+use ssh::russh;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// What an SSH listener loaded from its key files; rebuilt (files re-read) on reload.
+#[derive(Debug)]
+pub struct SshServer {
+    pub settings: config::SshListener,
+    config: Arc<russh::server::Config>,
+    client: Arc<russh::client::Config>,
+    users: HashMap<String, LocalUser>,
+    /// By route name.
+    routes: HashMap<String, RouteSsh>,
+    /// By cluster name: every cluster that says how to verify its host keys (an authorizer
+    /// may choose any of them).
+    host_keys: HashMap<String, Arc<HostKeyPolicy>>,
+}
+
+/// A user the gateway authenticates itself.
+#[derive(Debug, Default)]
+struct LocalUser {
+    keys: Vec<russh::keys::PublicKey>,
+    password: Option<PasswordHash>,
+}
+
+#[derive(Debug)]
+struct RouteSsh {
+    credential: UpstreamCredential,
+    audit: Option<Arc<AuditLog>>,
+}
+
+impl SshServer {
+    /// Reads every key file the listener names; the error names the file.
+    pub fn load(
+        listener: &config::Listener,
+        clusters: &[config::Cluster],
+    ) -> Result<SshServer, String> {
+        let settings = listener
+            .ssh
+            .clone()
+            .ok_or_else(|| "not an SSH listener".to_string())?;
+        let keys = settings
+            .host_keys
+            .iter()
+            .map(|path| credentials::private_key(path).map_err(|e| format!("host key {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut users = HashMap::new();
+        for user in &settings.users {
+            let mut local = LocalUser::default();
+            if let Some(path) = &user.authorized_keys {
+                local.keys = credentials::authorized_keys(path)
+                    .map_err(|e| format!("user `{}`: authorized_keys {e}", user.name))?;
+            }
+            if let Some(hash) = &user.password_hash {
+                local.password = Some(
+                    PasswordHash::parse(hash)
+                        .map_err(|e| format!("user `{}`: password_hash: {e}", user.name))?,
+                );
+            }
+            users.insert(user.name.clone(), local);
+        }
+        let mut routes = HashMap::new();
+        for route in &listener.routes {
+            let Some(s) = &route.ssh else { continue };
+            let credential = match (&s.private_key, &s.password_file) {
+                (Some(key), _) => UpstreamCredential::from_key_file(key),
+                (None, Some(file)) => UpstreamCredential::from_password_file(file),
+                (None, None) => return Err(format!("route `{}`: no upstream credential", route.name)),
+            }
+            .map_err(|e| format!("route `{}`: {e}", route.name))?;
+            let audit = match &s.audit_log {
+                None => None,
+                Some(path) => Some(AuditLog::open(path).map_err(|e| {
+                    format!("route `{}`: audit_log {}: {e}", route.name, path.display())
+                })?),
+            };
+            routes.insert(route.name.clone(), RouteSsh { credential, audit });
+        }
+        let mut host_keys = HashMap::new();
+        for cluster in clusters {
+            if let Some(h) = &cluster.ssh {
+                let policy = HostKeyPolicy::load(h)
+                    .map_err(|e| format!("cluster `{}`: host keys: {e}", cluster.name))?;
+                host_keys.insert(cluster.name.clone(), Arc::new(policy));
+            }
+        }
+        let mut methods = russh::MethodSet::empty();
+        methods.push(russh::MethodKind::PublicKey);
+        methods.push(russh::MethodKind::Password);
+        if settings.keyboard_interactive {
+            methods.push(russh::MethodKind::KeyboardInteractive);
+        }
+        let config = russh::server::Config {
+            server_id: russh::SshId::Standard("SSH-2.0-Causeway".into()),
+            methods,
+            // Every refusal takes as long: wrong password, wrong key and unknown user
+            // cannot be told apart by timing. The first probe (`none`) is answered at once.
+            auth_rejection_time: std::time::Duration::from_millis(500),
+            auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+            keys,
+            max_auth_attempts: settings.max_auth_attempts as usize,
+            preferred: ssh::algorithms::preferred(settings.legacy_algorithms),
+            // Keepalives find clients that vanished; idle sessions end by the route's
+            // idle_timeout, not here.
+            inactivity_timeout: None,
+            keepalive_interval: Some(std::time::Duration::from_secs(60)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        };
+        Ok(SshServer {
+            config: Arc::new(config),
+            client: ssh::upstream::config(settings.legacy_algorithms),
+            settings,
+            users,
+            routes,
+            host_keys,
+        })
+    }
+}
+
+/// SSH counters of one listener, for metrics.
+#[derive(Debug, Default)]
+pub struct SshStats {
+    /// (method, `ok`|`failed`).
+    pub auth: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// By reason (`connect_failed`, `host_key_mismatch`, `auth_refused`...).
+    pub upstream_failures: Mutex<HashMap<String, u64>>,
+    /// (request, `allowed`|`denied`): `sftp`, `exec`, `shell`, `port_forwarding`...
+    pub channel_requests: Mutex<HashMap<(&'static str, &'static str), u64>>,
+}
+
+impl SshStats {
+    fn auth(&self, method: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        *self.auth.lock().unwrap().entry((method, result)).or_default() += 1;
+    }
+
+    fn upstream_failed(&self, reason: String) {
+        *self.upstream_failures.lock().unwrap().entry(reason).or_default() += 1;
+    }
+
+    fn channel(&self, request: &'static str, allowed: bool) {
+        let result = if allowed { "allowed" } else { "denied" };
+        *self
+            .channel_requests
+            .lock()
+            .unwrap()
+            .entry((request, result))
+            .or_default() += 1;
+    }
+
+    pub fn snapshot<K: Clone>(map: &Mutex<HashMap<K, u64>>) -> Vec<(K, u64)> {
+        map.lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}

@@ -1,0 +1,130 @@
+//! One SSH connection from accept to its access-log line: the handshake and authentication
+//! within the listener's `auth_timeout`, then the session until either side ends it, the
+//! route's timeouts, or the gateway (drain, reload) asks it to close.
+
+use super::gate::{Gate, Outcome, Shared};
+use crate::attributes::Attributes;
+use crate::error::{Error, Kind, Side};
+use crate::listener::{Context, Listener};
+use ssh::russh::{self, Disconnect};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until, timeout_at};
+
+pub(crate) async fn serve(
+    downstream: TcpStream,
+    attributes: Box<Attributes>,
+    listener: Arc<Listener>,
+    context: Arc<Context>,
+) {
+    let Some(server) = listener.ssh.clone() else {
+        return;
+    };
+    let deadline = Instant::now() + server.settings.auth_timeout;
+    let shared = Arc::new(Shared {
+        outcome: Mutex::new(Outcome::default()),
+        live: watch::channel(None).0,
+    });
+    let mut live_changes = shared.live.subscribe();
+    let gate = Gate::new(
+        server.clone(),
+        listener.clone(),
+        context.clone(),
+        (*attributes).clone(),
+        shared.clone(),
+    );
+    // The version exchange is awaited here: a client that never speaks is bounded too.
+    let started = timeout_at(deadline, russh::server::run_stream(server.config.clone(), downstream, gate)).await;
+    let running = match started {
+        Ok(Ok(running)) => running,
+        Ok(Err(e)) => {
+            let error = Error::new(Side::Downstream, Kind::Ssh(e.to_string()));
+            return refused(&attributes, &shared, error, &listener, &context);
+        }
+        Err(_) => {
+            let error = Error::new(Side::Downstream, Kind::InspectionTimeout);
+            return refused(&attributes, &shared, error, &listener, &context);
+        }
+    };
+    let handle = running.handle();
+    let mut running = std::pin::pin!(running);
+
+    // Until the client is authenticated (and registered as a live connection).
+    let live = loop {
+        tokio::select! {
+            ended = &mut running => {
+                let error = shared.outcome.lock().unwrap().error.take().unwrap_or_else(|| match ended {
+                    Err(e) => Error::new(Side::Downstream, Kind::Ssh(e.to_string())),
+                    Ok(()) => Error::new(Side::Downstream, Kind::SshAuthFailed),
+                });
+                return refused(&attributes, &shared, error, &listener, &context);
+            }
+            _ = sleep_until(deadline), if shared.live.borrow().is_none() => {
+                let _ = handle
+                    .disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new())
+                    .await;
+                let error = Error::new(Side::Downstream, Kind::SshAuthFailed);
+                return refused(&attributes, &shared, error, &listener, &context);
+            }
+            _ = live_changes.changed() => {
+                if let Some(live) = live_changes.borrow().clone() {
+                    break live;
+                }
+            }
+        }
+    };
+
+    let route = shared.outcome.lock().unwrap().route.clone().expect("admitted");
+    let result = tokio::select! {
+        ended = &mut running => ended.map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string()))),
+        e = crate::connection::timeouts(&route.config, &live.counters) => Err(e),
+        reason = live.close_requested() => Err(Error::internal(reason.kind())),
+    };
+    let result = match shared.outcome.lock().unwrap().error.take() {
+        Some(error) => Err(error),
+        None => result,
+    };
+    if result.is_err() {
+        let why = match &result {
+            Err(e) if e.side == Side::Upstream => "upstream unavailable",
+            _ => "closed by the gateway",
+        };
+        let _ = handle
+            .disconnect(Disconnect::ByApplication, why.into(), String::new())
+            .await;
+    }
+    let mut outcome = std::mem::take(&mut *shared.outcome.lock().unwrap());
+    if let Some(upstream) = outcome.upstream.take() {
+        let _ = upstream
+            .disconnect(Disconnect::ByApplication, "", "")
+            .await;
+    }
+    // Out of the registry before into the endpoint's totals (see connection::finish).
+    drop(outcome.registration.take());
+    match &outcome.lease {
+        Some(lease) => crate::connection::finish(&live, &route, lease, &result, &context),
+        None => {
+            tracing::warn!(id = live.attributes.id, route = %route.config.name, reason = result.as_ref().err().map(|e| e.code()), "ssh session closed before its upstream was connected");
+            if let Some(log) = &context.access_log {
+                log.closed(&live, Some(&route), None, &result);
+            }
+        }
+    }
+}
+
+/// A connection that never got past authentication: logged with the last login tried.
+fn refused(
+    attributes: &Attributes,
+    shared: &Shared,
+    error: Error,
+    listener: &Listener,
+    context: &Context,
+) {
+    let outcome = std::mem::take(&mut *shared.outcome.lock().unwrap());
+    if matches!(error.kind, Kind::SshAuthFailed) {
+        listener.stats.ssh_auth_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let attributes = outcome.attributes.unwrap_or_else(|| attributes.clone());
+    crate::connection::refused(attributes, outcome.route.as_ref(), error, context);
+}

@@ -1,0 +1,340 @@
+//! The SFTP audit: one JSON line per file operation (open, close with the bytes read and
+//! written through the handle, rename, remove, mkdir, rmdir, setstat), read off the relayed
+//! SFTP stream. Only packet heads are kept: file data passes without being copied.
+
+use russh_sftp::protocol::OpenFlags;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+// SFTP v3 packet types (draft-ietf-secsh-filexfer-02).
+const OPEN: u8 = 3;
+const CLOSE: u8 = 4;
+const READ: u8 = 5;
+const WRITE: u8 = 6;
+const SETSTAT: u8 = 9;
+const FSETSTAT: u8 = 10;
+const REMOVE: u8 = 13;
+const MKDIR: u8 = 14;
+const RMDIR: u8 = 15;
+const RENAME: u8 = 18;
+const STATUS: u8 = 101;
+const HANDLE: u8 = 102;
+const DATA: u8 = 103;
+
+/// The most of a data-carrying packet (WRITE, DATA) that is kept: its head.
+const HEAD: usize = 512;
+/// Larger control packets are not audited (no path is that long).
+const MAX_KEPT: usize = 64 * 1024;
+
+/// Where audit lines go: a file opened for appending, shared by a route's sessions.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: Mutex<std::fs::File>,
+}
+
+impl AuditLog {
+    pub fn open(path: &Path) -> std::io::Result<Arc<AuditLog>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Arc::new(AuditLog {
+            file: Mutex::new(file),
+        }))
+    }
+
+    fn write(&self, line: &Value) {
+        let mut text = line.to_string();
+        text.push('\n');
+        // One write per line: appends from many sessions do not interleave.
+        if let Err(e) = self.file.lock().unwrap().write_all(text.as_bytes()) {
+            tracing::warn!("sftp audit log: {e}");
+        }
+    }
+}
+
+/// Splits one direction of the stream into packets, keeping each one's head.
+#[derive(Debug, Default)]
+pub struct Framer {
+    length: Vec<u8>,
+    remaining: usize,
+    keep: usize,
+    packet: Vec<u8>,
+    /// The stream did not frame as SFTP: nothing more is read from it.
+    broken: bool,
+}
+
+impl Framer {
+    /// Feeds bytes; `packet` gets each complete packet's kept bytes, type first.
+    pub fn feed(&mut self, mut data: &[u8], mut packet: impl FnMut(&[u8])) {
+        while !data.is_empty() && !self.broken {
+            if self.remaining == 0 {
+                let take = (4 - self.length.len()).min(data.len());
+                self.length.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.length.len() == 4 {
+                    let length = u32::from_be_bytes(self.length[..].try_into().unwrap());
+                    self.length.clear();
+                    if length == 0 {
+                        self.broken = true;
+                        return;
+                    }
+                    self.remaining = length as usize;
+                    self.packet.clear();
+                }
+                continue;
+            }
+            if self.packet.is_empty() {
+                // The type decides how much is kept: data-carrying packets only their head.
+                let kind = data[0];
+                self.packet.push(kind);
+                data = &data[1..];
+                let total = self.remaining;
+                self.remaining -= 1;
+                self.keep = match matches!(kind, WRITE | DATA) || total > MAX_KEPT {
+                    true => total.min(HEAD),
+                    false => total,
+                };
+            } else {
+                let take = self.remaining.min(data.len());
+                let want = self.keep.saturating_sub(self.packet.len()).min(take);
+                self.packet.extend_from_slice(&data[..want]);
+                self.remaining -= take;
+                data = &data[take..];
+            }
+            if self.remaining == 0 {
+                packet(&self.packet);
+            }
+        }
+    }
+}
+
+/// Reads SFTP fields off a packet.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn u32(&mut self) -> Option<u32> {
+        let (head, rest) = self.0.split_at_checked(4)?;
+        self.0 = rest;
+        Some(u32::from_be_bytes(head.try_into().ok()?))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn text(&mut self) -> Option<String> {
+        self.bytes().map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+/// A request waiting for its answer.
+#[derive(Debug)]
+enum Pending {
+    Open { path: String, flags: u32 },
+    Close { handle: Vec<u8> },
+    Read { handle: Vec<u8> },
+    Path { op: &'static str, path: String },
+    Rename { from: String, to: String },
+    FSetStat { handle: Vec<u8> },
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    path: String,
+    flags: u32,
+    read: u64,
+    written: u64,
+}
+
+/// One SFTP session's audit: both directions' framers and what links them.
+pub struct SftpAudit {
+    log: Arc<AuditLog>,
+    /// Fields every line carries (session id, user, route...).
+    context: serde_json::Map<String, Value>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    requests: Framer,
+    replies: Framer,
+    pending: HashMap<u32, Pending>,
+    files: HashMap<Vec<u8>, OpenFile>,
+}
+
+impl SftpAudit {
+    pub fn new(log: Arc<AuditLog>, context: serde_json::Map<String, Value>) -> Self {
+        SftpAudit {
+            log,
+            context,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Client → server bytes.
+    pub fn requests(&self, data: &[u8]) {
+        let mut state = self.state.lock().unwrap();
+        let State {
+            requests,
+            pending,
+            files,
+            ..
+        } = &mut *state;
+        requests.feed(data, |packet| request(packet, pending, files));
+    }
+
+    /// Server → client bytes.
+    pub fn replies(&self, data: &[u8]) {
+        let mut lines = Vec::new();
+        {
+            let mut state = self.state.lock().unwrap();
+            let State {
+                replies,
+                pending,
+                files,
+                ..
+            } = &mut *state;
+            replies.feed(data, |packet| {
+                reply(packet, pending, files, &mut lines);
+            });
+        }
+        for mut line in lines {
+            if let Value::Object(fields) = &mut line {
+                for (k, v) in &self.context {
+                    fields.insert(k.clone(), v.clone());
+                }
+            }
+            self.log.write(&line);
+        }
+    }
+}
+
+fn request(packet: &[u8], pending: &mut HashMap<u32, Pending>, files: &mut HashMap<Vec<u8>, OpenFile>) {
+    let Some((&kind, rest)) = packet.split_first() else {
+        return;
+    };
+    let mut f = Fields(rest);
+    let Some(id) = f.u32() else { return };
+    let entry = match kind {
+        OPEN => f.text().zip(f.u32()).map(|(path, flags)| Pending::Open { path, flags }),
+        CLOSE => f.bytes().map(|h| Pending::Close { handle: h.to_vec() }),
+        READ => f.bytes().map(|h| Pending::Read { handle: h.to_vec() }),
+        WRITE => {
+            // handle, offset, then the data's length (the data itself was not kept).
+            if let Some(handle) = f.bytes()
+                && let Some(file) = files.get_mut(handle)
+                && f.u32().and(f.u32()).is_some()
+                && let Some(length) = f.u32()
+            {
+                file.written += u64::from(length);
+            }
+            None
+        }
+        SETSTAT => f.text().map(|path| Pending::Path { op: "setstat", path }),
+        FSETSTAT => f.bytes().map(|h| Pending::FSetStat { handle: h.to_vec() }),
+        REMOVE => f.text().map(|path| Pending::Path { op: "remove", path }),
+        MKDIR => f.text().map(|path| Pending::Path { op: "mkdir", path }),
+        RMDIR => f.text().map(|path| Pending::Path { op: "rmdir", path }),
+        RENAME => f.text().zip(f.text()).map(|(from, to)| Pending::Rename { from, to }),
+        _ => None,
+    };
+    if let Some(entry) = entry {
+        pending.insert(id, entry);
+    }
+}
+
+fn reply(
+    packet: &[u8],
+    pending: &mut HashMap<u32, Pending>,
+    files: &mut HashMap<Vec<u8>, OpenFile>,
+    lines: &mut Vec<Value>,
+) {
+    let Some((&kind, rest)) = packet.split_first() else {
+        return;
+    };
+    let mut f = Fields(rest);
+    let Some(id) = f.u32() else { return };
+    match kind {
+        DATA => {
+            if let Some(Pending::Read { handle }) = pending.remove(&id)
+                && let Some(file) = files.get_mut(&handle)
+                && let Some(length) = f.u32()
+            {
+                file.read += u64::from(length);
+            }
+        }
+        HANDLE => {
+            if let Some(Pending::Open { path, flags }) = pending.remove(&id)
+                && let Some(handle) = f.bytes()
+            {
+                lines.push(json!({"op": "open", "path": path, "mode": mode(flags), "status": "ok"}));
+                let file = OpenFile { path, flags, read: 0, written: 0 };
+                files.insert(handle.to_vec(), file);
+            }
+        }
+        STATUS => {
+            let status = f.u32().map_or("unknown", status_name);
+            let line = match pending.remove(&id) {
+                None | Some(Pending::Read { .. }) => return,
+                Some(Pending::Open { path, flags }) => {
+                    json!({"op": "open", "path": path, "mode": mode(flags), "status": status})
+                }
+                Some(Pending::Close { handle }) => {
+                    let Some(file) = files.remove(&handle) else { return };
+                    json!({"op": "close", "path": file.path, "mode": mode(file.flags), "bytes_read": file.read, "bytes_written": file.written, "status": status})
+                }
+                Some(Pending::Path { op, path }) => json!({"op": op, "path": path, "status": status}),
+                Some(Pending::Rename { from, to }) => {
+                    json!({"op": "rename", "path": from, "to": to, "status": status})
+                }
+                Some(Pending::FSetStat { handle }) => {
+                    let Some(file) = files.get(&handle) else { return };
+                    json!({"op": "setstat", "path": file.path, "status": status})
+                }
+            };
+            lines.push(line);
+        }
+        _ => {}
+    }
+}
+
+/// `read,write,create,truncate`.
+fn mode(flags: u32) -> String {
+    let flags = OpenFlags::from_bits_truncate(flags);
+    let names = [
+        (OpenFlags::READ, "read"),
+        (OpenFlags::WRITE, "write"),
+        (OpenFlags::APPEND, "append"),
+        (OpenFlags::CREATE, "create"),
+        (OpenFlags::TRUNCATE, "truncate"),
+        (OpenFlags::EXCLUDE, "exclusive"),
+    ];
+    let set: Vec<&str> = names
+        .iter()
+        .filter(|(flag, _)| flags.contains(*flag))
+        .map(|(_, name)| *name)
+        .collect();
+    set.join(",")
+}
+
+fn status_name(code: u32) -> &'static str {
+    match code {
+        0 => "ok",
+        1 => "eof",
+        2 => "no_such_file",
+        3 => "permission_denied",
+        4 => "failure",
+        5 => "bad_message",
+        6 => "no_connection",
+        7 => "connection_lost",
+        8 => "op_unsupported",
+        _ => "unknown",
+    }
+}

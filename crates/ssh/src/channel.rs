@@ -1,0 +1,132 @@
+//! One client channel relayed to its upstream twin once the request that starts it (the
+//! `sftp` subsystem, exec, shell, a forwarded port) was accepted on both sides: data both
+//! ways within each side's window, EOF, close, exit status and signals passed on.
+//!
+//! Memory stays bounded when a side stops reading: a write waits for the receiver's window,
+//! meanwhile this side's channel queue fills and russh stops reading that socket.
+
+use russh::{Channel, ChannelMsg, client, server};
+
+/// Sees the bytes crossing a channel: counters, the SFTP audit.
+pub trait Observer: Send + Sync {
+    /// Client → upstream.
+    fn to_upstream(&self, data: &[u8]);
+    /// Upstream → client.
+    fn to_downstream(&self, data: &[u8]);
+}
+
+/// How a relayed channel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Both sides closed the channel.
+    Closed,
+    /// A session went away under the channel.
+    Lost,
+}
+
+/// Relays until both sides are done with the channel.
+pub async fn relay(
+    down: Channel<server::Msg>,
+    up: Channel<client::Msg>,
+    server: server::Handle,
+    observer: &dyn Observer,
+) -> Ended {
+    let id = down.id();
+    let (mut down_rx, down_tx) = down.split();
+    let (mut up_rx, up_tx) = up.split();
+    let upward = async {
+        loop {
+            let sent = match down_rx.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    observer.to_upstream(&data);
+                    up_tx.data_bytes(data).await
+                }
+                Some(ChannelMsg::ExtendedData { data, ext }) => {
+                    up_tx.extended_data_bytes(ext, data).await
+                }
+                Some(ChannelMsg::Eof) => up_tx.eof().await,
+                Some(ChannelMsg::WindowChange {
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                }) => {
+                    up_tx
+                        .window_change(col_width, row_height, pix_width, pix_height)
+                        .await
+                }
+                Some(ChannelMsg::Signal { signal }) => up_tx.signal(signal).await,
+                Some(ChannelMsg::Close) => {
+                    let _ = up_tx.close().await;
+                    return Ended::Closed;
+                }
+                // Requests were answered before the relay started.
+                Some(_) => Ok(()),
+                None => {
+                    let _ = up_tx.close().await;
+                    return Ended::Lost;
+                }
+            };
+            if sent.is_err() {
+                return Ended::Lost;
+            }
+        }
+    };
+    let downward = async {
+        loop {
+            let sent = match up_rx.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    observer.to_downstream(&data);
+                    down_tx.data_bytes(data).await
+                }
+                Some(ChannelMsg::ExtendedData { data, ext }) => {
+                    down_tx.extended_data_bytes(ext, data).await
+                }
+                Some(ChannelMsg::Eof) => down_tx.eof().await,
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    down_tx.exit_status(exit_status).await
+                }
+                Some(ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                }) => server
+                    .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
+                    .await
+                    .map_err(|()| russh::Error::SendError),
+                Some(ChannelMsg::Close) => {
+                    let _ = down_tx.close().await;
+                    return Ended::Closed;
+                }
+                Some(_) => Ok(()),
+                None => {
+                    let _ = down_tx.close().await;
+                    return Ended::Lost;
+                }
+            };
+            if sent.is_err() {
+                return Ended::Lost;
+            }
+        }
+    };
+    // Each side closes on its own; the first close is passed on and the other side's
+    // answer ends the second loop.
+    let (a, b) = tokio::join!(upward, downward);
+    if a == Ended::Closed && b == Ended::Closed {
+        Ended::Closed
+    } else {
+        Ended::Lost
+    }
+}
+
+/// Waits for the upstream's answer to a request sent with `want_reply`.
+pub async fn upstream_reply(up: &mut Channel<client::Msg>) -> bool {
+    loop {
+        match up.wait().await {
+            Some(ChannelMsg::Success) => return true,
+            Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => return false,
+            Some(_) => {}
+        }
+    }
+}
