@@ -71,6 +71,9 @@ enum Command {
         #[arg(long, default_value = "VENUE1")]
         comp_id: String,
     },
+    /// Print an argon2id hash of the password read from standard input (its first line),
+    /// for `password_hash` of an SSH user. The password never goes into the config.
+    HashPassword,
     /// Run a test ext_authz server (a test aid for the examples), answering every check
     /// with VERDICT: `allow`, `deny`, `cluster:NAME` or `address:IP:PORT`.
     Authorizer {
@@ -119,6 +122,15 @@ fn main() -> ExitCode {
             name,
             proxy_protocol,
         } => demo::echo_server(address, &name, proxy_protocol),
+        Command::HashPassword => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+                eprintln!("give the password on standard input, e.g. `printf %s 'secret' | causeway hash-password`");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", ssh::credentials::hash_password(line.trim_end_matches(['\r', '\n'])));
+            ExitCode::SUCCESS
+        }
         Command::Authorizer { address, verdict } => demo::authorizer(address, &verdict),
         Command::FixAcceptor { address, comp_id } => demo::fix_acceptor(address, comp_id),
     }

@@ -20,6 +20,7 @@ const REMOVE: u8 = 13;
 const MKDIR: u8 = 14;
 const RMDIR: u8 = 15;
 const RENAME: u8 = 18;
+const EXTENDED: u8 = 200;
 const STATUS: u8 = 101;
 const HANDLE: u8 = 102;
 const DATA: u8 = 103;
@@ -207,6 +208,8 @@ impl SftpAudit {
         }
         for mut line in lines {
             if let Value::Object(fields) = &mut line {
+                let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+                fields.insert("time".into(), Value::String(now.to_string()));
                 for (k, v) in &self.context {
                     fields.insert(k.clone(), v.clone());
                 }
@@ -243,6 +246,14 @@ fn request(packet: &[u8], pending: &mut HashMap<u32, Pending>, files: &mut HashM
         MKDIR => f.text().map(|path| Pending::Path { op: "mkdir", path }),
         RMDIR => f.text().map(|path| Pending::Path { op: "rmdir", path }),
         RENAME => f.text().zip(f.text()).map(|(from, to)| Pending::Rename { from, to }),
+        // OpenSSH's sftp renames with its extension when the server offers it.
+        EXTENDED => match f.bytes() {
+            Some(b"posix-rename@openssh.com") => {
+                f.text().zip(f.text()).map(|(from, to)| Pending::Rename { from, to })
+            }
+            Some(b"lsetstat@openssh.com") => f.text().map(|path| Pending::Path { op: "setstat", path }),
+            _ => None,
+        },
         _ => None,
     };
     if let Some(entry) = entry {

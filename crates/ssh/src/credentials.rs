@@ -116,6 +116,15 @@ impl PasswordHash {
     }
 }
 
+/// An argon2id hash (random salt, default parameters) for `password_hash` in the config.
+pub fn hash_password(password: &str) -> String {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .expect("argon2id with a random salt")
+        .to_string()
+}
+
 /// How the gateway logs in to an upstream server.
 #[derive(Clone)]
 pub enum UpstreamCredential {
@@ -218,6 +227,9 @@ mod tests {
         let argon = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$hmU/yj0BUSqx1WIqS6gXaWU0Ng2ieGYy9rPsHgJ1e0M";
         let hash = PasswordHash::parse(argon).unwrap();
         assert!(!hash.verify("wrong"));
+        let made = hash_password("open sesame");
+        let hash = PasswordHash::parse(&made).unwrap();
+        assert!(hash.verify("open sesame") && !hash.verify("open sesame!"));
         assert!(PasswordHash::parse("plaintext").is_err());
         assert!(PasswordHash::parse("$argon2id$garbage").is_err());
     }

@@ -340,7 +340,6 @@ impl Gate {
         .map(|log| {
             let login = live.attributes.ssh();
             let mut context = serde_json::Map::new();
-            context.insert("time".into(), serde_json::json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()));
             context.insert("connection".into(), live.attributes.id.into());
             context.insert("listener".into(), live.attributes.listener.to_string().into());
             context.insert("route".into(), admitted.route.config.name.clone().into());
