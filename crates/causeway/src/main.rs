@@ -124,11 +124,18 @@ fn main() -> ExitCode {
         } => demo::echo_server(address, &name, proxy_protocol),
         Command::HashPassword => {
             let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
-                eprintln!("give the password on standard input, e.g. `printf %s 'secret' | causeway hash-password`");
+            if std::io::stdin().read_line(&mut line).is_err()
+                || line.trim_end_matches(['\r', '\n']).is_empty()
+            {
+                eprintln!(
+                    "give the password on standard input, e.g. `printf %s 'secret' | causeway hash-password`"
+                );
                 return ExitCode::FAILURE;
             }
-            println!("{}", ssh::credentials::hash_password(line.trim_end_matches(['\r', '\n'])));
+            println!(
+                "{}",
+                ssh::credentials::hash_password(line.trim_end_matches(['\r', '\n']))
+            );
             ExitCode::SUCCESS
         }
         Command::Authorizer { address, verdict } => demo::authorizer(address, &verdict),

@@ -170,9 +170,16 @@ pub(crate) mod raw {
 
 /// Whether a password hash is one the gateway can check (argon2 or bcrypt, PHC/modular form).
 pub fn is_supported_password_hash(hash: &str) -> bool {
-    ["$argon2id$", "$argon2i$", "$argon2d$", "$2a$", "$2b$", "$2y$"]
-        .iter()
-        .any(|p| hash.starts_with(p))
+    [
+        "$argon2id$",
+        "$argon2i$",
+        "$argon2d$",
+        "$2a$",
+        "$2b$",
+        "$2y$",
+    ]
+    .iter()
+    .any(|p| hash.starts_with(p))
 }
 
 pub(crate) fn listener(
@@ -181,7 +188,10 @@ pub(crate) fn listener(
 ) -> SshListener {
     let s = s.value;
     if s.host_keys.value.is_empty() {
-        problems.add(s.host_keys.referenced, "ssh.host_keys: at least one key file");
+        problems.add(
+            s.host_keys.referenced,
+            "ssh.host_keys: at least one key file",
+        );
     }
     let mut names = std::collections::HashSet::new();
     let users = s
@@ -219,17 +229,27 @@ pub(crate) fn listener(
     if let Some(sep) = &s.target_separator
         && (sep.value.is_empty() || sep.value.chars().any(char::is_whitespace))
     {
-        problems.add(sep.referenced, "target_separator must be a non-empty string without spaces");
+        problems.add(
+            sep.referenced,
+            "target_separator must be a non-empty string without spaces",
+        );
     }
     SshListener {
-        host_keys: s.host_keys.value.into_iter().map(|k| k.value.into()).collect(),
+        host_keys: s
+            .host_keys
+            .value
+            .into_iter()
+            .map(|k| k.value.into())
+            .collect(),
         banner: s.banner,
-        auth_timeout: s
-            .auth_timeout
-            .map_or(DEFAULT_SSH_AUTH_TIMEOUT, |t| problems.positive(&t, "ssh.auth_timeout")),
-        max_auth_attempts: s.max_auth_attempts.map_or(DEFAULT_SSH_MAX_AUTH_ATTEMPTS, |m| {
-            problems.at_least(&m, 1, "ssh.max_auth_attempts")
+        auth_timeout: s.auth_timeout.map_or(DEFAULT_SSH_AUTH_TIMEOUT, |t| {
+            problems.positive(&t, "ssh.auth_timeout")
         }),
+        max_auth_attempts: s
+            .max_auth_attempts
+            .map_or(DEFAULT_SSH_MAX_AUTH_ATTEMPTS, |m| {
+                problems.at_least(&m, 1, "ssh.max_auth_attempts")
+            }),
         legacy_algorithms: s.legacy_algorithms,
         target_separator: s.target_separator.map(|s| s.value),
         keyboard_interactive: s.keyboard_interactive,
@@ -270,7 +290,11 @@ pub(crate) fn host_keys(
     SshHostKeys {
         known_hosts: h.known_hosts.map(Into::into),
         host_keys: h.host_keys.into_iter().map(Into::into).collect(),
-        host_key_fingerprints: h.host_key_fingerprints.into_iter().map(|f| f.value).collect(),
+        host_key_fingerprints: h
+            .host_key_fingerprints
+            .into_iter()
+            .map(|f| f.value)
+            .collect(),
     }
 }
 

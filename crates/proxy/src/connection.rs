@@ -203,7 +203,8 @@ pub(crate) async fn serve(
     // Boxed: the dial state is large and short-lived; kept inline it would size every
     // connection's task for its whole life.
     let dial = async {
-        let (mut leg, lease) = dial(cluster, &route, attributes, routing.as_deref(), &context).await?;
+        let (mut leg, lease) =
+            dial(cluster, &route, attributes, routing.as_deref(), &context).await?;
         // What was read before routing (a Logon inside TLS) goes first.
         if let Some(bytes) = replay {
             use tokio::io::AsyncWriteExt;
@@ -511,7 +512,12 @@ async fn terminate(
 
 /// A connection refused before it was dialed (inspection failed, no route, TLS handshake
 /// refused): logged, closed.
-pub(crate) fn refused(attributes: Attributes, route: Option<&Arc<Route>>, error: Error, context: &Context) {
+pub(crate) fn refused(
+    attributes: Attributes,
+    route: Option<&Arc<Route>>,
+    error: Error,
+    context: &Context,
+) {
     tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
     if let Some(log) = &context.access_log {
         log.closed(

@@ -131,7 +131,8 @@ impl<'a> Fields<'a> {
     }
 
     fn text(&mut self) -> Option<String> {
-        self.bytes().map(|b| String::from_utf8_lossy(b).into_owned())
+        self.bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     }
 }
 
@@ -219,14 +220,21 @@ impl SftpAudit {
     }
 }
 
-fn request(packet: &[u8], pending: &mut HashMap<u32, Pending>, files: &mut HashMap<Vec<u8>, OpenFile>) {
+fn request(
+    packet: &[u8],
+    pending: &mut HashMap<u32, Pending>,
+    files: &mut HashMap<Vec<u8>, OpenFile>,
+) {
     let Some((&kind, rest)) = packet.split_first() else {
         return;
     };
     let mut f = Fields(rest);
     let Some(id) = f.u32() else { return };
     let entry = match kind {
-        OPEN => f.text().zip(f.u32()).map(|(path, flags)| Pending::Open { path, flags }),
+        OPEN => f
+            .text()
+            .zip(f.u32())
+            .map(|(path, flags)| Pending::Open { path, flags }),
         CLOSE => f.bytes().map(|h| Pending::Close { handle: h.to_vec() }),
         READ => f.bytes().map(|h| Pending::Read { handle: h.to_vec() }),
         WRITE => {
@@ -240,18 +248,28 @@ fn request(packet: &[u8], pending: &mut HashMap<u32, Pending>, files: &mut HashM
             }
             None
         }
-        SETSTAT => f.text().map(|path| Pending::Path { op: "setstat", path }),
+        SETSTAT => f.text().map(|path| Pending::Path {
+            op: "setstat",
+            path,
+        }),
         FSETSTAT => f.bytes().map(|h| Pending::FSetStat { handle: h.to_vec() }),
         REMOVE => f.text().map(|path| Pending::Path { op: "remove", path }),
         MKDIR => f.text().map(|path| Pending::Path { op: "mkdir", path }),
         RMDIR => f.text().map(|path| Pending::Path { op: "rmdir", path }),
-        RENAME => f.text().zip(f.text()).map(|(from, to)| Pending::Rename { from, to }),
+        RENAME => f
+            .text()
+            .zip(f.text())
+            .map(|(from, to)| Pending::Rename { from, to }),
         // OpenSSH's sftp renames with its extension when the server offers it.
         EXTENDED => match f.bytes() {
-            Some(b"posix-rename@openssh.com") => {
-                f.text().zip(f.text()).map(|(from, to)| Pending::Rename { from, to })
-            }
-            Some(b"lsetstat@openssh.com") => f.text().map(|path| Pending::Path { op: "setstat", path }),
+            Some(b"posix-rename@openssh.com") => f
+                .text()
+                .zip(f.text())
+                .map(|(from, to)| Pending::Rename { from, to }),
+            Some(b"lsetstat@openssh.com") => f.text().map(|path| Pending::Path {
+                op: "setstat",
+                path,
+            }),
             _ => None,
         },
         _ => None,
@@ -285,8 +303,14 @@ fn reply(
             if let Some(Pending::Open { path, flags }) = pending.remove(&id)
                 && let Some(handle) = f.bytes()
             {
-                lines.push(json!({"op": "open", "path": path, "mode": mode(flags), "status": "ok"}));
-                let file = OpenFile { path, flags, read: 0, written: 0 };
+                lines
+                    .push(json!({"op": "open", "path": path, "mode": mode(flags), "status": "ok"}));
+                let file = OpenFile {
+                    path,
+                    flags,
+                    read: 0,
+                    written: 0,
+                };
                 files.insert(handle.to_vec(), file);
             }
         }
@@ -298,15 +322,21 @@ fn reply(
                     json!({"op": "open", "path": path, "mode": mode(flags), "status": status})
                 }
                 Some(Pending::Close { handle }) => {
-                    let Some(file) = files.remove(&handle) else { return };
+                    let Some(file) = files.remove(&handle) else {
+                        return;
+                    };
                     json!({"op": "close", "path": file.path, "mode": mode(file.flags), "bytes_read": file.read, "bytes_written": file.written, "status": status})
                 }
-                Some(Pending::Path { op, path }) => json!({"op": op, "path": path, "status": status}),
+                Some(Pending::Path { op, path }) => {
+                    json!({"op": op, "path": path, "status": status})
+                }
                 Some(Pending::Rename { from, to }) => {
                     json!({"op": "rename", "path": from, "to": to, "status": status})
                 }
                 Some(Pending::FSetStat { handle }) => {
-                    let Some(file) = files.get(&handle) else { return };
+                    let Some(file) = files.get(&handle) else {
+                        return;
+                    };
                     json!({"op": "setstat", "path": file.path, "status": status})
                 }
             };

@@ -205,14 +205,14 @@ mod tests {
 
     #[test]
     fn authorized_keys_lines_with_options_comments_and_blanks() {
-        let text = format!(
-            "# a comment\n\n{ED25519}\nno-pty,from=\"10.0.0.0/8\" {ED25519}\n"
-        );
+        let text = format!("# a comment\n\n{ED25519}\nno-pty,from=\"10.0.0.0/8\" {ED25519}\n");
         let keys = parse_authorized_keys(&text).unwrap();
         assert_eq!(keys.len(), 2);
         assert!(same_key(&keys[0], &keys[1]));
         assert_eq!(
-            parse_authorized_keys("ssh-ed25519 notbase64").unwrap_err().0,
+            parse_authorized_keys("ssh-ed25519 notbase64")
+                .unwrap_err()
+                .0,
             1
         );
     }

@@ -442,7 +442,11 @@ fn ssh_metrics(out: &mut Out<'_>, listener: &proxy::listener::Listener) {
         out.counter("causeway_ssh_upstream_failures_total", labels, total);
     }
     for ((request, result), total) in SshStats::snapshot(&s.ssh.channel_requests) {
-        let labels = vec![name(), ("request", request.into()), ("result", result.into())];
+        let labels = vec![
+            name(),
+            ("request", request.into()),
+            ("result", result.into()),
+        ];
         out.counter("causeway_ssh_channel_requests_total", labels, total);
     }
 }

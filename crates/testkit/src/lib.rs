@@ -9,6 +9,7 @@ pub mod fix;
 mod gateway;
 pub mod pki;
 pub mod spire;
+pub mod ssh;
 pub mod tls_peer;
 mod wait;
 

@@ -17,6 +17,7 @@ mod proxy_protocol;
 mod relay;
 mod reload;
 mod routing;
+mod sftp;
 mod tls_inspector;
 mod tls_termination;
 mod tunnels;

@@ -86,7 +86,12 @@ impl Gate {
     }
 
     /// The attributes of a login attempt: `user<sep>target` split when configured.
-    fn login(&self, name: &str, method: &'static str, key: Option<&russh::keys::PublicKey>) -> Attributes {
+    fn login(
+        &self,
+        name: &str,
+        method: &'static str,
+        key: Option<&russh::keys::PublicKey>,
+    ) -> Attributes {
         let (user, target) = match &self.server.settings.target_separator {
             Some(sep) => match name.split_once(sep.as_str()) {
                 Some((user, target)) => (user.to_string(), Some(target.to_string())),
@@ -153,7 +158,9 @@ impl Gate {
             // the password to check.
             None if route.authorizer.is_some() => {
                 if let Proof::Password(password) = proof {
-                    return self.decide_by_authorizer(attributes, route, Some(password)).await;
+                    return self
+                        .decide_by_authorizer(attributes, route, Some(password))
+                        .await;
                 }
                 true
             }
@@ -177,7 +184,9 @@ impl Gate {
         let stats = &self.listener.stats;
         let checked = match password {
             None => authorize::check(&route, &attributes).await,
-            Some(password) => authorize::check_with(&route, &attributes, &[("ssh_password", password)]).await,
+            Some(password) => {
+                authorize::check_with(&route, &attributes, &[("ssh_password", password)]).await
+            }
         };
         match checked {
             Ok((decision, routing)) => {
@@ -238,15 +247,29 @@ impl Gate {
         };
         let Some(policy) = self.server.host_keys.get(cluster.name()).cloned() else {
             stats.upstream_failed("no_host_keys".into());
-            let why = format!("cluster `{}` has no SSH host keys to verify", cluster.name());
-            return Err((Error::internal(Kind::Ssh(why)), "no upstream for this session".into()));
+            let why = format!(
+                "cluster `{}` has no SSH host keys to verify",
+                cluster.name()
+            );
+            return Err((
+                Error::internal(Kind::Ssh(why)),
+                "no upstream for this session".into(),
+            ));
         };
         let route_ssh = &self.server.routes[&route.config.name];
         let user = routing
             .and_then(|r| r.ssh_user.clone())
-            .or_else(|| route.config.ssh.as_ref().and_then(|s| s.upstream_user.clone()))
+            .or_else(|| {
+                route
+                    .config
+                    .ssh
+                    .as_ref()
+                    .and_then(|s| s.upstream_user.clone())
+            })
             .unwrap_or_else(|| login.user.clone());
-        let dialed = crate::connection::dial(&cluster, &route, &live.attributes, routing, &self.context).await;
+        let dialed =
+            crate::connection::dial(&cluster, &route, &live.attributes, routing, &self.context)
+                .await;
         let (leg, lease) = match dialed {
             Ok(pair) => pair,
             Err(error) => {
@@ -262,8 +285,12 @@ impl Gate {
             credential: &route_ssh.credential,
             policy,
         };
-        let timeout = cluster.config.connect_timeout.max(std::time::Duration::from_secs(10));
-        let connected = ssh::upstream::connect(leg, login, self.server.client.clone(), timeout).await;
+        let timeout = cluster
+            .config
+            .connect_timeout
+            .max(std::time::Duration::from_secs(10));
+        let connected =
+            ssh::upstream::connect(leg, login, self.server.client.clone(), timeout).await;
         live.set_upstream(Upstream {
             route: route.clone(),
             cluster: cluster.clone(),
@@ -286,7 +313,10 @@ impl Gate {
                     }
                     _ => "upstream unavailable",
                 };
-                Err((Error::new(Side::Upstream, Kind::SshUpstream(e.code(), e.to_string())), told.into()))
+                Err((
+                    Error::new(Side::Upstream, Kind::SshUpstream(e.code(), e.to_string())),
+                    told.into(),
+                ))
             }
         }
     }
@@ -313,8 +343,19 @@ impl Gate {
         self.listener.stats.ssh.channel(kind, allowed);
         let Some((_, up)) = self.pending.get_mut(&id).filter(|_| allowed) else {
             if !allowed {
-                let (id_, user) = (self.attributes.id, self.admitted.as_ref().and_then(|a| a.attributes.ssh()).map(|l| l.user.clone()));
-                tracing::info!(id = id_, user, request = kind, "ssh channel request denied by the route");
+                let (id_, user) = (
+                    self.attributes.id,
+                    self.admitted
+                        .as_ref()
+                        .and_then(|a| a.attributes.ssh())
+                        .map(|l| l.user.clone()),
+                );
+                tracing::info!(
+                    id = id_,
+                    user,
+                    request = kind,
+                    "ssh channel request denied by the route"
+                );
             }
             return session.channel_failure(id);
         };
@@ -331,17 +372,24 @@ impl Gate {
 
     /// Relays a channel in a task of its own.
     fn start(&self, down: Channel<Msg>, up: Channel<client::Msg>, sftp: bool, session: &Session) {
-        let Some(live) = self.live.clone() else { return };
+        let Some(live) = self.live.clone() else {
+            return;
+        };
         let admitted = self.admitted.as_ref().expect("authenticated");
         let audit = match sftp {
-            true => self.server.routes[&admitted.route.config.name].audit.clone(),
+            true => self.server.routes[&admitted.route.config.name]
+                .audit
+                .clone(),
             false => None,
         }
         .map(|log| {
             let login = live.attributes.ssh();
             let mut context = serde_json::Map::new();
             context.insert("connection".into(), live.attributes.id.into());
-            context.insert("listener".into(), live.attributes.listener.to_string().into());
+            context.insert(
+                "listener".into(),
+                live.attributes.listener.to_string().into(),
+            );
             context.insert("route".into(), admitted.route.config.name.clone().into());
             context.insert("source".into(), live.attributes.source.to_string().into());
             if let Some(login) = login {
@@ -411,10 +459,12 @@ impl russh::server::Handler for Gate {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         let attributes = self.login(user, "publickey", Some(offer.public_key));
-        Ok(match self.key_acceptable(&attributes, offer.public_key) {
-            true => Auth::Accept,
-            false => reject(),
-        })
+        if self.key_acceptable(&attributes, offer.public_key) {
+            return Ok(Auth::Accept);
+        }
+        self.listener.stats.ssh.auth("publickey", false);
+        self.shared.outcome.lock().unwrap().attributes = Some(attributes);
+        Ok(reject())
     }
 
     async fn auth_publickey(
@@ -476,7 +526,10 @@ impl russh::server::Handler for Gate {
                 reply.accept().await;
             }
             Err(e) => {
-                tracing::warn!(id = self.attributes.id, "ssh upstream refused a session channel: {e}");
+                tracing::warn!(
+                    id = self.attributes.id,
+                    "ssh upstream refused a session channel: {e}"
+                );
                 reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
             }
         }
@@ -496,7 +549,9 @@ impl russh::server::Handler for Gate {
         let allowed = self.allow().port_forwarding;
         self.listener.stats.ssh.channel("port_forwarding", allowed);
         let Some(upstream) = self.upstream.as_ref().filter(|_| allowed) else {
-            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         let opened = upstream
@@ -566,10 +621,19 @@ impl russh::server::Handler for Gate {
     ) -> Result<(), Self::Error> {
         let allow = self.allow();
         let (term, modes) = (term.to_string(), modes.to_vec());
-        self.request(channel, "pty", allow.shell || allow.exec, false, session, async move |up| {
-            up.request_pty(true, &term, col_width, row_height, pix_width, pix_height, &modes)
+        self.request(
+            channel,
+            "pty",
+            allow.shell || allow.exec,
+            false,
+            session,
+            async move |up| {
+                up.request_pty(
+                    true, &term, col_width, row_height, pix_width, pix_height, &modes,
+                )
                 .await
-        })
+            },
+        )
         .await
     }
 

@@ -76,7 +76,9 @@ impl SshServer {
             let credential = match (&s.private_key, &s.password_file) {
                 (Some(key), _) => UpstreamCredential::from_key_file(key),
                 (None, Some(file)) => UpstreamCredential::from_password_file(file),
-                (None, None) => return Err(format!("route `{}`: no upstream credential", route.name)),
+                (None, None) => {
+                    return Err(format!("route `{}`: no upstream credential", route.name));
+                }
             }
             .map_err(|e| format!("route `{}`: {e}", route.name))?;
             let audit = match &s.audit_log {
@@ -144,11 +146,21 @@ pub struct SshStats {
 impl SshStats {
     fn auth(&self, method: &'static str, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
-        *self.auth.lock().unwrap().entry((method, result)).or_default() += 1;
+        *self
+            .auth
+            .lock()
+            .unwrap()
+            .entry((method, result))
+            .or_default() += 1;
     }
 
     fn upstream_failed(&self, reason: String) {
-        *self.upstream_failures.lock().unwrap().entry(reason).or_default() += 1;
+        *self
+            .upstream_failures
+            .lock()
+            .unwrap()
+            .entry(reason)
+            .or_default() += 1;
     }
 
     fn channel(&self, request: &'static str, allowed: bool) {

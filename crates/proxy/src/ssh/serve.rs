@@ -35,7 +35,11 @@ pub(crate) async fn serve(
         shared.clone(),
     );
     // The version exchange is awaited here: a client that never speaks is bounded too.
-    let started = timeout_at(deadline, russh::server::run_stream(server.config.clone(), downstream, gate)).await;
+    let started = timeout_at(
+        deadline,
+        russh::server::run_stream(server.config.clone(), downstream, gate),
+    )
+    .await;
     let running = match started {
         Ok(Ok(running)) => running,
         Ok(Err(e)) => {
@@ -54,10 +58,15 @@ pub(crate) async fn serve(
     let live = loop {
         tokio::select! {
             ended = &mut running => {
-                let error = shared.outcome.lock().unwrap().error.take().unwrap_or_else(|| match ended {
-                    Err(e) => Error::new(Side::Downstream, Kind::Ssh(e.to_string())),
-                    Ok(()) => Error::new(Side::Downstream, Kind::SshAuthFailed),
-                });
+                // A refused login is the reason, whatever the client did next.
+                let mut outcome = shared.outcome.lock().unwrap();
+                let error = match (outcome.error.take(), &outcome.attributes, ended) {
+                    (Some(error), _, _) => error,
+                    (None, Some(_), _) => Error::new(Side::Downstream, Kind::SshAuthFailed),
+                    (None, None, Err(e)) => Error::new(Side::Downstream, Kind::Ssh(e.to_string())),
+                    (None, None, Ok(())) => Error::new(Side::Downstream, Kind::Ssh("closed before logging in".into())),
+                };
+                drop(outcome);
                 return refused(&attributes, &shared, error, &listener, &context);
             }
             _ = sleep_until(deadline), if shared.live.borrow().is_none() => {
@@ -75,7 +84,13 @@ pub(crate) async fn serve(
         }
     };
 
-    let route = shared.outcome.lock().unwrap().route.clone().expect("admitted");
+    let route = shared
+        .outcome
+        .lock()
+        .unwrap()
+        .route
+        .clone()
+        .expect("admitted");
     let result = tokio::select! {
         ended = &mut running => ended.map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string()))),
         e = crate::connection::timeouts(&route.config, &live.counters) => Err(e),
@@ -96,9 +111,7 @@ pub(crate) async fn serve(
     }
     let mut outcome = std::mem::take(&mut *shared.outcome.lock().unwrap());
     if let Some(upstream) = outcome.upstream.take() {
-        let _ = upstream
-            .disconnect(Disconnect::ByApplication, "", "")
-            .await;
+        let _ = upstream.disconnect(Disconnect::ByApplication, "", "").await;
     }
     // Out of the registry before into the endpoint's totals (see connection::finish).
     drop(outcome.registration.take());
@@ -123,7 +136,10 @@ fn refused(
 ) {
     let outcome = std::mem::take(&mut *shared.outcome.lock().unwrap());
     if matches!(error.kind, Kind::SshAuthFailed) {
-        listener.stats.ssh_auth_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        listener
+            .stats
+            .ssh_auth_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let attributes = outcome.attributes.unwrap_or_else(|| attributes.clone());
     crate::connection::refused(attributes, outcome.route.as_ref(), error, context);

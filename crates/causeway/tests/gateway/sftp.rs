@@ -1,0 +1,514 @@
+//! SFTP through a `protocol: ssh` listener with the real OpenSSH client and server: the
+//! example as documented (key and password logins, 20 MiB both ways, ls, rename, remove,
+//! mkdir, the audit log), refusals that all look alike, channel policy, upstream host-key
+//! pinning, an upstream that is down, concurrency, and a client that stops reading.
+
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use testkit::authorizer::{TestAuthorizer, Verdict};
+use testkit::ssh::{Client, Credential, Sshd, example_keys};
+use testkit::{TestGateway, bounded, eventually};
+
+/// examples/sftp.yaml with its ports, key paths and audit log made the test's.
+fn example_config(sshd: &Sshd, audit: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::read_to_string(root.join("examples/sftp.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:10022", "127.0.0.1:0")
+        .replace("127.0.0.1:10122", &sshd.address.to_string())
+        .replace("examples/keys/", &format!("{}/", example_keys().display()))
+        .replace(
+            "/tmp/causeway-sftp-audit.jsonl",
+            &audit.display().to_string(),
+        )
+}
+
+/// A gateway with one SSH route for alice (key) and bob (password `bob-demo-password`) to
+/// `sshd`; `route` and `cluster` add settings to the route's `ssh` and to the cluster.
+fn gateway(upstream: &str, route_ssh: &str, cluster_ssh: &str) -> TestGateway {
+    let keys = example_keys();
+    let k = |name: &str| keys.join(name).display().to_string();
+    TestGateway::start(&format!(
+        r#"listeners:
+  - name: sftp
+    address: 127.0.0.1:0
+    protocol: ssh
+    ssh:
+      host_keys: ["{host}"]
+      users:
+        - {{ name: alice, authorized_keys: "{alice}" }}
+        - {{ name: bob, password_hash: "$argon2id$v=19$m=19456,t=2,p=1$3zTn9Tfbzi1J8A0mdpYHoQ$V+1a5rP0uIoK3Mvup1NUgU35H/NwbvASuoZ3ssdfJA4" }}
+    routes:
+      - name: partners
+        match: {{ ssh: {{ user: [alice, bob] }} }}
+        cluster: backend
+        ssh: {{ private_key: "{upstream_key}"{route_ssh} }}
+clusters:
+  - name: backend
+    endpoints: [{{ address: "{upstream}" }}]
+    connect_attempts: 1
+    ssh: {{ {cluster_ssh} }}
+"#,
+        host = k("gateway_host_ed25519"),
+        alice = k("alice.pub"),
+        upstream_key = k("upstream_ed25519"),
+    ))
+}
+
+fn pinned() -> String {
+    format!(
+        "host_keys: [\"{}\"]",
+        example_keys().join("backend_host_ed25519.pub").display()
+    )
+}
+
+fn random_file(path: &Path, size: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..size).map(|_| fastrand::u8(..)).collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sftp_example_runs_as_documented() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let scratch = tempfile::tempdir().unwrap();
+        let audit = scratch.path().join("audit.jsonl");
+        let gw = TestGateway::start(&example_config(&sshd, &audit));
+        let client = Client::new(gw.address("sftp"));
+
+        // alice, by key: 20 MiB up and down byte-exact, ls, mkdir, rename, remove.
+        let local = scratch.path().join("up.bin");
+        let data = random_file(&local, 20 << 20);
+        let back = scratch.path().join("down.bin");
+        let batch = format!(
+            "put {} big.bin\nls -l\nget big.bin {}\nmkdir reports\nrename big.bin reports/moved.bin\nls reports\nrm reports/moved.bin\nrmdir reports\n",
+            local.display(),
+            back.display()
+        );
+        let run = client.sftp("alice", &client.key("alice"), &batch).await;
+        assert!(run.success, "alice's sftp session: {run:?}");
+        assert!(run.stdout.contains("big.bin") && run.stdout.contains("reports/moved.bin"), "{run:?}");
+        assert!(std::fs::read(&back).unwrap() == data, "20 MiB came back byte-exact");
+        assert!(!sshd.root.join("alice/reports").exists(), "rmdir reached the server");
+        assert!(run.stderr.contains("Causeway example gateway"), "the banner: {run:?}");
+
+        // bob, by password: the file lands in bob's directory on the server.
+        let small = scratch.path().join("bob.txt");
+        std::fs::write(&small, b"hello from bob\n").unwrap();
+        let bob = Credential::Password("bob-demo-password".into());
+        let batch = format!("put {} hello.txt\nls\n", small.display());
+        let run = client.sftp("bob", &bob, &batch).await;
+        assert!(run.success, "bob's sftp session: {run:?}");
+        assert_eq!(
+            std::fs::read(sshd.root.join("bob/hello.txt")).unwrap(),
+            b"hello from bob\n"
+        );
+
+        // The audit log: one line per operation, in order, with sizes.
+        let lines = audit_lines(&audit);
+        let ops: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l["op"].as_str().unwrap(), l["user"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("open", "alice"),
+                ("close", "alice"),
+                ("open", "alice"),
+                ("close", "alice"),
+                ("mkdir", "alice"),
+                ("rename", "alice"),
+                ("remove", "alice"),
+                ("rmdir", "alice"),
+                ("open", "bob"),
+                ("close", "bob"),
+            ],
+            "{lines:#?}"
+        );
+        assert_eq!(lines[1]["bytes_written"], 20 << 20);
+        assert_eq!(lines[3]["bytes_read"], 20 << 20);
+        assert!(lines[0]["mode"].as_str().unwrap().contains("write"));
+        assert!(lines[5]["path"].as_str().unwrap().ends_with("alice/big.bin"));
+        assert!(lines[5]["to"].as_str().unwrap().ends_with("reports/moved.bin"));
+        assert!(lines.iter().all(|l| l["status"] == "ok" && l["route"] == "partners"));
+        assert_eq!(lines[9]["bytes_written"], 15);
+
+        let stats = gw.listener_stats("sftp");
+        let auth = stats.ssh.auth.lock().unwrap().clone();
+        assert_eq!(auth.get(&("publickey", "ok")), Some(&1));
+        assert_eq!(auth.get(&("password", "ok")), Some(&1));
+        let sessions = stats.sessions.ssh();
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_wrong_passwords_and_unknown_users_are_refused_alike() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let gw = gateway(&sshd.address.to_string(), "", &pinned());
+        let client = Client::new(gw.address("sftp"));
+        let wrong_key = client.key("upstream_ed25519");
+        let attempts = [
+            ("alice", wrong_key.clone(), "wrong key"),
+            (
+                "bob",
+                Credential::Password("not-bobs".into()),
+                "wrong password",
+            ),
+            ("mallory", client.key("alice"), "unknown user, a key"),
+            (
+                "mallory",
+                Credential::Password("guess".into()),
+                "unknown user, a password",
+            ),
+            ("bob", client.key("alice"), "bob has no keys"),
+        ];
+        let mut messages = Vec::new();
+        for (user, credential, what) in attempts {
+            let run = client.sftp(user, &credential, "ls\n").await;
+            assert!(!run.success, "{what} must be refused: {run:?}");
+            assert!(run.stderr.contains("Permission denied"), "{what}: {run:?}");
+            messages.push(run.stderr.replace(user, "USER"));
+        }
+        // The same answer whatever was wrong (the methods offered follow the client's
+        // own settings: compare within each kind of attempt).
+        assert_eq!(messages[0], messages[2], "wrong key vs unknown user");
+        assert_eq!(messages[1], messages[3], "wrong password vs unknown user");
+        let stats = gw.listener_stats("sftp");
+        assert_eq!(stats.ssh_auth_failed.load(Relaxed), 5);
+        let auth = stats.ssh.auth.lock().unwrap().clone();
+        assert!(
+            auth.get(&("publickey", "ok")).is_none() && auth.get(&("password", "ok")).is_none()
+        );
+        assert_eq!(
+            gw.cluster("backend").endpoints[0]
+                .stats
+                .connect_attempts
+                .load(Relaxed),
+            0,
+            "nothing was dialed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_and_shell_are_refused_unless_the_route_allows_them() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let upstream = sshd.address.to_string();
+        let gw = gateway(&upstream, "", &pinned());
+        let client = Client::new(gw.address("sftp"));
+        let alice = client.key("alice");
+        let run = client.ssh("alice", &alice, "echo through").await;
+        assert!(
+            !run.success && !run.stdout.contains("through"),
+            "exec refused: {run:?}"
+        );
+        let mut shell = client.command("ssh", &alice);
+        shell.arg("-T").arg("alice@127.0.0.1");
+        let output = tokio::time::timeout(Duration::from_secs(30), shell.output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!output.status.success(), "shell refused: {output:?}");
+        let requests = gw
+            .listener_stats("sftp")
+            .ssh
+            .channel_requests
+            .lock()
+            .unwrap()
+            .clone();
+        assert_eq!(requests.get(&("exec", "denied")), Some(&1));
+        assert_eq!(requests.get(&("shell", "denied")), Some(&1));
+
+        // Allowed by the route: the real server runs the command, its exit status comes back.
+        let gw = gateway(&upstream, ", allow: { exec: true }", &pinned());
+        let client = Client::new(gw.address("sftp"));
+        let alice = client.key("alice");
+        let run = client.ssh("alice", &alice, "echo through; whoami").await;
+        assert!(run.success, "{run:?}");
+        assert_eq!(run.stdout, "through\nalice\n");
+        let run = client.ssh("alice", &alice, "echo oops >&2; exit 3").await;
+        assert!(
+            !run.success && run.stderr.contains("oops"),
+            "stderr and the exit status cross: {run:?}"
+        );
+        let sftp_still = client.sftp("alice", &alice, "ls\n").await;
+        assert!(sftp_still.success, "{sftp_still:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_with_an_unknown_host_key_is_refused() {
+    bounded(async {
+        // The server presents the gateway's host key: not the pinned one.
+        let sshd = Sshd::with_host_key("gateway_host_ed25519").await;
+        let gw = gateway(&sshd.address.to_string(), "", &pinned());
+        let client = Client::new(gw.address("sftp"));
+        let run = client.sftp("alice", &client.key("alice"), "ls\n").await;
+        assert!(!run.success, "{run:?}");
+        assert!(
+            run.stderr.contains("could not be verified"),
+            "a clear message: {run:?}"
+        );
+        let failures = gw
+            .listener_stats("sftp")
+            .ssh
+            .upstream_failures
+            .lock()
+            .unwrap()
+            .clone();
+        assert_eq!(failures.get("host_key_mismatch"), Some(&1), "{failures:?}");
+
+        // Pinned by fingerprint (and by known_hosts) the same server is trusted.
+        let print = std::process::Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(example_keys().join("gateway_host_ed25519.pub"))
+            .output()
+            .unwrap();
+        let print = String::from_utf8(print.stdout).unwrap();
+        let print = print.split_whitespace().nth(1).unwrap().to_string();
+        let gw = gateway(
+            &sshd.address.to_string(),
+            "",
+            &format!("host_key_fingerprints: [\"{print}\"]"),
+        );
+        let client = Client::new(gw.address("sftp"));
+        let run = client.sftp("alice", &client.key("alice"), "ls\n").await;
+        assert!(run.success, "{run:?}");
+        let scratch = tempfile::tempdir().unwrap();
+        let known_hosts = scratch.path().join("known_hosts");
+        let key = std::fs::read_to_string(example_keys().join("gateway_host_ed25519.pub")).unwrap();
+        std::fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{} {key}", sshd.address.port()),
+        )
+        .unwrap();
+        let gw = gateway(
+            &sshd.address.to_string(),
+            "",
+            &format!("known_hosts: \"{}\"", known_hosts.display()),
+        );
+        let client = Client::new(gw.address("sftp"));
+        let run = client.sftp("alice", &client.key("alice"), "ls\n").await;
+        assert!(run.success, "{run:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_is_down_gets_a_clear_disconnect() {
+    bounded(async {
+        let down = testkit::closed_port();
+        let gw = gateway(&down.to_string(), "", &pinned());
+        let client = Client::new(gw.address("sftp"));
+        let started = std::time::Instant::now();
+        let run = client.sftp("alice", &client.key("alice"), "ls\n").await;
+        assert!(!run.success, "{run:?}");
+        assert!(run.stderr.contains("upstream unavailable"), "{run:?}");
+        assert!(started.elapsed() < Duration::from_secs(15), "no hang");
+        let failures = gw
+            .listener_stats("sftp")
+            .ssh
+            .upstream_failures
+            .lock()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            failures.get("upstream_connect_failed"),
+            Some(&1),
+            "{failures:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sftp_sessions_at_once() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let gw = gateway(&sshd.address.to_string(), "", &pinned());
+        let client = std::sync::Arc::new(Client::new(gw.address("sftp")));
+        let alice = client.key("alice");
+        let sessions = (0..20).map(|i| {
+            let (client, alice) = (client.clone(), alice.clone());
+            tokio::spawn(async move {
+                let up = client.dir().join(format!("up-{i}"));
+                let data = random_file(&up, 1 << 20);
+                let down = client.dir().join(format!("down-{i}"));
+                let batch = format!(
+                    "put {} f{i}\nget f{i} {}\nrm f{i}\n",
+                    up.display(),
+                    down.display()
+                );
+                let run = client.sftp("alice", &alice, &batch).await;
+                assert!(run.success, "session {i}: {run:?}");
+                assert!(
+                    std::fs::read(&down).unwrap() == data,
+                    "session {i} byte-exact"
+                );
+            })
+        });
+        for session in sessions.collect::<Vec<_>>() {
+            session.await.unwrap();
+        }
+        let sessions = gw.listener_stats("sftp").sessions.ssh();
+        assert_eq!(sessions.iter().map(|(_, n)| n).sum::<u64>(), 20);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_back_the_upstream() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let size = 64 << 20;
+        let data = random_file(&sshd.root.join("alice/big.bin"), size);
+        let gw = gateway(&sshd.address.to_string(), "", &pinned());
+        let client = Client::new(gw.address("sftp"));
+        let down = client.dir().join("big.bin");
+        let mut command = client.command("sftp", &client.key("alice"));
+        command
+            .args(["-b", "-"])
+            .arg("alice@127.0.0.1")
+            .process_group(0);
+        let mut child = command.spawn().unwrap();
+        let pgid = child.id().unwrap() as i32;
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("get big.bin {}\n", down.display()).as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        let relayed = || {
+            gw.gateway
+                .registry()
+                .snapshot()
+                .first()
+                .map_or(0, |l| l.counters.downstream_bytes.load(Relaxed))
+        };
+        eventually("the download is under way", || relayed() > 4 << 20).await;
+        // The client stops reading (sftp and its ssh, stopped).
+        unsafe { libc::kill(-pgid, libc::SIGSTOP) };
+        // The gateway takes in only what windows and queues allow, then stops: the count
+        // holds still while the client is stopped.
+        let mut last = relayed();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = relayed();
+            if now == last {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the relay never stopped"
+            );
+            last = now;
+        }
+        assert!(
+            last < 24 << 20,
+            "at most windows and queues are in flight, not the file: {last} of {size}"
+        );
+        unsafe { libc::kill(-pgid, libc::SIGCONT) };
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            std::fs::read(&down).unwrap() == data,
+            "then the rest, byte-exact"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorizer_authenticates_users_the_gateway_does_not_know_and_routes_them() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let authorizer = TestAuthorizer::start(Verdict::Route(vec![(
+            "ssh_user".into(),
+            envoy_types::pb::google::protobuf::Value {
+                kind: Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(
+                    "bob".into(),
+                )),
+            },
+        )]))
+        .await;
+        let keys = example_keys();
+        let k = |name: &str| keys.join(name).display().to_string();
+        let gw = TestGateway::start(&format!(
+            r#"authorizers:
+  - {{ name: iam, address: "{}" }}
+listeners:
+  - name: sftp
+    address: 127.0.0.1:0
+    protocol: ssh
+    ssh:
+      host_keys: ["{}"]
+      target_separator: "+"
+    routes:
+      - name: partners
+        match: {{ ssh: {{ target: [backend] }} }}
+        cluster: backend
+        authorization: {{ ext_authz: iam }}
+        ssh: {{ private_key: "{}" }}
+clusters:
+  - name: backend
+    endpoints: [{{ address: "{}" }}]
+    ssh: {{ host_keys: ["{}"] }}
+"#,
+            authorizer.address,
+            k("gateway_host_ed25519"),
+            k("upstream_ed25519"),
+            sshd.address,
+            k("backend_host_ed25519.pub"),
+        ));
+        let client = Client::new(gw.address("sftp"));
+        let password = Credential::Password("partner-secret".into());
+        let run = client.sftp("partner7+backend", &password, "pwd\n").await;
+        assert!(run.success, "{run:?}");
+        assert!(
+            run.stdout.contains("/root/bob"),
+            "logged in upstream as the authorizer's user: {run:?}"
+        );
+        let request = authorizer.requests().last().cloned().unwrap();
+        let extensions = request.attributes.unwrap().context_extensions;
+        assert_eq!(extensions["ssh_user"], "partner7");
+        assert_eq!(extensions["ssh_target"], "backend");
+        assert_eq!(extensions["ssh_auth_method"], "password");
+        assert_eq!(extensions["ssh_password"], "partner-secret");
+
+        // No route for the target, or the authorizer says no: refused like a bad password.
+        let run = client.sftp("partner7+elsewhere", &password, "pwd\n").await;
+        assert!(
+            !run.success && run.stderr.contains("Permission denied"),
+            "{run:?}"
+        );
+        authorizer.set(Verdict::Deny("revoked".into()));
+        let run = client.sftp("partner7+backend", &password, "pwd\n").await;
+        assert!(
+            !run.success && run.stderr.contains("Permission denied"),
+            "{run:?}"
+        );
+    })
+    .await;
+}

@@ -1,0 +1,247 @@
+//! Real OpenSSH for SSH tests: an `sshd` serving SFTP (internal-sftp, one directory per
+//! user in a temporary root) and the `sftp`/`ssh` clients, driven non-interactively. Keys
+//! are the example's (examples/keys), copied with the permissions OpenSSH insists on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// The users the SFTP server knows (scripts/test creates them; so does the example's
+/// backend.sh).
+pub const USERS: [&str; 2] = ["alice", "bob"];
+
+/// The repository's examples/keys directory.
+pub fn example_keys() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/keys")
+}
+
+/// A private key of examples/keys copied to `dir` with mode 0600 (git keeps no modes).
+pub fn private_key(dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::copy(example_keys().join(name), &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// An OpenSSH sshd serving SFTP to alice and bob, who log in with `authorized_key`.
+pub struct Sshd {
+    pub address: SocketAddr,
+    /// Each user's starting directory is `root/USER`.
+    pub root: PathBuf,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    /// Starts sshd with the example's backend host key and waits until it accepts.
+    pub async fn start() -> Sshd {
+        Sshd::with_host_key("backend_host_ed25519").await
+    }
+
+    /// Starts sshd with examples/keys/`host_key`; the gateway's upstream key may log in.
+    pub async fn with_host_key(host_key: &str) -> Sshd {
+        use std::os::unix::fs::PermissionsExt;
+        let binary = Path::new("/usr/sbin/sshd");
+        assert!(
+            binary.exists(),
+            "OpenSSH's sshd is installed (scripts/test installs it)"
+        );
+        for user in USERS {
+            let known = std::process::Command::new("id")
+                .arg("-u")
+                .arg(user)
+                .output()
+                .unwrap();
+            assert!(
+                known.status.success(),
+                "user {user} exists (scripts/test creates it)"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let host = private_key(base, host_key);
+        std::fs::copy(
+            example_keys().join("upstream_ed25519.pub"),
+            base.join("authorized_keys"),
+        )
+        .unwrap();
+        let root = base.join("root");
+        for user in USERS {
+            std::fs::create_dir_all(root.join(user)).unwrap();
+            let chown = std::process::Command::new("chown")
+                .arg(user)
+                .arg(root.join(user))
+                .status()
+                .unwrap();
+            assert!(chown.success());
+        }
+        let address = crate::closed_port();
+        let config = base.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {address}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
+                 AuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 AllowUsers alice bob\nMaxStartups 100\nSubsystem sftp internal-sftp -d {}/%u\n",
+                host.display(),
+                base.join("authorized_keys").display(),
+                root.display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = tokio::process::Command::new(binary)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(address).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "sshd did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Sshd {
+            address,
+            root,
+            _child: child,
+            _dir: dir,
+        }
+    }
+}
+
+/// How an OpenSSH client proves who it is.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Key(PathBuf),
+    Password(String),
+}
+
+/// Runs OpenSSH clients against the gateway, trusting only the gateway's example host key.
+pub struct Client {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+/// What a client run printed, and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Client {
+    pub fn new(gateway: SocketAddr) -> Client {
+        let dir = tempfile::tempdir().unwrap();
+        let host_key =
+            std::fs::read_to_string(example_keys().join("gateway_host_ed25519.pub")).unwrap();
+        std::fs::write(
+            dir.path().join("known_hosts"),
+            format!("[{}]:{} {host_key}", gateway.ip(), gateway.port()),
+        )
+        .unwrap();
+        Client {
+            dir,
+            port: gateway.port(),
+        }
+    }
+
+    /// A scratch directory that lives as long as the client.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The example key of `name`, usable by the client.
+    pub fn key(&self, name: &str) -> Credential {
+        Credential::Key(private_key(self.dir.path(), name))
+    }
+
+    /// The command (`sftp` or `ssh`) with options for `credential`, not yet run.
+    pub fn command(&self, program: &str, credential: &Credential) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(program);
+        let port_flag = if program == "sftp" { "-P" } else { "-p" };
+        command
+            .arg(port_flag)
+            .arg(self.port.to_string())
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.dir.path().join("known_hosts").display()
+            ))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
+            .args(["-o", "NumberOfPasswordPrompts=1"])
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        match credential {
+            Credential::Key(path) => {
+                command
+                    .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+                    .args(["-o", "PreferredAuthentications=publickey", "-i"])
+                    .arg(path);
+            }
+            Credential::Password(password) => {
+                // OpenSSH reads a password only from a terminal or SSH_ASKPASS.
+                let askpass = self.dir.path().join(format!("askpass-{}", password.len()));
+                std::fs::write(
+                    &askpass,
+                    format!("#!/bin/sh\nprintf '%s\\n' '{password}'\n"),
+                )
+                .unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+                command
+                    .env("SSH_ASKPASS", &askpass)
+                    .env("SSH_ASKPASS_REQUIRE", "force")
+                    .args(["-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"])
+                    .args([
+                        "-o",
+                        "PreferredAuthentications=password,keyboard-interactive",
+                    ]);
+            }
+        }
+        command
+    }
+
+    /// `sftp -b -` with `batch` as the commands, bounded at 60 s.
+    pub async fn sftp(&self, user: &str, credential: &Credential, batch: &str) -> Run {
+        let mut command = self.command("sftp", credential);
+        command.args(["-b", "-"]).arg(format!("{user}@127.0.0.1"));
+        run(command, batch.as_bytes()).await
+    }
+
+    /// `ssh user@gateway command...`, bounded at 60 s.
+    pub async fn ssh(&self, user: &str, credential: &Credential, command_line: &str) -> Run {
+        let mut command = self.command("ssh", credential);
+        command.arg(format!("{user}@127.0.0.1")).arg(command_line);
+        run(command, b"").await
+    }
+}
+
+async fn run(mut command: tokio::process::Command, input: &[u8]) -> Run {
+    use tokio::io::AsyncWriteExt;
+    let mut child = command.spawn().expect("OpenSSH client is installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the OpenSSH client ended within 60 s")
+        .unwrap();
+    Run {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
