@@ -188,7 +188,7 @@ impl HostKeyPolicy {
             return true;
         }
         let print = fingerprint(key);
-        if self.fingerprints.iter().any(|f| *f == print) {
+        if self.fingerprints.contains(&print) {
             return true;
         }
         self.known_hosts.as_ref().is_some_and(|path| {
