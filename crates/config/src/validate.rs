@@ -961,6 +961,19 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
         .map(|(i, r)| {
             let at = r.cluster.referenced;
             let r = route(problems, r, i, names, &mut route_names);
+            match protocol {
+                crate::ListenerProtocol::Ssh => {
+                    crate::ssh::check_route(problems, at, &r, &names.ssh_clusters)
+                }
+                _ if r.ssh.is_some() => problems.add(
+                    at,
+                    format!(
+                        "route `{}` has `ssh` settings but the listener is not `protocol: ssh`",
+                        r.name
+                    ),
+                ),
+                _ => {}
+            }
             if let Some(first) = &catch_all {
                 problems.add(
                     at,
@@ -1004,21 +1017,6 @@ fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::
                     r.name
                 ),
             );
-        }
-    }
-    for r in &routes {
-        match protocol {
-            crate::ListenerProtocol::Ssh => {
-                crate::ssh::check_route(problems, l.name.referenced, r, &names.ssh_clusters)
-            }
-            _ if r.ssh.is_some() => problems.add(
-                l.name.referenced,
-                format!(
-                    "route `{}` has `ssh` settings but the listener is not `protocol: ssh`",
-                    r.name
-                ),
-            ),
-            _ => {}
         }
     }
     model::Listener {

@@ -346,3 +346,75 @@ clusters:
         "{typo}"
     );
 }
+
+#[test]
+fn ssh_settings_are_checked() {
+    let e = error_of(
+        r#"listeners:
+  - name: s
+    address: 127.0.0.1:10022
+    protocol: ssh
+    ssh:
+      host_keys: []
+      max_auth_attempts: 0
+      users:
+        - { name: alice }
+        - { name: bob, password_hash: "hunter2" }
+        - { name: bob, password_hash: "$2b$12$abcdefghijklmnopqrstuv" }
+    routes:
+      - name: no-credentials
+        match: { ssh: { user: [alice] } }
+        cluster: plain
+      - name: both
+        cluster: pinned
+        ssh: { private_key: k, password_file: p }
+  - name: t
+    address: 127.0.0.1:10023
+    ssh: { host_keys: [k] }
+    routes:
+      - match: { ssh: { user: [alice] } }
+        cluster: plain
+        ssh: { private_key: k }
+clusters:
+  - { name: plain, endpoints: [{ address: 127.0.0.1:10122 }] }
+  - name: pinned
+    endpoints: [{ address: 127.0.0.1:10122 }]
+    ssh: { host_key_fingerprints: ["MD5:aa:bb"] }
+  - name: unpinned
+    endpoints: [{ address: 127.0.0.1:10122 }]
+    ssh: {}
+"#,
+    );
+    for expected in [
+        "bad.yaml:6:18: ssh.host_keys: at least one key file",
+        "bad.yaml:7:26: ssh.max_auth_attempts must be at least 1",
+        "ssh user `alice` needs `authorized_keys` or `password_hash`",
+        "bad.yaml:10:39: password_hash must be an argon2",
+        "ssh user `bob` is listed twice",
+        "bad.yaml:15:18: route `no-credentials` of an SSH listener needs `ssh: { private_key: ... }`",
+        "route `no-credentials` sends SSH sessions to cluster `plain`, which does not say how to verify its host keys",
+        "route `both`: ssh takes `private_key` or `password_file`, not both",
+        "bad.yaml:21:10: `ssh` settings need `protocol: ssh`",
+        "matches on ssh but the listener does not read it: add `protocol: ssh`",
+        "route `route-0` has `ssh` settings but the listener is not `protocol: ssh`",
+        "host key fingerprints are `SHA256:…`",
+        "ssh: give `known_hosts`, `host_keys` or `host_key_fingerprints`",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+    }
+    let typo = error_of(
+        r#"listeners:
+  - name: s
+    address: 127.0.0.1:10022
+    protocol: ssh
+    ssh: { host_keys: [k], users: [{ name: a, authorized_key: f }] }
+    routes: [{ cluster: c, ssh: { private_key: k } }]
+clusters:
+  - { name: c, endpoints: [{ address: 127.0.0.1:1 }], ssh: { host_keys: [h] } }
+"#,
+    );
+    assert!(
+        typo.contains("bad.yaml:5:47: unknown field `authorized_key`"),
+        "{typo}"
+    );
+}
