@@ -22,6 +22,7 @@ fn example_config(sshd: &Sshd, audit: &Path) -> String {
             "/tmp/causeway-sftp-audit.jsonl",
             &audit.display().to_string(),
         )
+        .replace("admin:\n  address: 127.0.0.1:9907\n", "")
 }
 
 /// A gateway with one SSH route for alice (key) and bob (password `bob-demo-password`) to
