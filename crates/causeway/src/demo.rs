@@ -54,6 +54,19 @@ listeners:
       - name: demo-channel
         match: { mq: { channel: [DEMO.SVRCONN] } }
         cluster: echo
+  - name: demo-sftp
+    address: "{sftp_listen}"
+    protocol: ssh
+    ssh:
+      host_keys: ["{dir}/ssh_host_ed25519"]
+      banner: "Causeway demo SFTP: user demo, password demo.\n"
+      users:
+        - { name: demo, password_hash: "{demo_hash}" }
+    routes:
+      - name: demo-sftp
+        match: { ssh: { user: [demo] } }
+        cluster: sftp-backend
+        ssh: { private_key: "{dir}/upstream_ed25519", audit_log: "{dir}/sftp-audit.jsonl" }
   - name: demo-tunnel
     address: "{tunnel_listen}"
     routes:
@@ -70,6 +83,11 @@ listeners:
         connect: {}
         cluster: echo
 clusters:
+  - name: sftp-backend
+    endpoints:
+      - address: "{sftp_backend}"
+    ssh:
+      host_keys: ["{dir}/backend_host_ed25519.pub"]
   - name: through-tunnel
     endpoints:
       - address: "{terminator}"
@@ -107,6 +125,7 @@ pub struct Addresses {
     pub tunnel_listen: SocketAddr,
     pub fix_listen: SocketAddr,
     pub mq_listen: SocketAddr,
+    pub sftp_listen: SocketAddr,
 }
 
 pub fn run(at: Addresses) -> ExitCode {
@@ -116,6 +135,7 @@ pub fn run(at: Addresses) -> ExitCode {
         tunnel_listen,
         fix_listen,
         mq_listen,
+        sftp_listen,
     } = at;
     on_runtime(2, async {
         let pki = match throwaway_pki() {
@@ -130,9 +150,19 @@ pub fn run(at: Addresses) -> ExitCode {
         let standby = greeting_echo("standby").await;
         let (fix_active, _) = testkit::fix::acceptor("DEMOVENUE").await;
         let (fix_standby, _) = testkit::fix::acceptor("DEMOVENUE").await;
+        let sftp = match sftp_backend(pki.path()).await {
+            Ok(server) => server,
+            Err(e) => {
+                eprintln!("cannot set up the demo's SFTP server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let yaml = DEMO_CONFIG
             .replace("{fix_listen}", &fix_listen.to_string())
             .replace("{mq_listen}", &mq_listen.to_string())
+            .replace("{sftp_listen}", &sftp_listen.to_string())
+            .replace("{sftp_backend}", &sftp.address.to_string())
+            .replace("{demo_hash}", &ssh::credentials::hash_password("demo"))
             .replace("{fix_active}", &fix_active.address.to_string())
             .replace("{fix_standby}", &fix_standby.address.to_string())
             .replace("{listen}", &listen.to_string())
@@ -201,6 +231,19 @@ pub fn run(at: Addresses) -> ExitCode {
             "IBM MQ on {mq_address}: channel DEMO.SVRCONN goes to the echo cluster, other channels are refused:"
         );
         println!("  python3 examples/mq-initial.py {mq_address} DEMO.SVRCONN QM1");
+        let sftp_address = running
+            .gateway
+            .listener_address("demo-sftp")
+            .expect("demo SFTP listener");
+        println!(
+            "SFTP on {sftp_address}: the gateway terminates SSH, checks user demo's password (demo) and logs in to a built-in SFTP server {} with its own key; files land in {dir}/sftp-root, one audit line per file operation in {dir}/sftp-audit.jsonl:",
+            sftp.address
+        );
+        println!(
+            "  sftp -P {} demo@{}",
+            sftp_address.port(),
+            sftp_address.ip()
+        );
         println!();
         println!(
             "Through a tunnel: connections to {tunnel_address} are carried in an HTTP/2 CONNECT tunnel over mutual TLS to a terminator in the same process, which dials the echo cluster:"
@@ -210,6 +253,40 @@ pub fn run(at: Addresses) -> ExitCode {
         running.serve_until_stopped().await;
         ExitCode::SUCCESS
     })
+}
+
+/// The demo's SFTP server over `dir`/sftp-root, and the keys the gateway needs for it
+/// (its host key, its key for the server, the server's public key), all made now.
+async fn sftp_backend(dir: &std::path::Path) -> std::io::Result<testkit::sftp_server::SftpServer> {
+    use ssh::russh::keys::ssh_key::LineEnding;
+    use testkit::sftp_server::{SftpServer, new_key};
+    let openssh = |e: ssh::russh::keys::ssh_key::Error| std::io::Error::other(e.to_string());
+    let (gateway_host, upstream, backend_host) = (new_key(), new_key(), new_key());
+    std::fs::write(
+        dir.join("ssh_host_ed25519"),
+        gateway_host
+            .to_openssh(LineEnding::LF)
+            .map_err(openssh)?
+            .as_bytes(),
+    )?;
+    std::fs::write(
+        dir.join("upstream_ed25519"),
+        upstream
+            .to_openssh(LineEnding::LF)
+            .map_err(openssh)?
+            .as_bytes(),
+    )?;
+    std::fs::write(
+        dir.join("backend_host_ed25519.pub"),
+        backend_host.public_key().to_openssh().map_err(openssh)?,
+    )?;
+    let root = dir.join("sftp-root");
+    std::fs::create_dir_all(&root)?;
+    std::fs::write(
+        root.join("README.txt"),
+        "Files put through the Causeway demo land here.\n",
+    )?;
+    Ok(SftpServer::start(root, backend_host, upstream.public_key().clone()).await)
 }
 
 /// A loopback address free now, for the demo's inside listener (the tunnel's terminator).

@@ -52,6 +52,9 @@ enum Command {
         /// Where the demo's IBM MQ listener listens.
         #[arg(long, default_value = "127.0.0.1:10448")]
         mq_listen: SocketAddr,
+        /// Where the demo's SSH (SFTP) listener listens.
+        #[arg(long, default_value = "127.0.0.1:10022")]
+        sftp_listen: SocketAddr,
     },
     /// Run an echo server (a test aid for the examples): it greets with NAME, then echoes.
     Echo {
@@ -110,12 +113,14 @@ fn main() -> ExitCode {
             tunnel_listen,
             fix_listen,
             mq_listen,
+            sftp_listen,
         } => demo::run(demo::Addresses {
             listen,
             tls_listen,
             tunnel_listen,
             fix_listen,
             mq_listen,
+            sftp_listen,
         }),
         Command::Echo {
             address,

@@ -8,6 +8,7 @@ mod client;
 pub mod fix;
 mod gateway;
 pub mod pki;
+pub mod sftp_server;
 pub mod spire;
 pub mod ssh;
 pub mod tls_peer;

@@ -129,6 +129,8 @@ pub enum Credential {
 pub struct Client {
     dir: tempfile::TempDir,
     port: u16,
+    /// Only the gateway's example host key is trusted (else: any, as for the demo's).
+    strict: bool,
 }
 
 /// What a client run printed, and how it ended.
@@ -152,7 +154,18 @@ impl Client {
         Client {
             dir,
             port: gateway.port(),
+            strict: true,
         }
+    }
+
+    /// A client that accepts whatever host key the gateway presents (the demo makes one).
+    pub fn trusting_any_host_key(gateway: SocketAddr) -> Client {
+        let client = Client {
+            strict: false,
+            ..Client::new(gateway)
+        };
+        std::fs::write(client.dir.path().join("known_hosts"), "").unwrap();
+        client
     }
 
     /// A scratch directory that lives as long as the client.
@@ -177,7 +190,11 @@ impl Client {
                 "UserKnownHostsFile={}",
                 self.dir.path().join("known_hosts").display()
             ))
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
+            .args(["-o", "ConnectTimeout=10", "-o"])
+            .arg(match self.strict {
+                true => "StrictHostKeyChecking=yes",
+                false => "StrictHostKeyChecking=no",
+            })
             .args(["-o", "NumberOfPasswordPrompts=1"])
             .env_remove("SSH_AUTH_SOCK")
             .stdin(Stdio::piped())

@@ -294,6 +294,8 @@ async fn demo_prints_how_to_try_it_and_serves() {
                 "127.0.0.1:0",
                 "--mq-listen",
                 "127.0.0.1:0",
+                "--sftp-listen",
+                "127.0.0.1:0",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -303,8 +305,14 @@ async fn demo_prints_how_to_try_it_and_serves() {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut address, mut openssl, mut tunnel) = (None, None, None);
-        let (mut fix, mut mq) = (None, None);
+        let (mut fix, mut mq, mut sftp) = (None, None, None);
         while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.trim().strip_prefix("sftp -P ") {
+                let (port, target) = rest.split_once(' ').unwrap();
+                let (user, host) = target.split_once('@').unwrap();
+                let address = format!("{host}:{port}").parse::<SocketAddr>().unwrap();
+                sftp = Some((user.to_string(), address));
+            }
             if line.trim().starts_with("python3 examples/fix-logon.py") {
                 fix = Some(line.trim().to_string());
             }
@@ -376,6 +384,27 @@ async fn demo_prints_how_to_try_it_and_serves() {
         assert!(refused.contains("|58=not authorized|"), "{refused}");
         let mq = run(mq.expect("the demo prints an MQ command")).await;
         assert!(mq.contains("active backend"), "{mq}");
+
+        // The printed sftp command, with the password the demo gives, to its SFTP server.
+        let (user, address) = sftp.expect("the demo prints an sftp command");
+        let client = testkit::ssh::Client::trusting_any_host_key(address);
+        let file = client.dir().join("hello.txt");
+        std::fs::write(&file, "through the demo's SFTP\n").unwrap();
+        let password = testkit::ssh::Credential::Password("demo".into());
+        let batch = format!(
+            "put {} hello.txt\nls\nget hello.txt {}.back\n",
+            file.display(),
+            file.display()
+        );
+        let session = client.sftp(&user, &password, &batch).await;
+        assert!(
+            session.success && session.stdout.contains("README.txt"),
+            "{session:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(format!("{}.back", file.display())).unwrap(),
+            "through the demo's SFTP\n"
+        );
         // SAFETY: kill(2) with our own child's pid.
         unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
         let status = child.wait().await.unwrap();

@@ -130,12 +130,10 @@ impl Gate {
     async fn decide(&mut self, attributes: Attributes, proof: Proof<'_>) -> Auth {
         let method = attributes.ssh().map_or("none", |l| l.method);
         let stats = &self.listener.stats;
+        let methods = self.server.config.methods.clone();
         let refuse = |stats: &crate::listener::ListenerStats| {
             stats.ssh.auth(method, false);
-            Auth::Reject {
-                proceed_with_methods: None,
-                partial_success: false,
-            }
+            reject(methods)
         };
         let Some(route) = self.listener.routes.find(&attributes).cloned() else {
             self.shared.outcome.lock().unwrap().attributes = Some(attributes);
@@ -207,10 +205,7 @@ impl Gate {
                 let mut outcome = self.shared.outcome.lock().unwrap();
                 outcome.attributes = Some(attributes);
                 outcome.route = Some(route);
-                Auth::Reject {
-                    proceed_with_methods: None,
-                    partial_success: false,
-                }
+                reject(self.server.config.methods.clone())
             }
         }
     }
@@ -439,9 +434,11 @@ fn split_host_port(address: &str) -> (&str, u16) {
     }
 }
 
-fn reject() -> Auth {
+/// A refusal that offers every method again (russh would otherwise drop the one that
+/// failed, and a client could not retry a mistyped password).
+fn reject(methods: russh::MethodSet) -> Auth {
     Auth::Reject {
-        proceed_with_methods: None,
+        proceed_with_methods: Some(methods),
         partial_success: false,
     }
 }
@@ -464,7 +461,7 @@ impl russh::server::Handler for Gate {
         }
         self.listener.stats.ssh.auth("publickey", false);
         self.shared.outcome.lock().unwrap().attributes = Some(attributes);
-        Ok(reject())
+        Ok(reject(self.server.config.methods.clone()))
     }
 
     async fn auth_publickey(
@@ -488,7 +485,7 @@ impl russh::server::Handler for Gate {
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
         if !self.server.settings.keyboard_interactive {
-            return Ok(reject());
+            return Ok(reject(self.server.config.methods.clone()));
         }
         let answer = response.and_then(|mut r| r.next());
         let Some(answer) = answer else {
