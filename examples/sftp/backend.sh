@@ -18,6 +18,8 @@ for user in alice bob; do
 done
 dir="$(mktemp -d /tmp/causeway-sftp-backend.XXXXXX)"
 trap 'rm -rf "$dir"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 chmod 755 "$dir"
 install -m 600 examples/keys/backend_host_ed25519 "$dir/host"
 cp examples/keys/upstream_ed25519.pub "$dir/authorized_keys"

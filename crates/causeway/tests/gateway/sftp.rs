@@ -10,13 +10,64 @@ use testkit::authorizer::{TestAuthorizer, Verdict};
 use testkit::ssh::{Client, Credential, Sshd, example_keys};
 use testkit::{TestGateway, bounded, eventually};
 
+/// examples/sftp/backend.sh, as documented (on a free port): a real sshd, stopped with
+/// its process group when dropped (SIGTERM, so the script removes its directory).
+struct ExampleBackend {
+    address: std::net::SocketAddr,
+    root: std::path::PathBuf,
+    child: tokio::process::Child,
+}
+
+impl ExampleBackend {
+    async fn start() -> ExampleBackend {
+        use tokio::io::AsyncBufReadExt;
+        let address = testkit::closed_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sftp/backend.sh");
+        let mut child = tokio::process::Command::new(script)
+            .env("PORT", address.port().to_string())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next_line().await.unwrap().unwrap_or_default();
+        let root = first
+            .split_once("files under ")
+            .map(|(_, r)| std::path::PathBuf::from(r))
+            .unwrap_or_else(|| panic!("backend.sh says where files go: {first}"));
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(address).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "backend.sh's sshd did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ExampleBackend {
+            address,
+            root,
+            child,
+        }
+    }
+}
+
+impl Drop for ExampleBackend {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on our own child's process group.
+            unsafe { libc::kill(-(pid as i32), libc::SIGTERM) };
+        }
+    }
+}
+
 /// examples/sftp.yaml with its ports, key paths and audit log made the test's.
-fn example_config(sshd: &Sshd, audit: &Path) -> String {
+fn example_config(backend: std::net::SocketAddr, audit: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::fs::read_to_string(root.join("examples/sftp.yaml"))
         .unwrap()
         .replace("127.0.0.1:10022", "127.0.0.1:0")
-        .replace("127.0.0.1:10122", &sshd.address.to_string())
+        .replace("127.0.0.1:10122", &backend.to_string())
         .replace("examples/keys/", &format!("{}/", example_keys().display()))
         .replace(
             "/tmp/causeway-sftp-audit.jsonl",
@@ -81,10 +132,16 @@ fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sftp_example_runs_as_documented() {
     bounded(async {
-        let sshd = Sshd::start().await;
+        let sshd = ExampleBackend::start().await;
         let scratch = tempfile::tempdir().unwrap();
         let audit = scratch.path().join("audit.jsonl");
-        let gw = TestGateway::start(&example_config(&sshd, &audit));
+        let access = scratch.path().join("access.jsonl");
+        let yaml = format!(
+            "access_log: {{ path: \"{}\" }}\n{}",
+            access.display(),
+            example_config(sshd.address, &audit)
+        );
+        let gw = TestGateway::start(&yaml);
         let client = Client::new(gw.address("sftp"));
 
         // alice, by key: 20 MiB up and down byte-exact, ls, mkdir, rename, remove.
@@ -151,6 +208,114 @@ async fn the_sftp_example_runs_as_documented() {
         assert_eq!(auth.get(&("password", "ok")), Some(&1));
         let sessions = stats.sessions.ssh();
         assert_eq!(sessions.len(), 2, "{sessions:?}");
+        let metrics = telemetry::Telemetry::new(&Default::default())
+            .unwrap()
+            .render(&gw.gateway);
+        for line in [
+            r#"causeway_ssh_auth_total{listener="sftp",method="publickey",result="ok"} 1"#,
+            r#"causeway_ssh_auth_total{listener="sftp",method="password",result="ok"} 1"#,
+            r#"causeway_ssh_sessions_total{listener="sftp",route="partners",method="publickey"} 1"#,
+            r#"causeway_ssh_channel_requests_total{listener="sftp",request="sftp",result="allowed"} 2"#,
+        ] {
+            assert!(metrics.contains(line), "{line} in\n{metrics}");
+        }
+
+        // One access-log line per SSH connection: who, how, where, how much, why it ended.
+        let read = || {
+            std::fs::read_to_string(&access)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        };
+        eventually("both sessions are in the access log", || read().len() == 2).await;
+        let lines = read();
+        assert_eq!(lines[0]["ssh_user"], "alice");
+        assert_eq!(lines[0]["ssh_auth_method"], "publickey");
+        assert!(lines[0]["ssh_key_fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+        assert_eq!(lines[1]["ssh_user"], "bob");
+        assert_eq!(lines[1]["ssh_auth_method"], "password");
+        for line in &lines {
+            assert_eq!(line["route"], "partners");
+            assert_eq!(line["endpoint"], sshd.address.to_string());
+            assert_eq!(line["reason"], "closed");
+        }
+        assert!(lines[0]["bytes_upstream"].as_u64().unwrap() > 20 << 20);
+        assert!(lines[0]["bytes_downstream"].as_u64().unwrap() > 20 << 20);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_are_cut_at_the_auth_timeout_and_host_keys_rotate_on_reload() {
+    bounded(async {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let keys = example_keys();
+        let yaml = |host_key: &str| {
+            format!(
+                r#"listeners:
+  - name: sftp
+    address: 127.0.0.1:0
+    protocol: ssh
+    ssh:
+      host_keys: ["{}"]
+      auth_timeout: 500ms
+      users: [{{ name: alice, authorized_keys: "{}" }}]
+    routes:
+      - cluster: backend
+        ssh: {{ private_key: "{}" }}
+clusters:
+  - name: backend
+    endpoints: [{{ address: "127.0.0.1:1" }}]
+    ssh: {{ host_key_fingerprints: ["SHA256:unused"] }}
+"#,
+                keys.join(host_key).display(),
+                keys.join("alice.pub").display(),
+                keys.join("upstream_ed25519").display(),
+            )
+        };
+        let gw = TestGateway::start(&yaml("gateway_host_ed25519"));
+        let address = gw.address("sftp");
+
+        // A client that reads the banner and never answers is cut at the auth timeout.
+        let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut banner = String::new();
+        reader.read_line(&mut banner).await.unwrap();
+        assert!(banner.starts_with("SSH-2.0-Causeway"), "{banner}");
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "closed, not left hanging");
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "not before the timeout"
+        );
+
+        // Host keys are read again on reload: new connections see the new key.
+        let scan = || async {
+            let out = tokio::process::Command::new("ssh-keyscan")
+                .args(["-T", "5", "-t", "ed25519", "-p"])
+                .arg(address.port().to_string())
+                .arg("127.0.0.1")
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let key_of = |name: &str| {
+            let text = std::fs::read_to_string(keys.join(name)).unwrap();
+            text.split_whitespace().nth(1).unwrap().to_string()
+        };
+        assert!(scan().await.contains(&key_of("gateway_host_ed25519.pub")));
+        gw.reload(&yaml("backend_host_ed25519"));
+        let after = scan().await;
+        assert!(
+            after.contains(&key_of("backend_host_ed25519.pub")),
+            "{after}"
+        );
+        assert!(!after.contains(&key_of("gateway_host_ed25519.pub")));
     })
     .await;
 }
