@@ -539,29 +539,45 @@ async fn twenty_sftp_sessions_at_once() {
     .await;
 }
 
+/// Bytes waiting unread in the kernel on connections to `port` (from /proc/net/tcp: the
+/// receive queues of sockets whose peer is `port`).
+fn unread_towards(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = u16::from_str_radix(fields.get(2)?.split(':').nth(1)?, 16).ok()?;
+            let rx = u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?;
+            (remote_port == port).then_some(rx)
+        })
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_holds_back_the_upstream() {
     bounded(async {
+        // The server pushes without being asked (`cat`), unlike SFTP's request/answer flow.
         let sshd = Sshd::start().await;
         let size = 64 << 20;
-        let data = random_file(&sshd.root.join("alice/big.bin"), size);
-        let gw = gateway(&sshd.address.to_string(), "", &pinned());
+        let big = sshd.root.join("alice/big.bin");
+        let data = random_file(&big, size);
+        let gw = gateway(
+            &sshd.address.to_string(),
+            ", allow: { exec: true }",
+            &pinned(),
+        );
         let client = Client::new(gw.address("sftp"));
         let down = client.dir().join("big.bin");
-        let mut command = client.command("sftp", &client.key("alice"));
+        let mut command = client.command("ssh", &client.key("alice"));
         command
-            .args(["-b", "-"])
             .arg("alice@127.0.0.1")
+            .arg(format!("cat {}", big.display()))
+            .stdout(std::fs::File::create(&down).unwrap())
             .process_group(0);
         let mut child = command.spawn().unwrap();
         let pgid = child.id().unwrap() as i32;
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(format!("get big.bin {}\n", down.display()).as_bytes())
-            .await
-            .unwrap();
-        drop(stdin);
         let relayed = || {
             gw.gateway
                 .registry()
@@ -570,10 +586,11 @@ async fn a_client_that_stops_reading_holds_back_the_upstream() {
                 .map_or(0, |l| l.counters.downstream_bytes.load(Relaxed))
         };
         eventually("the download is under way", || relayed() > 4 << 20).await;
-        // The client stops reading (sftp and its ssh, stopped).
+        // The client stops reading.
+        // SAFETY: kill(2) on our own child's process group.
         unsafe { libc::kill(-pgid, libc::SIGSTOP) };
-        // The gateway takes in only what windows and queues allow, then stops: the count
-        // holds still while the client is stopped.
+        // The gateway passes on only what the client's window allows, then stops taking
+        // from the upstream: what the server keeps sending waits in the kernel, unread.
         let mut last = relayed();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -589,9 +606,15 @@ async fn a_client_that_stops_reading_holds_back_the_upstream() {
             last = now;
         }
         assert!(
-            last < 24 << 20,
-            "at most windows and queues are in flight, not the file: {last} of {size}"
+            last < 32 << 20,
+            "only windows and queues are in flight, not the file: {last} of {size}"
         );
+        let waiting = unread_towards(sshd.address.port());
+        assert!(
+            waiting > 0,
+            "the upstream's bytes wait in the kernel, not in the gateway"
+        );
+        // SAFETY: as above.
         unsafe { libc::kill(-pgid, libc::SIGCONT) };
         let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
             .await

@@ -19,6 +19,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
+/// How long the upstream may take to answer a channel open or request: the client's whole
+/// session waits meanwhile.
+const UPSTREAM_ANSWER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the connection's task learns from the session, to log and close it.
 #[derive(Default)]
 pub(super) struct Outcome {
@@ -354,7 +358,11 @@ impl Gate {
             }
             return session.channel_failure(id);
         };
-        let ok = send(up).await.is_ok() && upstream_reply(up).await;
+        // Bounded: the client's session waits for this answer.
+        let asked = async { send(up).await.is_ok() && upstream_reply(up).await };
+        let ok = tokio::time::timeout(UPSTREAM_ANSWER, asked)
+            .await
+            .unwrap_or(false);
         if !ok {
             return session.channel_failure(id);
         }
@@ -517,7 +525,8 @@ impl russh::server::Handler for Gate {
         let Some(upstream) = &self.upstream else {
             return Ok(());
         };
-        match upstream.channel_open_session().await {
+        let opened = tokio::time::timeout(UPSTREAM_ANSWER, upstream.channel_open_session()).await;
+        match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
             Ok(up) => {
                 self.pending.insert(channel.id(), (channel, up));
                 reply.accept().await;
@@ -551,10 +560,9 @@ impl russh::server::Handler for Gate {
                 .await;
             return Ok(());
         };
-        let opened = upstream
-            .channel_open_direct_tcpip(host, port, originator, originator_port)
-            .await;
-        match opened {
+        let opened = upstream.channel_open_direct_tcpip(host, port, originator, originator_port);
+        let opened = tokio::time::timeout(UPSTREAM_ANSWER, opened).await;
+        match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
             Ok(up) => {
                 reply.accept().await;
                 self.start(channel, up, false, session);
