@@ -88,6 +88,7 @@ fn gateway(upstream: &str, route_ssh: &str, cluster_ssh: &str) -> TestGateway {
     protocol: ssh
     ssh:
       host_keys: ["{host}"]
+      keyboard_interactive: true
       users:
         - {{ name: alice, authorized_keys: "{alice}" }}
         - {{ name: bob, password_hash: "$argon2id$v=19$m=19456,t=2,p=1$3zTn9Tfbzi1J8A0mdpYHoQ$V+1a5rP0uIoK3Mvup1NUgU35H/NwbvASuoZ3ssdfJA4" }}
@@ -251,15 +252,21 @@ async fn silent_clients_are_cut_at_the_auth_timeout_and_host_keys_rotate_on_relo
     bounded(async {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt};
         let keys = example_keys();
-        let yaml = |host_key: &str| {
+        let yaml = |host_keys: &[&str], legacy: bool| {
+            let host_keys: Vec<String> = host_keys
+                .iter()
+                .map(|k| format!("\"{}\"", keys.join(k).display()))
+                .collect();
             format!(
                 r#"listeners:
   - name: sftp
     address: 127.0.0.1:0
     protocol: ssh
     ssh:
-      host_keys: ["{}"]
+      host_keys: [{}]
       auth_timeout: 500ms
+      max_auth_attempts: 2
+      legacy_algorithms: {legacy}
       users: [{{ name: alice, authorized_keys: "{}" }}]
     routes:
       - cluster: backend
@@ -269,12 +276,12 @@ clusters:
     endpoints: [{{ address: "127.0.0.1:1" }}]
     ssh: {{ host_key_fingerprints: ["SHA256:unused"] }}
 "#,
-                keys.join(host_key).display(),
+                host_keys.join(", "),
                 keys.join("alice.pub").display(),
                 keys.join("upstream_ed25519").display(),
             )
         };
-        let gw = TestGateway::start(&yaml("gateway_host_ed25519"));
+        let gw = TestGateway::start(&yaml(&["gateway_host_ed25519", "gateway_host_rsa"], false));
         let address = gw.address("sftp");
 
         // A client that reads the banner and never answers is cut at the auth timeout.
@@ -294,9 +301,9 @@ clusters:
         );
 
         // Host keys are read again on reload: new connections see the new key.
-        let scan = || async {
+        let scan = |kind: &'static str| async move {
             let out = tokio::process::Command::new("ssh-keyscan")
-                .args(["-T", "5", "-t", "ed25519", "-p"])
+                .args(["-T", "5", "-t", kind, "-p"])
                 .arg(address.port().to_string())
                 .arg("127.0.0.1")
                 .output()
@@ -308,9 +315,84 @@ clusters:
             let text = std::fs::read_to_string(keys.join(name)).unwrap();
             text.split_whitespace().nth(1).unwrap().to_string()
         };
-        assert!(scan().await.contains(&key_of("gateway_host_ed25519.pub")));
-        gw.reload(&yaml("backend_host_ed25519"));
-        let after = scan().await;
+        assert!(
+            scan("ed25519")
+                .await
+                .contains(&key_of("gateway_host_ed25519.pub"))
+        );
+        assert!(scan("rsa").await.contains(&key_of("gateway_host_rsa.pub")));
+
+        // Only modern algorithms, unless legacy ones are asked for.
+        let old_client = || async {
+            let mut ssh = tokio::process::Command::new("ssh");
+            ssh.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+                .args(["-o", "UserKnownHostsFile=/dev/null", "-o"])
+                .arg("KexAlgorithms=diffie-hellman-group14-sha1")
+                .arg("-p")
+                .arg(address.port().to_string())
+                .arg("alice@127.0.0.1")
+                .arg("true");
+            let out = tokio::time::timeout(Duration::from_secs(20), ssh.output())
+                .await
+                .unwrap()
+                .unwrap();
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let refused = old_client().await;
+        assert!(
+            refused.contains("no matching key exchange method"),
+            "{refused}"
+        );
+
+        // Two failed attempts and the client is shown out, however many it would try.
+        let dir = tempfile::tempdir().unwrap();
+        let (askpass, asked) = (dir.path().join("askpass"), dir.path().join("asked"));
+        std::fs::write(
+            &askpass,
+            format!("#!/bin/sh\necho x >> {}\necho wrong\n", asked.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut guesser = tokio::process::Command::new("ssh");
+        guesser
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=6",
+            ])
+            .args(["-o", "PreferredAuthentications=password", "-p"])
+            .arg(address.port().to_string())
+            .arg("alice@127.0.0.1")
+            .arg("true")
+            .stdin(std::process::Stdio::null());
+        let out = tokio::time::timeout(Duration::from_secs(30), guesser.output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!out.status.success());
+        let guesses = std::fs::read_to_string(&asked).unwrap().lines().count();
+        assert!(
+            guesses <= 3,
+            "cut off after max_auth_attempts, not 6 guesses: {guesses}"
+        );
+
+        gw.reload(&yaml(&["backend_host_ed25519"], true));
+        let legacy = old_client().await;
+        assert!(
+            !legacy.contains("no matching key exchange method"),
+            "{legacy}"
+        );
+        let after = scan("ed25519").await;
         assert!(
             after.contains(&key_of("backend_host_ed25519.pub")),
             "{after}"
@@ -366,6 +448,42 @@ async fn wrong_keys_wrong_passwords_and_unknown_users_are_refused_alike() {
                 .load(Relaxed),
             0,
             "nothing was dialed"
+        );
+        // The right password over keyboard-interactive gets in.
+        let askpass = client.dir().join("askpass-kbd");
+        std::fs::write(&askpass, "#!/bin/sh\necho bob-demo-password\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut kbd = tokio::process::Command::new("ssh");
+        kbd.env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "PreferredAuthentications=keyboard-interactive",
+                "-s",
+                "-p",
+            ])
+            .arg(gw.address("sftp").port().to_string())
+            .arg("bob@127.0.0.1")
+            .arg("sftp")
+            .stdin(std::process::Stdio::null());
+        let kbd = tokio::time::timeout(Duration::from_secs(30), kbd.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&kbd.stderr);
+        assert!(!stderr.contains("Permission denied"), "{stderr}");
+        let auth = gw.listener_stats("sftp").ssh.auth.lock().unwrap().clone();
+        assert_eq!(
+            auth.get(&("keyboard-interactive", "ok")),
+            Some(&1),
+            "{auth:?}"
         );
     })
     .await;
