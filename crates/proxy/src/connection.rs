@@ -49,32 +49,8 @@ pub(crate) async fn serve(
     context: Arc<Context>,
 ) {
     let listener = &slot.listener;
-    // A trusted balancer's PROXY header first: its client address is the connection's.
-    if let Some(settings) = &listener.config.proxy_protocol {
-        let peer = attributes.source;
-        match Box::pin(inspect::proxy_header(&downstream, settings, peer)).await {
-            Ok(None) => {}
-            Ok(Some(header)) => {
-                if let Some((source, destination)) = header.addresses {
-                    attributes.source = source;
-                    attributes.destination = destination;
-                }
-                attributes.proxy = Some(Box::new(ProxyInfo {
-                    balancer: peer,
-                    version: header.version,
-                    tlvs: header.tlvs,
-                }));
-            }
-            Err(error) => {
-                listener.stats.proxy_protocol_failed.fetch_add(1, Relaxed);
-                return refused(*attributes, None, error, &context);
-            }
-        }
-    }
-    // SSH is terminated and routed by the user once authenticated: a pipeline of its own.
-    if listener.config.protocol == config::ListenerProtocol::Ssh {
-        let serve = crate::ssh::serve(downstream, attributes, listener.clone(), context);
-        return Box::pin(serve).await;
+    if !proxy_header(&downstream, &mut attributes, listener, &context).await {
+        return;
     }
     // Inspection next: what it finds is part of the attributes routing reads. Boxed, as
     // its state is large and short-lived.
@@ -257,6 +233,40 @@ pub(crate) async fn serve(
     // never see these bytes twice.
     drop(registration);
     finish(live, &route, &lease, &result, &context);
+}
+
+/// A trusted balancer's PROXY header, when the listener reads them: its client address is
+/// the connection's. False: the connection was refused (logged and counted).
+pub(crate) async fn proxy_header(
+    downstream: &TcpStream,
+    attributes: &mut Box<Attributes>,
+    listener: &crate::listener::Listener,
+    context: &Context,
+) -> bool {
+    let Some(settings) = &listener.config.proxy_protocol else {
+        return true;
+    };
+    let peer = attributes.source;
+    match Box::pin(inspect::proxy_header(downstream, settings, peer)).await {
+        Ok(None) => true,
+        Ok(Some(header)) => {
+            if let Some((source, destination)) = header.addresses {
+                attributes.source = source;
+                attributes.destination = destination;
+            }
+            attributes.proxy = Some(Box::new(ProxyInfo {
+                balancer: peer,
+                version: header.version,
+                tlvs: header.tlvs,
+            }));
+            true
+        }
+        Err(error) => {
+            listener.stats.proxy_protocol_failed.fetch_add(1, Relaxed);
+            refused((**attributes).clone(), None, error, context);
+            false
+        }
+    }
 }
 
 /// Dials the cluster (the route's, or the one the authorizer chose): a tunnel through it,

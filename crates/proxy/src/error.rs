@@ -69,8 +69,9 @@ pub enum Kind {
     /// The SSH client did not authenticate (wrong credentials, unknown user, no route,
     /// too many attempts, too slow).
     SshAuthFailed,
-    /// The upstream SSH session could not be set up (`host_key_mismatch`, `auth_refused`...).
-    SshUpstream(&'static str, String),
+    /// The upstream SSH session could not be set up (`host_key_mismatch`, `auth_refused`...;
+    /// the details are logged where it happens: an `Error` stays small).
+    SshUpstream(&'static str),
     /// The SSH protocol itself failed on this side.
     Ssh(String),
 }
@@ -124,7 +125,7 @@ impl Error {
             }
             Kind::Tunnel(_) => "tunnel_error",
             Kind::SshAuthFailed => "ssh_auth_failed",
-            Kind::SshUpstream(code, _) => return format!("upstream_ssh_{code}"),
+            Kind::SshUpstream(code) => return format!("upstream_ssh_{code}"),
             Kind::Ssh(_) => "ssh_error",
         };
         match self.side {
@@ -163,7 +164,7 @@ impl fmt::Display for Error {
             Kind::TunnelRefused(status) => write!(f, "the tunnel proxy answered {status}"),
             Kind::Tunnel(why) => write!(f, "tunnel: {why}"),
             Kind::SshAuthFailed => write!(f, "SSH authentication failed"),
-            Kind::SshUpstream(_, why) => write!(f, "{why}"),
+            Kind::SshUpstream(code) => write!(f, "SSH session: {}", code.replace('_', " ")),
             Kind::Ssh(why) => write!(f, "SSH: {why}"),
         }
     }
@@ -172,6 +173,17 @@ impl fmt::Display for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Errors are held across awaits in every connection's task: a new kind must not make
+    /// them (and so every idle connection) bigger.
+    #[test]
+    fn an_error_stays_small() {
+        assert!(
+            std::mem::size_of::<Error>() <= 40,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
 
     #[test]
     fn codes_name_the_side() {

@@ -198,9 +198,17 @@ fn hand_over(
         },
     };
     let attributes = connection::accepted(&listener.name, peer, destination);
-    context
-        .connections
-        .spawn(connection::serve(stream, attributes, slot, context.clone()));
+    // SSH is terminated and routed by the user once authenticated: a pipeline of its own.
+    match listener.config.protocol {
+        config::ListenerProtocol::Ssh => {
+            let serve = crate::ssh::serve(stream, attributes, slot, context.clone());
+            context.connections.spawn(serve)
+        }
+        _ => {
+            let serve = connection::serve(stream, attributes, slot, context.clone());
+            context.connections.spawn(serve)
+        }
+    };
 }
 
 #[cfg(test)]

@@ -313,7 +313,7 @@ impl Gate {
                     _ => "upstream unavailable",
                 };
                 Err((
-                    Error::new(Side::Upstream, Kind::SshUpstream(e.code(), e.to_string())),
+                    Error::new(Side::Upstream, Kind::SshUpstream(e.code())),
                     told.into(),
                 ))
             }

@@ -14,13 +14,18 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 pub(crate) async fn serve(
     downstream: TcpStream,
-    attributes: Box<Attributes>,
-    listener: Arc<Listener>,
+    mut attributes: Box<Attributes>,
+    slot: crate::admission::Slot,
     context: Arc<Context>,
 ) {
+    let listener = slot.listener.clone();
     let Some(server) = listener.ssh.clone() else {
         return;
     };
+    // A trusted balancer's PROXY header first, as on any listener.
+    if !crate::connection::proxy_header(&downstream, &mut attributes, &listener, &context).await {
+        return;
+    }
     let deadline = Instant::now() + server.settings.auth_timeout;
     let shared = Arc::new(Shared {
         outcome: Mutex::new(Outcome::default()),
