@@ -819,3 +819,100 @@ clusters:
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balancers_proxy_header_names_the_client_that_logs_in() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let keys = example_keys();
+        let k = |name: &str| keys.join(name).display().to_string();
+        let gw = TestGateway::start(&format!(
+            r#"listeners:
+  - name: sftp
+    address: 127.0.0.1:0
+    protocol: ssh
+    proxy_protocol: {{ mode: optional, trusted_sources: [127.0.0.1/32] }}
+    ssh:
+      host_keys: ["{}"]
+      users: [{{ name: alice, authorized_keys: "{}" }}]
+    routes:
+      - cluster: backend
+        authorization:
+          rules: [{{ action: allow, source_cidrs: [203.0.113.0/24] }}]
+          default: deny
+        ssh: {{ private_key: "{}" }}
+clusters:
+  - name: backend
+    endpoints: [{{ address: "{}" }}]
+    ssh: {{ host_keys: ["{}"] }}
+"#,
+            k("gateway_host_ed25519"),
+            k("alice.pub"),
+            k("upstream_ed25519"),
+            sshd.address,
+            k("backend_host_ed25519.pub"),
+        ));
+        let address = gw.address("sftp");
+        let client = Client::new(address);
+        let alice = client.key("alice");
+        // Straight from 127.0.0.1: not an allowed source.
+        let direct = client.sftp("alice", &alice, "pwd\n").await;
+        assert!(
+            !direct.success && direct.stderr.contains("Permission denied"),
+            "{direct:?}"
+        );
+        // Through a "balancer" (a ProxyCommand that sends a PROXY v1 header first).
+        let balancer = client.dir().join("balancer.py");
+        std::fs::write(
+            &balancer,
+            format!(
+                r#"import os, socket, threading
+s = socket.create_connection(("127.0.0.1", {port}))
+s.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 22\r\n")
+def up():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            s.shutdown(socket.SHUT_WR)
+            return
+        s.sendall(data)
+threading.Thread(target=up, daemon=True).start()
+while True:
+    data = s.recv(65536)
+    if not data:
+        break
+    os.write(1, data)
+"#,
+                port = address.port()
+            ),
+        )
+        .unwrap();
+        let mut command = client.command("sftp", &alice);
+        command
+            .arg("-o")
+            .arg(format!("ProxyCommand=python3 {}", balancer.display()))
+            .args(["-b", "-", "alice@127.0.0.1"]);
+        let mut child = command.spawn().unwrap();
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"pwd\n").await.unwrap();
+        drop(stdin);
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("/root/alice"), "{stdout}");
+        let failed = gw
+            .listener_stats("sftp")
+            .proxy_protocol_failed
+            .load(Relaxed);
+        assert_eq!(failed, 0);
+    })
+    .await;
+}
