@@ -804,6 +804,19 @@ clusters:
         assert_eq!(extensions["ssh_auth_method"], "password");
         assert_eq!(extensions["ssh_password"], "partner-secret");
 
+        // A key the gateway does not know: the authorizer decides on its fingerprint (the
+        // client has proven it holds the key).
+        let run = client
+            .sftp("partner8+backend", &client.key("alice"), "pwd\n")
+            .await;
+        assert!(run.success, "{run:?}");
+        let request = authorizer.requests().last().cloned().unwrap();
+        let extensions = request.attributes.unwrap().context_extensions;
+        assert_eq!(extensions["ssh_user"], "partner8");
+        assert_eq!(extensions["ssh_auth_method"], "publickey");
+        assert!(extensions["ssh_key_fingerprint"].starts_with("SHA256:"));
+        assert!(!extensions.contains_key("ssh_password"));
+
         // No route for the target, or the authorizer says no: refused like a bad password.
         let run = client.sftp("partner7+elsewhere", &password, "pwd\n").await;
         assert!(
