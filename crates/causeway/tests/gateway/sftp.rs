@@ -79,9 +79,13 @@ fn example_config(backend: std::net::SocketAddr, audit: &Path) -> String {
 /// A gateway with one SSH route for alice (key) and bob (password `bob-demo-password`) to
 /// `sshd`; `route` and `cluster` add settings to the route's `ssh` and to the cluster.
 fn gateway(upstream: &str, route_ssh: &str, cluster_ssh: &str) -> TestGateway {
+    TestGateway::start(&gateway_yaml(upstream, route_ssh, cluster_ssh))
+}
+
+fn gateway_yaml(upstream: &str, route_ssh: &str, cluster_ssh: &str) -> String {
     let keys = example_keys();
     let k = |name: &str| keys.join(name).display().to_string();
-    TestGateway::start(&format!(
+    format!(
         r#"listeners:
   - name: sftp
     address: 127.0.0.1:0
@@ -106,7 +110,7 @@ clusters:
         host = k("gateway_host_ed25519"),
         alice = k("alice.pub"),
         upstream_key = k("upstream_ed25519"),
-    ))
+    )
 }
 
 fn pinned() -> String {
@@ -926,6 +930,43 @@ while True:
             .proxy_protocol_failed
             .load(Relaxed);
         assert_eq!(failed, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_drains_ssh_sessions_then_tells_the_client() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let yaml = gateway_yaml(
+            &sshd.address.to_string(),
+            ", allow: { exec: true }",
+            &pinned(),
+        );
+        let gw = TestGateway::start(&format!("drain: {{ timeout: 500ms }}\n{yaml}"));
+        let client = Client::new(gw.address("sftp"));
+        let mut ssh = client.command("ssh", &client.key("alice"));
+        ssh.arg("alice@127.0.0.1").arg("sleep 30");
+        let session = ssh.spawn().unwrap();
+        let registry = gw.gateway.registry().clone();
+        eventually("the session is up and connected upstream", || {
+            registry
+                .snapshot()
+                .first()
+                .is_some_and(|l| l.upstream().is_some())
+        })
+        .await;
+        let report = gw.shutdown().await;
+        assert_eq!(report.closed, 1, "{report:?}");
+        let out = tokio::time::timeout(Duration::from_secs(10), session.wait_with_output())
+            .await
+            .expect("the client is let go")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("closed by the gateway"),
+            "{stderr}"
+        );
     })
     .await;
 }
