@@ -35,6 +35,12 @@ impl Cache {
             key.push_str(part.as_deref().unwrap_or("-"));
             key.push('\u{1f}');
         }
+        // One SSH user's allow is never another's, whatever the configured key says.
+        if let Some((user, target)) = &input.ssh {
+            key.push_str(user);
+            key.push('\u{1f}');
+            key.push_str(target.as_deref().unwrap_or("-"));
+        }
         key
     }
 

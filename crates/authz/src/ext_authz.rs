@@ -64,7 +64,9 @@ impl ExtAuthz {
 
     /// Asks the service (or the cache), bounded by the configured timeout.
     pub async fn check(&self, input: &CheckInput) -> Outcome {
-        let key = self.cache.as_ref().map(|c| c.key(input));
+        let key = (self.cache.as_ref())
+            .filter(|_| !input.authenticates)
+            .map(|c| c.key(input));
         if let (Some(cache), Some(key)) = (&self.cache, &key)
             && let Some(outcome) = cache.get(key)
         {

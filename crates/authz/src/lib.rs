@@ -35,6 +35,9 @@ pub struct CheckInput {
     pub fix: Option<protocols::fix::Logon>,
     /// The MQ channel and queue manager, for rules.
     pub mq: Option<(String, Option<String>)>,
-    /// The SSH user and login target, for rules.
+    /// The SSH user and login target, for rules (and part of every cache key).
     pub ssh: Option<(String, Option<String>)>,
+    /// The check decides who the client is (an SSH login the gateway cannot verify itself):
+    /// never answered from the decision cache, whatever its key.
+    pub authenticates: bool,
 }

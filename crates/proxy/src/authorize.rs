@@ -60,6 +60,7 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
         }
     }
     CheckInput {
+        authenticates: false,
         ssh: a.ssh().map(|l| (l.user.clone(), l.target.clone())),
         fix: a.fix().cloned(),
         mq: a.mq().map(|m| (m.channel.clone(), m.queue_manager.clone())),
@@ -80,28 +81,46 @@ pub(crate) async fn check(
     route: &Route,
     attributes: &Attributes,
 ) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
-    check_with(route, attributes, &[]).await
+    check_with(route, attributes, None).await
 }
 
-/// [`check`], telling the authorizer more than the attributes say (an SSH password it is
-/// to verify).
-pub(crate) async fn check_with(
+/// [`check`] for an SSH login the gateway cannot verify itself: the authorizer is the one
+/// who authenticates (never from the decision cache), told the password when there is one.
+pub(crate) async fn authenticate(
     route: &Route,
     attributes: &Attributes,
-    extra: &[(&str, &str)],
+    password: Option<&str>,
+) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
+    check_with(route, attributes, Some(password)).await
+}
+
+/// `authenticating`: `Some(password)` when the authorizer authenticates the client.
+async fn check_with(
+    route: &Route,
+    attributes: &Attributes,
+    authenticating: Option<Option<&str>>,
 ) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
     let Some(settings) = &route.config.authorization else {
         return Ok((None, None));
     };
     let denied = || Error::internal(Kind::Denied);
     let mut input = input(route, attributes);
-    for (name, value) in extra {
-        input.extensions.push((name.to_string(), value.to_string()));
+    if let Some(password) = authenticating {
+        input.authenticates = true;
+        if let Some(password) = password {
+            input
+                .extensions
+                .push(("ssh_password".into(), password.into()));
+        }
     }
+    // Rules authorize; they cannot vouch for who a client is: when the authorizer
+    // authenticates, a rule's allow still needs its yes.
     match authz::rules::evaluate(&settings.rules, &input) {
-        Some(RuleAction::Allow) => return Ok((Some("rule_allow"), None)),
+        Some(RuleAction::Allow) if !input.authenticates => {
+            return Ok((Some("rule_allow"), None));
+        }
         Some(RuleAction::Deny) => return Err(("rule_deny", denied())),
-        None => {}
+        _ => {}
     }
     let Some(authorizer) = &route.authorizer else {
         return match settings.default {
@@ -122,7 +141,14 @@ pub(crate) async fn check_with(
             };
             tracing::warn!(id = attributes.id, route = %route.config.name, authorizer = authorizer.name(), failure_mode = ?authorizer.config.failure_mode, "the authorizer did not answer: {why}");
             match authorizer.config.failure_mode {
-                FailureMode::Allow => Ok((Some("ext_authz_failed_allow"), None)),
+                // Nobody is let in unauthenticated, whatever the failure mode.
+                FailureMode::Allow if !input.authenticates => {
+                    Ok((Some("ext_authz_failed_allow"), None))
+                }
+                FailureMode::Allow => Err((
+                    "ext_authz_failed_deny",
+                    Error::internal(Kind::AuthzUnavailable),
+                )),
                 FailureMode::Deny => Err((
                     "ext_authz_failed_deny",
                     Error::internal(Kind::AuthzUnavailable),

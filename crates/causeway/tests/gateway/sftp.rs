@@ -768,7 +768,10 @@ async fn the_authorizer_authenticates_users_the_gateway_does_not_know_and_routes
         let k = |name: &str| keys.join(name).display().to_string();
         let gw = TestGateway::start(&format!(
             r#"authorizers:
-  - {{ name: iam, address: "{}" }}
+  - name: iam
+    address: "{}"
+    failure_mode: allow
+    cache: {{ ttl: 60s, key: [source_ip] }}
 listeners:
   - name: sftp
     address: 127.0.0.1:0
@@ -780,7 +783,9 @@ listeners:
       - name: partners
         match: {{ ssh: {{ target: [backend] }} }}
         cluster: backend
-        authorization: {{ ext_authz: iam }}
+        authorization:
+          rules: [{{ action: allow, source_cidrs: [127.0.0.0/8] }}]
+          ext_authz: iam
         ssh: {{ private_key: "{}" }}
 clusters:
   - name: backend
@@ -827,12 +832,21 @@ clusters:
             !run.success && run.stderr.contains("Permission denied"),
             "{run:?}"
         );
+        // The authorizer authenticates: its allow is never reused from the decision cache,
+        // a rule's allow does not replace it, and its failure never lets anyone in (though
+        // this route's cache, rule and failure mode would, for a connection it authorizes).
         authorizer.set(Verdict::Deny("revoked".into()));
+        let refused =
+            |run: &testkit::ssh::Run| !run.success && run.stderr.contains("Permission denied");
         let run = client.sftp("partner7+backend", &password, "pwd\n").await;
-        assert!(
-            !run.success && run.stderr.contains("Permission denied"),
-            "{run:?}"
-        );
+        assert!(refused(&run), "{run:?}");
+        let run = client
+            .sftp("partner8+backend", &client.key("alice"), "pwd\n")
+            .await;
+        assert!(refused(&run), "{run:?}");
+        authorizer.set(Verdict::Error);
+        let run = client.sftp("partner7+backend", &password, "pwd\n").await;
+        assert!(refused(&run), "{run:?}");
     })
     .await;
 }

@@ -156,15 +156,16 @@ impl Gate {
                     }
                 },
             },
-            // Not the gateway's user: only an authorizer can vouch for it, and it gets
-            // the password to check.
+            // Not the gateway's user: only an authorizer can vouch for it (with the
+            // password to check, or the key the client proved it holds).
             None if route.authorizer.is_some() => {
-                if let Proof::Password(password) = proof {
-                    return self
-                        .decide_by_authorizer(attributes, route, Some(password))
-                        .await;
-                }
-                true
+                let password = match proof {
+                    Proof::Password(password) => Some(password),
+                    Proof::Key(_) => None,
+                };
+                return self
+                    .decide_by_authorizer(attributes, route, Some(password))
+                    .await;
             }
             None => false,
         };
@@ -176,19 +177,19 @@ impl Gate {
     }
 
     /// The route's authorization (rules, then the authorizer); allowed: admitted.
+    /// `authenticating`: the authorizer is the one who authenticates the client (`Some`
+    /// password for a password login).
     async fn decide_by_authorizer(
         &mut self,
         mut attributes: Attributes,
         route: Arc<Route>,
-        password: Option<&str>,
+        authenticating: Option<Option<&str>>,
     ) -> Auth {
         let method = attributes.ssh().map_or("none", |l| l.method);
         let stats = &self.listener.stats;
-        let checked = match password {
+        let checked = match authenticating {
             None => authorize::check(&route, &attributes).await,
-            Some(password) => {
-                authorize::check_with(&route, &attributes, &[("ssh_password", password)]).await
-            }
+            Some(password) => authorize::authenticate(&route, &attributes, password).await,
         };
         match checked {
             Ok((decision, routing)) => {
