@@ -984,3 +984,40 @@ async fn a_shutdown_drains_ssh_sessions_then_tells_the_client() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_withdrawn_when_reauthorization_says_no() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let yaml = gateway_yaml(&sshd.address.to_string(), ", allow: { exec: true }", &pinned())
+            .replace(
+                "        cluster: backend\n",
+                "        cluster: backend\n        authorization: { ext_authz: iam, reauthorize_every: 200ms }\n",
+            );
+        let gw = TestGateway::start(&format!(
+            "authorizers:\n  - {{ name: iam, address: \"{}\" }}\n{yaml}",
+            authorizer.address
+        ));
+        let client = Client::new(gw.address("sftp"));
+        let mut ssh = client.command("ssh", &client.key("alice"));
+        ssh.arg("alice@127.0.0.1").arg("sleep 30");
+        let session = ssh.spawn().unwrap();
+        let registry = gw.gateway.registry().clone();
+        eventually("the session is up and connected upstream", || {
+            registry.snapshot().first().is_some_and(|l| l.upstream().is_some())
+        })
+        .await;
+        authorizer.set(Verdict::Deny("access revoked".into()));
+        let out = tokio::time::timeout(Duration::from_secs(10), session.wait_with_output())
+            .await
+            .expect("the session is withdrawn")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("closed by the gateway"), "{stderr}");
+        let request = authorizer.requests().last().cloned().unwrap();
+        let extensions = request.attributes.unwrap().context_extensions;
+        assert_eq!(extensions["ssh_user"], "alice", "re-checks name the user");
+    })
+    .await;
+}

@@ -96,9 +96,17 @@ pub(crate) async fn serve(
         .route
         .clone()
         .expect("admitted");
+    // A route that re-checks withdraws a live session once the authorizer says no.
+    let recheck = async {
+        match crate::authorize::recheck(&route, &live.attributes) {
+            Some(recheck) => recheck.await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         ended = &mut running => ended.map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string()))),
         e = crate::connection::timeouts(&route.config, &live.counters) => Err(e),
+        e = recheck => Err(e),
         reason = live.close_requested() => Err(Error::internal(reason.kind())),
     };
     let result = match shared.outcome.lock().unwrap().error.take() {
