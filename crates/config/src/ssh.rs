@@ -37,7 +37,9 @@ pub struct SshUser {
     pub name: String,
     /// An `authorized_keys`-format file.
     pub authorized_keys: Option<PathBuf>,
-    /// An argon2 (`$argon2id$…`) or bcrypt (`$2b$…`) hash; never the password.
+    /// An argon2 (`$argon2id$…`) or bcrypt (`$2b$…`) hash; never the password. Never shown
+    /// either (`GET /config`): a hash can be cracked offline.
+    #[serde(skip_serializing)]
     pub password_hash: Option<String>,
 }
 

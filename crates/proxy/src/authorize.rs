@@ -105,6 +105,14 @@ async fn check_with(
     };
     let denied = || Error::internal(Kind::Denied);
     let mut input = input(route, attributes);
+    if attributes.ssh().is_some() {
+        // Tells an authorizer that authenticates SSH logins which kind of check this is.
+        let kind = match authenticating {
+            Some(_) => "authenticate",
+            None => "authorize",
+        };
+        input.extensions.push(("ssh_check".into(), kind.into()));
+    }
     if let Some(password) = authenticating {
         input.authenticates = true;
         if let Some(password) = password {
@@ -168,7 +176,12 @@ pub(crate) fn recheck<'a>(
     let every = route.config.authorization.as_ref()?.reauthorize_every?;
     let authorizer = route.authorizer.as_ref()?;
     Some(async move {
-        let input = input(route, attributes);
+        let mut input = input(route, attributes);
+        if attributes.ssh().is_some() {
+            input
+                .extensions
+                .push(("ssh_check".into(), "reauthorize".into()));
+        }
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;

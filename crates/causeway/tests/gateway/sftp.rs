@@ -213,6 +213,8 @@ async fn the_sftp_example_runs_as_documented() {
         assert_eq!(auth.get(&("password", "ok")), Some(&1));
         let sessions = stats.sessions.ssh();
         assert_eq!(sessions.len(), 2, "{sessions:?}");
+        let shown = serde_json::to_string(&gw.gateway.config()).unwrap();
+        assert!(shown.contains("bob") && !shown.contains("argon2"), "GET /config shows no hash");
         let metrics = telemetry::Telemetry::new(&Default::default())
             .unwrap()
             .render(&gw.gateway);
@@ -812,6 +814,7 @@ clusters:
         assert_eq!(extensions["ssh_target"], "backend");
         assert_eq!(extensions["ssh_auth_method"], "password");
         assert_eq!(extensions["ssh_password"], "partner-secret");
+        assert_eq!(extensions["ssh_check"], "authenticate");
 
         // A key the gateway does not know: the authorizer decides on its fingerprint (the
         // client has proven it holds the key).
@@ -1018,6 +1021,7 @@ async fn a_session_is_withdrawn_when_reauthorization_says_no() {
         let request = authorizer.requests().last().cloned().unwrap();
         let extensions = request.attributes.unwrap().context_extensions;
         assert_eq!(extensions["ssh_user"], "alice", "re-checks name the user");
+        assert_eq!(extensions["ssh_check"], "reauthorize");
     })
     .await;
 }

@@ -122,9 +122,13 @@ impl Gate {
         let Some(route) = self.listener.routes.find(attributes) else {
             return false;
         };
+        // Where the authorizer may vouch for unknown names, every offer goes on to the
+        // signed attempt (and is decided there): answering known users' wrong keys sooner
+        // would tell which names are the gateway's own users.
         match self.local_user(attributes) {
+            _ if route.authorizer.is_some() => true,
             Some(user) => user.keys.iter().any(|k| ssh::credentials::same_key(key, k)),
-            None => route.authorizer.is_some(),
+            None => false,
         }
     }
 
@@ -204,7 +208,6 @@ impl Gate {
             }
             Err((decision, error)) => {
                 attributes.authz = Some(decision);
-                stats.authz_denied.fetch_add(1, Relaxed);
                 stats.ssh.auth(method, false);
                 tracing::info!(id = attributes.id, route = %route.config.name, user = attributes.ssh().map(|l| l.user.as_str()), "ssh login refused: {error}");
                 let mut outcome = self.shared.outcome.lock().unwrap();
@@ -468,7 +471,7 @@ impl russh::server::Handler for Gate {
         if self.key_acceptable(&attributes, offer.public_key) {
             return Ok(Auth::Accept);
         }
-        self.listener.stats.ssh.auth("publickey", false);
+        // A key probe refused is not a failed login (clients try their keys in turn).
         self.shared.outcome.lock().unwrap().attributes = Some(attributes);
         Ok(reject(self.server.config.methods.clone()))
     }
