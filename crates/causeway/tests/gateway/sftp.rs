@@ -1025,3 +1025,64 @@ async fn a_session_is_withdrawn_when_reauthorization_says_no() {
     })
     .await;
 }
+
+/// Connections from the gateway to `port` that are still established (/proc/net/tcp).
+fn established_towards(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote = fields.get(2).and_then(|r| r.split(':').nth(1));
+            remote.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_session_closed_by_the_gateway_lets_go_of_its_upstream() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let big = sshd.root.join("alice/stall.bin");
+        random_file(&big, 32 << 20);
+        let gw = gateway(
+            &sshd.address.to_string(),
+            ", allow: { exec: true }",
+            &pinned(),
+        );
+        let client = Client::new(gw.address("sftp"));
+        let mut command = client.command("ssh", &client.key("alice"));
+        command
+            .arg("alice@127.0.0.1")
+            .arg(format!("cat {}", big.display()))
+            .stdout(std::fs::File::create(client.dir().join("out")).unwrap())
+            .process_group(0);
+        let mut child = command.spawn().unwrap();
+        let pgid = child.id().unwrap() as i32;
+        let registry = gw.gateway.registry().clone();
+        let relayed = || {
+            registry
+                .snapshot()
+                .first()
+                .map_or(0, |l| l.counters.downstream_bytes.load(Relaxed))
+        };
+        eventually("the download is under way", || relayed() > 1 << 20).await;
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe { libc::kill(-pgid, libc::SIGSTOP) };
+        assert_eq!(established_towards(sshd.address.port()), 1);
+        // The relay waits for a window that will not open; the gateway closes the session
+        // anyway, and the upstream connection goes with it.
+        registry.close_all(proxy::registry::CloseReason::Shutdown);
+        eventually("the upstream connection is closed", || {
+            established_towards(sshd.address.port()) == 0
+        })
+        .await;
+        eventually("the connection left the registry", || registry.is_empty()).await;
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait().await;
+    })
+    .await;
+}

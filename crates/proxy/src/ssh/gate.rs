@@ -39,6 +39,9 @@ pub(super) struct Shared {
     pub outcome: Mutex<Outcome>,
     /// Set once the client is authenticated and the connection registered.
     pub live: watch::Sender<Option<Arc<Live>>>,
+    /// Cancelled when the connection ends: its relays stop, even one waiting for a window
+    /// that will never open (a client that stopped reading, then was cut off).
+    pub ended: tokio_util::sync::CancellationToken,
 }
 
 /// A client login that passed: its route and what the authorizer said.
@@ -405,9 +408,15 @@ impl Gate {
             SftpAudit::new(log, context)
         });
         let server = session.handle();
+        let ended = self.shared.ended.clone();
         tokio::spawn(async move {
             let observer = Counting { live, audit };
-            relay(down, up, server, &observer).await;
+            // Dropping the relay drops both channels' halves: russh's sessions stop waiting
+            // on them.
+            tokio::select! {
+                _ = relay(down, up, server, &observer) => {}
+                () = ended.cancelled() => {}
+            }
         });
     }
 }

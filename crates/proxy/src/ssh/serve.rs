@@ -30,7 +30,10 @@ pub(crate) async fn serve(
     let shared = Arc::new(Shared {
         outcome: Mutex::new(Outcome::default()),
         live: watch::channel(None).0,
+        ended: Default::default(),
     });
+    // However the connection ends, its channel relays end with it.
+    let _ended = shared.ended.clone().drop_guard();
     let mut live_changes = shared.live.subscribe();
     let gate = Gate::new(
         server.clone(),
@@ -113,18 +116,22 @@ pub(crate) async fn serve(
         Some(error) => Err(error),
         None => result,
     };
+    // The relays go first: one stuck on a window would keep either session from taking
+    // the disconnects below.
+    shared.ended.cancel();
+    const BOUNDED: std::time::Duration = std::time::Duration::from_secs(2);
     if result.is_err() {
         let why = match &result {
             Err(e) if e.side == Side::Upstream => "upstream unavailable",
             _ => "closed by the gateway",
         };
-        let _ = handle
-            .disconnect(Disconnect::ByApplication, why.into(), String::new())
-            .await;
+        let told = handle.disconnect(Disconnect::ByApplication, why.into(), String::new());
+        let _ = tokio::time::timeout(BOUNDED, told).await;
     }
     let mut outcome = std::mem::take(&mut *shared.outcome.lock().unwrap());
     if let Some(upstream) = outcome.upstream.take() {
-        let _ = upstream.disconnect(Disconnect::ByApplication, "", "").await;
+        let told = upstream.disconnect(Disconnect::ByApplication, "", "");
+        let _ = tokio::time::timeout(BOUNDED, told).await;
     }
     // Out of the registry before into the endpoint's totals (see connection::finish).
     drop(outcome.registration.take());
