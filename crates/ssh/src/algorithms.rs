@@ -52,26 +52,6 @@ const KEYS: &[Algorithm] = &[
     },
 ];
 
-const LEGACY_KEYS: &[Algorithm] = &[
-    Algorithm::Ed25519,
-    Algorithm::Ecdsa {
-        curve: EcdsaCurve::NistP256,
-    },
-    Algorithm::Ecdsa {
-        curve: EcdsaCurve::NistP384,
-    },
-    Algorithm::Ecdsa {
-        curve: EcdsaCurve::NistP521,
-    },
-    Algorithm::Rsa {
-        hash: Some(HashAlg::Sha512),
-    },
-    Algorithm::Rsa {
-        hash: Some(HashAlg::Sha256),
-    },
-    Algorithm::Rsa { hash: None },
-];
-
 const CIPHERS: &[cipher::Name] = &[
     cipher::CHACHA20_POLY1305,
     cipher::AES_256_GCM,
@@ -93,9 +73,14 @@ const LEGACY_MACS: &[mac::Name] = &[
 
 /// What is offered, in order of preference.
 pub fn preferred(legacy: bool) -> Preferred {
+    // Legacy adds SHA-1 RSA signatures after the modern keys.
+    let key = match legacy {
+        false => Cow::Borrowed(KEYS),
+        true => Cow::Owned([KEYS, &[Algorithm::Rsa { hash: None }]].concat()),
+    };
     Preferred {
         kex: Cow::Borrowed(if legacy { LEGACY_KEX } else { KEX }),
-        key: Cow::Borrowed(if legacy { LEGACY_KEYS } else { KEYS }),
+        key,
         cipher: Cow::Borrowed(CIPHERS),
         mac: Cow::Borrowed(if legacy { LEGACY_MACS } else { MACS }),
         ..Preferred::DEFAULT
