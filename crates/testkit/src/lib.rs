@@ -17,4 +17,4 @@ mod wait;
 pub use backend::{Backend, echo};
 pub use client::{Client, closed_port};
 pub use gateway::TestGateway;
-pub use wait::{TEST_TIMEOUT, bounded, eventually};
+pub use wait::{TEST_TIMEOUT, accepting, bounded, eventually};

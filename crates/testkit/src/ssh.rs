@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// The users the SFTP server knows (scripts/test creates them; so does the example's
 /// backend.sh).
@@ -104,11 +103,7 @@ impl Sshd {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(address).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "sshd did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::accepting(address, Duration::from_secs(10), "sshd").await;
         Sshd {
             address,
             root,

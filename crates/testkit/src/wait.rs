@@ -23,3 +23,16 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Waits until a server started as a process accepts connections on `address` (trying
+/// every 20 ms, for at most `within`): a process has no readiness signal of its own.
+pub async fn accepting(address: std::net::SocketAddr, within: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -42,14 +42,7 @@ impl Haproxy {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(listening).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "HAProxy did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        testkit::accepting(listening, Duration::from_secs(10), "HAProxy").await;
         Haproxy {
             _child: child,
             _dir: dir,

@@ -36,14 +36,7 @@ impl ExampleBackend {
             .map(|(_, r)| std::path::PathBuf::from(r))
             .unwrap_or_else(|| panic!("backend.sh says where files go: {first}"));
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(address).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "backend.sh's sshd did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        testkit::accepting(address, Duration::from_secs(10), "backend.sh's sshd").await;
         ExampleBackend {
             address,
             root,

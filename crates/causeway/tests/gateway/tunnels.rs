@@ -475,14 +475,7 @@ impl Envoy {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(listening).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "Envoy did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::accepting(listening, Duration::from_secs(20), "Envoy").await;
         Envoy {
             _child: child,
             _dir: dir,
