@@ -41,6 +41,12 @@ impl Cache {
             key.push('\u{1f}');
             key.push_str(target.as_deref().unwrap_or("-"));
         }
+        if let Some((host, port)) = &input.tunnel {
+            key.push('\u{1f}');
+            key.push_str(host);
+            key.push(':');
+            key.push_str(&port.to_string());
+        }
         key
     }
 
@@ -62,5 +68,40 @@ impl Cache {
             }
         }
         entries.insert(key, (Instant::now(), outcome.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the configured key, an allow for one tunnel target never answers a check
+    /// for another.
+    #[test]
+    fn tunnel_targets_are_part_of_every_key() {
+        let cache = Cache::new(DecisionCache {
+            ttl: std::time::Duration::from_secs(60),
+            key: vec![CacheKey::Route],
+            max_entries: 10,
+        });
+        let to = |host: &str, port| CheckInput {
+            route: "r".into(),
+            tunnel: Some((host.into(), port)),
+            ..Default::default()
+        };
+        let keys = [
+            cache.key(&to("10.0.0.1", 1414)),
+            cache.key(&to("10.0.0.1", 1415)),
+            cache.key(&to("10.0.0.2", 1414)),
+            cache.key(&CheckInput {
+                route: "r".into(),
+                ..Default::default()
+            }),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }

@@ -37,6 +37,9 @@ pub struct CheckInput {
     pub mq: Option<(String, Option<String>)>,
     /// The SSH user and login target, for rules (and part of every cache key).
     pub ssh: Option<(String, Option<String>)>,
+    /// A CONNECT tunnel's target, host and port (part of every cache key: an allow to one
+    /// destination is never one to another).
+    pub tunnel: Option<(String, u16)>,
     /// The check decides who the client is (an SSH login the gateway cannot verify itself):
     /// never answered from the decision cache, whatever its key.
     pub authenticates: bool,

@@ -157,6 +157,10 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
             line["ssh_key_fingerprint"] = json!(print);
         }
     }
+    if let Some(target) = a.tunnel() {
+        line["tunnel_host"] = json!(target.host);
+        line["tunnel_port"] = json!(target.port);
+    }
     if let Some(sni) = a.sni() {
         line["sni"] = json!(sni);
     }

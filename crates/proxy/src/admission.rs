@@ -67,20 +67,19 @@ impl Drop for Slot {
     }
 }
 
-/// Admits or refuses one connection from `source` on `listener`.
+/// Admits or refuses one connection from `source` on `listener`: an accepted connection
+/// (`rate`: its listener's accept rate) or a tunnel inside one (no accept rate: the tunnel's
+/// connection was admitted under it).
 pub(crate) fn admit(
     listener: &Arc<Listener>,
     global: &Arc<GlobalLimit>,
-    rate: &mut RateLimiter,
+    rate: Option<&mut RateLimiter>,
     source: IpAddr,
 ) -> Result<Slot, Refusal> {
     let stats = &listener.stats;
-    stats.accepted.fetch_add(1, Relaxed);
-    let refusal = if !rate.take(listener.config.accept_rate.as_ref()) {
-        Some(Refusal::AcceptRate)
-    } else {
-        None
-    };
+    let accept_rate = listener.config.accept_rate.as_ref();
+    let within_rate = rate.is_none_or(|rate| rate.take(accept_rate));
+    let refusal = (!within_rate).then_some(Refusal::AcceptRate);
     // Take every slot first, then decide: the guard gives them all back if refused.
     let listener_active = stats.active.fetch_add(1, Relaxed);
     let global_active = global.active.fetch_add(1, Relaxed);

@@ -36,6 +36,15 @@ pub enum Protocol {
     Mq(Mq),
     /// The SSH login, once the client authenticated (or while it tries).
     Ssh(SshLogin),
+    /// The target a CONNECT tunnel asked for.
+    Tunnel(TunnelTarget),
+}
+
+/// Where a tunnel's client asked to go: the authority of its CONNECT request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelTarget {
+    pub host: String,
+    pub port: u16,
 }
 
 /// Who logged in over SSH, and how.
@@ -93,6 +102,13 @@ impl Attributes {
     pub fn ssh(&self) -> Option<&SshLogin> {
         match self.protocol.as_deref() {
             Some(Protocol::Ssh(login)) => Some(login),
+            _ => None,
+        }
+    }
+
+    pub fn tunnel(&self) -> Option<&TunnelTarget> {
+        match self.protocol.as_deref() {
+            Some(Protocol::Tunnel(target)) => Some(target),
             _ => None,
         }
     }

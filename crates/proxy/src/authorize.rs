@@ -59,8 +59,13 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
             extensions.push(("ssh_key_fingerprint".into(), print.clone()));
         }
     }
+    if let Some(target) = a.tunnel() {
+        extensions.push(("tunnel_host".into(), target.host.clone()));
+        extensions.push(("tunnel_port".into(), target.port.to_string()));
+    }
     CheckInput {
         authenticates: false,
+        tunnel: a.tunnel().map(|t| (t.host.clone(), t.port)),
         ssh: a.ssh().map(|l| (l.user.clone(), l.target.clone())),
         fix: a.fix().cloned(),
         mq: a.mq().map(|m| (m.channel.clone(), m.queue_manager.clone())),

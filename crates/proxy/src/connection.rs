@@ -3,21 +3,20 @@
 use crate::admission::Slot;
 use crate::attributes::{Attributes, Mq, Protocol, ProxyInfo, Tls, TlsSession};
 use crate::authorize;
+use crate::end;
 use crate::error::{Error, Kind, Side};
 use crate::inspect;
 use crate::listener::Context;
 use crate::proxy_out;
 use crate::registry::{Live, Upstream};
-use crate::relay::{self, Counters};
+use crate::relay;
 use crate::routing::Route;
 use crate::session;
 use crate::stream::Leg;
-use std::future::pending;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -59,7 +58,7 @@ pub(crate) async fn serve(
             Ok(tls) => attributes.tls = tls,
             Err(error) => {
                 listener.stats.inspection_failed.fetch_add(1, Relaxed);
-                return refused(*attributes, None, error, &context);
+                return end::refused(*attributes, None, error, &context);
             }
         }
     }
@@ -74,7 +73,7 @@ pub(crate) async fn serve(
         .await
     {
         listener.stats.inspection_failed.fetch_add(1, Relaxed);
-        return refused(*attributes, None, error, &context);
+        return end::refused(*attributes, None, error, &context);
     }
     let logon_inside_tls =
         listener.config.protocol == config::ListenerProtocol::Fix && attributes.protocol.is_none();
@@ -85,7 +84,7 @@ pub(crate) async fn serve(
     let Some(mut route) = found.cloned() else {
         listener.stats.no_route.fetch_add(1, Relaxed);
         session::refuse(downstream, &attributes, "no route for this session");
-        return refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
+        return end::refused(*attributes, None, Error::internal(Kind::NoRoute), &context);
     };
     let mut downstream = match &route.terminate {
         None => Leg::Plain(downstream),
@@ -109,7 +108,7 @@ pub(crate) async fn serve(
                 }
                 Err(error) => {
                     listener.stats.tls_handshake_failed.fetch_add(1, Relaxed);
-                    return refused(*attributes, Some(&route), error, &context);
+                    return end::refused(*attributes, Some(&route), error, &context);
                 }
             }
         }
@@ -121,7 +120,7 @@ pub(crate) async fn serve(
         let read = logon_inside(&mut downstream, &mut attributes, listener, &mut route);
         match Box::pin(read).await {
             Ok(bytes) => replay = Some(bytes),
-            Err(error) => return refused(*attributes, Some(&route), error, &context),
+            Err(error) => return end::refused(*attributes, Some(&route), error, &context),
         }
     }
     // A tunnel terminator: each tunnel is authorized and dialed as a connection of its own.
@@ -148,14 +147,13 @@ pub(crate) async fn serve(
                     _ => "not authorized",
                 };
                 session::refuse(downstream, &attributes, why);
-                return refused(*attributes, Some(&route), error, &context);
+                return end::refused(*attributes, Some(&route), error, &context);
             }
         }
     }
     let registration = context.registry.register(Arc::new(Live::new(*attributes)));
     let live = &registration.live.clone();
     let (attributes, counters) = (&live.attributes, &live.counters);
-    let source = &attributes.source;
     route.connections.fetch_add(1, Relaxed);
     if attributes.protocol.is_some() {
         let comp_ids = listener.config.fix.comp_id_metrics;
@@ -168,10 +166,7 @@ pub(crate) async fn serve(
             None => {
                 let error = Error::internal(Kind::BadDynamicTarget);
                 tracing::warn!(id = attributes.id, route = %route.config.name, cluster = name, "the authorizer named a cluster that does not exist");
-                if let Some(log) = &context.access_log {
-                    log.closed(live, Some(&route), None, &Err(error));
-                }
-                return;
+                return end::finish(registration, &route, None, &Err(error), &context);
             }
         },
     };
@@ -198,11 +193,7 @@ pub(crate) async fn serve(
         Ok(pair) => pair,
         Err(error) => {
             session::refuse(downstream, attributes, "upstream unavailable");
-            tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster = %cluster.name(), source = %source, reason = error.code(), "connection closed: {error}");
-            if let Some(log) = &context.access_log {
-                log.closed(live, Some(&route), None, &Err(error));
-            }
-            return;
+            return end::finish(registration, &route, None, &Err(error), &context);
         }
     };
     let endpoint = &lease.endpoint;
@@ -219,20 +210,9 @@ pub(crate) async fn serve(
             (down, up) => relay::relay_streams(down, up, counters).await,
         }
     };
-    // Boxed, and only for routes that re-check: the others carry a pointer's worth.
-    let mut recheck = authorize::recheck(&route, attributes).map(Box::pin);
-    let result = tokio::select! {
-        r = relay => r,
-        e = timeouts(&route.config, counters) => Err(e),
-        e = async { match recheck.as_mut() { Some(r) => r.await, None => pending().await } } => Err(e),
-        reason = live.close_requested() => Err(Error::internal(reason.kind())),
-    };
-
+    let result = end::supervise(live, &route, std::pin::pin!(relay)).await;
     relay::pass_on_abort(&result, &mut downstream, &mut upstream);
-    // Out of the registry before into the endpoint's totals: metrics add the two, and must
-    // never see these bytes twice.
-    drop(registration);
-    finish(live, &route, &lease, &result, &context);
+    end::finish(registration, &route, Some(&lease), &result, &context);
 }
 
 /// A trusted balancer's PROXY header, when the listener reads them: its client address is
@@ -263,7 +243,7 @@ pub(crate) async fn proxy_header(
         }
         Err(error) => {
             listener.stats.proxy_protocol_failed.fetch_add(1, Relaxed);
-            refused((**attributes).clone(), None, error, context);
+            end::refused((**attributes).clone(), None, error, context);
             false
         }
     }
@@ -381,47 +361,6 @@ pub(crate) fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Relaxed)
 }
 
-/// The end of a relayed connection, once it is out of the registry: its bytes into the
-/// endpoint's totals, the log line and the access log line.
-pub(crate) fn finish(
-    live: &Live,
-    route: &Route,
-    lease: &crate::cluster::Lease,
-    result: &Result<(), Error>,
-    context: &Context,
-) {
-    let (attributes, counters, endpoint) = (&live.attributes, &live.counters, &lease.endpoint);
-    let (up, down) = (
-        counters.upstream_bytes.load(Relaxed),
-        counters.downstream_bytes.load(Relaxed),
-    );
-    endpoint.stats.closed_bytes_upstream.fetch_add(up, Relaxed);
-    endpoint
-        .stats
-        .closed_bytes_downstream
-        .fetch_add(down, Relaxed);
-    let reason = match result {
-        Ok(()) => "closed".to_string(),
-        Err(e) => e.code(),
-    };
-    tracing::info!(
-        id = attributes.id,
-        listener = %attributes.listener,
-        route = %route.config.name,
-        cluster = live.upstream().map(|u| u.cluster.name()),
-        endpoint = %endpoint.address,
-        source = %attributes.source,
-        duration_ms = counters.started().elapsed().as_millis() as u64,
-        bytes_upstream = up,
-        bytes_downstream = down,
-        reason = %reason,
-        "connection closed"
-    );
-    if let Some(log) = &context.access_log {
-        log.closed(live, Some(route), Some(endpoint), result);
-    }
-}
-
 /// Opens the tunnel a tunnel cluster carries the connection in: the authority and headers
 /// from the cluster's templates, or the authorizer's answer.
 async fn tunnel_through(
@@ -520,55 +459,6 @@ async fn terminate(
     Err(Error::new(Side::Downstream, Kind::Tls(reason)))
 }
 
-/// A connection refused before it was dialed (inspection failed, no route, TLS handshake
-/// refused): logged, closed.
-pub(crate) fn refused(
-    attributes: Attributes,
-    route: Option<&Arc<Route>>,
-    error: Error,
-    context: &Context,
-) {
-    tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
-    if let Some(log) = &context.access_log {
-        log.closed(
-            &Live::new(attributes),
-            route.map(|r| &**r),
-            None,
-            &Err(error),
-        );
-    }
-}
-
-/// Ends with the route's idle timeout or maximum duration, whichever comes first; never
-/// when the route has neither. One timer, boxed, so routes without timeouts pay nothing.
-pub(crate) async fn timeouts(route: &config::Route, counters: &Counters) -> Error {
-    let max_at = route.max_duration.map(|max| counters.started() + max);
-    let due = |counters: &Counters| {
-        let idle_at = route
-            .idle_timeout
-            .map(|idle| counters.last_activity() + idle);
-        match (idle_at, max_at) {
-            (Some(i), Some(m)) => Some(i.min(m)),
-            (i, m) => i.or(m),
-        }
-    };
-    let Some(first) = due(counters) else {
-        return pending().await;
-    };
-    let mut timer = Box::pin(sleep_until(first));
-    loop {
-        timer.as_mut().await;
-        let now = Instant::now();
-        if max_at.is_some_and(|m| m <= now) {
-            return Error::internal(Kind::MaxDuration);
-        }
-        match due(counters) {
-            Some(at) if at > now => timer.as_mut().reset(at),
-            _ => return Error::internal(Kind::IdleTimeout),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,14 +504,14 @@ mod tests {
         let slot = crate::admission::admit(
             &listener,
             &context.global,
-            &mut crate::admission::RateLimiter::new(),
+            Some(&mut crate::admission::RateLimiter::new()),
             address.ip(),
         )
         .unwrap();
         let task = serve(stream, attributes, slot, context);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 720, "the connection future grew to {size} bytes");
-        let counters = Counters::new();
+        let counters = relay::Counters::new();
         let (a, b) = (
             TcpStream::connect(address).await.unwrap(),
             TcpStream::connect(address).await.unwrap(),

@@ -9,6 +9,7 @@ pub mod attributes;
 mod authorize;
 pub mod cluster;
 mod connection;
+mod end;
 pub mod error;
 mod gateway;
 mod inspect;

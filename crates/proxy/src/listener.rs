@@ -19,8 +19,9 @@ use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Default)]
 pub struct ListenerStats {
+    /// Connections its socket accepted (tunnels inside them are not counted here).
     pub accepted: AtomicU64,
-    /// Connections being handled now.
+    /// Connections being handled now, tunnels inside them included.
     pub active: AtomicU64,
     /// Refused by the listener's `connection_limit`.
     pub rejected_limit: AtomicU64,
@@ -174,7 +175,11 @@ fn hand_over(
     rate: &mut RateLimiter,
     context: &Arc<Context>,
 ) {
-    let slot = match admission::admit(listener, &context.global, rate, peer.ip()) {
+    listener
+        .stats
+        .accepted
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let slot = match admission::admit(listener, &context.global, Some(rate), peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
             tracing::warn!(

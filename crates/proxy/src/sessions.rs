@@ -41,6 +41,8 @@ impl SessionCounts {
                 mq.channel.clone(),
                 mq.queue_manager.clone().unwrap_or_default(),
             ),
+            // Tunnels are counted by their route like any connection.
+            Protocol::Tunnel(_) => return,
         };
         let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
         let mut key = (route.to_string(), first, second);

@@ -99,19 +99,14 @@ pub(crate) async fn serve(
         .route
         .clone()
         .expect("admitted");
-    // A route that re-checks withdraws a live session once the authorizer says no.
-    let recheck = async {
-        match crate::authorize::recheck(&route, &live.attributes) {
-            Some(recheck) => recheck.await,
-            None => std::future::pending().await,
-        }
+    // The route's timeouts, re-checks and the gateway's close requests, as for any
+    // connection.
+    let session = async {
+        (&mut running)
+            .await
+            .map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string())))
     };
-    let result = tokio::select! {
-        ended = &mut running => ended.map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string()))),
-        e = crate::connection::timeouts(&route.config, &live.counters) => Err(e),
-        e = recheck => Err(e),
-        reason = live.close_requested() => Err(Error::internal(reason.kind())),
-    };
+    let result = crate::end::supervise(&live, &route, std::pin::pin!(session)).await;
     let result = match shared.outcome.lock().unwrap().error.take() {
         Some(error) => Err(error),
         None => result,
@@ -133,17 +128,9 @@ pub(crate) async fn serve(
         let told = upstream.disconnect(Disconnect::ByApplication, "", "");
         let _ = tokio::time::timeout(BOUNDED, told).await;
     }
-    // Out of the registry before into the endpoint's totals (see connection::finish).
-    drop(outcome.registration.take());
-    match &outcome.lease {
-        Some(lease) => crate::connection::finish(&live, &route, lease, &result, &context),
-        None => {
-            tracing::warn!(id = live.attributes.id, route = %route.config.name, reason = result.as_ref().err().map(|e| e.code()), "ssh session closed before its upstream was connected");
-            if let Some(log) = &context.access_log {
-                log.closed(&live, Some(&route), None, &result);
-            }
-        }
-    }
+    let registration = outcome.registration.take().expect("registered");
+    let lease = outcome.lease.as_ref();
+    crate::end::finish(registration, &route, lease, &result, &context);
 }
 
 /// A connection that never got past authentication: logged with the last login tried.
@@ -162,5 +149,5 @@ fn refused(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let attributes = outcome.attributes.unwrap_or_else(|| attributes.clone());
-    crate::connection::refused(attributes, outcome.route.as_ref(), error, context);
+    crate::end::refused(attributes, outcome.route.as_ref(), error, context);
 }

@@ -5,10 +5,12 @@
 //! proxy.
 
 use super::h2_stream::H2Stream;
-use crate::attributes::Attributes;
+use crate::admission::{self, Slot};
+use crate::attributes::{Attributes, Protocol, TunnelTarget};
 use crate::authorize;
 use crate::cluster::{Cluster, Lease};
-use crate::connection::{finish, next_id};
+use crate::connection::next_id;
+use crate::end;
 use crate::error::Error;
 use crate::listener::{Context, Listener};
 use crate::proxy_out;
@@ -37,8 +39,10 @@ struct Terminator {
     context: Arc<Context>,
 }
 
-/// A tunnel the terminator agreed to open: its destination dialed.
+/// A tunnel the terminator agreed to open: admitted, authorized, its destination dialed.
 struct Opened {
+    /// Its place in the listener's and the gateway's connection counts, held while it lives.
+    _slot: Slot,
     attributes: Attributes,
     cluster: Arc<Cluster>,
     lease: Lease,
@@ -212,7 +216,7 @@ impl Terminator {
         let host = authority.host();
 
         // The tunnel is a connection of its own: the outer one's attributes (TLS session,
-        // client identity), its client address as the edge says it.
+        // client identity), its client address as the edge says it, its target.
         let mut attributes = self.outer.attributes.clone();
         attributes.id = next_id();
         attributes.authz = None;
@@ -225,6 +229,17 @@ impl Terminator {
         {
             attributes.source = address;
         }
+        attributes.protocol = Some(Box::new(Protocol::Tunnel(TunnelTarget {
+            host: host.to_string(),
+            port,
+        })));
+        // Admitted like any connection: the gateway's and the listener's limits count it.
+        let context = &self.context;
+        let slot = admission::admit(listener, &context.global, None, attributes.source.ip())
+            .map_err(|refusal| {
+                tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = refusal.reason(), "tunnel refused: {}", refusal.reason().replace('_', " "));
+                StatusCode::SERVICE_UNAVAILABLE
+            })?;
 
         // A cluster by name, or an allowed address dialed with the route's cluster settings.
         let named = listener
@@ -264,6 +279,7 @@ impl Terminator {
             Ok((upstream, lease)) => {
                 route.connections.fetch_add(1, Relaxed);
                 Ok(Opened {
+                    _slot: slot,
                     attributes,
                     cluster,
                     lease,
@@ -277,9 +293,11 @@ impl Terminator {
         }
     }
 
-    /// Relays an opened tunnel until it ends, then logs it like any connection.
+    /// Relays an opened tunnel until it ends (or the connection it came in on is closed),
+    /// then ends it like any connection.
     async fn relay(&self, opened: Opened, mut downstream: Leg) {
         let Opened {
+            _slot,
             attributes,
             cluster,
             lease,
@@ -293,13 +311,14 @@ impl Terminator {
             cluster,
             endpoint: lease.endpoint.clone(),
         });
-        let result = tokio::select! {
-            r = relay::relay_streams(&mut downstream, &mut upstream, &live.counters) => r,
-            reason = live.close_requested() => Err(Error::internal(reason.kind())),
-            reason = self.outer.close_requested() => Err(Error::internal(reason.kind())),
+        let work = async {
+            tokio::select! {
+                r = relay::relay_streams(&mut downstream, &mut upstream, &live.counters) => r,
+                reason = self.outer.close_requested() => Err(Error::internal(reason.kind())),
+            }
         };
+        let result = end::supervise(&live, route, std::pin::pin!(work)).await;
         relay::pass_on_abort(&result, &mut downstream, &mut upstream);
-        drop(registration);
-        finish(&live, route, &lease, &result, context);
+        end::finish(registration, route, Some(&lease), &result, context);
     }
 }

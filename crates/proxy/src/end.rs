@@ -1,0 +1,127 @@
+//! The one ending every connection shares — a plain or TLS stream, a CONNECT tunnel, an SSH
+//! session: while it lives, the route's idle timeout and maximum duration, its periodic
+//! re-authorization and the gateway's own close requests (drain, failback, shutdown) race
+//! the work; once it ends, its bytes go into the endpoint's totals and it gets its log line
+//! and access-log line, with one close reason.
+
+use crate::authorize;
+use crate::cluster::Lease;
+use crate::error::{Error, Kind};
+use crate::listener::Context;
+use crate::registry::{Live, Registration};
+use crate::relay::Counters;
+use crate::routing::Route;
+use std::future::{Future, pending};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::time::{Instant, sleep_until};
+
+/// Runs `work` (the relay) until it ends or something ends it first: the route's timeouts,
+/// a re-check the authorizer denies, or the gateway asking the connection to close.
+/// `work` is pinned by the caller: it lives in the caller's task once, not twice.
+pub(crate) async fn supervise(
+    live: &Live,
+    route: &Route,
+    work: Pin<&mut impl Future<Output = Result<(), Error>>>,
+) -> Result<(), Error> {
+    // Boxed, and only for routes that re-check: the others carry a pointer's worth.
+    let mut recheck = authorize::recheck(route, &live.attributes).map(Box::pin);
+    tokio::select! {
+        r = work => r,
+        e = timeouts(&route.config, &live.counters) => Err(e),
+        e = async { match recheck.as_mut() { Some(r) => r.await, None => pending().await } } => Err(e),
+        reason = live.close_requested() => Err(Error::internal(reason.kind())),
+    }
+}
+
+/// Ends with the route's idle timeout or maximum duration, whichever comes first; never
+/// when the route has neither. One timer, boxed, so routes without timeouts pay nothing.
+async fn timeouts(route: &config::Route, counters: &Counters) -> Error {
+    let max_at = route.max_duration.map(|max| counters.started() + max);
+    let due = |counters: &Counters| {
+        let idle_at = route
+            .idle_timeout
+            .map(|idle| counters.last_activity() + idle);
+        match (idle_at, max_at) {
+            (Some(i), Some(m)) => Some(i.min(m)),
+            (i, m) => i.or(m),
+        }
+    };
+    let Some(first) = due(counters) else {
+        return pending().await;
+    };
+    let mut timer = Box::pin(sleep_until(first));
+    loop {
+        timer.as_mut().await;
+        let now = Instant::now();
+        if max_at.is_some_and(|m| m <= now) {
+            return Error::internal(Kind::MaxDuration);
+        }
+        match due(counters) {
+            Some(at) if at > now => timer.as_mut().reset(at),
+            _ => return Error::internal(Kind::IdleTimeout),
+        }
+    }
+}
+
+/// The end of a registered connection: out of the registry, then its bytes into the
+/// endpoint's totals (metrics add the two, and must never see these bytes twice), the log
+/// line and the access-log line. `lease`: the endpoint it reached, if it got that far.
+pub(crate) fn finish(
+    registration: Registration,
+    route: &Route,
+    lease: Option<&Lease>,
+    result: &Result<(), Error>,
+    context: &Context,
+) {
+    let live = registration.live.clone();
+    drop(registration);
+    let (attributes, counters) = (&live.attributes, &live.counters);
+    let (up, down) = (
+        counters.upstream_bytes.load(Relaxed),
+        counters.downstream_bytes.load(Relaxed),
+    );
+    let endpoint = lease.map(|l| &l.endpoint);
+    if let Some(endpoint) = endpoint {
+        endpoint.stats.closed_bytes_upstream.fetch_add(up, Relaxed);
+        (endpoint.stats.closed_bytes_downstream).fetch_add(down, Relaxed);
+    }
+    let reason = match result {
+        Ok(()) => "closed".to_string(),
+        Err(e) => e.code(),
+    };
+    let duration_ms = counters.started().elapsed().as_millis() as u64;
+    let cluster = live.upstream().map(|u| u.cluster.name());
+    match endpoint {
+        Some(endpoint) => {
+            tracing::info!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster, endpoint = %endpoint.address, source = %attributes.source, duration_ms, bytes_upstream = up, bytes_downstream = down, reason = %reason, "connection closed")
+        }
+        // Closed before it reached an upstream: worth an operator's look.
+        None => {
+            tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, source = %attributes.source, duration_ms, reason = %reason, "connection closed before it reached an upstream")
+        }
+    }
+    if let Some(log) = &context.access_log {
+        log.closed(&live, Some(route), endpoint.map(|e| &**e), result);
+    }
+}
+
+/// A connection refused before it was registered (PROXY header, inspection, no route, TLS
+/// handshake, authorization): logged, closed.
+pub(crate) fn refused(
+    attributes: crate::attributes::Attributes,
+    route: Option<&Arc<Route>>,
+    error: Error,
+    context: &Context,
+) {
+    tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
+    if let Some(log) = &context.access_log {
+        log.closed(
+            &Live::new(attributes),
+            route.map(|r| &**r),
+            None,
+            &Err(error),
+        );
+    }
+}
