@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Debug, Clone)]
 pub struct Attributes {
@@ -149,4 +150,32 @@ impl Tls {
             _ => None,
         }
     }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A new connection id.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Relaxed)
+}
+
+/// A fresh connection's attributes: what is known at accept.
+/// Boxed: an `async fn` keeps its arguments for its whole life, so a connection's task
+/// would carry a second copy of them all along.
+pub(crate) fn accepted(
+    listener: &Arc<str>,
+    source: SocketAddr,
+    destination: SocketAddr,
+) -> Box<Attributes> {
+    Box::new(Attributes {
+        id: next_id(),
+        listener: listener.clone(),
+        source,
+        destination,
+        tls: Tls::NotInspected,
+        session: None,
+        proxy: None,
+        authz: None,
+        protocol: None,
+    })
 }

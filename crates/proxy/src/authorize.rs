@@ -3,7 +3,7 @@
 
 use crate::attributes::Attributes;
 use crate::error::{Error, Kind};
-use crate::routing::Route;
+use crate::route::Route;
 use authz::{CheckInput, Outcome, Routing};
 use config::{FailureMode, RuleAction};
 use std::future::Future;

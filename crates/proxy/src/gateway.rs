@@ -2,11 +2,11 @@
 //! reload that leaves live connections and unchanged sockets alone; and the graceful
 //! shutdown that lets live connections finish.
 
-use crate::access_log::AccessLog;
-use crate::cluster::Cluster;
-use crate::listener::{self, Context, Listener, ListenerStats};
-use crate::registry::{CloseReason, Registry};
-use crate::routing::RouteTable;
+use crate::accept::{self, Context, Listener, ListenerStats};
+use crate::dial::cluster::Cluster;
+use crate::end::access_log::AccessLog;
+use crate::end::registry::{CloseReason, Registry};
+use crate::route::RouteTable;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -341,7 +341,7 @@ impl Gateway {
         socket: std::net::TcpListener,
         clusters: &HashMap<String, Arc<Cluster>>,
         authorizers: &Authorizers,
-        ssh: Option<Arc<crate::ssh::SshServer>>,
+        ssh: Option<Arc<crate::terminate::ssh::SshServer>>,
         previous: Option<&Listener>,
     ) -> Result<RunningListener, StartError> {
         let error = |source| StartError::Bind {
@@ -361,11 +361,12 @@ impl Gateway {
         )));
         let stop = self.context.stop_accepting.child_token();
         tracing::info!(listener = %config.name, %address, "listening");
-        let accept_loop = tokio::spawn(listener::accept_loop(
+        let accept_loop = tokio::spawn(accept::accept_loop(
             socket,
             updates,
             stop.clone(),
             self.context.clone(),
+            crate::drive::serve,
         ));
         Ok(RunningListener {
             current,
@@ -467,7 +468,7 @@ impl Gateway {
     fn drain_connections(
         &self,
         drain: config::Drain,
-        which: impl Fn(&crate::registry::Live) -> bool + Send + 'static,
+        which: impl Fn(&crate::end::registry::Live) -> bool + Send + 'static,
     ) {
         let registry = self.context.registry.clone();
         tokio::spawn(async move {
@@ -618,7 +619,7 @@ fn listener_state(
     clusters: &HashMap<String, Arc<Cluster>>,
     identities: &Arc<tls::Identities>,
     authorizers: &Authorizers,
-    ssh: Option<Arc<crate::ssh::SshServer>>,
+    ssh: Option<Arc<crate::terminate::ssh::SshServer>>,
     previous: Option<&Listener>,
 ) -> Listener {
     Listener {
@@ -640,18 +641,19 @@ fn listener_state(
 /// host keys take effect for new connections).
 fn ssh_servers(
     config: &config::Config,
-) -> Result<HashMap<String, Arc<crate::ssh::SshServer>>, StartError> {
+) -> Result<HashMap<String, Arc<crate::terminate::ssh::SshServer>>, StartError> {
     config
         .listeners
         .iter()
         .filter(|l| l.ssh.is_some())
         .map(|l| {
-            let server = crate::ssh::SshServer::load(l, &config.clusters).map_err(|why| {
-                StartError::Ssh {
-                    listener: l.name.clone(),
-                    why,
-                }
-            })?;
+            let server =
+                crate::terminate::ssh::SshServer::load(l, &config.clusters).map_err(|why| {
+                    StartError::Ssh {
+                        listener: l.name.clone(),
+                        why,
+                    }
+                })?;
             Ok((l.name.clone(), Arc::new(server)))
         })
         .collect()
@@ -670,7 +672,7 @@ fn bind_all<'a>(
 ) -> Result<Vec<(&'a config::Listener, std::net::TcpListener)>, StartError> {
     listeners
         .map(|l| {
-            listener::bind(l)
+            accept::bind(l)
                 .map(|s| (l, s))
                 .map_err(|source| StartError::Bind {
                     listener: l.name.clone(),

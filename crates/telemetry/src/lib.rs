@@ -235,7 +235,7 @@ impl Telemetry {
             .iter()
             .filter_map(|c| gateway.cluster(&c.name))
             .collect();
-        let closed_bytes: HashMap<*const proxy::cluster::Endpoint, (u64, u64)> = clusters
+        let closed_bytes: HashMap<*const proxy::dial::cluster::Endpoint, (u64, u64)> = clusters
             .iter()
             .flat_map(|c| c.endpoints.iter())
             .map(|e| {
@@ -249,7 +249,8 @@ impl Telemetry {
                 )
             })
             .collect();
-        let mut live_bytes: HashMap<*const proxy::cluster::Endpoint, (u64, u64)> = HashMap::new();
+        let mut live_bytes: HashMap<*const proxy::dial::cluster::Endpoint, (u64, u64)> =
+            HashMap::new();
         for live in gateway.registry().snapshot() {
             if let Some(upstream) = live.upstream() {
                 let entry = live_bytes
@@ -420,8 +421,8 @@ impl Out<'_> {
 }
 
 /// Logins, sessions, upstream failures and channel requests of an SSH listener.
-fn ssh_metrics(out: &mut Out<'_>, listener: &proxy::listener::Listener) {
-    use proxy::ssh::SshStats;
+fn ssh_metrics(out: &mut Out<'_>, listener: &proxy::accept::Listener) {
+    use proxy::terminate::ssh::SshStats;
     let name = || ("listener", listener.name.to_string());
     let s = &listener.stats;
     out.counter(

@@ -1,7 +1,7 @@
 //! A gateway running inside the test's own runtime.
 
-use proxy::cluster::{Cluster, Endpoint};
-use proxy::listener::ListenerStats;
+use proxy::accept::ListenerStats;
+use proxy::dial::cluster::{Cluster, Endpoint};
 use proxy::{Gateway, ShutdownReport};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1068,7 +1068,7 @@ async fn a_stalled_session_closed_by_the_gateway_lets_go_of_its_upstream() {
         assert_eq!(established_towards(sshd.address.port()), 1);
         // The relay waits for a window that will not open; the gateway closes the session
         // anyway, and the upstream connection goes with it.
-        registry.close_all(proxy::registry::CloseReason::Shutdown);
+        registry.close_all(proxy::end::registry::CloseReason::Shutdown);
         eventually("the upstream connection is closed", || {
             established_towards(sshd.address.port()) == 0
         })

@@ -1,18 +1,25 @@
-//! Binding a listener and accepting connections: socket options, the connection limit,
-//! and handing each connection to the pipeline.
+//! The accept stage: binding a listener, accepting connections (socket options), admission
+//! ([`admission`]: the gateway's, the listener's and the per-source limits, the accept
+//! rate), and handing each admitted connection to its driver. Also what the accept loop
+//! and every connection of a listener share ([`Listener`]) and what the whole gateway's
+//! connections share ([`Context`]).
 
-use crate::access_log::AccessLog;
-use crate::admission::{self, GlobalLimit, RateLimiter, SourceCounts};
-use crate::connection;
-use crate::registry::Registry;
-use crate::routing::RouteTable;
+pub mod admission;
+
+use crate::attributes::Attributes;
+use crate::end::access_log::AccessLog;
+use crate::end::registry::Registry;
+use crate::route::RouteTable;
 use crate::socket;
+use admission::Slot;
+use admission::{GlobalLimit, RateLimiter, SourceCounts};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,11 +46,11 @@ pub struct ListenerStats {
     pub authz_denied: AtomicU64,
     pub(crate) sources: SourceCounts,
     /// FIX sessions and MQ connections by route and protocol labels.
-    pub sessions: crate::sessions::SessionCounts,
+    pub sessions: crate::end::sessions::SessionCounts,
     /// SSH connections that did not authenticate (or timed out doing so).
     pub ssh_auth_failed: AtomicU64,
     /// SSH logins, upstream failures and channel requests.
-    pub ssh: crate::ssh::SshStats,
+    pub ssh: crate::terminate::ssh::SshStats,
 }
 
 /// What the accept loop and every connection of one listener share.
@@ -53,7 +60,7 @@ pub struct Listener {
     pub name: Arc<str>,
     pub routes: RouteTable,
     /// The SSH server of an SSH listener (its keys read from files).
-    pub ssh: Option<Arc<crate::ssh::SshServer>>,
+    pub ssh: Option<Arc<crate::terminate::ssh::SshServer>>,
     /// Shared by every version of the listener across reloads.
     pub stats: Arc<ListenerStats>,
 }
@@ -99,13 +106,18 @@ pub(crate) struct Context {
     pub handshakes: Arc<tls::HandshakeStats>,
 }
 
-/// Accepts until `stop`; each connection gets the listener's settings current at accept.
-pub(crate) async fn accept_loop(
+/// Accepts until `stop`; each connection gets the listener's settings current at accept,
+/// and is handed to `drive` (the gateway's front ends: the accept stage knows none of them).
+pub(crate) async fn accept_loop<D, F>(
     socket: TcpListener,
     mut updates: watch::Receiver<Arc<Listener>>,
     stop: CancellationToken,
     context: Arc<Context>,
-) {
+    drive: D,
+) where
+    D: Fn(TcpStream, Box<Attributes>, Slot, Arc<Context>) -> F + Copy,
+    F: Future<Output = ()> + Send + 'static,
+{
     let name = updates.borrow().name.clone();
     let mut rate = RateLimiter::new();
     // Bound to one address, every connection's destination is that address: no getsockname
@@ -139,6 +151,7 @@ pub(crate) async fn accept_loop(
                     fixed_destination,
                     &mut rate,
                     &context,
+                    drive,
                 );
             }
             Err(e) => {
@@ -160,6 +173,7 @@ pub(crate) async fn accept_loop(
             fixed_destination,
             &mut rate,
             &context,
+            drive,
         );
     }
     drop(socket);
@@ -167,14 +181,18 @@ pub(crate) async fn accept_loop(
 }
 
 /// Admission, then the connection's own task.
-fn hand_over(
-    stream: tokio::net::TcpStream,
+fn hand_over<D, F>(
+    stream: TcpStream,
     peer: std::net::SocketAddr,
     listener: &Arc<Listener>,
     fixed_destination: Option<std::net::SocketAddr>,
     rate: &mut RateLimiter,
     context: &Arc<Context>,
-) {
+    drive: D,
+) where
+    D: Fn(TcpStream, Box<Attributes>, Slot, Arc<Context>) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     listener
         .stats
         .accepted
@@ -202,18 +220,10 @@ fn hand_over(
             }
         },
     };
-    let attributes = connection::accepted(&listener.name, peer, destination);
-    // SSH is terminated and routed by the user once authenticated: a pipeline of its own.
-    match listener.config.protocol {
-        config::ListenerProtocol::Ssh => {
-            let serve = crate::ssh::serve(stream, attributes, slot, context.clone());
-            context.connections.spawn(serve)
-        }
-        _ => {
-            let serve = connection::serve(stream, attributes, slot, context.clone());
-            context.connections.spawn(serve)
-        }
-    };
+    let attributes = crate::attributes::accepted(&listener.name, peer, destination);
+    context
+        .connections
+        .spawn(drive(stream, attributes, slot, context.clone()));
 }
 
 #[cfg(test)]

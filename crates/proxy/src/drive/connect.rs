@@ -4,20 +4,19 @@
 //! dialed as a connection of its own: only to destinations the route allows, never an open
 //! proxy.
 
-use super::h2_stream::H2Stream;
-use crate::admission::{self, Slot};
-use crate::attributes::{Attributes, Protocol, TunnelTarget};
+use super::setup::Accepted;
+use crate::accept::admission::{self, Slot};
+use crate::accept::{Context, Listener};
+use crate::attributes::{Attributes, Protocol, TunnelTarget, next_id};
 use crate::authorize;
-use crate::cluster::{Cluster, Lease};
-use crate::connection::next_id;
+use crate::dial::cluster::{Cluster, Lease};
+use crate::dial::proxy_out;
 use crate::end;
+use crate::end::registry::{Live, Upstream};
 use crate::error::Error;
-use crate::listener::{Context, Listener};
-use crate::proxy_out;
-use crate::registry::{Live, Upstream};
-use crate::relay;
-use crate::routing::Route;
-use crate::stream::{Leg, TunnelIo};
+use crate::relay::h2_stream::{self, H2Stream};
+use crate::relay::{self, Leg, TunnelIo};
+use crate::route::Route;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode, request::Parts};
 use http_body_util::Empty;
@@ -50,14 +49,14 @@ struct Opened {
 }
 
 /// Serves tunnels on one accepted connection until it ends or the gateway closes it.
-pub(crate) async fn serve(
-    downstream: Leg,
-    attributes: Attributes,
-    route: Arc<Route>,
-    listener: Arc<Listener>,
-    context: Arc<Context>,
-) {
-    let registration = context.registry.register(Arc::new(Live::new(attributes)));
+pub(crate) async fn serve(accepted: Accepted, listener: Arc<Listener>, context: Arc<Context>) {
+    let Accepted {
+        downstream,
+        attributes,
+        route,
+        ..
+    } = accepted;
+    let registration = context.registry.register(Arc::new(Live::new(*attributes)));
     let outer = registration.live.clone();
     let terminator = Arc::new(Terminator {
         outer: outer.clone(),
@@ -151,8 +150,8 @@ impl Terminator {
             .initial_window_size(window)
             .initial_connection_window_size(window.saturating_mul(4))
             .max_concurrent_streams(u32::MAX)
-            .max_send_buffer_size(super::MAX_SEND_BUFFER)
-            .max_frame_size(super::MAX_FRAME)
+            .max_send_buffer_size(h2_stream::MAX_SEND_BUFFER)
+            .max_frame_size(h2_stream::MAX_FRAME)
             .max_concurrent_reset_streams(1024)
             .handshake::<_, Bytes>(downstream);
         let mut connection = match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
@@ -319,6 +318,12 @@ impl Terminator {
         };
         let result = end::supervise(&live, route, std::pin::pin!(work)).await;
         relay::pass_on_abort(&result, &mut downstream, &mut upstream);
-        end::finish(registration, route, Some(&lease), &result, context);
+        end::finish(
+            registration,
+            route,
+            Some(&lease),
+            &result,
+            context.access_log.as_ref(),
+        );
     }
 }

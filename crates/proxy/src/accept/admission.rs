@@ -2,7 +2,7 @@
 //! listener's limit, the per-client-address limit and the listener's accept rate. A refused
 //! connection is closed at once, counted by reason and logged.
 
-use crate::listener::{Listener, ListenerStats};
+use crate::accept::{Listener, ListenerStats};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;

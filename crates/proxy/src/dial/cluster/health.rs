@@ -47,7 +47,7 @@ async fn probe(
     fix: Option<&config::FixHealthCheck>,
     timeout: std::time::Duration,
 ) -> bool {
-    let Ok(mut stream) = super::dial::connect(endpoint).await else {
+    let Ok(mut stream) = super::connect::connect(endpoint).await else {
         return false;
     };
     match fix {
@@ -65,7 +65,7 @@ async fn fix_logon(
     use crate::inspect::{Look, read_until};
     use protocols::fix;
     use tokio::io::AsyncWriteExt;
-    let time = crate::session::sending_time_now();
+    let time = crate::end::refuse::sending_time_now();
     let header = |msg_type, seq| {
         vec![
             (35, msg_type),

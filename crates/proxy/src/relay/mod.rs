@@ -8,9 +8,13 @@
 //!   written. An idle connection costs its sockets and this future, nothing more.
 //! - Errors: the first read/write error ends both directions and says which side failed.
 
+pub mod h2_stream;
+pub(crate) mod leg;
+
+pub use leg::{Leg, TunnelIo};
+
 use crate::error::{Error, Kind, Side};
 use crate::socket;
-use crate::stream::Leg;
 use socket2::SockRef;
 use std::cell::RefCell;
 use std::future::Future;

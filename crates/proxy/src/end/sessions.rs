@@ -78,7 +78,7 @@ mod tests {
     use super::*;
 
     fn fix(sender: &str) -> Attributes {
-        let mut a = crate::connection::accepted(
+        let mut a = crate::attributes::accepted(
             &"l".into(),
             ([127, 0, 0, 1], 1).into(),
             ([127, 0, 0, 1], 2).into(),

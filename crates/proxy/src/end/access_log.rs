@@ -3,10 +3,10 @@
 //! until it ends. Lines are written by a thread of their own, so a slow disk never holds up
 //! a connection.
 
-use crate::cluster::Endpoint;
+use crate::dial::cluster::Endpoint;
+use crate::end::registry::{Live, Registry};
 use crate::error::Error;
-use crate::registry::{Live, Registry};
-use crate::routing::Route;
+use crate::route::Route;
 use serde_json::{Value, json};
 use std::io::{self, Write};
 use std::sync::Arc;

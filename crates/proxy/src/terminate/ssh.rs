@@ -1,11 +1,6 @@
-//! SSH listeners: the gateway terminates SSH, authenticates the user (its own user list or
-//! the authorizer), routes by the user, logs in upstream with credentials it holds over the
-//! ordinary dial step, and relays the channels the route allows.
-
-mod gate;
-mod serve;
-
-pub(crate) use serve::serve;
+//! The SSH server side of an SSH listener: host keys, the users the gateway authenticates
+//! itself, each route's upstream credential and audit log, the cluster host-key policies,
+//! and russh's server configuration — loaded from files at start and on every reload.
 
 use ssh::audit::AuditLog;
 use ssh::credentials::{self, HostKeyPolicy, PasswordHash, UpstreamCredential};
@@ -17,27 +12,27 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub struct SshServer {
     pub settings: config::SshListener,
-    config: Arc<russh::server::Config>,
-    client: Arc<russh::client::Config>,
-    users: HashMap<String, LocalUser>,
+    pub(crate) config: Arc<russh::server::Config>,
+    pub(crate) client: Arc<russh::client::Config>,
+    pub(crate) users: HashMap<String, LocalUser>,
     /// By route name.
-    routes: HashMap<String, RouteSsh>,
+    pub(crate) routes: HashMap<String, RouteSsh>,
     /// By cluster name: every cluster that says how to verify its host keys (an authorizer
     /// may choose any of them).
-    host_keys: HashMap<String, Arc<HostKeyPolicy>>,
+    pub(crate) host_keys: HashMap<String, Arc<HostKeyPolicy>>,
 }
 
 /// A user the gateway authenticates itself.
 #[derive(Debug, Default)]
-struct LocalUser {
-    keys: Vec<russh::keys::PublicKey>,
-    password: Option<PasswordHash>,
+pub(crate) struct LocalUser {
+    pub(crate) keys: Vec<russh::keys::PublicKey>,
+    pub(crate) password: Option<PasswordHash>,
 }
 
 #[derive(Debug)]
-struct RouteSsh {
-    credential: UpstreamCredential,
-    audit: Option<Arc<AuditLog>>,
+pub(crate) struct RouteSsh {
+    pub(crate) credential: UpstreamCredential,
+    pub(crate) audit: Option<Arc<AuditLog>>,
 }
 
 impl SshServer {
@@ -144,7 +139,7 @@ pub struct SshStats {
 }
 
 impl SshStats {
-    fn auth(&self, method: &'static str, ok: bool) {
+    pub(crate) fn auth(&self, method: &'static str, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         *self
             .auth
@@ -154,7 +149,7 @@ impl SshStats {
             .or_default() += 1;
     }
 
-    fn upstream_failed(&self, reason: String) {
+    pub(crate) fn upstream_failed(&self, reason: String) {
         *self
             .upstream_failures
             .lock()
@@ -163,7 +158,7 @@ impl SshStats {
             .or_default() += 1;
     }
 
-    fn channel(&self, request: &'static str, allowed: bool) {
+    pub(crate) fn channel(&self, request: &'static str, allowed: bool) {
         let result = if allowed { "allowed" } else { "denied" };
         *self
             .channel_requests

@@ -2,12 +2,13 @@
 //!
 //! HTTP/1.1: one connection per tunnel, CONNECT on hyper, the connection itself taken back
 //! once answered. HTTP/2: tunnels are streams over a pool of connections, on the h2 crate
-//! ([`super::h2_stream`]), CONNECT or — for intermediaries that refuse CONNECT — POST.
+//! ([`crate::relay::h2_stream`]), CONNECT or — for intermediaries that refuse CONNECT — POST.
 
-use super::h2_stream::H2Stream;
-use crate::cluster::{Cluster, Lease};
+use crate::dial::cluster::{Cluster, Lease};
 use crate::error::{Error, Kind, Side};
-use crate::stream::{Leg, Tunnel, TunnelIo};
+use crate::relay::h2_stream::{self, H2Stream};
+use crate::relay::leg::Tunnel;
+use crate::relay::{Leg, TunnelIo};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::client::conn::http1;
@@ -49,7 +50,7 @@ pub struct Pool {
 #[derive(Debug)]
 struct Pooled {
     sender: h2::client::SendRequest<Bytes>,
-    endpoint: Arc<crate::cluster::Endpoint>,
+    endpoint: Arc<crate::dial::cluster::Endpoint>,
     /// Tunnels open on this connection now.
     streams: AtomicUsize,
     /// Set when the connection has ended (closed, failed, or no PING answer).
@@ -212,8 +213,8 @@ impl Cluster {
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(settings.window)
             .initial_connection_window_size(settings.window.saturating_mul(4))
-            .max_send_buffer_size(super::MAX_SEND_BUFFER)
-            .max_frame_size(super::MAX_FRAME)
+            .max_send_buffer_size(h2_stream::MAX_SEND_BUFFER)
+            .max_frame_size(h2_stream::MAX_FRAME)
             .max_concurrent_reset_streams(1024)
             .handshake::<_, Bytes>(leg)
             .await

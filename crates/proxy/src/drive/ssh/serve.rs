@@ -3,9 +3,9 @@
 //! route's timeouts, or the gateway (drain, reload) asks it to close.
 
 use super::gate::{Gate, Outcome, Shared};
+use crate::accept::{Context, Listener};
 use crate::attributes::Attributes;
 use crate::error::{Error, Kind, Side};
-use crate::listener::{Context, Listener};
 use ssh::russh::{self, Disconnect};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
@@ -15,15 +15,15 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 pub(crate) async fn serve(
     downstream: TcpStream,
     mut attributes: Box<Attributes>,
-    slot: crate::admission::Slot,
-    context: Arc<Context>,
+    listener: &Arc<Listener>,
+    context: &Arc<Context>,
 ) {
-    let listener = slot.listener.clone();
+    let log = context.access_log.as_ref();
     let Some(server) = listener.ssh.clone() else {
         return;
     };
     // A trusted balancer's PROXY header first, as on any listener.
-    if !crate::connection::proxy_header(&downstream, &mut attributes, &listener, &context).await {
+    if !crate::proxy_header::read(&downstream, &mut attributes, listener, log).await {
         return;
     }
     let deadline = Instant::now() + server.settings.auth_timeout;
@@ -52,11 +52,11 @@ pub(crate) async fn serve(
         Ok(Ok(running)) => running,
         Ok(Err(e)) => {
             let error = Error::new(Side::Downstream, Kind::Ssh(e.to_string()));
-            return refused(&attributes, &shared, error, &listener, &context);
+            return refused(&attributes, &shared, error, listener, context);
         }
         Err(_) => {
             let error = Error::new(Side::Downstream, Kind::InspectionTimeout);
-            return refused(&attributes, &shared, error, &listener, &context);
+            return refused(&attributes, &shared, error, listener, context);
         }
     };
     let handle = running.handle();
@@ -75,14 +75,14 @@ pub(crate) async fn serve(
                     (None, None, Ok(())) => Error::new(Side::Downstream, Kind::Ssh("closed before logging in".into())),
                 };
                 drop(outcome);
-                return refused(&attributes, &shared, error, &listener, &context);
+                return refused(&attributes, &shared, error, listener, context);
             }
             _ = sleep_until(deadline), if shared.live.borrow().is_none() => {
                 let _ = handle
                     .disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new())
                     .await;
                 let error = Error::new(Side::Downstream, Kind::SshAuthFailed);
-                return refused(&attributes, &shared, error, &listener, &context);
+                return refused(&attributes, &shared, error, listener, context);
             }
             _ = live_changes.changed() => {
                 if let Some(live) = live_changes.borrow().clone() {
@@ -130,7 +130,7 @@ pub(crate) async fn serve(
     }
     let registration = outcome.registration.take().expect("registered");
     let lease = outcome.lease.as_ref();
-    crate::end::finish(registration, &route, lease, &result, &context);
+    crate::end::finish(registration, &route, lease, &result, log);
 }
 
 /// A connection that never got past authentication: logged with the last login tried.
@@ -149,5 +149,10 @@ fn refused(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let attributes = outcome.attributes.unwrap_or_else(|| attributes.clone());
-    crate::end::refused(attributes, outcome.route.as_ref(), error, context);
+    crate::end::refused(
+        attributes,
+        outcome.route.as_ref(),
+        error,
+        context.access_log.as_ref(),
+    );
 }

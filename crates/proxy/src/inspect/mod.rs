@@ -1,13 +1,14 @@
 //! Looking at a client's first bytes before routing, without taking them: the inspectors
 //! peek (MSG_PEEK) until what they look for is complete, so the bytes stay in the socket and
-//! the relay later forwards them untouched. Bounded by a deadline and a size. The PROXY
-//! header is the exception: once complete it is consumed, as it is not the client's.
+//! the relay later forwards them untouched. Bounded by a deadline and a size. (The PROXY
+//! header, read before, is consumed once complete: it is not the client's.)
+
+pub(crate) mod protocol;
 
 use crate::attributes::Tls;
 use crate::error::{Error, Kind, Side};
-use protocols::{fix, mq, proxy, tls};
+use protocols::{fix, mq, tls};
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -15,8 +16,6 @@ use tokio::time::{Duration, Instant, timeout_at};
 
 /// Largest peek: a ClientHello at its size limit plus the headers of the records carrying it.
 const MAX_PEEK: usize = tls::MAX_CLIENT_HELLO + 5 * (tls::MAX_CLIENT_HELLO / 16384 + 2);
-/// A v2 PROXY header: 16 bytes and at most 64 KiB of addresses and TLVs.
-const MAX_PROXY_HEADER: usize = 16 + 65535;
 
 /// What an inspector makes of the bytes peeked (or read) so far.
 pub(crate) enum Look<T> {
@@ -28,7 +27,7 @@ pub(crate) enum Look<T> {
 
 /// Peeks until `look` is done, the client closes, or `timeout` passes. `look` sees every
 /// byte the socket holds, up to `max`.
-async fn peek_until<T>(
+pub(crate) async fn peek_until<T>(
     stream: &TcpStream,
     timeout: Duration,
     max: usize,
@@ -206,59 +205,8 @@ pub(crate) async fn http2_preface(stream: &TcpStream, timeout: Duration) -> Resu
     .await
 }
 
-/// Reads the PROXY header of a connection from `peer` as the listener's settings say:
-/// `None` when there is none (optional mode). A header from an untrusted peer, a missing one
-/// (required mode) or a malformed one is an error; the header's bytes are consumed.
-pub(crate) async fn proxy_header(
-    stream: &TcpStream,
-    settings: &config::ProxyProtocolIn,
-    peer: SocketAddr,
-) -> Result<Option<proxy::ProxyHeader>, Error> {
-    let ip = crate::routing::canonical(peer.ip());
-    let trusted = settings.trusted_sources.iter().any(|c| c.contains(&ip));
-    let required = settings.mode == config::ProxyMode::Required;
-    if !trusted && required {
-        return Err(Error::new(Side::Downstream, Kind::ProxyUntrusted));
-    }
-    let mut started = false;
-    let found = peek_until(stream, settings.timeout, MAX_PROXY_HEADER, |bytes| {
-        started = true;
-        match proxy::parse(bytes) {
-            Ok(header) => Look::Done(Some(header)),
-            Err(proxy::Error::NotProxy) => Look::Done(None),
-            Err(proxy::Error::Incomplete) => Look::NeedMore(1),
-            Err(proxy::Error::Invalid(_)) => Look::Fail(Error::new(
-                Side::Downstream,
-                Kind::Malformed("invalid PROXY header"),
-            )),
-        }
-    })
-    .await;
-    let found = match found {
-        // Optional: a client that says nothing first (a server-first protocol) has no
-        // header; one that began a header and stalled is refused.
-        Err(Error {
-            kind: Kind::InspectionTimeout,
-            ..
-        }) if !required && !started => None,
-        other => other?,
-    };
-    match found {
-        Some(_) if !trusted => Err(Error::new(Side::Downstream, Kind::ProxyUntrusted)),
-        None if required => Err(Error::new(
-            Side::Downstream,
-            Kind::Malformed("no PROXY header"),
-        )),
-        None => Ok(None),
-        Some(header) => {
-            consume(stream, header.length).await?;
-            Ok(Some(header))
-        }
-    }
-}
-
 /// Reads and drops `n` bytes that were peeked already (so they are in the socket).
-async fn consume(stream: &TcpStream, mut n: usize) -> Result<(), Error> {
+pub(crate) async fn consume(stream: &TcpStream, mut n: usize) -> Result<(), Error> {
     let mut sink = vec![0u8; n.min(64 * 1024)];
     while n > 0 {
         stream

@@ -6,10 +6,10 @@
 //! allocation beyond the record, and a connection waits on one small future.
 
 use crate::attributes::Attributes;
-use crate::cluster::Endpoint;
+use crate::dial::cluster::Endpoint;
 use crate::error::Kind;
 use crate::relay::Counters;
-use crate::routing::Route;
+use crate::route::Route;
 use atomic_waker::AtomicWaker;
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -39,7 +39,7 @@ impl CloseReason {
 pub struct Upstream {
     pub route: Arc<Route>,
     /// The route's cluster, or the one the authorizer chose.
-    pub cluster: Arc<crate::cluster::Cluster>,
+    pub cluster: Arc<crate::dial::cluster::Cluster>,
     pub endpoint: Arc<Endpoint>,
 }
 

@@ -2,16 +2,16 @@
 //! active health checks, passive ejection, and failover/failback between priorities.
 
 mod balancer;
-mod dial;
+mod connect;
 mod endpoint;
 mod health;
 
 pub use endpoint::{Endpoint, EndpointStats, Lease};
 
+use crate::end::registry::{CloseReason, Registry};
 use crate::error::{Error, Kind, Side};
-use crate::registry::{CloseReason, Registry};
+use crate::relay::Leg;
 use crate::socket;
-use crate::stream::Leg;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::net::TcpStream;
@@ -28,7 +28,7 @@ pub struct Cluster {
     /// TLS towards the endpoints, when the cluster originates it.
     pub tls: Option<tls::Origination>,
     /// HTTP/2 connections to the endpoints, when they are tunnel proxies.
-    pub tunnels: Arc<crate::tunnel::client::Pool>,
+    pub tunnels: Arc<crate::dial::tunnel::Pool>,
     /// Bumped on every health transition, so waiters need no polling.
     health_generation: watch::Sender<u64>,
     stop: CancellationToken,
@@ -165,7 +165,7 @@ impl Cluster {
             let endpoint = &self.endpoints[index];
             endpoint.stats.connect_attempts.fetch_add(1, Relaxed);
             let outcome =
-                tokio::time::timeout(self.config.connect_timeout, dial::connect(endpoint)).await;
+                tokio::time::timeout(self.config.connect_timeout, connect::connect(endpoint)).await;
             let failure = match outcome {
                 Ok(Ok(stream)) => {
                     endpoint.connect_succeeded();
@@ -224,7 +224,7 @@ impl Cluster {
         }));
         let failed =
             |last: String| Error::new(Side::Upstream, Kind::ConnectFailed { attempts: 1, last });
-        let stream = tokio::time::timeout(self.config.connect_timeout, dial::connect(&endpoint))
+        let stream = tokio::time::timeout(self.config.connect_timeout, connect::connect(&endpoint))
             .await
             .map_err(|_| failed(format!("{address}: timed out")))?
             .map_err(|e| failed(format!("{address}: {e}")))?;

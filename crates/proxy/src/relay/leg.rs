@@ -2,8 +2,8 @@
 //! originated to the server), or a tunnel through an HTTP CONNECT proxy. Plain legs take the
 //! relay's zero-copy-state fast path; the others the generic one.
 
+use crate::relay::h2_stream::H2Stream;
 use crate::socket;
-use crate::tunnel::h2_stream::H2Stream;
 use bytes::{Buf, Bytes};
 use std::io;
 use std::pin::Pin;

@@ -2,14 +2,14 @@
 //! authorized as the login it names), then the upstream session, then which channel
 //! requests go through.
 
-use super::{LocalUser, SshServer};
+use crate::accept::{Context, Listener};
 use crate::attributes::{Attributes, Protocol, SshLogin};
 use crate::authorize;
-use crate::cluster::Lease;
+use crate::dial::cluster::Lease;
+use crate::end::registry::{Live, Registration, Upstream};
 use crate::error::{Error, Kind, Side};
-use crate::listener::{Context, Listener};
-use crate::registry::{Live, Registration, Upstream};
-use crate::routing::Route;
+use crate::route::Route;
+use crate::terminate::ssh::{LocalUser, SshServer};
 use ssh::audit::SftpAudit;
 use ssh::channel::{Observer, relay, upstream_reply};
 use ssh::russh::server::{Auth, Msg, Response, Session};
@@ -142,7 +142,7 @@ impl Gate {
         let method = attributes.ssh().map_or("none", |l| l.method);
         let stats = &self.listener.stats;
         let methods = self.server.config.methods.clone();
-        let refuse = |stats: &crate::listener::ListenerStats| {
+        let refuse = |stats: &crate::accept::ListenerStats| {
             stats.ssh.auth(method, false);
             reject(methods)
         };
@@ -273,9 +273,14 @@ impl Gate {
                     .and_then(|s| s.upstream_user.clone())
             })
             .unwrap_or_else(|| login.user.clone());
-        let dialed =
-            crate::connection::dial(&cluster, &route, &live.attributes, routing, &self.context)
-                .await;
+        let dialed = crate::dial::dial(
+            &cluster,
+            &route.config,
+            &live.attributes,
+            routing,
+            &self.context.handshakes,
+        )
+        .await;
         let (leg, lease) = match dialed {
             Ok(pair) => pair,
             Err(error) => {

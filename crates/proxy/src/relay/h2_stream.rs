@@ -15,6 +15,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Bytes of one tunnel HTTP/2 keeps queued for sending: enough to keep a fast path full.
+pub(crate) const MAX_SEND_BUFFER: usize = 1024 * 1024;
+/// DATA frames we accept: larger than HTTP/2's 16 KiB default, so a bulk tunnel costs fewer
+/// frames (and wake-ups) per byte; peers that ignore it just send smaller ones.
+pub(crate) const MAX_FRAME: u32 = 256 * 1024;
+
 pub struct H2Stream {
     send: SendStream<Bytes>,
     recv: RecvStream,

@@ -4,13 +4,18 @@
 //! the work; once it ends, its bytes go into the endpoint's totals and it gets its log line
 //! and access-log line, with one close reason.
 
+pub mod access_log;
+pub(crate) mod refuse;
+pub mod registry;
+pub mod sessions;
+
 use crate::authorize;
-use crate::cluster::Lease;
+use crate::dial::cluster::Lease;
 use crate::error::{Error, Kind};
-use crate::listener::Context;
-use crate::registry::{Live, Registration};
 use crate::relay::Counters;
-use crate::routing::Route;
+use crate::route::Route;
+use access_log::AccessLog;
+use registry::{Live, Registration};
 use std::future::{Future, pending};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,7 +78,7 @@ pub(crate) fn finish(
     route: &Route,
     lease: Option<&Lease>,
     result: &Result<(), Error>,
-    context: &Context,
+    log: Option<&AccessLog>,
 ) {
     let live = registration.live.clone();
     drop(registration);
@@ -102,7 +107,7 @@ pub(crate) fn finish(
             tracing::warn!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, source = %attributes.source, duration_ms, reason = %reason, "connection closed before it reached an upstream")
         }
     }
-    if let Some(log) = &context.access_log {
+    if let Some(log) = log {
         log.closed(&live, Some(route), endpoint.map(|e| &**e), result);
     }
 }
@@ -113,10 +118,10 @@ pub(crate) fn refused(
     attributes: crate::attributes::Attributes,
     route: Option<&Arc<Route>>,
     error: Error,
-    context: &Context,
+    log: Option<&AccessLog>,
 ) {
     tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
-    if let Some(log) = &context.access_log {
+    if let Some(log) = log {
         log.closed(
             &Live::new(attributes),
             route.map(|r| &**r),

@@ -1,7 +1,7 @@
 //! Matching a connection's attributes against a listener's routes, in order.
 
 use crate::attributes::{Attributes, Tls};
-use crate::cluster::Cluster;
+use crate::dial::cluster::Cluster;
 use config::RouteMatch;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,142 @@
+//! Setting a connection up: the stages every connection that arrives as a byte stream
+//! passes before its driver takes over — the PROXY header, inspection of its first bytes,
+//! the route, TLS termination where the route says so, and a FIX Logon inside TLS (which
+//! chooses the route again).
+
+use crate::accept::{Context, Listener};
+use crate::attributes::{Attributes, Protocol};
+use crate::end::{self, refuse};
+use crate::error::{Error, Kind};
+use crate::inspect;
+use crate::relay::Leg;
+use crate::route::Route;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::net::TcpStream;
+
+/// A connection that knows its route, its TLS terminated where the route says so.
+pub(crate) struct Accepted {
+    pub downstream: Leg,
+    pub attributes: Box<Attributes>,
+    pub route: Arc<Route>,
+    /// Bytes read before routing (a FIX Logon inside TLS), for the upstream first.
+    pub replay: Option<Box<[u8]>>,
+}
+
+/// The stages before authorization, in order. `None`: the connection was refused (counted, logged).
+pub(crate) async fn accept(
+    downstream: TcpStream,
+    mut attributes: Box<Attributes>,
+    listener: &Listener,
+    context: &Context,
+) -> Option<Accepted> {
+    let log = context.access_log.as_ref();
+    if !crate::proxy_header::read(&downstream, &mut attributes, listener, log).await {
+        return None;
+    }
+    if let Err(error) = Box::pin(inspect_first_bytes(&downstream, &mut attributes, listener)).await
+    {
+        listener.stats.inspection_failed.fetch_add(1, Relaxed);
+        end::refused(*attributes, None, error, log);
+        return None;
+    }
+    let logon_inside_tls =
+        listener.config.protocol == config::ListenerProtocol::Fix && attributes.protocol.is_none();
+    let found = match logon_inside_tls {
+        false => listener.routes.find(&attributes),
+        true => listener.routes.find_before_logon(&attributes),
+    };
+    let Some(mut route) = found.cloned() else {
+        listener.stats.no_route.fetch_add(1, Relaxed);
+        refuse::refuse(downstream, &attributes, "no route for this session");
+        end::refused(*attributes, None, Error::internal(Kind::NoRoute), log);
+        return None;
+    };
+    let mut downstream = match &route.terminate {
+        None => Leg::Plain(downstream),
+        Some(server) => {
+            let handshake =
+                crate::terminate::tls::handshake(downstream, &route, server, &context.handshakes);
+            match Box::pin(handshake).await {
+                Ok((leg, session)) => {
+                    attributes.session = Some(session);
+                    leg
+                }
+                Err(error) => {
+                    listener.stats.tls_handshake_failed.fetch_add(1, Relaxed);
+                    end::refused(*attributes, Some(&route), error, log);
+                    return None;
+                }
+            }
+        }
+    };
+    // A FIX Logon inside TLS, read now; the route is chosen again with it. What was read
+    // goes upstream first. (Boxed: most connections never get here.)
+    let mut replay = None;
+    if logon_inside_tls {
+        let read = logon_inside(&mut downstream, &mut attributes, listener, &mut route);
+        match Box::pin(read).await {
+            Ok(bytes) => replay = Some(bytes),
+            Err(error) => {
+                end::refused(*attributes, Some(&route), error, log);
+                return None;
+            }
+        }
+    }
+    Some(Accepted {
+        downstream,
+        attributes,
+        route,
+        replay,
+    })
+}
+
+/// What the client's first bytes say, without taking them: the TLS ClientHello where the
+/// listener inspects it, then the listener's protocol (MQ channel, FIX Logon).
+async fn inspect_first_bytes(
+    downstream: &TcpStream,
+    attributes: &mut Attributes,
+    listener: &Listener,
+) -> Result<(), Error> {
+    if let Some(inspect) = listener.config.inspect.filter(|i| i.tls) {
+        attributes.tls = inspect::tls(downstream, inspect.timeout).await?;
+    }
+    if listener.config.protocol != config::ListenerProtocol::Tcp {
+        inspect::protocol::read(downstream, &listener.config, attributes).await?;
+    }
+    Ok(())
+}
+
+/// The FIX Logon inside a terminated TLS session: read (counted when it fails), then the
+/// route chosen again with it among routes with the same TLS settings (a Logout when there
+/// is none). The bytes read, for the venue.
+async fn logon_inside(
+    downstream: &mut Leg,
+    attributes: &mut Attributes,
+    listener: &Listener,
+    route: &mut Arc<Route>,
+) -> Result<Box<[u8]>, Error> {
+    let settings = &listener.config;
+    let timeout = settings
+        .inspect
+        .map_or(config::DEFAULT_INSPECTION_TIMEOUT, |i| i.timeout);
+    let read = inspect::fix_logon_from(downstream, timeout, settings.fix.max_logon_size).await;
+    let (logon, bytes) = read.inspect_err(|_| {
+        listener.stats.inspection_failed.fetch_add(1, Relaxed);
+    })?;
+    attributes.protocol = Some(Box::new(Protocol::Fix(logon)));
+    match listener.routes.find(attributes) {
+        Some(r) if r.config.terminate == route.config.terminate => {
+            *route = r.clone();
+            Ok(bytes.into_boxed_slice())
+        }
+        _ => {
+            listener.stats.no_route.fetch_add(1, Relaxed);
+            if let Some(logon) = attributes.fix() {
+                let why = "no route for this session";
+                refuse::logout(downstream, attributes.id, logon, why).await;
+            }
+            Err(Error::internal(Kind::NoRoute))
+        }
+    }
+}

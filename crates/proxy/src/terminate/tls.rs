@@ -1,0 +1,65 @@
+//! TLS termination: the handshake of a route that terminates TLS, bounded by its timeout;
+//! the session's details and the client's verified identity (SPIFFE ID, DNS names) go into
+//! the connection's attributes.
+
+use crate::attributes::TlsSession;
+use crate::error::{Error, Kind, Side};
+use crate::relay::Leg;
+use crate::route::Route;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// The TLS handshake of a terminating route, bounded by its timeout; the session's
+/// details and the client's verified identity for the attributes.
+pub(crate) async fn handshake(
+    downstream: TcpStream,
+    route: &Route,
+    server: &Arc<rustls::ServerConfig>,
+    handshakes: &tls::HandshakeStats,
+) -> Result<(Leg, Box<TlsSession>), Error> {
+    // The client certificate itself, only for an authorizer that asks for it.
+    let keep_certificate = route
+        .authorizer
+        .as_ref()
+        .is_some_and(|a| a.config.include_peer_certificate);
+    let acceptor = tokio_rustls::TlsAcceptor::from(server.clone());
+    let timeout = route
+        .config
+        .terminate
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(10), |t| t.handshake_timeout);
+    let reason = match tokio::time::timeout(timeout, acceptor.accept(downstream)).await {
+        Ok(Ok(stream)) => {
+            handshakes.record("downstream", "ok");
+            let session = stream.get_ref().1;
+            let details = Box::new(TlsSession {
+                sni: session.server_name().map(str::to_string),
+                alpn: session
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+                version: session
+                    .protocol_version()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default(),
+                cipher: session
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+                    .unwrap_or_default(),
+                peer: session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|cert| tls::PeerIdentity::from_certificate(cert).ok()),
+                peer_certificate_pem: session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .filter(|_| keep_certificate)
+                    .map(|cert| tls::peer::to_pem(cert)),
+            });
+            return Ok((Leg::Tls(Box::new(stream.into())), details));
+        }
+        Ok(Err(e)) => tls::failure_reason(&e),
+        Err(_) => "timeout",
+    };
+    handshakes.record("downstream", reason);
+    Err(Error::new(Side::Downstream, Kind::Tls(reason)))
+}
