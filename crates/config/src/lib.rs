@@ -7,13 +7,15 @@
 mod duration;
 mod error;
 pub mod model;
+mod problems;
 mod protocol;
 mod raw;
 mod ssh;
 mod validate;
 
-pub use error::{ConfigError, Problem};
+pub use error::ConfigError;
 pub use model::*;
+pub use problems::Problem;
 pub use protocol::*;
 pub use ssh::*;
 pub use validate::{DEFAULT_INSPECTION_TIMEOUT, DEFAULT_TUNNEL_WINDOW};

@@ -185,7 +185,7 @@ pub fn is_supported_password_hash(hash: &str) -> bool {
 }
 
 pub(crate) fn listener(
-    problems: &mut crate::validate::Problems,
+    problems: &mut crate::problems::Problems,
     s: Spanned<raw::SshListener>,
 ) -> SshListener {
     let s = s.value;
@@ -271,7 +271,7 @@ pub(crate) fn route(r: Spanned<raw::SshRoute>) -> SshRoute {
 }
 
 pub(crate) fn host_keys(
-    problems: &mut crate::validate::Problems,
+    problems: &mut crate::problems::Problems,
     h: Spanned<raw::SshHostKeys>,
 ) -> SshHostKeys {
     let (at, h) = (h.referenced, h.value);
@@ -303,7 +303,7 @@ pub(crate) fn host_keys(
 /// A route of an SSH listener: credentials for the upstream, a cluster whose host keys are
 /// known, and nothing a byte-relaying route would have.
 pub(crate) fn check_route(
-    problems: &mut crate::validate::Problems,
+    problems: &mut crate::problems::Problems,
     at: serde_saphyr::Location,
     r: &crate::Route,
     ssh_clusters: &std::collections::HashSet<String>,

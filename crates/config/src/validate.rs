@@ -1,7 +1,7 @@
 //! From what was written to what runs: defaults filled in, names and references checked,
 //! every problem reported at its place in the file.
 
-use crate::error::Problem;
+use crate::problems::{Problem, Problems};
 use crate::{model, raw};
 use serde_saphyr::{Location, Spanned};
 use std::collections::HashMap;
@@ -25,40 +25,6 @@ pub const DEFAULT_EJECTION: model::PassiveEjection = model::PassiveEjection {
     consecutive_failures: 5,
     duration: Duration::from_secs(30),
 };
-
-#[derive(Default)]
-pub(crate) struct Problems(Vec<Problem>);
-
-impl Problems {
-    pub(crate) fn add(&mut self, at: Location, message: impl Into<String>) {
-        self.0.push(Problem::at(at, message));
-    }
-
-    /// A number that must be at least `min`; reports and substitutes `min` otherwise.
-    pub(crate) fn at_least<T: Copy + PartialOrd + std::fmt::Display>(
-        &mut self,
-        value: &Spanned<T>,
-        min: T,
-        what: &str,
-    ) -> T {
-        if value.value < min {
-            self.add(value.referenced, format!("{what} must be at least {min}"));
-            return min;
-        }
-        value.value
-    }
-
-    pub(crate) fn positive(
-        &mut self,
-        value: &Spanned<crate::duration::HumanDuration>,
-        what: &str,
-    ) -> Duration {
-        if value.value.0.is_zero() {
-            self.add(value.referenced, format!("{what} must be longer than zero"));
-        }
-        value.value.0
-    }
-}
 
 pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
     let mut problems = Problems::default();
@@ -162,30 +128,25 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         })
         .collect();
 
-    if problems.0.is_empty() {
-        Ok(model::Config {
-            workers,
-            max_connections,
-            drain,
-            admin,
-            metrics,
-            access_log,
-            identities,
-            authorizers,
-            reload: model::Reload {
-                watch: raw.reload.watch.unwrap_or(false),
-                removed_cluster_connections: match raw.reload.removed_cluster_connections {
-                    None | Some(raw::RemovedConnections::Keep) => model::RemovedConnections::Keep,
-                    Some(raw::RemovedConnections::Close) => model::RemovedConnections::Close,
-                },
+    problems.into_result(|| model::Config {
+        workers,
+        max_connections,
+        drain,
+        admin,
+        metrics,
+        access_log,
+        identities,
+        authorizers,
+        reload: model::Reload {
+            watch: raw.reload.watch.unwrap_or(false),
+            removed_cluster_connections: match raw.reload.removed_cluster_connections {
+                None | Some(raw::RemovedConnections::Keep) => model::RemovedConnections::Keep,
+                Some(raw::RemovedConnections::Close) => model::RemovedConnections::Close,
             },
-            listeners,
-            clusters,
-        })
-    } else {
-        problems.0.sort_by_key(|p| (p.line, p.column));
-        Err(problems.0)
-    }
+        },
+        listeners,
+        clusters,
+    })
 }
 
 pub const DEFAULT_ADMIN_ADDRESS: SocketAddr =
