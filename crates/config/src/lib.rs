@@ -3,7 +3,9 @@
 //! YAML is read strictly into the raw types of [`raw`] (unknown fields are errors), then
 //! [`validate`] checks what serde cannot (names, references, ranges) and builds the model of
 //! [`model`], which the rest of the gateway uses. Every error carries `file:line:col`.
+//! [`diff()`] compares two validated configurations: what a reload changes, by name.
 
+mod diff;
 mod duration;
 mod error;
 pub mod model;
@@ -13,6 +15,7 @@ mod raw;
 mod ssh;
 mod validate;
 
+pub use diff::{Changes, Diff, ListenerChanges, diff, needs_rebind};
 pub use error::ConfigError;
 pub use model::*;
 pub use problems::Problem;
