@@ -1,22 +1,7 @@
+//! Why a configuration was refused, as `FILE:LINE:COL: message` lines.
+
+use crate::problems::Problem;
 use std::fmt;
-
-/// One thing wrong with a configuration, at a place in its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub line: u64,
-    pub column: u64,
-    pub message: String,
-}
-
-impl Problem {
-    pub(crate) fn at(location: serde_saphyr::Location, message: impl Into<String>) -> Self {
-        Problem {
-            line: location.line(),
-            column: location.column(),
-            message: message.into(),
-        }
-    }
-}
 
 /// Why a configuration was refused: every problem found, each as `FILE:LINE:COL: message`.
 #[derive(Debug, Clone, thiserror::Error)]

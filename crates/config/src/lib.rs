@@ -3,17 +3,22 @@
 //! YAML is read strictly into the raw types of [`raw`] (unknown fields are errors), then
 //! [`validate`] checks what serde cannot (names, references, ranges) and builds the model of
 //! [`model`], which the rest of the gateway uses. Every error carries `file:line:col`.
+//! [`diff()`] compares two validated configurations: what a reload changes, by name.
 
+mod diff;
 mod duration;
 mod error;
 pub mod model;
+mod problems;
 mod protocol;
 mod raw;
 mod ssh;
 mod validate;
 
-pub use error::{ConfigError, Problem};
+pub use diff::{Changes, Diff, ListenerChanges, diff, needs_rebind};
+pub use error::ConfigError;
 pub use model::*;
+pub use problems::Problem;
 pub use protocol::*;
 pub use ssh::*;
 pub use validate::{DEFAULT_INSPECTION_TIMEOUT, DEFAULT_TUNNEL_WINDOW};

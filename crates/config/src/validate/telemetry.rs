@@ -1,0 +1,80 @@
+//! What the gateway tells about itself: the admin API, the access log and statsd metrics.
+
+use super::names::is_host_port;
+use crate::problems::Problems;
+use crate::{model, raw};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub const DEFAULT_ADMIN_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// On by default, on loopback; reachable from the network only when the config says so.
+pub(super) fn admin(problems: &mut Problems, raw: Option<raw::Admin>) -> Option<model::Admin> {
+    let Some(raw) = raw else {
+        return Some(model::Admin {
+            address: DEFAULT_ADMIN_ADDRESS,
+        });
+    };
+    if raw.enabled == Some(false) {
+        return None;
+    }
+    let address = match &raw.address {
+        None => DEFAULT_ADMIN_ADDRESS,
+        Some(a) => match a.value.parse::<SocketAddr>() {
+            Ok(address) => {
+                if !address.ip().is_loopback() && raw.allow_non_loopback != Some(true) {
+                    problems.add(
+                        a.referenced,
+                        format!(
+                            "the admin API on {address} would be reachable from the network: bind it to 127.0.0.1 or [::1], or set admin.allow_non_loopback: true"
+                        ),
+                    );
+                }
+                address
+            }
+            Err(_) => {
+                problems.add(
+                    a.referenced,
+                    format!("admin address `{}` must be IP:PORT", a.value),
+                );
+                DEFAULT_ADMIN_ADDRESS
+            }
+        },
+    };
+    Some(model::Admin { address })
+}
+
+pub(super) fn access_log(
+    problems: &mut Problems,
+    raw: Option<raw::AccessLog>,
+) -> Option<model::AccessLog> {
+    raw.map(|a| model::AccessLog {
+        path: a.path.filter(|p| p != "stdout").map(Into::into),
+        open_connections_interval: a
+            .open_connections_interval
+            .map(|i| problems.positive(&i, "access_log.open_connections_interval")),
+    })
+}
+
+pub(super) fn metrics(problems: &mut Problems, raw: raw::Metrics) -> model::Metrics {
+    model::Metrics {
+        statsd: raw.statsd.map(|s| statsd(problems, s)),
+    }
+}
+
+fn statsd(problems: &mut Problems, s: raw::Statsd) -> model::Statsd {
+    if !is_host_port(&s.address.value) {
+        problems.add(
+            s.address.referenced,
+            format!("statsd address `{}` must be HOST:PORT", s.address.value),
+        );
+    }
+    model::Statsd {
+        address: s.address.value,
+        prefix: s.prefix.unwrap_or_else(|| "causeway".into()),
+        flush_interval: s.flush_interval.map_or(Duration::from_secs(1), |f| {
+            problems.positive(&f, "metrics.statsd.flush_interval")
+        }),
+    }
+}
