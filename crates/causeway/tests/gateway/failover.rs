@@ -171,6 +171,80 @@ async fn health_transitions_wait_for_their_thresholds() {
     .await
 }
 
+/// docs/clusters.md: "A passed health check ends an ejection early." The active goes down
+/// for 2 s while clients keep connecting: its connect failures eject it (5 in a row, for the
+/// default 30 s), while the health checker, whose threshold is not reached in 2 s, never
+/// marks it unhealthy — so there is no unhealthy→healthy transition to end the ejection.
+/// Once the active is back, its first passing check must end the ejection: new connections
+/// return to it within one check interval (+ 1 s), not after 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_health_check_ends_a_passive_ejection() {
+    bounded(async {
+        use std::time::Duration;
+        use tokio::time::Instant;
+        let mut active = Backend::echo("active").await;
+        let standby = Backend::echo("standby").await;
+        let interval = Duration::from_millis(500);
+        let gw = TestGateway::start(&active_standby(
+            &active.address.to_string(),
+            &standby.address.to_string(),
+            "health_check: { interval: 500ms, timeout: 200ms, healthy_threshold: 2, unhealthy_threshold: 10 }",
+        ));
+        let address = gw.address("fix");
+        let endpoint = gw.endpoint("venue", active.address);
+        let (_first, name) = Client::greeted(address).await;
+        assert_eq!(name, "active");
+
+        // Down for 2 s; a client connects every 100 ms meanwhile.
+        active.stop().await;
+        let down = Instant::now();
+        let mut pace = tokio::time::interval(Duration::from_millis(100));
+        while down.elapsed() < Duration::from_secs(2) {
+            pace.tick().await;
+            let (_client, name) = Client::greeted(address).await;
+            assert_eq!(name, "standby");
+        }
+        assert!(endpoint.is_ejected(), "the connect failures ejected the active");
+        assert_eq!(endpoint.stats.ejections.load(Relaxed), 1);
+        assert_eq!(
+            endpoint.stats.connect_failures.load(Relaxed),
+            5,
+            "tried until ejected, then skipped"
+        );
+        assert!(
+            endpoint.is_healthy(),
+            "fewer than 10 failed checks in 2 s: the health checker still says healthy"
+        );
+
+        // Back: within one check interval + 1 s, new connections are on the active again.
+        active.resume().await;
+        let back = Instant::now();
+        let deadline = back + interval + Duration::from_secs(1);
+        loop {
+            let (_client, name) = Client::greeted(address).await;
+            if name == "active" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "new connections still go to the standby {:?} after the active came back \
+                 (still ejected: {}; health checks passed in all: {})",
+                back.elapsed(),
+                endpoint.is_ejected(),
+                endpoint.stats.health_checks_passed.load(Relaxed)
+            );
+            pace.tick().await;
+        }
+        assert!(!endpoint.is_ejected());
+        assert_eq!(
+            endpoint.stats.health_transitions.load(Relaxed),
+            0,
+            "the health checker never changed its mind: the passed check alone ended it"
+        );
+    })
+    .await
+}
+
 /// A server whose accept queue is full drops our SYN: the connect hangs until
 /// `connect_timeout`, then the next endpoint is tried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

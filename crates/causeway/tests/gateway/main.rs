@@ -20,4 +20,5 @@ mod routing;
 mod sftp;
 mod tls_inspector;
 mod tls_termination;
+mod tunnel_lifecycle;
 mod tunnels;

@@ -1080,3 +1080,71 @@ async fn a_stalled_session_closed_by_the_gateway_lets_go_of_its_upstream() {
     })
     .await;
 }
+
+/// The route's `idle_timeout` applies to SSH sessions like to any connection: a session
+/// where nothing moves is closed by the gateway (the client told, the upstream let go), and
+/// the access log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_closed_at_the_routes_idle_timeout() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let yaml = gateway_yaml(
+            &sshd.address.to_string(),
+            ", allow: { exec: true }",
+            &pinned(),
+        )
+        .replace(
+            "        cluster: backend\n",
+            "        cluster: backend\n        idle_timeout: 1s\n",
+        );
+        let gw = TestGateway::start(&format!(
+            "access_log: {{ path: \"{}\" }}\n{yaml}",
+            log.path().display()
+        ));
+        let client = Client::new(gw.address("sftp"));
+        let mut ssh = client.command("ssh", &client.key("alice"));
+        ssh.arg("alice@127.0.0.1").arg("sleep 30");
+        let session = ssh.spawn().unwrap();
+        let registry = gw.gateway.registry().clone();
+        eventually("the session is up and connected upstream", || {
+            registry
+                .snapshot()
+                .first()
+                .is_some_and(|l| l.upstream().is_some())
+        })
+        .await;
+        let up = tokio::time::Instant::now();
+        // `sleep 30` says nothing: idle from here (but for the exec request itself).
+        let out = tokio::time::timeout(Duration::from_secs(3), session.wait_with_output())
+            .await
+            .expect("the idle session was closed within idle_timeout + 2 s")
+            .unwrap();
+        // (`up` is when the session was seen, a poll after it started: some slack.)
+        let lasted = up.elapsed();
+        assert!(
+            lasted >= Duration::from_millis(500),
+            "closed after {lasted:?}, before the idle timeout"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("closed by the gateway"),
+            "{stderr}"
+        );
+        eventually("the upstream connection is closed", || {
+            established_towards(sshd.address.port()) == 0
+        })
+        .await;
+        eventually("the close line", || {
+            audit_lines(log.path())
+                .iter()
+                .any(|l| l["event"] == "close")
+        })
+        .await;
+        let lines = audit_lines(log.path());
+        let line = lines.iter().find(|l| l["event"] == "close").unwrap();
+        assert_eq!(line["reason"], "idle_timeout", "{line}");
+        assert_eq!(line["ssh_user"], "alice", "{line}");
+    })
+    .await;
+}

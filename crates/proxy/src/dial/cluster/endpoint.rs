@@ -72,6 +72,12 @@ impl Endpoint {
         }
     }
 
+    /// Ends a passive ejection early (a health check passed); true when one was in effect.
+    pub(crate) fn end_ejection(&self) -> bool {
+        let until = self.ejected_until_ms.swap(0, Relaxed);
+        until != 0 && self.epoch.elapsed().as_millis() < until as u128
+    }
+
     pub(crate) fn connect_succeeded(&self) {
         self.consecutive_connect_failures.store(0, Relaxed);
     }

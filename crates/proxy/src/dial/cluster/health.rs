@@ -23,6 +23,16 @@ pub(crate) async fn run(
             endpoint.stats.health_checks_passed.fetch_add(1, Relaxed);
             successes += 1;
             failures = 0;
+            // A passed check ends a passive ejection early, whatever the health state: an
+            // endpoint whose connects failed only briefly never became unhealthy, so no
+            // transition below would end it.
+            if endpoint.end_ejection() {
+                tracing::info!(
+                    cluster = %cluster.config.name,
+                    endpoint = %endpoint.address,
+                    "a passed health check ended the endpoint's ejection"
+                );
+            }
         } else {
             endpoint.stats.health_checks_failed.fetch_add(1, Relaxed);
             failures += 1;
