@@ -142,7 +142,7 @@ impl Gateway {
             gateway
                 .identities
                 .replace(identities_for(config, None, &gateway.identities)?);
-            state.clusters = gateway.clusters_for(config, &HashMap::new()).0;
+            state.clusters = gateway.clusters_for(config, &HashMap::new(), &[]);
             state.authorizers = authorizers_for(config, None, &HashMap::new())?;
             let mut ssh = ssh_servers(config)?;
             for (l, socket) in bind_all(config.listeners.iter())? {
@@ -190,20 +190,20 @@ impl Gateway {
     fn apply(&self, config: &config::Config) -> Result<ReloadSummary, StartError> {
         let mut state = self.state.lock().unwrap();
         let mut summary = ReloadSummary::default();
-        if config.workers != state.config.workers {
+        // What changes, by name: computed once, without touching a socket.
+        let diff = config::diff(&state.config, config);
+        for setting in &diff.restart_required {
             tracing::warn!(
-                running = state.config.workers,
-                configured = config.workers,
-                "a change of `workers` takes effect at the next restart"
+                setting,
+                "a change of `{setting}` takes effect at the next restart"
             );
         }
 
         // First everything that can fail: binding new and changed listeners.
-        let needs_socket =
-            |l: &&config::Listener| match state.listeners.iter().find(|(n, _)| *n == l.name) {
-                Some((_, running)) => !same_socket(&running.current.borrow().config, l),
-                None => true,
-            };
+        let changes = &diff.listeners;
+        let needs_socket = |l: &&config::Listener| {
+            changes.added.contains(&l.name) || changes.rebound.contains(&l.name)
+        };
         let bound = bind_all(config.listeners.iter().filter(needs_socket))?;
         let identities = identities_for(config, Some(&state.config), &self.identities)?;
         let authorizers = authorizers_for(config, Some(&state.config), &state.authorizers)?;
@@ -213,9 +213,10 @@ impl Gateway {
         for retired in self.identities.replace(identities) {
             retired.stop();
         }
-        let (clusters, changes) = self.clusters_for(config, &state.clusters);
-        summary.clusters_added = changes.added;
-        summary.clusters_replaced = changes.replaced;
+        let clusters = self.clusters_for(config, &state.clusters, &diff.clusters.unchanged);
+        summary.clusters_added = diff.clusters.added;
+        summary.clusters_replaced = diff.clusters.replaced;
+        summary.clusters_removed = diff.clusters.removed;
         let mut retired = Vec::new();
         for (name, old) in &state.clusters {
             match clusters.get(name) {
@@ -227,7 +228,6 @@ impl Gateway {
                 None => {
                     old.stop();
                     retired.push(old.clone());
-                    summary.clusters_removed.push(name.clone());
                 }
             }
         }
@@ -305,34 +305,29 @@ impl Gateway {
         Ok(summary)
     }
 
-    /// The clusters for `config`: an old cluster whose configuration is unchanged is kept
-    /// (with its health state); others are started.
+    /// The clusters for `config`: an old cluster the diff finds `unchanged` is kept (with
+    /// its health state); the others are started.
     fn clusters_for(
         &self,
         config: &config::Config,
         old: &HashMap<String, Arc<Cluster>>,
-    ) -> (HashMap<String, Arc<Cluster>>, ClusterChanges) {
-        let mut changes = ClusterChanges::default();
-        let clusters = config
+        unchanged: &[String],
+    ) -> HashMap<String, Arc<Cluster>> {
+        config
             .clusters
             .iter()
             .map(|c| {
-                let cluster = match old.get(&c.name) {
-                    Some(existing) if existing.config == *c => existing.clone(),
-                    existing => {
-                        if existing.is_some() {
-                            changes.replaced.push(c.name.clone());
-                        } else if !old.is_empty() {
-                            changes.added.push(c.name.clone());
-                        }
+                let kept = old.get(&c.name).filter(|_| unchanged.contains(&c.name));
+                let cluster = match kept {
+                    Some(existing) => existing.clone(),
+                    None => {
                         let stop = self.stop_health_checks.child_token();
                         Cluster::start(c, stop, self.context.registry.clone(), &self.identities)
                     }
                 };
                 (c.name.clone(), cluster)
             })
-            .collect();
-        (clusters, changes)
+            .collect()
     }
 
     fn run_listener(
@@ -607,12 +602,6 @@ async fn futures_ready(identities: &[Arc<tls::Identity>]) {
     }
 }
 
-#[derive(Default)]
-struct ClusterChanges {
-    added: Vec<String>,
-    replaced: Vec<String>,
-}
-
 /// A listener's settings for new connections; counters continue from `previous`.
 fn listener_state(
     config: &config::Listener,
@@ -657,13 +646,6 @@ fn ssh_servers(
             Ok((l.name.clone(), Arc::new(server)))
         })
         .collect()
-}
-
-/// Whether a listener can keep its socket: same address (port 0 included: it keeps the
-/// port it got) and same SO_REUSEPORT. Other socket settings are changed in place by the
-/// accept loop.
-fn same_socket(old: &config::Listener, new: &config::Listener) -> bool {
-    old.address == new.address && old.reuse_port == new.reuse_port
 }
 
 /// Binds every listener given, or none: the first failure drops what was bound.
