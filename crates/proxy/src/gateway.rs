@@ -322,7 +322,8 @@ impl Gateway {
                     Some(existing) => existing.clone(),
                     None => {
                         let stop = self.stop_health_checks.child_token();
-                        Cluster::start(c, stop, self.context.registry.clone(), &self.identities)
+                        let recovered = crate::end::failback::closer(self.context.registry.clone());
+                        Cluster::start(c, stop, recovered, &self.identities)
                     }
                 };
                 (c.name.clone(), cluster)

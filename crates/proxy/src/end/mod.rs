@@ -5,6 +5,7 @@
 //! and access-log line, with one close reason.
 
 pub mod access_log;
+pub mod failback;
 pub(crate) mod refuse;
 pub mod registry;
 pub mod sessions;

@@ -8,7 +8,6 @@ mod health;
 
 pub use endpoint::{Endpoint, EndpointStats, Lease};
 
-use crate::end::registry::{CloseReason, Registry};
 use crate::error::{Error, Kind, Side};
 use crate::relay::Leg;
 use crate::socket;
@@ -32,16 +31,36 @@ pub struct Cluster {
     /// Bumped on every health transition, so waiters need no polling.
     health_generation: watch::Sender<u64>,
     stop: CancellationToken,
-    registry: Arc<Registry>,
+    recovered: Recovered,
+}
+
+/// Told when an endpoint of a cluster becomes healthy again (failback acts on it; the
+/// cluster itself knows no connection).
+#[derive(Clone)]
+pub struct Recovered(pub Arc<OnRecovery>);
+
+pub type OnRecovery = dyn Fn(&Cluster, &Endpoint) + Send + Sync;
+
+impl Recovered {
+    /// Nobody to tell (tests, tools).
+    pub fn ignore() -> Self {
+        Recovered(Arc::new(|_, _| {}))
+    }
+}
+
+impl std::fmt::Debug for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recovered")
+    }
 }
 
 impl Cluster {
-    /// Builds the cluster and starts its health checks (they end with `stop`). Failback
-    /// closes connections through `registry`.
+    /// Builds the cluster and starts its health checks (they end with `stop`); `recovered`
+    /// hears of every endpoint that becomes healthy again.
     pub fn start(
         config: &config::Cluster,
         stop: CancellationToken,
-        registry: Arc<Registry>,
+        recovered: Recovered,
         identities: &Arc<tls::Identities>,
     ) -> Arc<Self> {
         let endpoints: Vec<Arc<Endpoint>> = config
@@ -72,7 +91,7 @@ impl Cluster {
             tunnels: Default::default(),
             health_generation: watch::Sender::new(0),
             stop,
-            registry,
+            recovered,
         });
         if let Some(check) = &config.health_check {
             for index in 0..cluster.endpoints.len() {
@@ -116,20 +135,8 @@ impl Cluster {
             healthy,
             "endpoint health changed"
         );
-        if healthy && self.config.failback == config::Failback::Close {
-            let closed = self.registry.close_where(CloseReason::Failback, |live| {
-                live.upstream().is_some_and(|u| {
-                    u.endpoint.priority > endpoint.priority
-                        && self.endpoints.iter().any(|e| Arc::ptr_eq(e, &u.endpoint))
-                })
-            });
-            if closed > 0 {
-                tracing::info!(
-                    cluster = %self.config.name,
-                    connections = closed,
-                    "failback: closing the connections on standby endpoints"
-                );
-            }
+        if healthy {
+            (self.recovered.0)(self, endpoint);
         }
         self.health_generation.send_modify(|g| *g += 1);
     }
