@@ -247,6 +247,14 @@ pub fn logout(logon: &Logon, text: &str, sending_time: &str) -> Vec<u8> {
     encode(&logon.begin_string, &fields)
 }
 
+/// SendingTime (52) for a message sent at `time` (pure: the caller reads the clock).
+pub fn sending_time_at(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    sending_time(since.as_secs(), since.subsec_millis())
+}
+
 /// UTC as FIX's SendingTime (`YYYYMMDD-HH:MM:SS.sss`) from seconds and milliseconds since
 /// the Unix epoch.
 pub fn sending_time(unix_seconds: u64, millis: u32) -> String {

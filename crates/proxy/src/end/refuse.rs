@@ -3,7 +3,7 @@
 
 use crate::attributes::Attributes;
 use protocols::fix;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long a refused client gets to take the goodbye before the connection closes.
@@ -25,14 +25,6 @@ where
     }
 }
 
-/// FIX's SendingTime (52) for a message the gateway sends now.
-pub(crate) fn sending_time_now() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    fix::sending_time(now.as_secs(), now.subsec_millis())
-}
-
 /// Tells a FIX client why its Logon was refused, then closes gracefully: our FIN after the
 /// Logout, the client's unread bytes drained so the close is not a reset that could destroy
 /// the Logout before it is read.
@@ -42,7 +34,7 @@ pub(crate) async fn logout<S: AsyncRead + AsyncWrite + Unpin>(
     logon: &fix::Logon,
     reason: &str,
 ) {
-    let logout = fix::logout(logon, reason, &sending_time_now());
+    let logout = fix::logout(logon, reason, &fix::sending_time_at(SystemTime::now()));
     tracing::info!(id, sender_comp_id = %logon.sender_comp_id, target_comp_id = %logon.target_comp_id, reason, "FIX Logon refused with a Logout");
     let _ = tokio::time::timeout(GOODBYE, async {
         stream.write_all(&logout).await?;

@@ -75,7 +75,7 @@ async fn fix_logon(
     use crate::inspect::{Look, read_until};
     use protocols::fix;
     use tokio::io::AsyncWriteExt;
-    let time = crate::end::refuse::sending_time_now();
+    let time = fix::sending_time_at(std::time::SystemTime::now());
     let header = |msg_type, seq| {
         vec![
             (35, msg_type),
