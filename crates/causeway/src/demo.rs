@@ -3,9 +3,9 @@
 //! throwaway PKI made at start, in a temporary directory).
 
 use crate::serve;
+use demo::Backend;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use testkit::Backend;
 use tokio::io::AsyncWriteExt;
 
 const DEMO_CONFIG: &str = r#"
@@ -148,8 +148,8 @@ pub fn run(at: Addresses) -> ExitCode {
         let dir = pki.path().display().to_string();
         let active = greeting_echo("active").await;
         let standby = greeting_echo("standby").await;
-        let (fix_active, _) = testkit::fix::acceptor("DEMOVENUE").await;
-        let (fix_standby, _) = testkit::fix::acceptor("DEMOVENUE").await;
+        let (fix_active, _) = demo::fix::acceptor("DEMOVENUE").await;
+        let (fix_standby, _) = demo::fix::acceptor("DEMOVENUE").await;
         let sftp = match sftp_backend(pki.path()).await {
             Ok(server) => server,
             Err(e) => {
@@ -257,9 +257,9 @@ pub fn run(at: Addresses) -> ExitCode {
 
 /// The demo's SFTP server over `dir`/sftp-root, and the keys the gateway needs for it
 /// (its host key, its key for the server, the server's public key), all made now.
-async fn sftp_backend(dir: &std::path::Path) -> std::io::Result<testkit::sftp_server::SftpServer> {
+async fn sftp_backend(dir: &std::path::Path) -> std::io::Result<demo::sftp_server::SftpServer> {
+    use demo::sftp_server::{SftpServer, new_key};
     use ssh::russh::keys::ssh_key::LineEnding;
-    use testkit::sftp_server::{SftpServer, new_key};
     let openssh = |e: ssh::russh::keys::ssh_key::Error| std::io::Error::other(e.to_string());
     let (gateway_host, upstream, backend_host) = (new_key(), new_key(), new_key());
     std::fs::write(
@@ -302,7 +302,7 @@ fn throwaway_pki() -> std::io::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("causeway-demo-")
         .tempdir()?;
-    let ca = testkit::pki::Ca::new("Causeway demo CA (throwaway)");
+    let ca = demo::pki::Ca::new("Causeway demo CA (throwaway)");
     ca.write(dir.path(), "ca");
     ca.server(&["demo.causeway.test"])
         .write(dir.path(), "server");
@@ -319,7 +319,7 @@ async fn greeting_echo(name: &'static str) -> Backend {
         let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let hello = format!("causeway demo: you reached the {name} backend ({local}); type a line and it echoes back\n");
         if stream.write_all(hello.as_bytes()).await.is_ok() {
-            testkit::echo(stream).await;
+            demo::echo(stream).await;
         }
     })
     .await
@@ -361,7 +361,7 @@ pub fn fix_acceptor(address: SocketAddr, comp_id: String) -> ExitCode {
 
 /// `causeway authorizer ADDRESS --verdict VERDICT`: a test ext_authz server.
 pub fn authorizer(address: SocketAddr, verdict: &str) -> ExitCode {
-    use testkit::authorizer::{TestAuthorizer, Verdict};
+    use demo::authorizer::{TestAuthorizer, Verdict};
     let string = authz::metadata::string;
     let verdict = match verdict.split_once(':') {
         None if verdict == "allow" => Verdict::Allow,

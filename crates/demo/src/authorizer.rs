@@ -1,0 +1,144 @@
+//! A test ext_authz server (Envoy's `envoy.service.auth.v3.Authorization`), what
+//! `causeway authorizer` runs: answers as told and keeps every request, so tests can see
+//! what the gateway sent.
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse,
+};
+use envoy_types::pb::google::protobuf::{Struct, Value};
+use envoy_types::pb::google::rpc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// How the test authorizer answers.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Allow,
+    /// Status PERMISSION_DENIED (7) with this message.
+    Deny(String),
+    /// A gRPC error instead of an answer.
+    Error,
+    /// Never answers.
+    Hang,
+    /// Allow, with `dynamic_metadata` = `{"causeway": FIELDS}` (string values; a value
+    /// starting with `{` is not parsed — maps are given as nested pairs).
+    Route(Vec<(String, Value)>),
+}
+
+#[derive(Clone)]
+struct Service {
+    verdict: Arc<Mutex<Verdict>>,
+    requests: Arc<Mutex<Vec<CheckRequest>>>,
+    seen: watch::Sender<usize>,
+}
+
+#[tonic::async_trait]
+impl Authorization for Service {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let verdict = self.verdict.lock().unwrap().clone();
+        {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push(request.into_inner());
+            self.seen.send_replace(requests.len());
+        }
+        let status = |code: i32, message: &str| rpc::Status {
+            code,
+            message: message.into(),
+            details: vec![],
+        };
+        let response = match verdict {
+            Verdict::Allow => CheckResponse {
+                status: Some(status(0, "")),
+                ..Default::default()
+            },
+            Verdict::Deny(why) => CheckResponse {
+                status: Some(status(7, &why)),
+                ..Default::default()
+            },
+            Verdict::Error => return Err(tonic::Status::unavailable("test authorizer error")),
+            Verdict::Hang => std::future::pending().await,
+            Verdict::Route(fields) => CheckResponse {
+                status: Some(status(0, "")),
+                dynamic_metadata: Some(Struct {
+                    fields: [("causeway".to_string(), authz::metadata::structure(fields))]
+                        .into_iter()
+                        .collect(),
+                }),
+                ..Default::default()
+            },
+        };
+        Ok(tonic::Response::new(response))
+    }
+}
+
+pub struct TestAuthorizer {
+    pub address: SocketAddr,
+    service: Service,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestAuthorizer {
+    /// Serves on 127.0.0.1 (a free port, or `address`), answering `verdict`.
+    pub async fn start(verdict: Verdict) -> TestAuthorizer {
+        Self::start_at("127.0.0.1:0".parse().unwrap(), verdict).await
+    }
+
+    pub async fn start_at(address: SocketAddr, verdict: Verdict) -> TestAuthorizer {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let service = Service {
+            verdict: Arc::new(Mutex::new(verdict)),
+            requests: Arc::default(),
+            seen: watch::Sender::new(0),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(AuthorizationServer::new(service.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            );
+        tokio::spawn(server);
+        TestAuthorizer {
+            address,
+            service,
+            stop: Some(stop),
+        }
+    }
+
+    /// Answers `verdict` from now on.
+    pub fn set(&self, verdict: Verdict) {
+        *self.service.verdict.lock().unwrap() = verdict;
+    }
+
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<CheckRequest> {
+        self.service.requests.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 10 s) until at least `n` requests have arrived.
+    pub async fn wait_for_requests(&self, n: usize) {
+        let mut seen = self.service.seen.subscribe();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            seen.wait_for(|c| *c >= n),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the authorizer did not get {n} requests"))
+        .unwrap();
+    }
+}
+
+impl Drop for TestAuthorizer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
