@@ -9,6 +9,8 @@ use std::time::Duration;
 
 pub struct TestGateway {
     pub gateway: Gateway,
+    /// What `/metrics` serves for this gateway (no statsd).
+    telemetry: telemetry::Telemetry,
 }
 
 impl TestGateway {
@@ -16,7 +18,8 @@ impl TestGateway {
     pub fn start(yaml: &str) -> TestGateway {
         let config = config::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         let gateway = Gateway::start(&config).expect("gateway starts");
-        TestGateway { gateway }
+        let telemetry = telemetry::Telemetry::new(&Default::default()).expect("telemetry");
+        TestGateway { gateway, telemetry }
     }
 
     pub fn address(&self, listener: &str) -> SocketAddr {
@@ -63,7 +66,40 @@ impl TestGateway {
             .unwrap_or_else(|_| panic!("{address} did not become healthy={healthy}"));
     }
 
+    /// The Prometheus text `/metrics` serves now.
+    pub fn metrics_text(&self) -> String {
+        self.telemetry.render(&self.gateway)
+    }
+
+    /// The value of one series of `/metrics` (`name` with exactly these `labels`, in any
+    /// order); 0 when the series is not there (a counter not yet counted). Histograms:
+    /// ask for `NAME_count` or `NAME_sum`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_in(&self.metrics_text(), name, labels)
+    }
+
     pub async fn shutdown(self) -> ShutdownReport {
         self.gateway.shutdown().await
     }
+}
+
+/// The value of a series in Prometheus text; 0 when absent.
+pub fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let wanted: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == name
+                && s.labels.len() == wanted.len()
+                && wanted.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+        .map_or(0.0, |s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is a histogram or summary: ask for NAME_count or NAME_sum"),
+        })
 }
