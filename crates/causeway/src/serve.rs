@@ -263,6 +263,6 @@ impl admin::Control for ProcessControl {
     }
 
     fn metrics(&self) -> String {
-        self.telemetry.render(&self.gateway)
+        self.telemetry.render(&*self.gateway)
     }
 }

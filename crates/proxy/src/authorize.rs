@@ -206,3 +206,42 @@ pub(crate) fn recheck<'a>(
         }
     })
 }
+
+/// The authorizers' series: answers by result, cache hits, latency of the checks sent.
+pub(crate) fn report(
+    authorizers: &[std::sync::Arc<authz::ExtAuthz>],
+    out: &mut telemetry::Out<'_>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for authorizer in authorizers {
+        let l = |extra: Option<(&'static str, String)>| {
+            let mut labels = vec![("authorizer", authorizer.name().to_string())];
+            labels.extend(extra);
+            labels
+        };
+        let s = &authorizer.stats;
+        for (result, count) in [
+            ("ok", &s.ok),
+            ("denied", &s.denied),
+            ("error", &s.error),
+            ("timeout", &s.timeout),
+        ] {
+            let labels = l(Some(("result", result.into())));
+            out.counter("causeway_authz_checks_total", labels, count.load(Relaxed));
+        }
+        let hits = s.cache_hits.load(Relaxed);
+        out.counter("causeway_authz_cache_hits_total", l(None), hits);
+        let (buckets, sum, count) = s.histogram();
+        let name = "causeway_authz_check_duration_seconds_bucket";
+        for (le, n) in buckets {
+            out.counter(name, l(Some(("le", le.to_string()))), n);
+        }
+        out.counter(name, l(Some(("le", "+Inf".into()))), count);
+        out.gauge("causeway_authz_check_duration_seconds_sum", l(None), sum);
+        out.counter(
+            "causeway_authz_check_duration_seconds_count",
+            l(None),
+            count,
+        );
+    }
+}

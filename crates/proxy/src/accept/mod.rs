@@ -5,6 +5,7 @@
 //! connections share ([`Context`]).
 
 pub mod admission;
+mod metrics;
 
 use crate::attributes::Attributes;
 use crate::end::access_log::AccessLog;

@@ -134,6 +134,19 @@ impl Registry {
         all
     }
 
+    /// Bytes so far of the live connections, by the endpoint each reached.
+    pub fn bytes_by_endpoint(&self) -> crate::dial::cluster::LiveBytes {
+        let mut bytes = crate::dial::cluster::LiveBytes::new();
+        for live in self.snapshot() {
+            if let Some(upstream) = live.upstream() {
+                let entry = bytes.entry(Arc::as_ptr(&upstream.endpoint)).or_default();
+                entry.0 += live.counters.upstream_bytes.load(Ordering::Relaxed);
+                entry.1 += live.counters.downstream_bytes.load(Ordering::Relaxed);
+            }
+        }
+        bytes
+    }
+
     pub fn len(&self) -> usize {
         self.live.lock().unwrap().len()
     }

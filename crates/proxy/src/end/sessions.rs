@@ -66,6 +66,29 @@ impl SessionCounts {
     }
 }
 
+impl SessionCounts {
+    /// FIX sessions and MQ connections by route (and CompIDs, channel, queue manager).
+    pub(crate) fn report(&self, listener: &str, comp_ids: bool, out: &mut telemetry::Out<'_>) {
+        for ((route, sender, target), total) in self.fix() {
+            let mut labels = vec![("listener", listener.to_string()), ("route", route)];
+            if comp_ids {
+                labels.push(("sender_comp_id", sender));
+                labels.push(("target_comp_id", target));
+            }
+            out.counter("causeway_fix_sessions_total", labels, total);
+        }
+        for ((route, channel, queue_manager), total) in self.mq() {
+            let labels = vec![
+                ("listener", listener.to_string()),
+                ("route", route),
+                ("channel", channel),
+                ("queue_manager", queue_manager),
+            ];
+            out.counter("causeway_mq_connections_total", labels, total);
+        }
+    }
+}
+
 fn snapshot(map: &Mutex<HashMap<SessionKey, u64>>) -> Vec<(SessionKey, u64)> {
     let map = map.lock().unwrap_or_else(|e| e.into_inner());
     let mut all: Vec<_> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();

@@ -133,6 +133,20 @@ pub(crate) fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
     }
 }
 
+impl RouteTable {
+    /// Connections each route took.
+    pub(crate) fn report(&self, listener: &str, out: &mut telemetry::Out<'_>) {
+        for route in self.routes() {
+            let labels = vec![
+                ("listener", listener.to_string()),
+                ("route", route.config.name.clone()),
+            ];
+            let total = route.connections.load(std::sync::atomic::Ordering::Relaxed);
+            out.counter("causeway_route_connections_total", labels, total);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,3 +63,34 @@ pub(crate) async fn handshake(
     handshakes.record("downstream", reason);
     Err(Error::new(Side::Downstream, Kind::Tls(reason)))
 }
+
+/// TLS series: handshakes (terminated and originated) by result; each identity's
+/// certificate expiry, rotations and failed loads.
+pub(crate) fn report(
+    handshakes: &tls::HandshakeStats,
+    identities: &[Arc<tls::Identity>],
+    out: &mut telemetry::Out<'_>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for ((side, result), count) in handshakes.snapshot() {
+        let labels = vec![("side", side.into()), ("result", result.into())];
+        out.counter("causeway_tls_handshakes_total", labels, count);
+    }
+    for identity in identities {
+        let l = || vec![("identity", identity.name.to_string())];
+        if let Some(left) = identity.current().and_then(|m| m.seconds_left()) {
+            out.gauge("causeway_tls_certificate_expiry_seconds", l(), left);
+        }
+        let s = &identity.stats;
+        out.counter(
+            "causeway_tls_identity_rotations_total",
+            l(),
+            s.rotations.load(Relaxed),
+        );
+        out.counter(
+            "causeway_tls_identity_load_failures_total",
+            l(),
+            s.failures.load(Relaxed),
+        );
+    }
+}

@@ -5,6 +5,9 @@ mod balancer;
 mod connect;
 mod endpoint;
 mod health;
+mod metrics;
+
+pub use metrics::LiveBytes;
 
 pub use endpoint::{Endpoint, EndpointStats, Lease};
 

@@ -2,6 +2,8 @@
 //! reload that leaves live connections and unchanged sockets alone; and the graceful
 //! shutdown that lets live connections finish.
 
+mod report;
+
 use crate::accept::{self, Context, Listener, ListenerStats};
 use crate::dial::cluster::Cluster;
 use crate::end::access_log::AccessLog;

@@ -1,0 +1,41 @@
+//! The gateway as a metrics source: its own series (connections, draining, reloads), then
+//! each stage's — TLS, authorizers, listeners (with routes and sessions), clusters.
+
+use super::Gateway;
+use crate::dial::cluster::LiveBytes;
+use std::sync::atomic::Ordering::Relaxed;
+use telemetry::{Out, Source};
+
+impl Source for Gateway {
+    fn report(&self, out: &mut Out<'_>) {
+        let active = self.active_connections() as f64;
+        out.gauge("causeway_connections_active", vec![], active);
+        let draining = f64::from(u8::from(self.is_draining()));
+        out.gauge("causeway_draining", vec![], draining);
+        for (result, count) in [("ok", &self.reloads.ok), ("failed", &self.reloads.failed)] {
+            let labels = vec![("result", result.into())];
+            out.counter("causeway_reloads_total", labels, count.load(Relaxed));
+        }
+        crate::terminate::tls::report(self.handshakes(), &self.identities(), out);
+        crate::authorize::report(&self.authorizers(), out);
+        for listener in self.listener_states() {
+            listener.report(out);
+        }
+        // Endpoint byte totals = closed connections' + live ones'. A closing connection
+        // leaves the registry before its bytes join the endpoint's total, so reading the
+        // totals first and the registry second can only miss bytes for a moment, never count
+        // them twice (and an exported counter must never overshoot).
+        let config = self.config();
+        let clusters: Vec<_> = (config.clusters.iter())
+            .filter_map(|c| self.cluster(&c.name))
+            .collect();
+        let mut closed = LiveBytes::new();
+        for cluster in &clusters {
+            cluster.closed_bytes(&mut closed);
+        }
+        let live = self.registry().bytes_by_endpoint();
+        for cluster in &clusters {
+            cluster.report(&closed, &live, out);
+        }
+    }
+}
