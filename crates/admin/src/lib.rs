@@ -3,14 +3,13 @@
 //! `GET /ready` (200 serving, 503 draining), `GET /live`, `GET /metrics`, `GET /config`, `GET /clusters`,
 //! `GET /connections`, `POST /reload`, `POST /drain`.
 
-mod views;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use proxy::Gateway;
+use proxy::snapshot;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -83,12 +82,12 @@ async fn config(State(api): State<Arc<Api>>) -> Json<config::Config> {
     Json(api.gateway.config())
 }
 
-async fn clusters(State(api): State<Arc<Api>>) -> Json<Vec<views::Cluster>> {
-    Json(views::clusters(&api.gateway))
+async fn clusters(State(api): State<Arc<Api>>) -> Json<Vec<snapshot::Cluster>> {
+    Json(api.gateway.clusters_snapshot())
 }
 
-async fn connections(State(api): State<Arc<Api>>) -> Json<Vec<views::Connection>> {
-    Json(views::connections(&api.gateway))
+async fn connections(State(api): State<Arc<Api>>) -> Json<Vec<snapshot::Connection>> {
+    Json(api.gateway.connections_snapshot())
 }
 
 async fn reload(State(api): State<Arc<Api>>) -> Response {

@@ -27,4 +27,5 @@ mod socket;
 pub mod terminate;
 
 pub use error::{Error, Kind, Side};
+pub use gateway::snapshot;
 pub use gateway::{Gateway, ReloadStats, ReloadSummary, ShutdownReport, StartError};

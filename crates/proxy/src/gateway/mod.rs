@@ -3,6 +3,7 @@
 //! shutdown that lets live connections finish.
 
 mod report;
+pub mod snapshot;
 
 use crate::accept::{self, Context, Listener, ListenerStats};
 use crate::dial::cluster::Cluster;

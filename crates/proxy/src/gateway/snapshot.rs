@@ -1,6 +1,8 @@
-//! What the API shows, as JSON-ready structs.
+//! The gateway's snapshot interface: what the admin API (and anything else outside the
+//! pipeline) may read of clusters and live connections, as plain serializable values taken
+//! at one moment — never the stages' own structures.
 
-use proxy::Gateway;
+use super::Gateway;
 use serde::Serialize;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -23,31 +25,40 @@ pub struct Endpoint {
     pub connect_failures: u64,
 }
 
-pub fn clusters(gateway: &Gateway) -> Vec<Cluster> {
-    let config = gateway.config();
-    config
-        .clusters
-        .iter()
-        .filter_map(|c| gateway.cluster(&c.name))
-        .map(|c| Cluster {
-            name: c.name().to_string(),
-            load_balancing: c.config.load_balancing,
-            endpoints: c
-                .endpoints
-                .iter()
-                .map(|e| Endpoint {
-                    address: e.address.clone(),
-                    priority: e.priority,
-                    healthy: e.is_healthy(),
-                    ejected: e.is_ejected(),
-                    active_connections: e.stats.active.load(Relaxed),
-                    connections: e.stats.connections.load(Relaxed),
-                    connect_attempts: e.stats.connect_attempts.load(Relaxed),
-                    connect_failures: e.stats.connect_failures.load(Relaxed),
-                })
-                .collect(),
-        })
-        .collect()
+impl Gateway {
+    /// Every cluster with its endpoints' state and counts, in config order.
+    pub fn clusters_snapshot(&self) -> Vec<Cluster> {
+        let gateway = self;
+        let config = gateway.config();
+        config
+            .clusters
+            .iter()
+            .filter_map(|c| gateway.cluster(&c.name))
+            .map(|c| Cluster {
+                name: c.name().to_string(),
+                load_balancing: c.config.load_balancing,
+                endpoints: c
+                    .endpoints
+                    .iter()
+                    .map(|e| Endpoint {
+                        address: e.address.clone(),
+                        priority: e.priority,
+                        healthy: e.is_healthy(),
+                        ejected: e.is_ejected(),
+                        active_connections: e.stats.active.load(Relaxed),
+                        connections: e.stats.connections.load(Relaxed),
+                        connect_attempts: e.stats.connect_attempts.load(Relaxed),
+                        connect_failures: e.stats.connect_failures.load(Relaxed),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Every live connection: who, where to, for how long, bytes so far; oldest first.
+    pub fn connections_snapshot(&self) -> Vec<Connection> {
+        connections(self)
+    }
 }
 
 #[derive(Serialize)]
@@ -64,7 +75,7 @@ pub struct Connection {
     pub bytes_downstream: u64,
 }
 
-pub fn connections(gateway: &Gateway) -> Vec<Connection> {
+fn connections(gateway: &Gateway) -> Vec<Connection> {
     gateway
         .registry()
         .snapshot()
