@@ -81,6 +81,20 @@ impl TestGateway {
     pub async fn shutdown(self) -> ShutdownReport {
         self.gateway.shutdown().await
     }
+
+    /// `causeway_listener_connections_rejected_total` of `listener` for `reason`.
+    pub fn rejected(&self, listener: &str, reason: &str) -> f64 {
+        self.metric(
+            "causeway_listener_connections_rejected_total",
+            &[("listener", listener), ("reason", reason)],
+        )
+    }
+
+    /// An endpoint series (`causeway_endpoint_*`) of the endpoint at `address` of `cluster`.
+    pub fn endpoint_metric(&self, name: &str, cluster: &str, address: SocketAddr) -> f64 {
+        let endpoint = address.to_string();
+        self.metric(name, &[("cluster", cluster), ("endpoint", &endpoint)])
+    }
 }
 
 /// The value of a series in Prometheus text; 0 when absent.

@@ -263,7 +263,7 @@ async fn client_identities_are_verified_and_refused_ones_get_an_alert() {
             eventually(reason, || handshakes(&gw, "downstream", reason) == 1).await;
         }
         assert_eq!(echo.accepted(), 1, "refused clients never reach the backend");
-        assert_eq!(gw.listener_stats("edge").tls_handshake_failed.load(Relaxed), 4);
+        assert_eq!(gw.rejected("edge", "tls_handshake_failed"), 4.0);
     })
     .await;
 }
@@ -670,7 +670,7 @@ async fn the_tls_example_runs_as_documented() {
 
         let mut unknown = Openssl::start(address, "other.causeway.test", &certs, None);
         assert_eq!(unknown.line().await, None, "no route for other names");
-        assert_eq!(gw.listener_stats("edge").no_route.load(Relaxed), 1);
+        assert_eq!(gw.rejected("edge", "no_route"), 1.0);
     })
     .await;
 }
