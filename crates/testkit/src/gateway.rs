@@ -1,6 +1,5 @@
 //! A gateway running inside the test's own runtime.
 
-use proxy::accept::ListenerStats;
 use proxy::dial::cluster::{Cluster, Endpoint};
 use proxy::{Gateway, ShutdownReport};
 use std::net::SocketAddr;
@@ -26,10 +25,6 @@ impl TestGateway {
         self.gateway
             .listener_address(listener)
             .unwrap_or_else(|| panic!("no listener `{listener}`"))
-    }
-
-    pub fn listener_stats(&self, listener: &str) -> Arc<ListenerStats> {
-        self.gateway.listener_stats(listener).expect("listener")
     }
 
     pub fn cluster(&self, name: &str) -> Arc<Cluster> {
@@ -81,6 +76,31 @@ impl TestGateway {
     pub async fn shutdown(self) -> ShutdownReport {
         self.gateway.shutdown().await
     }
+
+    /// `causeway_listener_connections_rejected_total` of `listener` for `reason`.
+    pub fn rejected(&self, listener: &str, reason: &str) -> f64 {
+        self.metric(
+            "causeway_listener_connections_rejected_total",
+            &[("listener", listener), ("reason", reason)],
+        )
+    }
+
+    /// An endpoint series (`causeway_endpoint_*`) of the endpoint at `address` of `cluster`.
+    pub fn endpoint_metric(&self, name: &str, cluster: &str, address: SocketAddr) -> f64 {
+        let endpoint = address.to_string();
+        self.metric(name, &[("cluster", cluster), ("endpoint", &endpoint)])
+    }
+
+    /// Every series of `name` whose labels include `labels` (it may have more), with all
+    /// its labels and its value; for counting series or summing over a label.
+    pub fn series(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(Labels, f64)> {
+        series_in(&self.metrics_text(), name, labels)
+    }
+
+    /// The sum of [`TestGateway::series`]: 0 when there is none.
+    pub fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.series(name, labels).iter().map(|(_, v)| v).sum()
+    }
 }
 
 /// The value of a series in Prometheus text; 0 when absent.
@@ -102,4 +122,33 @@ pub fn metric_in(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             | prometheus_parse::Value::Untyped(v) => v,
             _ => panic!("{name} is a histogram or summary: ask for NAME_count or NAME_sum"),
         })
+}
+
+/// The labels of one series.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// Every counter or gauge series of `name` in Prometheus text whose labels include
+/// `labels`, with all its labels and its value.
+pub fn series_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(Labels, f64)> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => panic!("{name} is a histogram or summary"),
+            };
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (labels, value)
+        })
+        .collect()
 }

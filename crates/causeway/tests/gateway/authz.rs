@@ -2,7 +2,6 @@
 //! routes; built-in rules; the decision cache; re-authorization of live connections; the
 //! request as Envoy's network filter fills it.
 
-use std::sync::atomic::Ordering::Relaxed;
 use testkit::authorizer::{TestAuthorizer, Verdict, source_of};
 use testkit::{Backend, Client, TestGateway, bounded, eventually};
 
@@ -85,7 +84,7 @@ async fn every_answer_of_the_authorizer_is_honoured_before_dialing() {
             1,
             "denied connections never reach the upstream"
         );
-        assert_eq!(gw.listener_stats("edge").authz_denied.load(Relaxed), 3);
+        assert_eq!(gw.rejected("edge", "authz_denied"), 3.0);
 
         // Routed by the answer: to another cluster, or to an allowed address.
         authorizer.set(Verdict::Route(vec![("cluster".into(), string("alt"))]));
@@ -107,14 +106,23 @@ async fn every_answer_of_the_authorizer_is_honoured_before_dialing() {
         }
         assert_eq!(main.accepted(), 1);
 
-        let authorizers = gw.gateway.authorizers();
-        let stats = &authorizers[0].stats;
-        assert_eq!(stats.ok.load(Relaxed), 5);
-        assert_eq!(stats.denied.load(Relaxed), 1);
-        assert_eq!(stats.error.load(Relaxed), 1);
-        assert_eq!(stats.timeout.load(Relaxed), 1);
-        let (_, _, count) = stats.histogram();
-        assert_eq!(count, 8);
+        let checks = |result| {
+            gw.metric(
+                "causeway_authz_checks_total",
+                &[("authorizer", "iam"), ("result", result)],
+            )
+        };
+        assert_eq!(checks("ok"), 5.0);
+        assert_eq!(checks("denied"), 1.0);
+        assert_eq!(checks("error"), 1.0);
+        assert_eq!(checks("timeout"), 1.0);
+        assert_eq!(
+            gw.metric(
+                "causeway_authz_check_duration_seconds_count",
+                &[("authorizer", "iam")]
+            ),
+            8.0
+        );
     })
     .await;
 }
@@ -196,8 +204,8 @@ clusters:
             "one check for three connections"
         );
         assert_eq!(
-            gw.gateway.authorizers()[0].stats.cache_hits.load(Relaxed),
-            2
+            gw.metric("causeway_authz_cache_hits_total", &[("authorizer", "iam")]),
+            2.0
         );
     })
     .await;

@@ -36,11 +36,9 @@ async fn connect_failure_moves_on_to_the_next_endpoint() {
             assert_eq!(name, "alive");
             client.assert_echo("ok").await;
         }
-        let dead_endpoint = gw.endpoint("venue", dead);
-        let dead_stats = &dead_endpoint.stats;
         assert_eq!(
-            dead_stats.connect_failures.load(Relaxed),
-            3,
+            gw.endpoint_metric("causeway_endpoint_connect_failures_total", "venue", dead),
+            3.0,
             "each connection tried the dead one first"
         );
     })
@@ -64,13 +62,22 @@ async fn attempts_are_bounded_and_passive_ejection_skips_a_failing_endpoint() {
             assert!(client.is_closed().await);
         }
         // Two failures in a row ejected it: the standby now takes connections.
-        let endpoint = gw.endpoint("venue", dead);
-        assert!(endpoint.is_ejected());
-        assert_eq!(endpoint.stats.ejections.load(Relaxed), 1);
+        // No health check here: out of service means ejected.
+        assert_eq!(
+            gw.endpoint_metric("causeway_endpoint_healthy", "venue", dead),
+            0.0
+        );
+        assert_eq!(
+            gw.endpoint_metric("causeway_endpoint_ejections_total", "venue", dead),
+            1.0
+        );
         let (mut client, name) = Client::greeted(gw.address("fix")).await;
         assert_eq!(name, "alive");
         client.assert_echo("ok").await;
-        assert_eq!(endpoint.stats.connect_attempts.load(Relaxed), 2);
+        assert_eq!(
+            gw.endpoint_metric("causeway_endpoint_connect_attempts_total", "venue", dead),
+            2.0
+        );
     })
     .await
 }
@@ -153,15 +160,21 @@ async fn health_transitions_wait_for_their_thresholds() {
             "health_check: { interval: 30ms, timeout: 200ms, healthy_threshold: 4, unhealthy_threshold: 3 }",
         ));
         let endpoint = gw.endpoint("venue", active.address);
+        // no metric for this yet: health checks passed/failed (EndpointStats::health_checks_*)
         eventually("a first check passed", || endpoint.stats.health_checks_passed.load(Relaxed) >= 1).await;
-        assert!(endpoint.is_healthy());
+        assert_eq!(
+            gw.endpoint_metric("causeway_endpoint_healthy", "venue", active.address),
+            1.0
+        );
 
+        // no metric for this yet: health checks failed (EndpointStats::health_checks_failed)
         let failures_before = endpoint.stats.health_checks_failed.load(Relaxed);
         active.stop().await;
         gw.wait_health("venue", active.address, false).await;
         let failed = endpoint.stats.health_checks_failed.load(Relaxed) - failures_before;
         assert!(failed >= 3, "unhealthy only after 3 failed checks, saw {failed}");
 
+        // no metric for this yet: health checks passed (EndpointStats::health_checks_passed)
         let passed_before = endpoint.stats.health_checks_passed.load(Relaxed);
         active.resume().await;
         gw.wait_health("venue", active.address, true).await;
@@ -192,6 +205,8 @@ async fn a_passing_health_check_ends_a_passive_ejection() {
         ));
         let address = gw.address("fix");
         let endpoint = gw.endpoint("venue", active.address);
+        let active_address = active.address;
+        let metric = |name: &str| gw.endpoint_metric(name, "venue", active_address);
         let (_first, name) = Client::greeted(address).await;
         assert_eq!(name, "active");
 
@@ -204,15 +219,21 @@ async fn a_passing_health_check_ends_a_passive_ejection() {
             let (_client, name) = Client::greeted(address).await;
             assert_eq!(name, "standby");
         }
-        assert!(endpoint.is_ejected(), "the connect failures ejected the active");
-        assert_eq!(endpoint.stats.ejections.load(Relaxed), 1);
+        // Out of service while the health checker never changed its mind: ejected.
         assert_eq!(
-            endpoint.stats.connect_failures.load(Relaxed),
-            5,
+            metric("causeway_endpoint_healthy"),
+            0.0,
+            "the connect failures ejected the active"
+        );
+        assert_eq!(metric("causeway_endpoint_ejections_total"), 1.0);
+        assert_eq!(
+            metric("causeway_endpoint_connect_failures_total"),
+            5.0,
             "tried until ejected, then skipped"
         );
-        assert!(
-            endpoint.is_healthy(),
+        assert_eq!(
+            metric("causeway_endpoint_health_transitions_total"),
+            0.0,
             "fewer than 10 failed checks in 2 s: the health checker still says healthy"
         );
 
@@ -228,17 +249,22 @@ async fn a_passing_health_check_ends_a_passive_ejection() {
             assert!(
                 Instant::now() < deadline,
                 "new connections still go to the standby {:?} after the active came back \
-                 (still ejected: {}; health checks passed in all: {})",
+                 (causeway_endpoint_healthy: {}; health checks passed in all: {})",
                 back.elapsed(),
-                endpoint.is_ejected(),
+                metric("causeway_endpoint_healthy"),
+                // no metric for this yet: health checks passed (EndpointStats::health_checks_passed)
                 endpoint.stats.health_checks_passed.load(Relaxed)
             );
             pace.tick().await;
         }
-        assert!(!endpoint.is_ejected());
         assert_eq!(
-            endpoint.stats.health_transitions.load(Relaxed),
-            0,
+            metric("causeway_endpoint_healthy"),
+            1.0,
+            "in service: no longer ejected"
+        );
+        assert_eq!(
+            metric("causeway_endpoint_health_transitions_total"),
+            0.0,
             "the health checker never changed its mind: the passed check alone ended it"
         );
     })
@@ -262,9 +288,14 @@ async fn connect_timeout_moves_on_to_the_next_endpoint() {
         let (_client, name) = Client::greeted(gw.address("fix")).await;
         assert_eq!(name, "alive");
         assert!(started.elapsed() >= std::time::Duration::from_millis(200));
-        let endpoint = gw.endpoint("venue", blackhole);
-        let stats = &endpoint.stats;
-        assert_eq!(stats.connect_failures.load(Relaxed), 1);
+        assert_eq!(
+            gw.endpoint_metric(
+                "causeway_endpoint_connect_failures_total",
+                "venue",
+                blackhole
+            ),
+            1.0
+        );
     })
     .await
 }

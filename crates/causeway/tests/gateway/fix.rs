@@ -85,9 +85,8 @@ async fn logons_are_routed_by_target_and_refused_with_a_logout() {
             2,
             "nothing dialed for the refused"
         );
-        let stats = gw.listener_stats("fix");
-        assert_eq!(stats.authz_denied.load(Relaxed), 1);
-        assert_eq!(stats.no_route.load(Relaxed), 1);
+        assert_eq!(gw.rejected("fix", "authz_denied"), 1.0);
+        assert_eq!(gw.rejected("fix", "no_route"), 1.0);
         // The access log has the CompIDs and never the password.
         drop((s1, s2));
         eventually("logged", || {
@@ -106,9 +105,7 @@ async fn logons_are_routed_by_target_and_refused_with_a_logout() {
         assert!(text.contains("\"fix_target_comp_id\":\"VENUE2\""), "{text}");
         assert!(!text.contains("hunter2"), "the password is never logged");
         // Sessions by route, not by CompID (comp_id_metrics is off).
-        let metrics = telemetry::Telemetry::new(&Default::default())
-            .unwrap()
-            .render(&gw.gateway);
+        let metrics = gw.metrics_text();
         for route in ["venue1", "venue2"] {
             let line =
                 format!("causeway_fix_sessions_total{{listener=\"fix\",route=\"{route}\"}} 1");
@@ -175,7 +172,7 @@ async fn a_logon_in_many_pieces_and_bad_first_messages() {
                 .expect("closed");
             assert!(rest.is_empty(), "nothing comes back");
         }
-        assert_eq!(gw.listener_stats("fix").inspection_failed.load(Relaxed), 3);
+        assert_eq!(gw.rejected("fix", "inspection_failed"), 3.0);
         assert_eq!(v1.logons(), 1);
     })
     .await;
@@ -205,8 +202,10 @@ async fn sessions_fail_over_to_the_standby_acceptor_and_back() {
             "the standby takes sessions while the active is down"
         );
         active.resume().await;
-        let endpoint = gw.endpoint("venue1", active.address);
-        eventually("the active is healthy again", || endpoint.is_available()).await;
+        eventually("the active is healthy again", || {
+            gw.endpoint_metric("causeway_endpoint_healthy", "venue1", active.address) == 1.0
+        })
+        .await;
         let (_third, answer) = log_on(&gw, "CLIENT1", "VENUE1").await;
         assert_eq!(answer.msg_type(), "A");
         assert_eq!((va.logons(), vs.logons()), (2, 1), "back on the active");
@@ -346,14 +345,20 @@ clusters:
 "#,
             hung.address, standby.address
         ));
-        let hung_endpoint = gw.endpoint("venue1", hung.address);
         let standby_endpoint = gw.endpoint("venue1", standby.address);
+        // Endpoints start healthy and nothing connects (no passive ejection yet): out of
+        // service means a failed check turned it unhealthy.
         eventually("the hung acceptor is found out", || {
-            hung_endpoint.stats.health_checks_failed.load(Relaxed) > 0
-                && !hung_endpoint.is_healthy()
+            gw.endpoint_metric("causeway_endpoint_healthy", "venue1", hung.address) == 0.0
+                && gw.endpoint_metric(
+                    "causeway_endpoint_health_transitions_total",
+                    "venue1",
+                    hung.address,
+                ) >= 1.0
         })
         .await;
         eventually("the standby answers the check's Logon", || {
+            // no metric for this yet: health checks passed (EndpointStats::health_checks_passed)
             standby_endpoint.stats.health_checks_passed.load(Relaxed) > 0 && venue.logons() > 0
         })
         .await;

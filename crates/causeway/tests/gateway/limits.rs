@@ -1,6 +1,5 @@
 //! Limits: gateway-wide, per client address, and accept rate; each refusal counted.
 
-use std::sync::atomic::Ordering::Relaxed;
 use testkit::{Backend, Client, TestGateway, bounded};
 use tokio::net::TcpSocket;
 
@@ -29,10 +28,7 @@ async fn the_gateway_wide_limit_spans_listeners() {
         let (_one, _) = Client::greeted(gw.address("a")).await;
         let (_two, _) = Client::greeted(gw.address("b")).await;
         assert!(Client::connect(gw.address("b")).await.is_closed().await);
-        assert_eq!(
-            gw.listener_stats("b").rejected_global_limit.load(Relaxed),
-            1
-        );
+        assert_eq!(gw.rejected("b", "global_connection_limit"), 1.0);
     })
     .await
 }
@@ -59,14 +55,11 @@ async fn the_per_source_limit_counts_each_client_address() {
             Some("e"),
             "another address has its own count"
         );
-        assert_eq!(
-            gw.listener_stats("a").rejected_source_limit.load(Relaxed),
-            1
-        );
+        assert_eq!(gw.rejected("a", "source_connection_limit"), 1.0);
 
         drop(held.pop());
         testkit::eventually("the slot is released", || {
-            gw.listener_stats("a").active.load(Relaxed) == 2
+            gw.metric("causeway_listener_connections_active", &[("listener", "a")]) == 2.0
         })
         .await;
         let mut again = from("127.0.0.1", a).await;
@@ -89,9 +82,8 @@ async fn the_accept_rate_allows_a_burst_then_refuses() {
             Client::connect(a).await.is_closed().await,
             "the fourth at once is over the rate"
         );
-        assert_eq!(gw.listener_stats("a").rejected_accept_rate.load(Relaxed), 1);
-        let telemetry = telemetry::Telemetry::new(&Default::default()).unwrap();
-        let text = telemetry.render(&gw.gateway);
+        assert_eq!(gw.rejected("a", "accept_rate"), 1.0);
+        let text = gw.metrics_text();
         assert!(
             text.contains("causeway_listener_connections_rejected_total{listener=\"a\",reason=\"accept_rate\"} 1"),
             "{text}"

@@ -1,5 +1,4 @@
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use testkit::{Backend, Client, TestGateway, bounded, eventually};
 
 fn cluster_yaml(policy: &str, backends: &[&Backend]) -> String {
@@ -76,13 +75,8 @@ async fn least_connections_prefers_the_emptier_endpoint() {
 
         // Empty `a`; the next two connections must both go there (round-robin would split).
         clients.retain(|(_, n)| n != "a");
-        let endpoint = gw
-            .cluster("pool")
-            .endpoint(&a.address.to_string())
-            .unwrap()
-            .clone();
         eventually("a's connections are released", || {
-            endpoint.stats.active.load(Relaxed) == 0
+            gw.endpoint_metric("causeway_endpoint_connections_active", "pool", a.address) == 0.0
         })
         .await;
         for _ in 0..2 {

@@ -3,7 +3,6 @@
 //! unchanged, TLS told apart and routed by the channel in its SNI, anything else refused.
 
 use protocols::mq::{Segment, encode_initial};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use testkit::pki::Ca;
 use testkit::{Backend, TestGateway, bounded, tls_peer};
@@ -72,9 +71,8 @@ async fn the_mq_example_routes_channels_from_headers_and_snis() {
             assert_eq!(first_flow(&gw, &first).await, None);
         }
         assert_eq!(app1.accepted() + app2.accepted(), before);
-        let stats = gw.listener_stats("mq");
-        assert_eq!(stats.no_route.load(Relaxed), 1);
-        assert_eq!(stats.inspection_failed.load(Relaxed), 2);
+        assert_eq!(gw.rejected("mq", "no_route"), 1.0);
+        assert_eq!(gw.rejected("mq", "inspection_failed"), 2.0);
 
         // TLS: the channel in the SNI; passed through to the queue manager, who terminates.
         let config = tls_peer::client_config(&ca.der(), None, &[]);
@@ -94,12 +92,10 @@ async fn the_mq_example_routes_channels_from_headers_and_snis() {
                 "{sni}"
             );
         }
-        assert_eq!(stats.no_route.load(Relaxed), 2);
-        assert_eq!(stats.inspection_failed.load(Relaxed), 3);
+        assert_eq!(gw.rejected("mq", "no_route"), 2.0);
+        assert_eq!(gw.rejected("mq", "inspection_failed"), 3.0);
         assert_eq!(qm_tls.accepted(), 1);
-        let metrics = telemetry::Telemetry::new(&Default::default())
-            .unwrap()
-            .render(&gw.gateway);
+        let metrics = gw.metrics_text();
         for line in [
             r#"causeway_mq_connections_total{listener="mq",route="app1",channel="APP1.SVRCONN",queue_manager="QM1"} 6"#,
             r#"causeway_mq_connections_total{listener="mq",route="app2",channel="APP2.SVRCONN",queue_manager="QM1"} 6"#,

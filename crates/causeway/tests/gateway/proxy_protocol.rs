@@ -4,7 +4,6 @@
 use protocols::proxy::{encode_v1, encode_v2};
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use testkit::authorizer::{TestAuthorizer, Verdict, source_of};
 use testkit::{Backend, Client, TestGateway, bounded, eventually};
@@ -127,12 +126,7 @@ clusters:
             let extensions = &mine.attributes.as_ref().unwrap().context_extensions;
             assert!(extensions["proxy_balancer"].starts_with("127.0.0.1:"));
         }
-        assert_eq!(
-            gw.listener_stats("edge")
-                .proxy_protocol_failed
-                .load(Relaxed),
-            0
-        );
+        assert_eq!(gw.rejected("edge", "proxy_protocol"), 0.0);
     })
     .await;
 }
@@ -208,12 +202,7 @@ async fn untrusted_missing_malformed_and_slow_headers_are_refused() {
         let (mut client, name) = Client::greeted(gw.address("edge")).await;
         assert_eq!(name, "echo");
         client.assert_echo("server first").await;
-        assert_eq!(
-            gw.listener_stats("edge")
-                .proxy_protocol_failed
-                .load(Relaxed),
-            1
-        );
+        assert_eq!(gw.rejected("edge", "proxy_protocol"), 1.0);
 
         // Required: untrusted sources are refused outright.
         let gw = gateway(&backend, "required", "10.0.0.0/8", "");
@@ -224,9 +213,8 @@ async fn untrusted_missing_malformed_and_slow_headers_are_refused() {
         send_and_expect_close(gw.address("edge"), b"hello, no header\n").await;
         send_and_expect_close(gw.address("edge"), b"PROXY TCP4 1.2.3.4 nope 1 2\r\n").await;
         send_and_expect_close(gw.address("edge"), b"PROXY TCP4 192.0.2.1").await;
-        let stats = gw.listener_stats("edge");
         eventually("three refusals", || {
-            stats.proxy_protocol_failed.load(Relaxed) == 3
+            gw.rejected("edge", "proxy_protocol") == 3.0
         })
         .await;
         assert_eq!(backend.accepted(), 2, "only the plain clients got through");

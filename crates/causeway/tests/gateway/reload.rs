@@ -91,7 +91,10 @@ async fn twenty_reloads_under_500_live_connections() {
             (500, 0),
             "live connections kept their upstream"
         );
-        assert_eq!(gw.gateway.reloads.ok.load(Relaxed), 20);
+        assert_eq!(
+            gw.metric("causeway_reloads_total", &[("result", "ok")]),
+            20.0
+        );
     })
     .await
 }
@@ -136,7 +139,10 @@ async fn a_reload_that_cannot_bind_changes_nothing() {
             matches!(&error, proxy::StartError::Bind { listener, .. } if listener == "clash"),
             "{error}"
         );
-        assert_eq!(gw.gateway.reloads.failed.load(Relaxed), 1);
+        assert_eq!(
+            gw.metric("causeway_reloads_total", &[("result", "failed")]),
+            1.0
+        );
         assert_eq!(
             Client::greeted(main).await.1,
             "a",
@@ -181,7 +187,11 @@ clusters:
             Arc::ptr_eq(&before, &gw.cluster("venue")),
             "the same cluster, health and all"
         );
-        assert!(!gw.endpoint("venue", active.address).is_healthy());
+        assert_eq!(
+            gw.endpoint_metric("causeway_endpoint_healthy", "venue", active.address),
+            0.0,
+            "still unhealthy"
+        );
         assert_eq!(Client::greeted(gw.address("l")).await.1, "standby");
     })
     .await

@@ -1,4 +1,3 @@
-use std::sync::atomic::Ordering::Relaxed;
 use testkit::{Backend, Client, TestGateway, bounded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +102,7 @@ clusters:
         let gw = TestGateway::start(&yaml);
         let mut client = Client::connect(gw.address("strict")).await;
         assert!(client.is_closed().await);
-        assert_eq!(gw.listener_stats("strict").no_route.load(Relaxed), 1);
+        assert_eq!(gw.rejected("strict", "no_route"), 1.0);
         assert_eq!(a.accepted(), 0, "nothing was dialed");
     })
     .await
@@ -158,14 +157,16 @@ clusters:
             three.is_closed().await,
             "third connection is over the limit"
         );
-        let stats = gw.listener_stats("capped");
-        assert_eq!(stats.rejected_limit.load(Relaxed), 1);
+        assert_eq!(gw.rejected("capped", "connection_limit"), 1.0);
         one.assert_echo("still here").await;
         two.assert_echo("me too").await;
 
         drop(one);
         testkit::eventually("the closed connection is released", || {
-            stats.active.load(Relaxed) == 1
+            gw.metric(
+                "causeway_listener_connections_active",
+                &[("listener", "capped")],
+            ) == 1.0
         })
         .await;
         let (mut four, _) = Client::greeted(address).await;

@@ -4,7 +4,6 @@
 //! pinning, an upstream that is down, concurrency, and a client that stops reading.
 
 use std::path::Path;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use testkit::authorizer::{TestAuthorizer, Verdict};
 use testkit::ssh::{Client, Credential, Sshd, example_keys};
@@ -201,17 +200,19 @@ async fn the_sftp_example_runs_as_documented() {
         assert!(lines.iter().all(|l| l["status"] == "ok" && l["route"] == "partners"));
         assert_eq!(lines[9]["bytes_written"], 15);
 
-        let stats = gw.listener_stats("sftp");
-        let auth = stats.ssh.auth.lock().unwrap().clone();
-        assert_eq!(auth.get(&("publickey", "ok")), Some(&1));
-        assert_eq!(auth.get(&("password", "ok")), Some(&1));
-        let sessions = stats.sessions.ssh();
+        let auth = |method, result| {
+            gw.metric(
+                "causeway_ssh_auth_total",
+                &[("listener", "sftp"), ("method", method), ("result", result)],
+            )
+        };
+        assert_eq!(auth("publickey", "ok"), 1.0);
+        assert_eq!(auth("password", "ok"), 1.0);
+        let sessions = gw.series("causeway_ssh_sessions_total", &[("listener", "sftp")]);
         assert_eq!(sessions.len(), 2, "{sessions:?}");
         let shown = serde_json::to_string(&gw.gateway.config()).unwrap();
         assert!(shown.contains("bob") && !shown.contains("argon2"), "GET /config shows no hash");
-        let metrics = telemetry::Telemetry::new(&Default::default())
-            .unwrap()
-            .render(&gw.gateway);
+        let metrics = gw.metrics_text();
         for line in [
             r#"causeway_ssh_auth_total{listener="sftp",method="publickey",result="ok"} 1"#,
             r#"causeway_ssh_auth_total{listener="sftp",method="password",result="ok"} 1"#,
@@ -435,18 +436,20 @@ async fn wrong_keys_wrong_passwords_and_unknown_users_are_refused_alike() {
         // own settings: compare within each kind of attempt).
         assert_eq!(messages[0], messages[2], "wrong key vs unknown user");
         assert_eq!(messages[1], messages[3], "wrong password vs unknown user");
-        let stats = gw.listener_stats("sftp");
-        assert_eq!(stats.ssh_auth_failed.load(Relaxed), 5);
-        let auth = stats.ssh.auth.lock().unwrap().clone();
-        assert!(
-            !auth.contains_key(&("publickey", "ok")) && !auth.contains_key(&("password", "ok"))
-        );
+        assert_eq!(gw.rejected("sftp", "ssh_auth_failed"), 5.0);
+        let auth = |method, result| {
+            gw.metric(
+                "causeway_ssh_auth_total",
+                &[("listener", "sftp"), ("method", method), ("result", result)],
+            )
+        };
+        assert!(auth("publickey", "ok") == 0.0 && auth("password", "ok") == 0.0);
         assert_eq!(
-            gw.cluster("backend").endpoints[0]
-                .stats
-                .connect_attempts
-                .load(Relaxed),
-            0,
+            gw.metric_sum(
+                "causeway_endpoint_connect_attempts_total",
+                &[("cluster", "backend")]
+            ),
+            0.0,
             "nothing was dialed"
         );
         // The right password over keyboard-interactive gets in.
@@ -479,11 +482,11 @@ async fn wrong_keys_wrong_passwords_and_unknown_users_are_refused_alike() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&kbd.stderr);
         assert!(!stderr.contains("Permission denied"), "{stderr}");
-        let auth = gw.listener_stats("sftp").ssh.auth.lock().unwrap().clone();
         assert_eq!(
-            auth.get(&("keyboard-interactive", "ok")),
-            Some(&1),
-            "{auth:?}"
+            auth("keyboard-interactive", "ok"),
+            1.0,
+            "{:?}",
+            gw.series("causeway_ssh_auth_total", &[("listener", "sftp")])
         );
     })
     .await;
@@ -509,15 +512,18 @@ async fn exec_and_shell_are_refused_unless_the_route_allows_them() {
             .unwrap()
             .unwrap();
         assert!(!output.status.success(), "shell refused: {output:?}");
-        let requests = gw
-            .listener_stats("sftp")
-            .ssh
-            .channel_requests
-            .lock()
-            .unwrap()
-            .clone();
-        assert_eq!(requests.get(&("exec", "denied")), Some(&1));
-        assert_eq!(requests.get(&("shell", "denied")), Some(&1));
+        let denied = |request| {
+            gw.metric(
+                "causeway_ssh_channel_requests_total",
+                &[
+                    ("listener", "sftp"),
+                    ("request", request),
+                    ("result", "denied"),
+                ],
+            )
+        };
+        assert_eq!(denied("exec"), 1.0);
+        assert_eq!(denied("shell"), 1.0);
 
         // Allowed by the route: the real server runs the command, its exit status comes back.
         let gw = gateway(&upstream, ", allow: { exec: true }", &pinned());
@@ -550,14 +556,18 @@ async fn an_upstream_with_an_unknown_host_key_is_refused() {
             run.stderr.contains("could not be verified"),
             "a clear message: {run:?}"
         );
-        let failures = gw
-            .listener_stats("sftp")
-            .ssh
-            .upstream_failures
-            .lock()
-            .unwrap()
-            .clone();
-        assert_eq!(failures.get("host_key_mismatch"), Some(&1), "{failures:?}");
+        let failures = gw.series(
+            "causeway_ssh_upstream_failures_total",
+            &[("listener", "sftp")],
+        );
+        assert_eq!(
+            gw.metric(
+                "causeway_ssh_upstream_failures_total",
+                &[("listener", "sftp"), ("reason", "host_key_mismatch")]
+            ),
+            1.0,
+            "{failures:?}"
+        );
 
         // Pinned by fingerprint (and by known_hosts) the same server is trusted.
         let print = std::process::Command::new("ssh-keygen")
@@ -606,16 +616,16 @@ async fn an_upstream_that_is_down_gets_a_clear_disconnect() {
         assert!(!run.success, "{run:?}");
         assert!(run.stderr.contains("upstream unavailable"), "{run:?}");
         assert!(started.elapsed() < Duration::from_secs(15), "no hang");
-        let failures = gw
-            .listener_stats("sftp")
-            .ssh
-            .upstream_failures
-            .lock()
-            .unwrap()
-            .clone();
+        let failures = gw.series(
+            "causeway_ssh_upstream_failures_total",
+            &[("listener", "sftp")],
+        );
         assert_eq!(
-            failures.get("upstream_connect_failed"),
-            Some(&1),
+            gw.metric(
+                "causeway_ssh_upstream_failures_total",
+                &[("listener", "sftp"), ("reason", "upstream_connect_failed")]
+            ),
+            1.0,
             "{failures:?}"
         );
     })
@@ -651,10 +661,26 @@ async fn twenty_sftp_sessions_at_once() {
         for session in sessions.collect::<Vec<_>>() {
             session.await.unwrap();
         }
-        let sessions = gw.listener_stats("sftp").sessions.ssh();
-        assert_eq!(sessions.iter().map(|(_, n)| n).sum::<u64>(), 20);
+        assert_eq!(
+            gw.metric_sum("causeway_ssh_sessions_total", &[("listener", "sftp")]),
+            20.0
+        );
     })
     .await;
+}
+
+/// `causeway_endpoint_bytes_total` towards the client through the endpoint `upstream` of
+/// cluster `backend` (live connections included).
+fn downstream_bytes(gw: &TestGateway, upstream: std::net::SocketAddr) -> u64 {
+    let upstream = upstream.to_string();
+    gw.metric(
+        "causeway_endpoint_bytes_total",
+        &[
+            ("cluster", "backend"),
+            ("endpoint", &upstream),
+            ("direction", "downstream"),
+        ],
+    ) as u64
 }
 
 /// Bytes waiting unread in the kernel on connections to `port` (from /proc/net/tcp: the
@@ -696,13 +722,8 @@ async fn a_client_that_stops_reading_holds_back_the_upstream() {
             .process_group(0);
         let mut child = command.spawn().unwrap();
         let pgid = child.id().unwrap() as i32;
-        let relayed = || {
-            gw.gateway
-                .registry()
-                .snapshot()
-                .first()
-                .map_or(0, |l| l.counters.downstream_bytes.load(Relaxed))
-        };
+        // The one connection's bytes towards the client, live ones included.
+        let relayed = || downstream_bytes(&gw, sshd.address);
         eventually("the download is under way", || relayed() > 4 << 20).await;
         // The client stops reading.
         // SAFETY: kill(2) on our own child's process group.
@@ -936,11 +957,7 @@ while True:
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout.contains("/root/alice"), "{stdout}");
-        let failed = gw
-            .listener_stats("sftp")
-            .proxy_protocol_failed
-            .load(Relaxed);
-        assert_eq!(failed, 0);
+        assert_eq!(gw.rejected("sftp", "proxy_protocol"), 0.0);
     })
     .await;
 }
@@ -1056,12 +1073,8 @@ async fn a_stalled_session_closed_by_the_gateway_lets_go_of_its_upstream() {
         let mut child = command.spawn().unwrap();
         let pgid = child.id().unwrap() as i32;
         let registry = gw.gateway.registry().clone();
-        let relayed = || {
-            registry
-                .snapshot()
-                .first()
-                .map_or(0, |l| l.counters.downstream_bytes.load(Relaxed))
-        };
+        // The one connection's bytes towards the client, live ones included.
+        let relayed = || downstream_bytes(&gw, sshd.address);
         eventually("the download is under way", || relayed() > 1 << 20).await;
         // SAFETY: kill(2) on our own child's process group.
         unsafe { libc::kill(-pgid, libc::SIGSTOP) };

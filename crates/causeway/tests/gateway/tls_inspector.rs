@@ -2,7 +2,6 @@
 //! untouched; non-TLS clients; clients that stall.
 
 use protocols::tls::{build_client_hello, client_hello};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use testkit::{Backend, Client, TestGateway, bounded};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -162,7 +161,7 @@ async fn alpn_and_non_tls_clients() {
         let mut client = Client::connect(gw.address("edge")).await;
         client.stream.get_mut().write_all(&no_h2).await.unwrap();
         assert!(client.is_closed().await);
-        assert_eq!(gw.listener_stats("edge").no_route.load(Relaxed), 1);
+        assert_eq!(gw.rejected("edge", "no_route"), 1.0);
 
         // Plaintext (an MQ TSH header, say) goes to the `tls: false` route, bytes intact.
         let mut client = Client::connect(gw.address("edge")).await;
@@ -201,7 +200,7 @@ async fn a_client_that_stalls_mid_hello_is_cut_at_the_deadline() {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(gw.listener_stats("edge").inspection_failed.load(Relaxed), 1);
+        assert_eq!(gw.rejected("edge", "inspection_failed"), 1.0);
         assert_eq!(pass.accepted(), 0, "nothing was dialed");
     })
     .await

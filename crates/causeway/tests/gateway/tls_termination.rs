@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use testkit::pki::{Ca, Leaf, LeafSpec};
 use testkit::tls_peer::{client_config, connect, server_config};
@@ -48,12 +47,10 @@ async fn refused(address: std::net::SocketAddr, config: Arc<rustls::ClientConfig
 }
 
 fn handshakes(gw: &TestGateway, side: &str, result: &str) -> u64 {
-    gw.gateway
-        .handshakes()
-        .snapshot()
-        .into_iter()
-        .find(|((s, r), _)| *s == side && *r == result)
-        .map_or(0, |(_, n)| n)
+    gw.metric(
+        "causeway_tls_handshakes_total",
+        &[("side", side), ("result", result)],
+    ) as u64
 }
 
 /// A test PKI in a temporary directory.
@@ -155,10 +152,7 @@ clusters:
         })
         .await;
         assert_eq!(handshakes(&gw, "downstream", "ok"), 3);
-        assert_eq!(
-            gw.listener_stats("edge").tls_handshake_failed.load(Relaxed),
-            1
-        );
+        assert_eq!(gw.rejected("edge", "tls_handshake_failed"), 1.0);
         assert_eq!(echo.accepted(), 3, "nothing dialed for the refused client");
     })
     .await;
@@ -263,7 +257,7 @@ async fn client_identities_are_verified_and_refused_ones_get_an_alert() {
             eventually(reason, || handshakes(&gw, "downstream", reason) == 1).await;
         }
         assert_eq!(echo.accepted(), 1, "refused clients never reach the backend");
-        assert_eq!(gw.listener_stats("edge").tls_handshake_failed.load(Relaxed), 4);
+        assert_eq!(gw.rejected("edge", "tls_handshake_failed"), 4.0);
     })
     .await;
 }
@@ -358,9 +352,7 @@ async fn handshakes_and_identities_are_in_metrics_and_the_access_log() {
         assert_eq!(refused["reason"], "downstream_tls_unknown_ca");
         assert_eq!(refused["route"], "secure");
 
-        let text = telemetry::Telemetry::new(&Default::default())
-            .unwrap()
-            .render(&gw.gateway);
+        let text = gw.metrics_text();
         let sample = |needle: &str| -> f64 {
             text.lines()
                 .find(|l| l.starts_with(needle))
@@ -430,7 +422,11 @@ async fn rotated_files_reach_new_handshakes_and_leave_live_connections_alone() {
             })
             .await
             .unwrap();
-        assert_eq!(identity.stats.rotations.load(Relaxed), 1);
+        let server = [("identity", "server")];
+        assert_eq!(
+            gw.metric("causeway_tls_identity_rotations_total", &server),
+            1.0
+        );
 
         assert_echo(&mut live, "still here after the rotation").await;
         // (A new client: one that resumes its session sees the certificate of that session.)
@@ -448,7 +444,7 @@ async fn rotated_files_reach_new_handshakes_and_leave_live_connections_alone() {
         let third = pki.ca.server(&["echo.causeway.test"]);
         replace(&pki.path("server.pem"), &third.cert_pem);
         eventually("the failed load is counted", || {
-            identity.stats.failures.load(Relaxed) == 1
+            gw.metric("causeway_tls_identity_load_failures_total", &server) == 1.0
         })
         .await;
         let mut after = connect(
@@ -670,7 +666,7 @@ async fn the_tls_example_runs_as_documented() {
 
         let mut unknown = Openssl::start(address, "other.causeway.test", &certs, None);
         assert_eq!(unknown.line().await, None, "no route for other names");
-        assert_eq!(gw.listener_stats("edge").no_route.load(Relaxed), 1);
+        assert_eq!(gw.rejected("edge", "no_route"), 1.0);
     })
     .await;
 }
@@ -744,7 +740,13 @@ clusters:
             })
             .await
             .unwrap();
-        assert_eq!(identity.stats.rotations.load(Relaxed), 1);
+        assert_eq!(
+            gw.metric(
+                "causeway_tls_identity_rotations_total",
+                &[("identity", "mesh")]
+            ),
+            1.0
+        );
         assert_echo(&mut live, "the live session is untouched").await;
         let mut fresh = connect(address, "gateway.causeway.test", config())
             .await

@@ -2,7 +2,6 @@
 //! connection) and HTTP/1.1, server-first protocols, destinations refused, half-close; curl as
 //! a CONNECT client of the terminator.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use testkit::pki::Ca;
 use testkit::{Backend, Client, TestGateway, bounded, eventually};
@@ -171,11 +170,11 @@ async fn a_hundred_tunnels_share_one_http2_connection_byte_exact() {
             t.await.unwrap();
         }
         assert_eq!(
-            p.terminator
-                .listener_stats("connect")
-                .accepted
-                .load(Relaxed),
-            1,
+            p.terminator.metric(
+                "causeway_listener_connections_accepted_total",
+                &[("listener", "connect")]
+            ),
+            1.0,
             "one HTTP/2 connection carried every tunnel"
         );
     })
@@ -232,15 +231,14 @@ async fn refused_destinations_and_edges_without_a_certificate_get_nowhere() {
         assert!(client.is_closed().await);
         assert_eq!(echo.accepted(), 0);
         assert_eq!(
-            p.edge.cluster("tunnel").tunnels.stats.failed.load(Relaxed),
-            1
+            p.edge.metric(
+                "causeway_tunnel_connects_total",
+                &[("cluster", "tunnel"), ("result", "failed")]
+            ),
+            1.0
         );
         eventually("counted", || {
-            p.terminator
-                .listener_stats("connect")
-                .authz_denied
-                .load(Relaxed)
-                == 1
+            p.terminator.rejected("connect", "authz_denied") == 1.0
         })
         .await;
         // No client certificate: the terminator refuses the TLS handshake.
