@@ -91,6 +91,17 @@ impl TestGateway {
         self.metric(name, &[("cluster", cluster), ("endpoint", &endpoint)])
     }
 
+    /// Active health checks of an endpoint with this `result` (`passed`, `failed`).
+    pub fn health_checks(&self, cluster: &str, address: SocketAddr, result: &str) -> f64 {
+        let endpoint = address.to_string();
+        let labels = [
+            ("cluster", cluster),
+            ("endpoint", &endpoint),
+            ("result", result),
+        ];
+        self.metric("causeway_endpoint_health_checks_total", &labels)
+    }
+
     /// Every series of `name` whose labels include `labels` (it may have more), with all
     /// its labels and its value; for counting series or summing over a label.
     pub fn series(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(Labels, f64)> {

@@ -1,4 +1,3 @@
-use std::sync::atomic::Ordering::Relaxed;
 use testkit::{Backend, Client, TestGateway, bounded, closed_port, eventually};
 
 fn active_standby(active: &str, standby: &str, extra: &str) -> String {
@@ -159,27 +158,25 @@ async fn health_transitions_wait_for_their_thresholds() {
             &standby.address.to_string(),
             "health_check: { interval: 30ms, timeout: 200ms, healthy_threshold: 4, unhealthy_threshold: 3 }",
         ));
-        let endpoint = gw.endpoint("venue", active.address);
-        // no metric for this yet: health checks passed/failed (EndpointStats::health_checks_*)
-        eventually("a first check passed", || endpoint.stats.health_checks_passed.load(Relaxed) >= 1).await;
+        let active_address = active.address;
+        let checks = |result| gw.health_checks("venue", active_address, result);
+        eventually("a first check passed", || checks("passed") >= 1.0).await;
         assert_eq!(
             gw.endpoint_metric("causeway_endpoint_healthy", "venue", active.address),
             1.0
         );
 
-        // no metric for this yet: health checks failed (EndpointStats::health_checks_failed)
-        let failures_before = endpoint.stats.health_checks_failed.load(Relaxed);
+        let failures_before = checks("failed");
         active.stop().await;
         gw.wait_health("venue", active.address, false).await;
-        let failed = endpoint.stats.health_checks_failed.load(Relaxed) - failures_before;
-        assert!(failed >= 3, "unhealthy only after 3 failed checks, saw {failed}");
+        let failed = checks("failed") - failures_before;
+        assert!(failed >= 3.0, "unhealthy only after 3 failed checks, saw {failed}");
 
-        // no metric for this yet: health checks passed (EndpointStats::health_checks_passed)
-        let passed_before = endpoint.stats.health_checks_passed.load(Relaxed);
+        let passed_before = checks("passed");
         active.resume().await;
         gw.wait_health("venue", active.address, true).await;
-        let passed = endpoint.stats.health_checks_passed.load(Relaxed) - passed_before;
-        assert!(passed >= 4, "healthy only after 4 passed checks, saw {passed}");
+        let passed = checks("passed") - passed_before;
+        assert!(passed >= 4.0, "healthy only after 4 passed checks, saw {passed}");
     })
     .await
 }
@@ -204,7 +201,6 @@ async fn a_passing_health_check_ends_a_passive_ejection() {
             "health_check: { interval: 500ms, timeout: 200ms, healthy_threshold: 2, unhealthy_threshold: 10 }",
         ));
         let address = gw.address("fix");
-        let endpoint = gw.endpoint("venue", active.address);
         let active_address = active.address;
         let metric = |name: &str| gw.endpoint_metric(name, "venue", active_address);
         let (_first, name) = Client::greeted(address).await;
@@ -252,8 +248,7 @@ async fn a_passing_health_check_ends_a_passive_ejection() {
                  (causeway_endpoint_healthy: {}; health checks passed in all: {})",
                 back.elapsed(),
                 metric("causeway_endpoint_healthy"),
-                // no metric for this yet: health checks passed (EndpointStats::health_checks_passed)
-                endpoint.stats.health_checks_passed.load(Relaxed)
+                gw.health_checks("venue", active.address, "passed")
             );
             pace.tick().await;
         }

@@ -2,7 +2,6 @@
 //! with a Logout, bad first messages cut, failover between acceptors, a long session relayed
 //! byte-exact. The venues are the fixsim engine (the test kit's FIX acceptor).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use testkit::fix::{Session, acceptor};
 use testkit::{TestGateway, bounded, eventually};
@@ -345,7 +344,6 @@ clusters:
 "#,
             hung.address, standby.address
         ));
-        let standby_endpoint = gw.endpoint("venue1", standby.address);
         // Endpoints start healthy and nothing connects (no passive ejection yet): out of
         // service means a failed check turned it unhealthy.
         eventually("the hung acceptor is found out", || {
@@ -358,8 +356,7 @@ clusters:
         })
         .await;
         eventually("the standby answers the check's Logon", || {
-            // no metric for this yet: health checks passed (EndpointStats::health_checks_passed)
-            standby_endpoint.stats.health_checks_passed.load(Relaxed) > 0 && venue.logons() > 0
+            gw.health_checks("venue1", standby.address, "passed") > 0.0 && venue.logons() > 0
         })
         .await;
         let (_session, answer) = log_on(&gw, "CLIENT1", "VENUE1").await;

@@ -43,6 +43,18 @@ impl Cluster {
             ] {
                 out.counter(name, labels(), count.load(Relaxed));
             }
+            for (result, count) in [
+                ("passed", &s.health_checks_passed),
+                ("failed", &s.health_checks_failed),
+            ] {
+                let mut l = labels();
+                l.push(("result", result.into()));
+                out.counter(
+                    "causeway_endpoint_health_checks_total",
+                    l,
+                    count.load(Relaxed),
+                );
+            }
             let active = s.active.load(Relaxed) as f64;
             out.gauge("causeway_endpoint_connections_active", labels(), active);
             let healthy = f64::from(u8::from(e.is_available()));
