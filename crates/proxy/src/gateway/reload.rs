@@ -1,0 +1,354 @@
+//! Reload: a new configuration applied to new connections by `config::diff`, leaving live
+//! connections, unchanged sockets and unchanged clusters (with their health) alone; nothing
+//! changes unless everything that can fail (binding, reading files) succeeded first.
+
+use super::{Authorizers, Gateway, RunningListener, StartError};
+use crate::accept;
+use crate::accept::Listener;
+use crate::dial::cluster::Cluster;
+use crate::route::RouteTable;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What a reload changed, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadSummary {
+    pub listeners_added: Vec<String>,
+    pub listeners_removed: Vec<String>,
+    /// Rebound because their address or socket settings changed.
+    pub listeners_rebound: Vec<String>,
+    /// Same socket; new routes or limits.
+    pub listeners_updated: Vec<String>,
+    pub clusters_added: Vec<String>,
+    pub clusters_removed: Vec<String>,
+    pub clusters_replaced: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Running listeners by name.
+type Listeners = HashMap<String, RunningListener>;
+/// Running listeners in configuration order.
+type InOrder = Vec<(String, RunningListener)>;
+
+/// What the new listeners are built from.
+struct Next<'a> {
+    clusters: &'a HashMap<String, Arc<Cluster>>,
+    authorizers: &'a super::Authorizers,
+    ssh: HashMap<String, Arc<crate::terminate::ssh::SshServer>>,
+}
+
+impl Gateway {
+    /// Applies a new configuration to new connections. Live connections keep their upstream;
+    /// listeners whose socket settings did not change keep their socket (no connection
+    /// attempt is refused); new listeners are bound before anything else changes, so a
+    /// reload that cannot bind changes nothing. Removed listeners stop accepting and their
+    /// live connections drain. Unchanged clusters keep their health state.
+    pub fn reload(&self, config: &config::Config) -> Result<ReloadSummary, StartError> {
+        let result = self.apply(config);
+        match &result {
+            Ok(summary) => {
+                self.reloads.ok.fetch_add(1, Relaxed);
+                tracing::info!(?summary, "configuration reloaded");
+            }
+            Err(e) => {
+                self.reloads.failed.fetch_add(1, Relaxed);
+                tracing::error!("reload failed, the previous configuration stays: {e}");
+            }
+        }
+        result
+    }
+
+    fn apply(&self, config: &config::Config) -> Result<ReloadSummary, StartError> {
+        let mut state = self.state.lock().unwrap();
+        // What changes, by name: computed once, without touching a socket.
+        let diff = config::diff(&state.config, config);
+        for setting in &diff.restart_required {
+            tracing::warn!(
+                setting,
+                "a change of `{setting}` takes effect at the next restart"
+            );
+        }
+        // First everything that can fail: binding new and changed listeners, reading files.
+        let changes = &diff.listeners;
+        let needs_socket = |l: &&config::Listener| {
+            changes.added.contains(&l.name) || changes.rebound.contains(&l.name)
+        };
+        let bound = bind_all(config.listeners.iter().filter(needs_socket))?;
+        let identities = identities_for(config, Some(&state.config), &self.identities)?;
+        let authorizers = authorizers_for(config, Some(&state.config), &state.authorizers)?;
+        let ssh = ssh_servers(config)?;
+
+        // Nothing fails from here on (but the start of a new accept loop).
+        for retired in self.identities.replace(identities) {
+            retired.stop();
+        }
+        let mut summary = ReloadSummary {
+            clusters_added: diff.clusters.added.clone(),
+            clusters_replaced: diff.clusters.replaced.clone(),
+            clusters_removed: diff.clusters.removed.clone(),
+            ..Default::default()
+        };
+        let clusters = self.swap_clusters(&state.clusters, config, &diff);
+        let old = state.listeners.drain(..).collect();
+        let new = Next {
+            clusters: &clusters,
+            authorizers: &authorizers,
+            ssh,
+        };
+        let (listeners, old) = self.swap_listeners(config, old, bound, new, &mut summary)?;
+        for (name, old) in old {
+            self.retire_listener(&name, old, config);
+            summary.listeners_removed.push(name);
+        }
+        (self.context.global.limit).store(config.max_connections.unwrap_or(0) as u64, Relaxed);
+        state.listeners = listeners;
+        state.clusters = clusters;
+        state.authorizers = authorizers;
+        state.config = config.clone();
+        Ok(summary)
+    }
+
+    /// The clusters of the new configuration (unchanged ones kept); the retired ones stop,
+    /// and their connections drain when the configuration says so.
+    fn swap_clusters(
+        &self,
+        old: &HashMap<String, Arc<Cluster>>,
+        config: &config::Config,
+        diff: &config::Diff,
+    ) -> HashMap<String, Arc<Cluster>> {
+        let clusters = self.clusters_for(config, old, &diff.clusters.unchanged);
+        let retired: Vec<Arc<Cluster>> = old
+            .iter()
+            .filter(|(name, old)| !clusters.get(*name).is_some_and(|new| Arc::ptr_eq(new, old)))
+            .map(|(_, old)| old.clone())
+            .collect();
+        for cluster in &retired {
+            cluster.stop();
+        }
+        if config.reload.removed_cluster_connections == config::RemovedConnections::Close
+            && !retired.is_empty()
+        {
+            self.drain_connections(config.drain.clone(), move |live| {
+                live.upstream()
+                    .is_some_and(|u| retired.iter().any(|c| Arc::ptr_eq(c, &u.cluster)))
+            });
+        }
+        clusters
+    }
+
+    /// Every listener of the new configuration: an unchanged socket gets the new settings
+    /// for its new connections, a new or rebound one a new accept loop. Returns them, and
+    /// the old listeners no longer configured.
+    fn swap_listeners(
+        &self,
+        config: &config::Config,
+        mut old: Listeners,
+        bound: Vec<(&config::Listener, std::net::TcpListener)>,
+        mut new: Next<'_>,
+        summary: &mut ReloadSummary,
+    ) -> Result<(InOrder, Listeners), StartError> {
+        let mut bound: HashMap<&str, std::net::TcpListener> = bound
+            .into_iter()
+            .map(|(l, s)| (l.name.as_str(), s))
+            .collect();
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let ssh = new.ssh.remove(&l.name);
+            let running = match (old.remove(&l.name), bound.remove(l.name.as_str())) {
+                (Some(old), None) => {
+                    let previous = old.current.borrow().clone();
+                    let state = listener_state(
+                        l,
+                        new.clusters,
+                        &self.identities,
+                        new.authorizers,
+                        ssh,
+                        Some(&previous),
+                    );
+                    old.current.send_replace(Arc::new(state));
+                    summary.listeners_updated.push(l.name.clone());
+                    old
+                }
+                (old, Some(socket)) => {
+                    let previous = old.as_ref().map(|o| o.current.borrow().clone());
+                    match old {
+                        Some(old) => {
+                            old.stop.cancel();
+                            summary.listeners_rebound.push(l.name.clone());
+                        }
+                        None => summary.listeners_added.push(l.name.clone()),
+                    }
+                    let (clusters, authorizers) = (new.clusters, new.authorizers);
+                    self.run_listener(l, socket, clusters, authorizers, ssh, previous.as_deref())?
+                }
+                (None, None) => unreachable!("a new listener is always bound"),
+            };
+            listeners.push((l.name.clone(), running));
+        }
+        Ok((listeners, old))
+    }
+
+    /// A listener no longer configured: it stops accepting, and its connections (those
+    /// accepted until now) get the drain window, then close.
+    fn retire_listener(&self, name: &str, old: RunningListener, config: &config::Config) {
+        old.stop.cancel();
+        tracing::info!(listener = %name, "listener removed: stopped accepting; its connections drain");
+        let registry = &self.context.registry;
+        let newest = registry.snapshot().last().map_or(0, |l| l.attributes.id);
+        let listener_name = name.to_string();
+        self.drain_connections(config.drain.clone(), move |live| {
+            *live.attributes.listener == *listener_name && live.attributes.id <= newest
+        });
+    }
+
+    /// The clusters for `config`: an old cluster the diff finds `unchanged` is kept (with
+    /// its health state); the others are started.
+    pub(super) fn clusters_for(
+        &self,
+        config: &config::Config,
+        old: &HashMap<String, Arc<Cluster>>,
+        unchanged: &[String],
+    ) -> HashMap<String, Arc<Cluster>> {
+        config
+            .clusters
+            .iter()
+            .map(|c| {
+                let kept = old.get(&c.name).filter(|_| unchanged.contains(&c.name));
+                let cluster = match kept {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        let stop = self.stop_health_checks.child_token();
+                        let recovered = crate::end::failback::closer(self.context.registry.clone());
+                        Cluster::start(c, stop, recovered, &self.identities)
+                    }
+                };
+                (c.name.clone(), cluster)
+            })
+            .collect()
+    }
+}
+
+/// The identities for `config`: one whose configuration is unchanged since `old` keeps
+/// running (with its material); others are started (files read now: an unusable file
+/// fails the start or reload).
+pub(super) fn identities_for(
+    config: &config::Config,
+    old: Option<&config::Config>,
+    running: &tls::Identities,
+) -> Result<HashMap<String, Arc<tls::Identity>>, StartError> {
+    config
+        .identities
+        .iter()
+        .map(|i| {
+            let unchanged = old
+                .and_then(|o| o.identities.iter().find(|o| o.name == i.name))
+                .is_some_and(|o| o == i);
+            let identity = match running.get(&i.name) {
+                Some(existing) if unchanged => existing,
+                _ => tls::start_identity(i).map_err(|source| StartError::Identity {
+                    name: i.name.clone(),
+                    source,
+                })?,
+            };
+            Ok((i.name.clone(), identity))
+        })
+        .collect()
+}
+
+/// The authorization services for `config`: unchanged ones are kept (their connection,
+/// cache and counts), others are created (they connect at their first check).
+pub(super) fn authorizers_for(
+    config: &config::Config,
+    old: Option<&config::Config>,
+    running: &Authorizers,
+) -> Result<Authorizers, StartError> {
+    config
+        .authorizers
+        .iter()
+        .map(|a| {
+            let unchanged = old
+                .and_then(|o| o.authorizers.iter().find(|o| o.name == a.name))
+                .is_some_and(|o| o == a);
+            let authorizer = match running.get(&a.name) {
+                Some(existing) if unchanged => existing.clone(),
+                _ => Arc::new(authz::ExtAuthz::new(a).map_err(StartError::Authorizer)?),
+            };
+            Ok((a.name.clone(), authorizer))
+        })
+        .collect()
+}
+
+pub(super) async fn futures_ready(identities: &[Arc<tls::Identity>]) {
+    for identity in identities {
+        identity.ready().await;
+    }
+}
+
+/// A listener's settings for new connections; counters continue from `previous`.
+pub(super) fn listener_state(
+    config: &config::Listener,
+    clusters: &HashMap<String, Arc<Cluster>>,
+    identities: &Arc<tls::Identities>,
+    authorizers: &Authorizers,
+    ssh: Option<Arc<crate::terminate::ssh::SshServer>>,
+    previous: Option<&Listener>,
+) -> Listener {
+    Listener {
+        ssh,
+        config: config.clone(),
+        name: Arc::from(config.name.as_str()),
+        routes: RouteTable::new(
+            &config.routes,
+            clusters,
+            identities,
+            authorizers,
+            previous.map(|p| &p.routes),
+        ),
+        stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
+    }
+}
+
+/// The SSH servers of the SSH listeners, their key files read (again, on reload: rotated
+/// host keys take effect for new connections).
+pub(super) fn ssh_servers(
+    config: &config::Config,
+) -> Result<HashMap<String, Arc<crate::terminate::ssh::SshServer>>, StartError> {
+    config
+        .listeners
+        .iter()
+        .filter(|l| l.ssh.is_some())
+        .map(|l| {
+            let server =
+                crate::terminate::ssh::SshServer::load(l, &config.clusters).map_err(|why| {
+                    StartError::Ssh {
+                        listener: l.name.clone(),
+                        why,
+                    }
+                })?;
+            Ok((l.name.clone(), Arc::new(server)))
+        })
+        .collect()
+}
+
+/// Binds every listener given, or none: the first failure drops what was bound.
+pub(super) fn bind_all<'a>(
+    listeners: impl Iterator<Item = &'a config::Listener>,
+) -> Result<Vec<(&'a config::Listener, std::net::TcpListener)>, StartError> {
+    listeners
+        .map(|l| {
+            accept::bind(l)
+                .map(|s| (l, s))
+                .map_err(|source| StartError::Bind {
+                    listener: l.name.clone(),
+                    address: l.address,
+                    source,
+                })
+        })
+        .collect()
+}
