@@ -5,8 +5,11 @@
 use super::gate::{Gate, Outcome, Shared};
 use crate::accept::{Context, Listener};
 use crate::attributes::Attributes;
+use crate::end::registry::Live;
 use crate::error::{Error, Kind, Side};
 use ssh::russh::{self, Disconnect};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -34,7 +37,6 @@ pub(crate) async fn serve(
     });
     // However the connection ends, its channel relays end with it.
     let _ended = shared.ended.clone().drop_guard();
-    let mut live_changes = shared.live.subscribe();
     let gate = Gate::new(
         server.clone(),
         listener.clone(),
@@ -62,36 +64,10 @@ pub(crate) async fn serve(
     let handle = running.handle();
     let mut running = std::pin::pin!(running);
 
-    // Until the client is authenticated (and registered as a live connection).
-    let live = loop {
-        tokio::select! {
-            ended = &mut running => {
-                // A refused login is the reason, whatever the client did next.
-                let mut outcome = shared.outcome.lock().unwrap();
-                let error = match (outcome.error.take(), &outcome.attributes, ended) {
-                    (Some(error), _, _) => error,
-                    (None, Some(_), _) => Error::new(Side::Downstream, Kind::SshAuthFailed),
-                    (None, None, Err(e)) => Error::new(Side::Downstream, Kind::Ssh(e.to_string())),
-                    (None, None, Ok(())) => Error::new(Side::Downstream, Kind::Ssh("closed before logging in".into())),
-                };
-                drop(outcome);
-                return refused(&attributes, &shared, error, listener, context);
-            }
-            _ = sleep_until(deadline), if shared.live.borrow().is_none() => {
-                let _ = handle
-                    .disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new())
-                    .await;
-                let error = Error::new(Side::Downstream, Kind::SshAuthFailed);
-                return refused(&attributes, &shared, error, listener, context);
-            }
-            _ = live_changes.changed() => {
-                if let Some(live) = live_changes.borrow().clone() {
-                    break live;
-                }
-            }
-        }
+    let live = match authenticated(running.as_mut(), &handle, &shared, deadline).await {
+        Ok(live) => live,
+        Err(error) => return refused(&attributes, &shared, error, listener, context),
     };
-
     let route = shared
         .outcome
         .lock()
@@ -111,13 +87,62 @@ pub(crate) async fn serve(
         Some(error) => Err(error),
         None => result,
     };
-    // The relays go first: one stuck on a window would keep either session from taking
-    // the disconnects below.
-    shared.ended.cancel();
+    let mut outcome = goodbye(&handle, &shared, &result).await;
+    let registration = outcome.registration.take().expect("registered");
+    let lease = outcome.lease.as_ref();
+    crate::end::finish(registration, &route, lease, &result, log);
+}
+
+/// Waits until the client is authenticated and registered as a live connection, within
+/// the deadline. Err: why the connection is refused (a refused login, whatever the client
+/// did next; silence; a broken session).
+async fn authenticated<E: std::fmt::Display>(
+    mut running: Pin<&mut impl Future<Output = Result<(), E>>>,
+    handle: &russh::server::Handle,
+    shared: &Shared,
+    deadline: Instant,
+) -> Result<Arc<Live>, Error> {
+    let mut live_changes = shared.live.subscribe();
+    loop {
+        tokio::select! {
+            ended = &mut running => {
+                let mut outcome = shared.outcome.lock().unwrap();
+                let error = match (outcome.error.take(), &outcome.attributes, ended) {
+                    (Some(error), _, _) => error,
+                    (None, Some(_), _) => Error::new(Side::Downstream, Kind::SshAuthFailed),
+                    (None, None, Err(e)) => Error::new(Side::Downstream, Kind::Ssh(e.to_string())),
+                    (None, None, Ok(())) => Error::new(Side::Downstream, Kind::Ssh("closed before logging in".into())),
+                };
+                return Err(error);
+            }
+            _ = sleep_until(deadline), if shared.live.borrow().is_none() => {
+                let _ = handle
+                    .disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new())
+                    .await;
+                return Err(Error::new(Side::Downstream, Kind::SshAuthFailed));
+            }
+            _ = live_changes.changed() => {
+                if let Some(live) = live_changes.borrow().clone() {
+                    return Ok(live);
+                }
+            }
+        }
+    }
+}
+
+/// Once the session ended: its relays stopped first (one stuck on a window would keep
+/// either session from taking the disconnects), the client told why when the gateway ended
+/// it, the upstream told goodbye — each bounded. What the session left, for its ending.
+async fn goodbye(
+    handle: &russh::server::Handle,
+    shared: &Shared,
+    result: &Result<(), Error>,
+) -> Outcome {
     const BOUNDED: std::time::Duration = std::time::Duration::from_secs(2);
-    if result.is_err() {
-        let why = match &result {
-            Err(e) if e.side == Side::Upstream => "upstream unavailable",
+    shared.ended.cancel();
+    if let Err(e) = result {
+        let why = match e.side {
+            Side::Upstream => "upstream unavailable",
             _ => "closed by the gateway",
         };
         let told = handle.disconnect(Disconnect::ByApplication, why.into(), String::new());
@@ -128,9 +153,7 @@ pub(crate) async fn serve(
         let told = upstream.disconnect(Disconnect::ByApplication, "", "");
         let _ = tokio::time::timeout(BOUNDED, told).await;
     }
-    let registration = outcome.registration.take().expect("registered");
-    let lease = outcome.lease.as_ref();
-    crate::end::finish(registration, &route, lease, &result, log);
+    outcome
 }
 
 /// A connection that never got past authentication: logged with the last login tried.
