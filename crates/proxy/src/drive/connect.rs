@@ -209,44 +209,22 @@ impl Terminator {
     /// One tunnel request: checked, authorized, dialed; an error status otherwise.
     async fn open(&self, request: &Parts) -> Result<Opened, StatusCode> {
         let (route, listener) = (&self.route, &self.listener);
-        let settings = self.settings();
         let authority = request.uri.authority().ok_or(StatusCode::BAD_REQUEST)?;
         let port = authority.port_u16().ok_or(StatusCode::BAD_REQUEST)?;
         let host = authority.host();
-
-        // The tunnel is a connection of its own: the outer one's attributes (TLS session,
-        // client identity), its client address as the edge says it, its target.
-        let mut attributes = self.outer.attributes.clone();
-        attributes.id = next_id();
-        attributes.authz = None;
-        if let Some(address) = settings
-            .client_address_header
-            .as_ref()
-            .and_then(|h| request.headers.get(h))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-        {
-            attributes.source = address;
-        }
-        attributes.protocol = Some(Box::new(Protocol::Tunnel(TunnelTarget {
-            host: host.to_string(),
-            port,
-        })));
+        let mut attributes = self.tunnel_attributes(request, host, port);
         // Admitted like any connection: the gateway's and the listener's limits count it.
-        let context = &self.context;
-        let slot = admission::admit(listener, &context.global, None, attributes.source.ip())
+        let global = &self.context.global;
+        let slot = admission::admit(listener, global, None, attributes.source.ip())
             .map_err(|refusal| {
                 tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = refusal.reason(), "tunnel refused: {}", refusal.reason().replace('_', " "));
                 StatusCode::SERVICE_UNAVAILABLE
             })?;
-
         // A cluster by name, or an allowed address dialed with the route's cluster settings.
-        let named = listener
-            .routes
-            .cluster(host)
+        let named = (listener.routes.cluster(host))
             .filter(|c| c.name() == host)
             .cloned();
-        if named.is_none() && !settings.allows(host, port) {
+        if named.is_none() && !self.settings().allows(host, port) {
             tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, "tunnel destination not allowed");
             listener.stats.authz_denied.fetch_add(1, Relaxed);
             return Err(StatusCode::FORBIDDEN);
@@ -260,25 +238,15 @@ impl Terminator {
             }
         }
         let cluster = named.unwrap_or_else(|| route.cluster.clone());
-        let dialed = match cluster.name() == host {
-            true => cluster.connect().await,
-            false => cluster.dial(authority.as_str()).await,
-        };
-        let upstream = match dialed {
-            Ok((stream, lease)) => {
-                let header = proxy_out::header(&cluster.config, &attributes, None);
-                cluster
-                    .originate(stream, header, attributes.sni(), &self.context.handshakes)
-                    .await
-                    .map(|leg| (leg, lease))
-            }
-            Err(e) => Err(e),
-        };
-        match upstream {
+        match self
+            .dial(&cluster, authority.as_str(), host, &attributes)
+            .await
+        {
             Ok((upstream, lease)) => {
                 route.connections.fetch_add(1, Relaxed);
+                let _slot = slot;
                 Ok(Opened {
-                    _slot: slot,
+                    _slot,
                     attributes,
                     cluster,
                     lease,
@@ -290,6 +258,48 @@ impl Terminator {
                 Err(StatusCode::BAD_GATEWAY)
             }
         }
+    }
+
+    /// A tunnel is a connection of its own: the outer one's attributes (TLS session, client
+    /// identity), its client address as the edge says it, its target.
+    fn tunnel_attributes(&self, request: &Parts, host: &str, port: u16) -> Attributes {
+        let mut attributes = self.outer.attributes.clone();
+        attributes.id = next_id();
+        attributes.authz = None;
+        if let Some(address) = (self.settings().client_address_header.as_ref())
+            .and_then(|h| request.headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            attributes.source = address;
+        }
+        let target = TunnelTarget {
+            host: host.to_string(),
+            port,
+        };
+        attributes.protocol = Some(Box::new(Protocol::Tunnel(target)));
+        attributes
+    }
+
+    /// The tunnel's destination: the named cluster's endpoints, or the address asked for
+    /// with the cluster's settings; its PROXY header and TLS as the cluster says.
+    async fn dial(
+        &self,
+        cluster: &Cluster,
+        authority: &str,
+        host: &str,
+        attributes: &Attributes,
+    ) -> Result<(Leg, Lease), Error> {
+        let (stream, lease) = match cluster.name() == host {
+            true => cluster.connect().await?,
+            false => cluster.dial(authority).await?,
+        };
+        let header = proxy_out::header(&cluster.config, attributes, None);
+        let handshakes = &self.context.handshakes;
+        let leg = cluster
+            .originate(stream, header, attributes.sni(), handshakes)
+            .await?;
+        Ok((leg, lease))
     }
 
     /// Relays an opened tunnel until it ends (or the connection it came in on is closed),

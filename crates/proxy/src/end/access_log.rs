@@ -102,8 +102,6 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
     let c = &live.counters;
     let age = c.started().elapsed();
     let started = SystemTime::now() - age;
-    let session = a.session.as_deref();
-    let peer = session.and_then(|s| s.peer.as_ref());
     let mut line = json!({
         "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         "event": event,
@@ -125,7 +123,14 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
     if let Some(decision) = a.authz {
         line["authz"] = json!(decision);
     }
-    // TLS fields only where there is TLS: what the inspector saw, what was terminated.
+    protocol_fields(a, &mut line);
+    tls_fields(a, &mut line);
+    line
+}
+
+/// What the listener's protocol said: the FIX Logon's session fields (never its password),
+/// the MQ channel, the SSH login, a tunnel's target.
+fn protocol_fields(a: &crate::attributes::Attributes, line: &mut Value) {
     // The Logon's session fields; never its password.
     if let Some(logon) = a.fix() {
         line["fix_begin_string"] = json!(logon.begin_string);
@@ -161,6 +166,13 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
         line["tunnel_host"] = json!(target.host);
         line["tunnel_port"] = json!(target.port);
     }
+}
+
+/// TLS fields only where there is TLS: what the inspector saw, what was terminated, who
+/// the client proved to be.
+fn tls_fields(a: &crate::attributes::Attributes, line: &mut Value) {
+    let session = a.session.as_deref();
+    let peer = session.and_then(|s| s.peer.as_ref());
     if let Some(sni) = a.sni() {
         line["sni"] = json!(sni);
     }
@@ -179,5 +191,4 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
         line["peer_dns_names"] = json!(p.dns_names);
         line["peer_subject"] = json!(p.subject);
     }
-    line
 }

@@ -50,80 +50,104 @@ impl SshServer {
             .iter()
             .map(|path| credentials::private_key(path).map_err(|e| format!("host key {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut users = HashMap::new();
-        for user in &settings.users {
-            let mut local = LocalUser::default();
-            if let Some(path) = &user.authorized_keys {
-                local.keys = credentials::authorized_keys(path)
-                    .map_err(|e| format!("user `{}`: authorized_keys {e}", user.name))?;
-            }
-            if let Some(hash) = &user.password_hash {
-                local.password = Some(
-                    PasswordHash::parse(hash)
-                        .map_err(|e| format!("user `{}`: password_hash: {e}", user.name))?,
-                );
-            }
-            users.insert(user.name.clone(), local);
-        }
-        let mut routes = HashMap::new();
-        for route in &listener.routes {
-            let Some(s) = &route.ssh else { continue };
-            let credential = match (&s.private_key, &s.password_file) {
-                (Some(key), _) => UpstreamCredential::from_key_file(key),
-                (None, Some(file)) => UpstreamCredential::from_password_file(file),
-                (None, None) => {
-                    return Err(format!("route `{}`: no upstream credential", route.name));
-                }
-            }
-            .map_err(|e| format!("route `{}`: {e}", route.name))?;
-            let audit = match &s.audit_log {
-                None => None,
-                Some(path) => Some(AuditLog::open(path).map_err(|e| {
-                    format!("route `{}`: audit_log {}: {e}", route.name, path.display())
-                })?),
-            };
-            routes.insert(route.name.clone(), RouteSsh { credential, audit });
-        }
-        let mut host_keys = HashMap::new();
-        for cluster in clusters {
-            if let Some(h) = &cluster.ssh {
-                let policy = HostKeyPolicy::load(h)
-                    .map_err(|e| format!("cluster `{}`: host keys: {e}", cluster.name))?;
-                host_keys.insert(cluster.name.clone(), Arc::new(policy));
-            }
-        }
-        let mut methods = russh::MethodSet::empty();
-        methods.push(russh::MethodKind::PublicKey);
-        methods.push(russh::MethodKind::Password);
-        if settings.keyboard_interactive {
-            methods.push(russh::MethodKind::KeyboardInteractive);
-        }
-        let config = russh::server::Config {
-            server_id: russh::SshId::Standard("SSH-2.0-Causeway".into()),
-            methods,
-            // Every refusal takes as long: wrong password, wrong key and unknown user
-            // cannot be told apart by timing. The first probe (`none`) is answered at once.
-            auth_rejection_time: std::time::Duration::from_millis(500),
-            auth_rejection_time_initial: Some(std::time::Duration::ZERO),
-            keys,
-            max_auth_attempts: settings.max_auth_attempts as usize,
-            preferred: ssh::algorithms::preferred(settings.legacy_algorithms),
-            // Keepalives find clients that vanished; idle sessions end by the route's
-            // idle_timeout, not here.
-            inactivity_timeout: None,
-            keepalive_interval: Some(std::time::Duration::from_secs(60)),
-            keepalive_max: 3,
-            nodelay: true,
-            ..Default::default()
-        };
         Ok(SshServer {
-            config: Arc::new(config),
+            config: Arc::new(server_config(&settings, keys)),
             client: ssh::upstream::config(settings.legacy_algorithms),
+            users: local_users(&settings)?,
+            routes: route_credentials(listener)?,
+            host_keys: host_key_policies(clusters)?,
             settings,
-            users,
-            routes,
-            host_keys,
         })
+    }
+}
+
+/// The users the gateway authenticates itself: their keys and password hashes.
+fn local_users(settings: &config::SshListener) -> Result<HashMap<String, LocalUser>, String> {
+    let mut users = HashMap::new();
+    for user in &settings.users {
+        let mut local = LocalUser::default();
+        if let Some(path) = &user.authorized_keys {
+            local.keys = credentials::authorized_keys(path)
+                .map_err(|e| format!("user `{}`: authorized_keys {e}", user.name))?;
+        }
+        if let Some(hash) = &user.password_hash {
+            local.password = Some(
+                PasswordHash::parse(hash)
+                    .map_err(|e| format!("user `{}`: password_hash: {e}", user.name))?,
+            );
+        }
+        users.insert(user.name.clone(), local);
+    }
+    Ok(users)
+}
+
+/// Each SSH route's upstream credential and audit log.
+fn route_credentials(listener: &config::Listener) -> Result<HashMap<String, RouteSsh>, String> {
+    let mut routes = HashMap::new();
+    for route in &listener.routes {
+        let Some(s) = &route.ssh else { continue };
+        let credential = match (&s.private_key, &s.password_file) {
+            (Some(key), _) => UpstreamCredential::from_key_file(key),
+            (None, Some(file)) => UpstreamCredential::from_password_file(file),
+            (None, None) => {
+                return Err(format!("route `{}`: no upstream credential", route.name));
+            }
+        }
+        .map_err(|e| format!("route `{}`: {e}", route.name))?;
+        let audit = match &s.audit_log {
+            None => None,
+            Some(path) => Some(AuditLog::open(path).map_err(|e| {
+                format!("route `{}`: audit_log {}: {e}", route.name, path.display())
+            })?),
+        };
+        routes.insert(route.name.clone(), RouteSsh { credential, audit });
+    }
+    Ok(routes)
+}
+
+/// How each cluster's host keys are verified, by cluster name.
+fn host_key_policies(
+    clusters: &[config::Cluster],
+) -> Result<HashMap<String, Arc<HostKeyPolicy>>, String> {
+    let mut host_keys = HashMap::new();
+    for cluster in clusters {
+        if let Some(h) = &cluster.ssh {
+            let policy = HostKeyPolicy::load(h)
+                .map_err(|e| format!("cluster `{}`: host keys: {e}", cluster.name))?;
+            host_keys.insert(cluster.name.clone(), Arc::new(policy));
+        }
+    }
+    Ok(host_keys)
+}
+
+/// russh's server configuration for the listener's settings and host keys.
+fn server_config(
+    settings: &config::SshListener,
+    keys: Vec<russh::keys::PrivateKey>,
+) -> russh::server::Config {
+    let mut methods = russh::MethodSet::empty();
+    methods.push(russh::MethodKind::PublicKey);
+    methods.push(russh::MethodKind::Password);
+    if settings.keyboard_interactive {
+        methods.push(russh::MethodKind::KeyboardInteractive);
+    }
+    russh::server::Config {
+        server_id: russh::SshId::Standard("SSH-2.0-Causeway".into()),
+        methods,
+        // Every refusal takes as long: wrong password, wrong key and unknown user
+        // cannot be told apart by timing. The first probe (`none`) is answered at once.
+        auth_rejection_time: std::time::Duration::from_millis(500),
+        auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+        keys,
+        max_auth_attempts: settings.max_auth_attempts as usize,
+        preferred: ssh::algorithms::preferred(settings.legacy_algorithms),
+        // Keepalives find clients that vanished; idle sessions end by the route's
+        // idle_timeout, not here.
+        inactivity_timeout: None,
+        keepalive_interval: Some(std::time::Duration::from_secs(60)),
+        keepalive_max: 3,
+        nodelay: true,
+        ..Default::default()
     }
 }
 
