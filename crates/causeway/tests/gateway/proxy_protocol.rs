@@ -227,12 +227,9 @@ async fn untrusted_missing_malformed_and_slow_headers_are_refused() {
         let mut got = vec![0u8; "echo\nping\n".len()];
         stream.read_exact(&mut got).await.unwrap();
         assert_eq!(got, b"echo\nping\n");
-        let live = gw.gateway.registry().snapshot();
-        assert_eq!(live[0].attributes.source.to_string(), "192.0.2.1:5000");
-        assert_eq!(
-            live[0].attributes.destination.to_string(),
-            "192.0.2.2:10100"
-        );
+        let live = gw.gateway.connections_snapshot();
+        assert_eq!(live[0].source, "192.0.2.1:5000");
+        assert_eq!(live[0].destination, "192.0.2.2:10100");
     })
     .await;
 }

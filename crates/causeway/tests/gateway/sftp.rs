@@ -976,12 +976,9 @@ async fn a_shutdown_drains_ssh_sessions_then_tells_the_client() {
         let mut ssh = client.command("ssh", &client.key("alice"));
         ssh.arg("alice@127.0.0.1").arg("sleep 30");
         let session = ssh.spawn().unwrap();
-        let registry = gw.gateway.registry().clone();
         eventually("the session is up and connected upstream", || {
-            registry
-                .snapshot()
-                .first()
-                .is_some_and(|l| l.upstream().is_some())
+            let live = gw.gateway.connections_snapshot();
+            live.first().is_some_and(|c| c.endpoint.is_some())
         })
         .await;
         let report = gw.shutdown().await;
@@ -1017,9 +1014,9 @@ async fn a_session_is_withdrawn_when_reauthorization_says_no() {
         let mut ssh = client.command("ssh", &client.key("alice"));
         ssh.arg("alice@127.0.0.1").arg("sleep 30");
         let session = ssh.spawn().unwrap();
-        let registry = gw.gateway.registry().clone();
         eventually("the session is up and connected upstream", || {
-            registry.snapshot().first().is_some_and(|l| l.upstream().is_some())
+            let live = gw.gateway.connections_snapshot();
+            live.first().is_some_and(|c| c.endpoint.is_some())
         })
         .await;
         authorizer.set(Verdict::Deny("access revoked".into()));
@@ -1086,7 +1083,10 @@ async fn a_stalled_session_closed_by_the_gateway_lets_go_of_its_upstream() {
             established_towards(sshd.address.port()) == 0
         })
         .await;
-        eventually("the connection left the registry", || registry.is_empty()).await;
+        eventually("the connection is gone from /connections", || {
+            gw.gateway.connections_snapshot().is_empty()
+        })
+        .await;
         // SAFETY: as above.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = child.wait().await;
@@ -1119,12 +1119,9 @@ async fn an_idle_session_is_closed_at_the_routes_idle_timeout() {
         let mut ssh = client.command("ssh", &client.key("alice"));
         ssh.arg("alice@127.0.0.1").arg("sleep 30");
         let session = ssh.spawn().unwrap();
-        let registry = gw.gateway.registry().clone();
         eventually("the session is up and connected upstream", || {
-            registry
-                .snapshot()
-                .first()
-                .is_some_and(|l| l.upstream().is_some())
+            let live = gw.gateway.connections_snapshot();
+            live.first().is_some_and(|c| c.endpoint.is_some())
         })
         .await;
         let up = tokio::time::Instant::now();

@@ -179,7 +179,7 @@ async fn half_close_passes_through_a_terminated_session() {
         assert_eq!(got.len(), "echo\n".len() + big.len());
         assert!(got[5..].iter().all(|b| *b == b'x'));
         eventually("closed cleanly", || {
-            gw.gateway.registry().snapshot().is_empty()
+            gw.gateway.connections_snapshot().is_empty()
         })
         .await;
     })
@@ -227,14 +227,14 @@ async fn client_identities_are_verified_and_refused_ones_get_an_alert() {
         assert_eq!(line(&mut tls).await.as_deref(), Some("echo"));
         assert_echo(&mut tls, "allowed").await;
         // What the gateway knows of the connection: SNI, TLS session, verified identity.
-        let live = gw.gateway.registry().snapshot();
-        let session = live[0].attributes.session.as_ref().expect("terminated");
-        assert_eq!(session.sni.as_deref(), Some("echo.causeway.test"));
-        assert_eq!(session.version, "TLSv1_3");
-        assert!(session.cipher.starts_with("TLS13_"), "{}", session.cipher);
-        let peer = session.peer.as_ref().expect("client identity");
-        assert_eq!(peer.spiffe_id.as_deref(), Some(ALLOWED));
-        assert!(peer.subject.contains("CN=allowed"), "{}", peer.subject);
+        let live = &gw.gateway.connections_snapshot()[0];
+        assert_eq!(live.sni.as_deref(), Some("echo.causeway.test"));
+        assert_eq!(live.tls_version.as_deref(), Some("TLSv1_3"));
+        let cipher = live.tls_cipher.as_deref().expect("terminated");
+        assert!(cipher.starts_with("TLS13_"), "{cipher}");
+        assert_eq!(live.peer_spiffe_id.as_deref(), Some(ALLOWED));
+        let subject = live.peer_subject.as_deref().expect("client identity");
+        assert!(subject.contains("CN=allowed"), "{subject}");
 
         // Refused: another SPIFFE ID, an expired certificate, a certificate of another CA,
         // no certificate. Each is a failed handshake on the client's side, with a reason.
@@ -277,17 +277,11 @@ async fn an_optional_client_certificate_is_verified_when_sent() {
                 .await
                 .unwrap();
             assert_eq!(line(&mut tls).await.as_deref(), Some("echo"));
-            let live = gw.gateway.registry().snapshot();
-            let peer = live
-                .iter()
-                .find_map(|l| l.attributes.session.as_ref())
-                .and_then(|s| s.peer.clone());
-            assert_eq!(
-                peer.and_then(|p| p.spiffe_id),
-                cert.map(|_| ALLOWED.to_string())
-            );
+            let live = gw.gateway.connections_snapshot();
+            let peer = live.iter().find_map(|l| l.peer_spiffe_id.clone());
+            assert_eq!(peer, cert.map(|_| ALLOWED.to_string()));
             drop(tls);
-            eventually("closed", || gw.gateway.registry().snapshot().is_empty()).await;
+            eventually("closed", || gw.gateway.connections_snapshot().is_empty()).await;
         }
         let stranger = Ca::new("other").spiffe(ALLOWED);
         let config = client_config(&ca, Some(&stranger), &[]);

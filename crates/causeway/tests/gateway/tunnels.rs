@@ -119,18 +119,16 @@ async fn edge_to_terminator_over_http2_and_http1_with_a_server_first_backend() {
             client.assert_echo("through the tunnel").await;
             // On the inside, the tunnel's client is the edge's client.
             let me = client.stream.get_ref().local_addr().unwrap();
-            let inner = p.terminator.gateway.registry().snapshot();
+            let inner = p.terminator.gateway.connections_snapshot();
             assert!(
-                inner.iter().any(|l| l.attributes.source == me),
+                inner.iter().any(|l| l.source == me.to_string()),
                 "{protocol}: the client address crossed the tunnel"
             );
-            let peer = inner
-                .iter()
-                .find_map(|l| l.attributes.session.as_ref()?.peer.clone())
-                .expect("the edge's identity");
+            let peer = inner.iter().find_map(|l| l.peer_spiffe_id.clone());
             assert_eq!(
-                peer.spiffe_id.as_deref(),
-                Some("spiffe://causeway.test/edge")
+                peer.as_deref(),
+                Some("spiffe://causeway.test/edge"),
+                "the edge's identity"
             );
         }
     })
@@ -622,9 +620,9 @@ clusters:
         assert_eq!(banner, "banner");
         client.assert_echo("Envoy to Causeway").await;
         let me = client.stream.get_ref().local_addr().unwrap();
-        let inner = terminator.gateway.registry().snapshot();
+        let inner = terminator.gateway.connections_snapshot();
         assert!(
-            inner.iter().any(|l| l.attributes.source == me),
+            inner.iter().any(|l| l.source == me.to_string()),
             "Envoy's header carried the client address (post: {post})"
         );
         }

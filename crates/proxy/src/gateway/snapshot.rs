@@ -73,6 +73,14 @@ pub struct Connection {
     pub age_ms: u64,
     pub bytes_upstream: u64,
     pub bytes_downstream: u64,
+    /// The server name asked for (inspected or terminated).
+    pub sni: Option<String>,
+    /// The TLS session the gateway terminated: `TLSv1_3`, `TLS13_AES_256_GCM_SHA384`...
+    pub tls_version: Option<String>,
+    pub tls_cipher: Option<String>,
+    /// The SPIFFE ID and subject of the client's verified certificate.
+    pub peer_spiffe_id: Option<String>,
+    pub peer_subject: Option<String>,
 }
 
 fn connections(gateway: &Gateway) -> Vec<Connection> {
@@ -82,6 +90,8 @@ fn connections(gateway: &Gateway) -> Vec<Connection> {
         .iter()
         .map(|live| {
             let upstream = live.upstream();
+            let session = live.attributes.session.as_deref();
+            let peer = session.and_then(|s| s.peer.as_ref());
             Connection {
                 id: live.attributes.id,
                 listener: live.attributes.listener.to_string(),
@@ -93,6 +103,11 @@ fn connections(gateway: &Gateway) -> Vec<Connection> {
                 age_ms: live.counters.started().elapsed().as_millis() as u64,
                 bytes_upstream: live.counters.upstream_bytes.load(Relaxed),
                 bytes_downstream: live.counters.downstream_bytes.load(Relaxed),
+                sni: live.attributes.sni().map(str::to_string),
+                tls_version: session.map(|s| s.version.clone()),
+                tls_cipher: session.map(|s| s.cipher.clone()),
+                peer_spiffe_id: peer.and_then(|p| p.spiffe_id.clone()),
+                peer_subject: peer.map(|p| p.subject.clone()),
             }
         })
         .collect()
