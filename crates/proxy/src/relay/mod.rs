@@ -201,29 +201,7 @@ impl Direction {
                 self.pending = None;
             }
             ready!(ends.src.poll_read_ready(cx)).map_err(|e| Error::io(ends.src_side, &e))?;
-            let step = SCRATCH.with_borrow_mut(|buf| {
-                // A read shorter than the buffer drained the socket: say so (WouldBlock inside
-                // try_io) so tokio clears the readiness now, instead of one more recv() that
-                // would only return EAGAIN. A newer edge is never lost: tokio keeps readiness
-                // that arrived after this read.
-                let mut step = Step::NotReady;
-                let _ = ends.src.try_io(Interest::READABLE, || {
-                    step = match (&*SockRef::from(ends.src)).read(buf) {
-                        Ok(0) => Step::Eof,
-                        Ok(n) => forward(ends.dst, buf, n),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => Step::NotReady,
-                        Err(e) => Step::ReadFailed(e),
-                    };
-                    match &step {
-                        Step::NotReady => Err(ErrorKind::WouldBlock.into()),
-                        Step::Written(n) | Step::Pending(n, _) if *n < buf.len() => {
-                            Err(ErrorKind::WouldBlock.into())
-                        }
-                        _ => Ok(()),
-                    }
-                });
-                step
-            });
+            let step = read_and_forward(ends);
             match step {
                 Step::Eof => {
                     socket::shutdown_write(ends.dst);
@@ -242,6 +220,35 @@ impl Direction {
             }
         }
     }
+}
+
+/// One read from the source into the thread's scratch buffer, written straight on to the
+/// receiver (what it does not take yet is returned as `Step::Pending`).
+#[inline]
+fn read_and_forward(ends: &Ends<'_>) -> Step {
+    SCRATCH.with_borrow_mut(|buf| {
+        // A read shorter than the buffer drained the socket: say so (WouldBlock inside
+        // try_io) so tokio clears the readiness now, instead of one more recv() that
+        // would only return EAGAIN. A newer edge is never lost: tokio keeps readiness
+        // that arrived after this read.
+        let mut step = Step::NotReady;
+        let _ = ends.src.try_io(Interest::READABLE, || {
+            step = match (&*SockRef::from(ends.src)).read(buf) {
+                Ok(0) => Step::Eof,
+                Ok(n) => forward(ends.dst, buf, n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Step::NotReady,
+                Err(e) => Step::ReadFailed(e),
+            };
+            match &step {
+                Step::NotReady => Err(ErrorKind::WouldBlock.into()),
+                Step::Written(n) | Step::Pending(n, _) if *n < buf.len() => {
+                    Err(ErrorKind::WouldBlock.into())
+                }
+                _ => Ok(()),
+            }
+        });
+        step
+    })
 }
 
 /// Writes `n` freshly read bytes on; what the receiver does not take is copied aside.
