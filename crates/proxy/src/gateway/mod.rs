@@ -122,9 +122,9 @@ impl Gateway {
             let mut state = gateway.state.lock().unwrap();
             gateway
                 .identities
-                .replace(identities_for(config, None, &gateway.identities)?);
+                .replace(identities_for(config, &[], &gateway.identities)?);
             state.clusters = gateway.clusters_for(config, &HashMap::new(), &[]);
-            state.authorizers = authorizers_for(config, None, &HashMap::new())?;
+            state.authorizers = authorizers_for(config, &[], &HashMap::new())?;
             let mut ssh = ssh_servers(config)?;
             for (l, socket) in bind_all(config.listeners.iter())? {
                 let running = gateway.run_listener(

@@ -80,8 +80,8 @@ impl Gateway {
             changes.added.contains(&l.name) || changes.rebound.contains(&l.name)
         };
         let bound = bind_all(config.listeners.iter().filter(needs_socket))?;
-        let identities = identities_for(config, Some(&state.config), &self.identities)?;
-        let authorizers = authorizers_for(config, Some(&state.config), &state.authorizers)?;
+        let identities = identities_for(config, &diff.identities.unchanged, &self.identities)?;
+        let authorizers = authorizers_for(config, &diff.authorizers.unchanged, &state.authorizers)?;
         let ssh = ssh_servers(config)?;
 
         // Nothing fails from here on (but the start of a new accept loop).
@@ -234,23 +234,20 @@ impl Gateway {
     }
 }
 
-/// The identities for `config`: one whose configuration is unchanged since `old` keeps
-/// running (with its material); others are started (files read now: an unusable file
-/// fails the start or reload).
+/// The identities for `config`: one the diff finds `unchanged` keeps running (with its
+/// material); others are started (files read now: an unusable file fails the start or
+/// reload).
 pub(super) fn identities_for(
     config: &config::Config,
-    old: Option<&config::Config>,
+    unchanged: &[String],
     running: &tls::Identities,
 ) -> Result<HashMap<String, Arc<tls::Identity>>, StartError> {
     config
         .identities
         .iter()
         .map(|i| {
-            let unchanged = old
-                .and_then(|o| o.identities.iter().find(|o| o.name == i.name))
-                .is_some_and(|o| o == i);
             let identity = match running.get(&i.name) {
-                Some(existing) if unchanged => existing,
+                Some(existing) if unchanged.contains(&i.name) => existing,
                 _ => tls::start_identity(i).map_err(|source| StartError::Identity {
                     name: i.name.clone(),
                     source,
@@ -261,22 +258,20 @@ pub(super) fn identities_for(
         .collect()
 }
 
-/// The authorization services for `config`: unchanged ones are kept (their connection,
-/// cache and counts), others are created (they connect at their first check).
+/// The authorization services for `config`: those the diff finds `unchanged` are kept
+/// (their connection, cache and counts), others are created (they connect at their first
+/// check).
 pub(super) fn authorizers_for(
     config: &config::Config,
-    old: Option<&config::Config>,
+    unchanged: &[String],
     running: &Authorizers,
 ) -> Result<Authorizers, StartError> {
     config
         .authorizers
         .iter()
         .map(|a| {
-            let unchanged = old
-                .and_then(|o| o.authorizers.iter().find(|o| o.name == a.name))
-                .is_some_and(|o| o == a);
             let authorizer = match running.get(&a.name) {
-                Some(existing) if unchanged => existing.clone(),
+                Some(existing) if unchanged.contains(&a.name) => existing.clone(),
                 _ => Arc::new(authz::ExtAuthz::new(a).map_err(StartError::Authorizer)?),
             };
             Ok((a.name.clone(), authorizer))
