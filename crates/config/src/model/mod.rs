@@ -1,0 +1,46 @@
+//! The validated configuration: every reference resolved, every value in range.
+
+mod authz;
+mod clusters;
+mod gateway;
+mod listeners;
+mod routes;
+mod telemetry;
+mod text;
+mod tls;
+
+pub use authz::*;
+pub use clusters::*;
+pub use gateway::*;
+pub use listeners::*;
+pub use routes::*;
+pub use telemetry::*;
+pub(crate) use text::as_text;
+pub use tls::*;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Worker threads of the runtime.
+    pub workers: usize,
+    /// Live connections across all listeners above this are accepted and closed at once.
+    pub max_connections: Option<usize>,
+    pub drain: Drain,
+    /// The admin HTTP API; `None` when disabled.
+    pub admin: Option<Admin>,
+    pub metrics: Metrics,
+    /// One JSON line per connection; `None`: off.
+    pub access_log: Option<AccessLog>,
+    pub reload: Reload,
+    pub identities: Vec<Identity>,
+    pub authorizers: Vec<Authorizer>,
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+impl Config {
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
