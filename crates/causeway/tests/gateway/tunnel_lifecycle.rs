@@ -55,6 +55,22 @@ impl Watched {
 /// A plaintext terminator: listener `connect` with one connect route `tunnels` (to
 /// 127.0.0.1 on `target`'s port) and an access log at `log`. `top` goes at the top level,
 /// `listener` among the listener's settings, `route` among the route's (each line indented
+/// [`terminator`] whose connect route asks `authorizer` (`authorization`: the route's
+/// authorization settings).
+fn authorized(
+    target: SocketAddr,
+    log: &Path,
+    authorizer: &TestAuthorizer,
+    authorization: &str,
+) -> String {
+    let top = format!(
+        "authorizers:\n  - {{ name: iam, address: \"{}\" }}\n",
+        authorizer.address
+    );
+    let route = format!("        authorization: {authorization}\n");
+    terminator(target, log, &top, "", &route)
+}
+
 /// as there, ending with a newline).
 fn terminator(target: SocketAddr, log: &Path, top: &str, listener: &str, route: &str) -> String {
     format!(
@@ -311,16 +327,8 @@ async fn a_tunnel_is_withdrawn_when_reauthorization_says_no() {
         let target = echo.backend.address;
         let log = tempfile::NamedTempFile::new().unwrap();
         let authorizer = TestAuthorizer::start(Verdict::Allow).await;
-        let gw = TestGateway::start(&terminator(
-            target,
-            log.path(),
-            &format!(
-                "authorizers:\n  - {{ name: iam, address: \"{}\" }}\n",
-                authorizer.address
-            ),
-            "",
-            "        authorization: { ext_authz: iam, reauthorize_every: 300ms }\n",
-        ));
+        let authorization = "{ ext_authz: iam, reauthorize_every: 300ms }";
+        let gw = TestGateway::start(&authorized(target, log.path(), &authorizer, authorization));
         let tunnels = Tunnels::new(Via::Http1, gw.address("connect"), target);
         let mut tunnel = tunnels.open().await;
         assert!(
@@ -419,16 +427,8 @@ async fn the_authorizer_is_told_the_tunnels_target() {
         let target = echo.backend.address;
         let log = tempfile::NamedTempFile::new().unwrap();
         let authorizer = TestAuthorizer::start(Verdict::Allow).await;
-        let gw = TestGateway::start(&terminator(
-            target,
-            log.path(),
-            &format!(
-                "authorizers:\n  - {{ name: iam, address: \"{}\" }}\n",
-                authorizer.address
-            ),
-            "",
-            "        authorization: { ext_authz: iam }\n",
-        ));
+        let authorization = "{ ext_authz: iam }";
+        let gw = TestGateway::start(&authorized(target, log.path(), &authorizer, authorization));
         let tunnels = Tunnels::new(Via::Http1, gw.address("connect"), target);
         let mut tunnel = tunnels.open().await;
         tunnel.assert_echo("authorized").await;
