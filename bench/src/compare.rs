@@ -6,7 +6,7 @@ use crate::proxies::{Binaries, Kind, Proxy};
 use crate::report::{self, Metric, Results};
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -65,17 +65,7 @@ pub fn run(options: Options) -> crate::Result<String> {
     let mut results = Results::default();
     let mut targets = Vec::new();
     for &kind in &options.kinds {
-        let proxy = if kind == Kind::Direct {
-            Proxy::direct(backend.address)
-        } else {
-            Proxy::start(
-                kind,
-                &options.binaries,
-                options.workers,
-                backend.address,
-                &dir,
-            )?
-        };
+        let proxy = start_target(kind, &options, backend.address, &dir)?;
         eprintln!("{} on {}", kind.name(), proxy.address);
         targets.push(proxy);
     }
@@ -84,96 +74,160 @@ pub fn run(options: Options) -> crate::Result<String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let d = options.case_duration;
+    let rounds = Rounds {
+        client: &client,
+        targets: &targets,
+        options: &options,
+        backend: backend.address,
+        dir: &dir,
+    };
     for round in 1..=options.rounds {
         eprintln!("round {round}/{}", options.rounds);
-        for target in &targets {
+        rounds.run_one(&mut results)?;
+    }
+    drop(targets);
+
+    let text = report::markdown(&results, &report_context(&options));
+    std::fs::write(&options.output, &text)
+        .map_err(|e| format!("{}: {e}", options.output.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(text)
+}
+
+/// `kind` in front of `backend` as the options say (the backend itself for the direct
+/// baseline), its files in `dir`.
+fn start_target(
+    kind: Kind,
+    options: &Options,
+    backend: SocketAddr,
+    dir: &Path,
+) -> crate::Result<Proxy> {
+    if kind == Kind::Direct {
+        Ok(Proxy::direct(backend))
+    } else {
+        Proxy::start(kind, &options.binaries, options.workers, backend, dir)
+    }
+}
+
+/// What every round runs on: the client's runtime, the started targets, and what it takes to
+/// start a fresh instance of each.
+struct Rounds<'a> {
+    client: &'a tokio::runtime::Runtime,
+    targets: &'a [Proxy],
+    options: &'a Options,
+    backend: SocketAddr,
+    dir: &'a Path,
+}
+
+impl Rounds<'_> {
+    /// Every case against every target in turn, into `results`.
+    fn run_one(&self, results: &mut Results) -> crate::Result<()> {
+        self.ping_pong_one_connection(results);
+        self.ping_pong_sixteen_connections(results);
+        self.throughput(results);
+        self.connection_rate(results);
+        self.idle_memory(results)
+    }
+
+    fn ping_pong_one_connection(&self, results: &mut Results) {
+        for target in self.targets {
             let case = PingPong {
                 connections: 1,
                 size: 100,
-                duration: d,
+                duration: self.options.case_duration,
             };
-            let outcome = client.block_on(case.run(target.address));
+            let outcome = self.client.block_on(case.run(target.address));
             if let Some(r) = results.record(target.kind, "ping-pong, 1 conn", outcome) {
                 results.add(Metric::PingPong1P50, target.kind, r.p50_us);
                 results.add(Metric::PingPong1P99, target.kind, r.p99_us);
                 results.add(Metric::PingPong1P999, target.kind, r.p999_us);
             }
         }
-        for target in &targets {
+    }
+
+    fn ping_pong_sixteen_connections(&self, results: &mut Results) {
+        for target in self.targets {
             let case = PingPong {
                 connections: 16,
                 size: 100,
-                duration: d,
+                duration: self.options.case_duration,
             };
-            let outcome = client.block_on(case.run(target.address));
+            let outcome = self.client.block_on(case.run(target.address));
             if let Some(r) = results.record(target.kind, "ping-pong, 16 conns", outcome) {
                 results.add(Metric::PingPong16P50, target.kind, r.p50_us);
                 results.add(Metric::PingPong16P99, target.kind, r.p99_us);
             }
         }
+    }
+
+    fn throughput(&self, results: &mut Results) {
         for (streams, metric) in [(1, Metric::Throughput1), (4, Metric::Throughput4)] {
-            for target in &targets {
+            for target in self.targets {
                 let case = Throughput {
                     streams,
-                    duration: d,
+                    duration: self.options.case_duration,
                     verify_content: false,
                 };
-                let outcome = client.block_on(case.run(target.address));
+                let outcome = self.client.block_on(case.run(target.address));
                 if let Some(r) = results.record(target.kind, metric.label(), outcome) {
                     results.add(metric, target.kind, r.bytes_per_second / (1024.0 * 1024.0));
                 }
             }
         }
-        for target in &targets {
+    }
+
+    fn connection_rate(&self, results: &mut Results) {
+        for target in self.targets {
             let case = ConnectionRate {
                 concurrency: 16,
-                duration: d,
+                duration: self.options.case_duration,
             };
-            let outcome = client.block_on(case.run(target.address));
+            let outcome = self.client.block_on(case.run(target.address));
             if let Some(r) = results.record(target.kind, "new connections/s", outcome) {
                 results.add(Metric::ConnectionRate, target.kind, r.per_second);
             }
         }
-        // Memory on a fresh instance each round: proxies keep pools after a first hold
-        // (HAProxy, Envoy), so a second hold on the same process would read as free.
-        for target in &targets {
-            let fresh = match target.kind {
-                Kind::Direct => Proxy::direct(backend.address),
-                kind => Proxy::start(
-                    kind,
-                    &options.binaries,
-                    options.workers,
-                    backend.address,
-                    &dir,
-                )?,
-            };
-            let before = fresh.rss_kib();
-            if fresh.kind != Kind::Direct {
-                results.add(Metric::FreshRss, fresh.kind, before as f64 / 1024.0);
-            }
-            let hold = IdleHold {
-                connections: options.idle_connections,
-                hold: options.idle_hold,
-                open_concurrency: 64,
-            };
-            let outcome = client.block_on(hold.run(fresh.address, || async {
-                // Let the proxy settle after the last accept before reading its memory.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                fresh.rss_kib()
-            }));
-            let Some(r) = results.record(fresh.kind, "idle hold", outcome) else {
-                continue;
-            };
-            if fresh.kind != Kind::Direct {
-                let per = r.measured.saturating_sub(before) as f64 * 1024.0 / r.connections as f64;
-                results.add(Metric::IdleBytesPerConnection, fresh.kind, per);
-            }
+    }
+
+    /// Memory on a fresh instance each round: proxies keep pools after a first hold
+    /// (HAProxy, Envoy), so a second hold on the same process would read as free.
+    fn idle_memory(&self, results: &mut Results) -> crate::Result<()> {
+        for target in self.targets {
+            let fresh = start_target(target.kind, self.options, self.backend, self.dir)?;
+            self.idle_hold(&fresh, results);
+        }
+        Ok(())
+    }
+
+    /// Memory at start and per idle connection held through `fresh`.
+    fn idle_hold(&self, fresh: &Proxy, results: &mut Results) {
+        let before = fresh.rss_kib();
+        if fresh.kind != Kind::Direct {
+            results.add(Metric::FreshRss, fresh.kind, before as f64 / 1024.0);
+        }
+        let hold = IdleHold {
+            connections: self.options.idle_connections,
+            hold: self.options.idle_hold,
+            open_concurrency: 64,
+        };
+        let outcome = self.client.block_on(hold.run(fresh.address, || async {
+            // Let the proxy settle after the last accept before reading its memory.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            fresh.rss_kib()
+        }));
+        let Some(r) = results.record(fresh.kind, "idle hold", outcome) else {
+            return;
+        };
+        if fresh.kind != Kind::Direct {
+            let per = r.measured.saturating_sub(before) as f64 * 1024.0 / r.connections as f64;
+            results.add(Metric::IdleBytesPerConnection, fresh.kind, per);
         }
     }
-    drop(targets);
+}
 
-    let ctx = report::Context {
+/// The report's header facts: what ran, where, when, how.
+fn report_context(options: &Options) -> report::Context {
+    report::Context {
         kinds: options.kinds.clone(),
         versions: options
             .kinds
@@ -188,12 +242,7 @@ pub fn run(options: Options) -> crate::Result<String> {
         rounds: options.rounds,
         case_seconds: options.case_duration.as_secs_f64(),
         idle_connections: options.idle_connections,
-    };
-    let text = report::markdown(&results, &ctx);
-    std::fs::write(&options.output, &text)
-        .map_err(|e| format!("{}: {e}", options.output.display()))?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(text)
+    }
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {

@@ -3,7 +3,7 @@
 use bench::compare::{self, Options};
 use bench::modes::{ConnectionRate, IdleHold, PingPong, Throughput};
 use bench::proxies::{Binaries, Kind};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,36 +59,39 @@ enum Cmd {
     },
     /// Causeway, HAProxy, nginx and Envoy side by side, and the direct baseline; writes a
     /// Markdown report. `bench/compare` installs the rivals and runs this.
-    Compare {
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Seconds per case and target.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 5000)]
-        idle_connections: usize,
-        #[arg(long, default_value_t = 2.0)]
-        idle_seconds: f64,
-        /// Targets to include (default: all).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "direct,causeway,haproxy,nginx,envoy,causeway-tunnel,envoy-tunnel"
-        )]
-        only: Vec<String>,
-        #[arg(long, default_value = "/usr/sbin/haproxy")]
-        haproxy: PathBuf,
-        #[arg(long, default_value = "/usr/sbin/nginx")]
-        nginx: PathBuf,
-        #[arg(long, default_value = "/usr/lib/nginx/modules/ngx_stream_module.so")]
-        nginx_stream_module: PathBuf,
-        #[arg(long, default_value = ".venv/bin/envoy")]
-        envoy: PathBuf,
-        #[arg(long, default_value = "bench/RESULTS.md")]
-        output: PathBuf,
-    },
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds per case and target.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 5000)]
+    idle_connections: usize,
+    #[arg(long, default_value_t = 2.0)]
+    idle_seconds: f64,
+    /// Targets to include (default: all).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,causeway,haproxy,nginx,envoy,causeway-tunnel,envoy-tunnel"
+    )]
+    only: Vec<String>,
+    #[arg(long, default_value = "/usr/sbin/haproxy")]
+    haproxy: PathBuf,
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx: PathBuf,
+    #[arg(long, default_value = "/usr/lib/nginx/modules/ngx_stream_module.so")]
+    nginx_stream_module: PathBuf,
+    #[arg(long, default_value = ".venv/bin/envoy")]
+    envoy: PathBuf,
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    output: PathBuf,
 }
 
 fn client<T>(f: impl std::future::Future<Output = bench::Result<T>>) -> bench::Result<T> {
@@ -104,13 +107,18 @@ fn secs(s: f64) -> Duration {
 }
 
 fn main() -> ExitCode {
-    let outcome = match Cli::parse().command {
-        Cmd::Backend { listen } => client(async move {
-            let backend = testkit::Backend::start_at(listen, testkit::echo).await;
-            println!("listening {}", backend.address);
-            std::future::pending::<()>().await;
-            Ok(())
-        }),
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Cmd) -> bench::Result<()> {
+    match command {
+        Cmd::Backend { listen } => client(echo_backend(listen)),
         Cmd::PingPong {
             target,
             connections,
@@ -163,58 +171,51 @@ fn main() -> ExitCode {
             .run(target, || async { 0 }),
         )
         .map(|r| println!("{} connections held and echoing", r.connections)),
-        Cmd::Compare {
-            workers,
-            rounds,
-            seconds,
-            idle_connections,
-            idle_seconds,
-            only,
-            haproxy,
-            nginx,
-            nginx_stream_module,
-            envoy,
-            output,
-        } => (|| {
-            let kinds = only
-                .iter()
-                .map(|name| {
-                    Kind::all()
-                        .into_iter()
-                        .find(|k| k.name() == name)
-                        .ok_or_else(|| format!("unknown target {name}"))
-                })
-                .collect::<bench::Result<Vec<_>>>()?;
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let binaries = Binaries {
-                causeway: exe.with_file_name("causeway"),
-                haproxy,
-                nginx,
-                nginx_stream_module,
-                envoy,
-            };
-            let command = std::env::var("CAUSEWAY_BENCH_COMMAND")
-                .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
-            let text = compare::run(Options {
-                kinds,
-                workers,
-                rounds,
-                case_duration: secs(seconds),
-                idle_connections,
-                idle_hold: secs(idle_seconds),
-                binaries,
-                output,
-                command,
-            })?;
-            println!("{text}");
-            Ok(())
-        })(),
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            ExitCode::FAILURE
-        }
+        Cmd::Compare(args) => compare(args),
     }
+}
+
+/// An echo backend on `listen` until the process is stopped; prints `listening ADDRESS`.
+async fn echo_backend(listen: SocketAddr) -> bench::Result<()> {
+    let backend = testkit::Backend::start_at(listen, testkit::echo).await;
+    println!("listening {}", backend.address);
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The side-by-side run; prints the report it wrote.
+fn compare(args: CompareArgs) -> bench::Result<()> {
+    let kinds = args
+        .only
+        .iter()
+        .map(|name| {
+            Kind::all()
+                .into_iter()
+                .find(|k| k.name() == name)
+                .ok_or_else(|| format!("unknown target {name}"))
+        })
+        .collect::<bench::Result<Vec<_>>>()?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let binaries = Binaries {
+        causeway: exe.with_file_name("causeway"),
+        haproxy: args.haproxy,
+        nginx: args.nginx,
+        nginx_stream_module: args.nginx_stream_module,
+        envoy: args.envoy,
+    };
+    let command = std::env::var("CAUSEWAY_BENCH_COMMAND")
+        .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    let text = compare::run(Options {
+        kinds,
+        workers: args.workers,
+        rounds: args.rounds,
+        case_duration: secs(args.seconds),
+        idle_connections: args.idle_connections,
+        idle_hold: secs(args.idle_seconds),
+        binaries,
+        output: args.output,
+        command,
+    })?;
+    println!("{text}");
+    Ok(())
 }

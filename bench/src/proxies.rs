@@ -89,157 +89,18 @@ impl Proxy {
     ) -> crate::Result<Proxy> {
         let port = free_port();
         let address: SocketAddr = ([127, 0, 0, 1], port).into();
-        let file = |name: &str, text: String| -> crate::Result<PathBuf> {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(path)
-        };
-        let log = std::fs::File::create(dir.join(format!("{}.log", kind.name())))
-            .map_err(|e| e.to_string())?;
-        let spawn = |mut command: Command| -> crate::Result<Child> {
-            command
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(log.try_clone().map_err(|e| e.to_string())?)
-                .spawn()
-                .map_err(|e| format!("{}: {e}", kind.name()))
-        };
-        let causeway = |name: &str, yaml: String| -> crate::Result<Command> {
-            let config = file(
-                name,
-                format!("workers: {workers}\nadmin: {{ enabled: false }}\n{yaml}"),
-            )?;
-            let mut c = Command::new(&bins.causeway);
-            c.args(["--log", "warn", "run", "--config"]).arg(config);
-            Ok(c)
-        };
-        let envoy = |name: &str, yaml: String| -> crate::Result<Command> {
-            let config = file(name, yaml)?;
-            let mut c = Command::new(&bins.envoy);
-            c.arg("-c")
-                .arg(config)
-                .args(["--concurrency", &workers.to_string()])
-                .args(["--disable-hot-restart", "-l", "warning"]);
-            Ok(c)
-        };
+        let launch = Launch::new(kind, bins, workers, dir)?;
         let mut children = Vec::new();
         let command = match kind {
             Kind::Direct => return Ok(Proxy::direct(backend)),
-            Kind::CausewayTunnel => {
-                let inside: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-                children.push(spawn(causeway(
-                    "causeway-terminator.yaml",
-                    format!(
-                        "listeners:\n  - name: inside\n    address: {inside}\n    routes:\n      - connect: {{ allowed_cidrs: [{ip}/32], allowed_ports: [\"{bport}\"] }}\n        cluster: echo\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n",
-                        ip = backend.ip(),
-                        bport = backend.port()
-                    ),
-                )?)?);
-                causeway(
-                    "causeway-edge.yaml",
-                    format!(
-                        "listeners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: inside }}]\nclusters:\n  - name: inside\n    endpoints: [{{ address: \"{inside}\" }}]\n    tunnel: {{ protocol: http2, authority: \"{backend}\", max_connections: {workers} }}\n"
-                    ),
-                )?
-            }
-            Kind::EnvoyTunnel => {
-                let inside = free_port();
-                children.push(spawn(envoy(
-                    "envoy-terminator.yaml",
-                    envoy_config(
-                        inside,
-                        r#"      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: inside
-          codec_type: HTTP2
-          stream_idle_timeout: 0s
-          http2_protocol_options: { allow_connect: true }
-          upgrade_configs: [{ upgrade_type: CONNECT }]
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { connect_matcher: {} }
-                route: { cluster: next, timeout: 0s, upgrade_configs: [{ upgrade_type: CONNECT, connect_config: {} }] }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }"#,
-                        backend,
-                        false,
-                    ),
-                )?)?);
-                envoy(
-                    "envoy-edge.yaml",
-                    envoy_config(
-                        port,
-                        &format!(
-                            r#"      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: next
-          idle_timeout: 0s
-          tunneling_config: {{ hostname: "{backend}" }}"#
-                        ),
-                        ([127, 0, 0, 1], inside).into(),
-                        true,
-                    ),
-                )?
-            }
-            // Like the rivals here, no per-connection log lines (`--log warn`).
-            Kind::Causeway => causeway(
-                "causeway.yaml",
-                format!(
-                    "listeners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
-                ),
-            )?,
-            Kind::HaProxy => {
-                let config = file(
-                    "haproxy.cfg",
-                    format!(
-                        "global\n  nbthread {workers}\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 24h\n  timeout server 24h\nlisten bench\n  bind {address}\n  server echo {backend}\n"
-                    ),
-                )?;
-                let mut c = Command::new(&bins.haproxy);
-                c.arg("-db").arg("-f").arg(config);
-                c
-            }
-            Kind::Nginx => {
-                let config = file(
-                    "nginx.conf",
-                    format!(
-                        "load_module {module};\nworker_processes {workers};\nworker_rlimit_nofile 20000;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\nevents {{ worker_connections 19000; }}\nstream {{\n  server {{\n    listen {address};\n    proxy_pass {backend};\n    proxy_timeout 24h;\n    proxy_half_close on;\n  }}\n}}\n",
-                        module = bins.nginx_stream_module.display(),
-                        dir = dir.display()
-                    ),
-                )?;
-                let mut c = Command::new(&bins.nginx);
-                c.arg("-e")
-                    .arg(dir.join("nginx-error.log"))
-                    .arg("-p")
-                    .arg(dir)
-                    .arg("-c")
-                    .arg(config);
-                c
-            }
-            Kind::Envoy => envoy(
-                "envoy.yaml",
-                envoy_config(
-                    port,
-                    r#"      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: next
-          idle_timeout: 0s"#,
-                    backend,
-                    false,
-                ),
-            )?,
+            Kind::CausewayTunnel => launch.causeway_tunnel(address, backend, &mut children)?,
+            Kind::EnvoyTunnel => launch.envoy_tunnel(port, backend, &mut children)?,
+            Kind::Causeway => launch.causeway_alone(address, backend)?,
+            Kind::HaProxy => launch.haproxy(address, backend)?,
+            Kind::Nginx => launch.nginx(address, backend)?,
+            Kind::Envoy => launch.envoy_alone(port, backend)?,
         };
-        children.push(spawn(command)?);
+        children.push(launch.spawn(command)?);
         let proxy = Proxy {
             kind,
             address,
@@ -300,6 +161,209 @@ impl Drop for Proxy {
         }
     }
 }
+
+/// What starting one proxy takes: its programs, workers, config files in `dir` and one log
+/// file for all its processes.
+struct Launch<'a> {
+    kind: Kind,
+    bins: &'a Binaries,
+    workers: usize,
+    dir: &'a Path,
+    log: std::fs::File,
+}
+
+impl<'a> Launch<'a> {
+    fn new(kind: Kind, bins: &'a Binaries, workers: usize, dir: &'a Path) -> crate::Result<Self> {
+        let log = std::fs::File::create(dir.join(format!("{}.log", kind.name())))
+            .map_err(|e| e.to_string())?;
+        Ok(Launch {
+            kind,
+            bins,
+            workers,
+            dir,
+            log,
+        })
+    }
+
+    /// Writes `text` to the file `name` in the directory.
+    fn file(&self, name: &str, text: String) -> crate::Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Runs `command` with its output in the log.
+    fn spawn(&self, mut command: Command) -> crate::Result<Child> {
+        command
+            .stdin(Stdio::null())
+            .stdout(self.log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(self.log.try_clone().map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.kind.name()))
+    }
+
+    /// Causeway on the config `yaml` (written as `name`, with the workers and no admin).
+    fn causeway(&self, name: &str, yaml: String) -> crate::Result<Command> {
+        let config = self.file(
+            name,
+            format!(
+                "workers: {}\nadmin: {{ enabled: false }}\n{yaml}",
+                self.workers
+            ),
+        )?;
+        let mut c = Command::new(&self.bins.causeway);
+        c.args(["--log", "warn", "run", "--config"]).arg(config);
+        Ok(c)
+    }
+
+    /// Envoy on the config `yaml` (written as `name`) with the workers.
+    fn envoy(&self, name: &str, yaml: String) -> crate::Result<Command> {
+        let config = self.file(name, yaml)?;
+        let mut c = Command::new(&self.bins.envoy);
+        c.arg("-c")
+            .arg(config)
+            .args(["--concurrency", &self.workers.to_string()])
+            .args(["--disable-hot-restart", "-l", "warning"]);
+        Ok(c)
+    }
+
+    /// Like the rivals here, no per-connection log lines (`--log warn`).
+    fn causeway_alone(&self, address: SocketAddr, backend: SocketAddr) -> crate::Result<Command> {
+        self.causeway(
+            "causeway.yaml",
+            format!(
+                "listeners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
+            ),
+        )
+    }
+
+    /// Starts the terminator (into `children`); the edge's command on `address`.
+    fn causeway_tunnel(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+        children: &mut Vec<Child>,
+    ) -> crate::Result<Command> {
+        let workers = self.workers;
+        let inside: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        children.push(self.spawn(self.causeway(
+            "causeway-terminator.yaml",
+            format!(
+                "listeners:\n  - name: inside\n    address: {inside}\n    routes:\n      - connect: {{ allowed_cidrs: [{ip}/32], allowed_ports: [\"{bport}\"] }}\n        cluster: echo\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n",
+                ip = backend.ip(),
+                bport = backend.port()
+            ),
+        )?)?);
+        self.causeway(
+            "causeway-edge.yaml",
+            format!(
+                "listeners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: inside }}]\nclusters:\n  - name: inside\n    endpoints: [{{ address: \"{inside}\" }}]\n    tunnel: {{ protocol: http2, authority: \"{backend}\", max_connections: {workers} }}\n"
+            ),
+        )
+    }
+
+    /// Starts the terminator (into `children`); the edge's command on `port`.
+    fn envoy_tunnel(
+        &self,
+        port: u16,
+        backend: SocketAddr,
+        children: &mut Vec<Child>,
+    ) -> crate::Result<Command> {
+        let inside = free_port();
+        children.push(self.spawn(self.envoy(
+            "envoy-terminator.yaml",
+            envoy_config(inside, ENVOY_CONNECT_TERMINATOR, backend, false),
+        )?)?);
+        self.envoy(
+            "envoy-edge.yaml",
+            envoy_config(
+                port,
+                &format!(
+                    r#"      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: bench
+          cluster: next
+          idle_timeout: 0s
+          tunneling_config: {{ hostname: "{backend}" }}"#
+                ),
+                ([127, 0, 0, 1], inside).into(),
+                true,
+            ),
+        )
+    }
+
+    fn envoy_alone(&self, port: u16, backend: SocketAddr) -> crate::Result<Command> {
+        self.envoy(
+            "envoy.yaml",
+            envoy_config(
+                port,
+                r#"      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: bench
+          cluster: next
+          idle_timeout: 0s"#,
+                backend,
+                false,
+            ),
+        )
+    }
+
+    fn haproxy(&self, address: SocketAddr, backend: SocketAddr) -> crate::Result<Command> {
+        let workers = self.workers;
+        let config = self.file(
+            "haproxy.cfg",
+            format!(
+                "global\n  nbthread {workers}\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 24h\n  timeout server 24h\nlisten bench\n  bind {address}\n  server echo {backend}\n"
+            ),
+        )?;
+        let mut c = Command::new(&self.bins.haproxy);
+        c.arg("-db").arg("-f").arg(config);
+        Ok(c)
+    }
+
+    fn nginx(&self, address: SocketAddr, backend: SocketAddr) -> crate::Result<Command> {
+        let (workers, dir) = (self.workers, self.dir);
+        let config = self.file(
+            "nginx.conf",
+            format!(
+                "load_module {module};\nworker_processes {workers};\nworker_rlimit_nofile 20000;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\nevents {{ worker_connections 19000; }}\nstream {{\n  server {{\n    listen {address};\n    proxy_pass {backend};\n    proxy_timeout 24h;\n    proxy_half_close on;\n  }}\n}}\n",
+                module = self.bins.nginx_stream_module.display(),
+                dir = dir.display()
+            ),
+        )?;
+        let mut c = Command::new(&self.bins.nginx);
+        c.arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(config);
+        Ok(c)
+    }
+}
+
+/// The Envoy terminator's filters: an HTTP/2 connection manager that accepts CONNECT and
+/// sends each tunnel's bytes to the cluster `next`.
+const ENVOY_CONNECT_TERMINATOR: &str = r#"      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: inside
+          codec_type: HTTP2
+          stream_idle_timeout: 0s
+          http2_protocol_options: { allow_connect: true }
+          upgrade_configs: [{ upgrade_type: CONNECT }]
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { connect_matcher: {} }
+                route: { cluster: next, timeout: 0s, upgrade_configs: [{ upgrade_type: CONNECT, connect_config: {} }] }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }"#;
 
 fn rss_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

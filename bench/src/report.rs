@@ -119,6 +119,37 @@ fn fmt_value(v: f64) -> String {
 
 pub fn markdown(results: &Results, ctx: &Context) -> String {
     let mut out = String::new();
+    write_header(&mut out, ctx);
+    let proxies: Vec<Kind> = ctx
+        .kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != Kind::Direct)
+        .collect();
+    write_medians(&mut out, results, ctx);
+    write_ratios(&mut out, results, &proxies);
+    if ctx.kinds.contains(&Kind::CausewayTunnel) && ctx.kinds.contains(&Kind::EnvoyTunnel) {
+        write_tunnel_ratios(&mut out, results);
+    }
+    let direct = results.median(Metric::PingPong1P50, Kind::Direct);
+    if let Some(direct) = direct {
+        write_added_latency(&mut out, results, &proxies, direct);
+    }
+    if !results.failures.is_empty() {
+        let _ = writeln!(out, "\n## Failed cases\n");
+        for failure in &results.failures {
+            let _ = writeln!(out, "- {failure}");
+        }
+    }
+    let _ = writeln!(out, "\n## Targets\n");
+    for line in targets(results, direct) {
+        let _ = writeln!(out, "- {line}");
+    }
+    out
+}
+
+/// The title and what ran: command, date, machine, versions, the settings every proxy shares.
+fn write_header(out: &mut String, ctx: &Context) {
     let _ = writeln!(out, "# Benchmark results\n");
     let _ = writeln!(out, "- Command: `{}`", ctx.command);
     let _ = writeln!(out, "- Date: {}", ctx.date);
@@ -134,22 +165,32 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
          Idle hold: {} connections, on a freshly started instance of each proxy every round.\n",
         ctx.workers, ctx.rounds, ctx.case_seconds, ctx.idle_connections
     );
+}
 
-    let proxies: Vec<Kind> = ctx
-        .kinds
-        .iter()
-        .copied()
-        .filter(|k| *k != Kind::Direct)
-        .collect();
-    let _ = write!(out, "## Medians\n\n| case |");
-    for k in &ctx.kinds {
+/// The rest of a table's first row (one column per kind) and the alignment row.
+fn write_columns(out: &mut String, kinds: &[Kind]) {
+    for k in kinds {
         let _ = write!(out, " {} |", k.name());
     }
     let _ = write!(out, "\n|---|");
-    for _ in &ctx.kinds {
+    for _ in kinds {
         let _ = write!(out, "---:|");
     }
     let _ = writeln!(out);
+}
+
+/// `theirs / ours` to two decimals, or `-` when either is missing or ours is zero.
+fn ratio(theirs: Option<f64>, ours: Option<f64>) -> String {
+    match (theirs, ours) {
+        (Some(theirs), Some(ours)) if ours > 0.0 => format!("{:.2}", theirs / ours),
+        _ => "-".into(),
+    }
+}
+
+/// Every metric's median for every target.
+fn write_medians(out: &mut String, results: &Results, ctx: &Context) {
+    let _ = write!(out, "## Medians\n\n| case |");
+    write_columns(out, &ctx.kinds);
     for metric in Metric::ALL {
         let _ = write!(out, "| {} |", metric.label());
         for k in &ctx.kinds {
@@ -158,7 +199,10 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
         }
         let _ = writeln!(out);
     }
+}
 
+/// Every metric's median for each proxy but Causeway over Causeway's.
+fn write_ratios(out: &mut String, results: &Results, proxies: &[Kind]) {
     let _ = write!(
         out,
         "\n## Ratios: each rival's median / Causeway's\n\n\
@@ -170,71 +214,46 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
         .copied()
         .filter(|k| *k != Kind::Causeway)
         .collect();
-    for k in &rivals {
-        let _ = write!(out, " {} |", k.name());
-    }
-    let _ = write!(out, "\n|---|");
-    for _ in &rivals {
-        let _ = write!(out, "---:|");
-    }
-    let _ = writeln!(out);
+    write_columns(out, &rivals);
     for metric in Metric::ALL {
         let _ = write!(out, "| {} |", metric.label());
         let ours = results.median(metric, Kind::Causeway);
         for k in &rivals {
-            let cell = match (results.median(metric, *k), ours) {
-                (Some(theirs), Some(ours)) if ours > 0.0 => format!("{:.2}", theirs / ours),
-                _ => "-".into(),
-            };
+            let cell = ratio(results.median(metric, *k), ours);
             let _ = write!(out, " {cell} |");
         }
         let _ = writeln!(out);
     }
+}
 
-    if ctx.kinds.contains(&Kind::CausewayTunnel) && ctx.kinds.contains(&Kind::EnvoyTunnel) {
-        let _ = write!(
-            out,
-            "\n## Tunnels: Envoy's median / Causeway's, same topology\n\n\
-             Edge → HTTP/2 CONNECT tunnel (plaintext) → terminator → backend, both ends the same \
-             program. Above 1 means Envoy has more of the figure.\n\n| case | envoy-tunnel / causeway-tunnel |\n|---|---:|\n"
+/// Envoy's tunnel topology over Causeway's, metric by metric.
+fn write_tunnel_ratios(out: &mut String, results: &Results) {
+    let _ = write!(
+        out,
+        "\n## Tunnels: Envoy's median / Causeway's, same topology\n\n\
+         Edge → HTTP/2 CONNECT tunnel (plaintext) → terminator → backend, both ends the same \
+         program. Above 1 means Envoy has more of the figure.\n\n| case | envoy-tunnel / causeway-tunnel |\n|---|---:|\n"
+    );
+    for metric in Metric::ALL {
+        let ratio = ratio(
+            results.median(metric, Kind::EnvoyTunnel),
+            results.median(metric, Kind::CausewayTunnel),
         );
-        for metric in Metric::ALL {
-            let ratio = match (
-                results.median(metric, Kind::EnvoyTunnel),
-                results.median(metric, Kind::CausewayTunnel),
-            ) {
-                (Some(theirs), Some(ours)) if ours > 0.0 => format!("{:.2}", theirs / ours),
-                _ => "-".into(),
-            };
-            let _ = writeln!(out, "| {} | {ratio} |", metric.label());
+        let _ = writeln!(out, "| {} | {ratio} |", metric.label());
+    }
+}
+
+/// Each proxy's p50 (1 connection) minus the direct p50.
+fn write_added_latency(out: &mut String, results: &Results, proxies: &[Kind], direct: f64) {
+    let _ = write!(
+        out,
+        "\n## Added latency: p50 through the proxy minus direct (1 conn, 100 B)\n\n| proxy | µs |\n|---|---:|\n"
+    );
+    for k in proxies {
+        if let Some(p) = results.median(Metric::PingPong1P50, *k) {
+            let _ = writeln!(out, "| {} | {:.1} |", k.name(), p - direct);
         }
     }
-
-    let direct = results.median(Metric::PingPong1P50, Kind::Direct);
-    if let Some(direct) = direct {
-        let _ = write!(
-            out,
-            "\n## Added latency: p50 through the proxy minus direct (1 conn, 100 B)\n\n| proxy | µs |\n|---|---:|\n"
-        );
-        for k in &proxies {
-            if let Some(p) = results.median(Metric::PingPong1P50, *k) {
-                let _ = writeln!(out, "| {} | {:.1} |", k.name(), p - direct);
-            }
-        }
-    }
-
-    if !results.failures.is_empty() {
-        let _ = writeln!(out, "\n## Failed cases\n");
-        for failure in &results.failures {
-            let _ = writeln!(out, "- {failure}");
-        }
-    }
-
-    let _ = writeln!(out, "\n## Targets\n");
-    for line in targets(results, direct) {
-        let _ = writeln!(out, "- {line}");
-    }
-    out
 }
 
 /// The issue's targets, each met or missed by how much.

@@ -129,14 +129,6 @@ pub struct Addresses {
 }
 
 pub fn run(at: Addresses) -> ExitCode {
-    let Addresses {
-        listen,
-        tls_listen,
-        tunnel_listen,
-        fix_listen,
-        mq_listen,
-        sftp_listen,
-    } = at;
     on_runtime(2, async {
         let pki = match throwaway_pki() {
             Ok(dir) => dir,
@@ -146,34 +138,14 @@ pub fn run(at: Addresses) -> ExitCode {
             }
         };
         let dir = pki.path().display().to_string();
-        let active = greeting_echo("active").await;
-        let standby = greeting_echo("standby").await;
-        let (fix_active, _) = demo::fix::acceptor("DEMOVENUE").await;
-        let (fix_standby, _) = demo::fix::acceptor("DEMOVENUE").await;
-        let sftp = match sftp_backend(pki.path()).await {
-            Ok(server) => server,
+        let backends = match Backends::start(pki.path()).await {
+            Ok(backends) => backends,
             Err(e) => {
                 eprintln!("cannot set up the demo's SFTP server: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        let yaml = DEMO_CONFIG
-            .replace("{fix_listen}", &fix_listen.to_string())
-            .replace("{mq_listen}", &mq_listen.to_string())
-            .replace("{sftp_listen}", &sftp_listen.to_string())
-            .replace("{sftp_backend}", &sftp.address.to_string())
-            .replace("{demo_hash}", &ssh::credentials::hash_password("demo"))
-            .replace("{fix_active}", &fix_active.address.to_string())
-            .replace("{fix_standby}", &fix_standby.address.to_string())
-            .replace("{listen}", &listen.to_string())
-            .replace("{tls_listen}", &tls_listen.to_string())
-            .replace("{tunnel_listen}", &tunnel_listen.to_string())
-            .replace("{terminator}", &free_loopback_port().to_string())
-            .replace("{dir}", &dir)
-            .replace("{active}", &active.address.to_string())
-            .replace("{standby}", &standby.address.to_string());
-        let config =
-            config::parse(&yaml, "<built-in demo config>").expect("the demo config is valid");
+        let config = demo_config(&at, &backends, &dir);
         let running = match serve::Running::start(&config, None).await {
             Ok(r) => r,
             Err(e) => {
@@ -181,78 +153,137 @@ pub fn run(at: Addresses) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let address = running
-            .gateway
-            .listener_address("demo")
-            .expect("demo listener");
-        let tls_address = running
-            .gateway
-            .listener_address("demo-tls")
-            .expect("demo TLS listener");
-        let tunnel_address = running
-            .gateway
-            .listener_address("demo-tunnel")
-            .expect("demo tunnel listener");
-        println!("Causeway demo");
-        println!("  gateway listening on {address}");
-        println!("  active echo backend  {} (priority 0)", active.address);
-        println!("  standby echo backend {} (priority 1)", standby.address);
-        if let Some(admin) = running.admin {
-            println!("  admin API            http://{admin}/  (try /clusters and /connections)");
-        }
-        println!();
-        println!("Try it:   nc {} {}", address.ip(), address.port());
-        println!(
-            "Each connection is greeted by the backend it reached, then echoes what you type."
-        );
-        println!();
-        println!("Mutual TLS on {tls_address} (a throwaway PKI in {dir}):");
-        println!(
-            "  openssl s_client -connect {tls_address} -servername demo.causeway.test -CAfile {dir}/ca.pem -cert {dir}/client.pem -key {dir}/client-key.pem"
-        );
-        println!(
-            "Without -cert/-key (or with {dir}/stranger.pem and {dir}/stranger-key.pem, whose SPIFFE ID is not allowed) the handshake is refused."
-        );
-        let fix_address = running
-            .gateway
-            .listener_address("demo-fix")
-            .expect("demo FIX listener");
-        let mq_address = running
-            .gateway
-            .listener_address("demo-mq")
-            .expect("demo MQ listener");
-        println!();
-        println!(
-            "FIX on {fix_address}: Logons to DEMOVENUE go to its active acceptor {} (standby {}); only CLIENT1 and CLIENT2 get in, others get a Logout saying why (from the repository root):",
-            fix_active.address, fix_standby.address
-        );
-        println!("  python3 examples/fix-logon.py {fix_address} CLIENT1 DEMOVENUE");
-        println!(
-            "IBM MQ on {mq_address}: channel DEMO.SVRCONN goes to the echo cluster, other channels are refused:"
-        );
-        println!("  python3 examples/mq-initial.py {mq_address} DEMO.SVRCONN QM1");
-        let sftp_address = running
-            .gateway
-            .listener_address("demo-sftp")
-            .expect("demo SFTP listener");
-        println!(
-            "SFTP on {sftp_address}: the gateway terminates SSH, checks user demo's password (demo) and logs in to a built-in SFTP server {} with its own key; files land in {dir}/sftp-root, one audit line per file operation in {dir}/sftp-audit.jsonl:",
-            sftp.address
-        );
-        println!(
-            "  sftp -P {} demo@{}",
-            sftp_address.port(),
-            sftp_address.ip()
-        );
-        println!();
-        println!(
-            "Through a tunnel: connections to {tunnel_address} are carried in an HTTP/2 CONNECT tunnel over mutual TLS to a terminator in the same process, which dials the echo cluster:"
-        );
-        println!("  nc {} {}", tunnel_address.ip(), tunnel_address.port());
-        println!("Ctrl-C stops the demo.");
+        print_how_to_try_it(&running, &backends, &dir);
         running.serve_until_stopped().await;
         ExitCode::SUCCESS
     })
+}
+
+/// What the demo's gateway sends to: the echo pair, the FIX venue pair, the SFTP server.
+struct Backends {
+    active: Backend,
+    standby: Backend,
+    fix_active: Backend,
+    fix_standby: Backend,
+    sftp: demo::sftp_server::SftpServer,
+}
+
+impl Backends {
+    /// Starts them all; the SFTP server's keys are written in `dir`, the only step that can
+    /// fail.
+    async fn start(dir: &std::path::Path) -> std::io::Result<Backends> {
+        let active = greeting_echo("active").await;
+        let standby = greeting_echo("standby").await;
+        let (fix_active, _) = demo::fix::acceptor("DEMOVENUE").await;
+        let (fix_standby, _) = demo::fix::acceptor("DEMOVENUE").await;
+        let sftp = sftp_backend(dir).await?;
+        Ok(Backends {
+            active,
+            standby,
+            fix_active,
+            fix_standby,
+            sftp,
+        })
+    }
+}
+
+/// The built-in config with the demo's addresses, backends and PKI directory `dir` filled in.
+fn demo_config(at: &Addresses, backends: &Backends, dir: &str) -> config::Config {
+    let yaml = DEMO_CONFIG
+        .replace("{fix_listen}", &at.fix_listen.to_string())
+        .replace("{mq_listen}", &at.mq_listen.to_string())
+        .replace("{sftp_listen}", &at.sftp_listen.to_string())
+        .replace("{sftp_backend}", &backends.sftp.address.to_string())
+        .replace("{demo_hash}", &ssh::credentials::hash_password("demo"))
+        .replace("{fix_active}", &backends.fix_active.address.to_string())
+        .replace("{fix_standby}", &backends.fix_standby.address.to_string())
+        .replace("{listen}", &at.listen.to_string())
+        .replace("{tls_listen}", &at.tls_listen.to_string())
+        .replace("{tunnel_listen}", &at.tunnel_listen.to_string())
+        .replace("{terminator}", &free_loopback_port().to_string())
+        .replace("{dir}", dir)
+        .replace("{active}", &backends.active.address.to_string())
+        .replace("{standby}", &backends.standby.address.to_string());
+    config::parse(&yaml, "<built-in demo config>").expect("the demo config is valid")
+}
+
+/// Where the running gateway listens for the demo's listener `name`.
+fn listener(running: &serve::Running, name: &str, what: &str) -> SocketAddr {
+    running.gateway.listener_address(name).expect(what)
+}
+
+/// What the demo prints once it runs: each listener and a command to try it with.
+fn print_how_to_try_it(running: &serve::Running, backends: &Backends, dir: &str) {
+    print_echo_and_tls(running, backends, dir);
+    print_fix_and_mq(running, backends);
+    print_sftp(running, backends, dir);
+    let tunnel_address = listener(running, "demo-tunnel", "demo tunnel listener");
+    println!();
+    println!(
+        "Through a tunnel: connections to {tunnel_address} are carried in an HTTP/2 CONNECT tunnel over mutual TLS to a terminator in the same process, which dials the echo cluster:"
+    );
+    println!("  nc {} {}", tunnel_address.ip(), tunnel_address.port());
+    println!("Ctrl-C stops the demo.");
+}
+
+/// The plain listener in front of the echo pair, the admin API, the mutual TLS listener.
+fn print_echo_and_tls(running: &serve::Running, backends: &Backends, dir: &str) {
+    let address = listener(running, "demo", "demo listener");
+    let tls_address = listener(running, "demo-tls", "demo TLS listener");
+    println!("Causeway demo");
+    println!("  gateway listening on {address}");
+    println!(
+        "  active echo backend  {} (priority 0)",
+        backends.active.address
+    );
+    println!(
+        "  standby echo backend {} (priority 1)",
+        backends.standby.address
+    );
+    if let Some(admin) = running.admin {
+        println!("  admin API            http://{admin}/  (try /clusters and /connections)");
+    }
+    println!();
+    println!("Try it:   nc {} {}", address.ip(), address.port());
+    println!("Each connection is greeted by the backend it reached, then echoes what you type.");
+    println!();
+    println!("Mutual TLS on {tls_address} (a throwaway PKI in {dir}):");
+    println!(
+        "  openssl s_client -connect {tls_address} -servername demo.causeway.test -CAfile {dir}/ca.pem -cert {dir}/client.pem -key {dir}/client-key.pem"
+    );
+    println!(
+        "Without -cert/-key (or with {dir}/stranger.pem and {dir}/stranger-key.pem, whose SPIFFE ID is not allowed) the handshake is refused."
+    );
+}
+
+/// The FIX listener in front of the venue pair and the IBM MQ listener.
+fn print_fix_and_mq(running: &serve::Running, backends: &Backends) {
+    let fix_address = listener(running, "demo-fix", "demo FIX listener");
+    let mq_address = listener(running, "demo-mq", "demo MQ listener");
+    println!();
+    println!(
+        "FIX on {fix_address}: Logons to DEMOVENUE go to its active acceptor {} (standby {}); only CLIENT1 and CLIENT2 get in, others get a Logout saying why (from the repository root):",
+        backends.fix_active.address, backends.fix_standby.address
+    );
+    println!("  python3 examples/fix-logon.py {fix_address} CLIENT1 DEMOVENUE");
+    println!(
+        "IBM MQ on {mq_address}: channel DEMO.SVRCONN goes to the echo cluster, other channels are refused:"
+    );
+    println!("  python3 examples/mq-initial.py {mq_address} DEMO.SVRCONN QM1");
+}
+
+/// The SSH listener in front of the built-in SFTP server.
+fn print_sftp(running: &serve::Running, backends: &Backends, dir: &str) {
+    let sftp_address = listener(running, "demo-sftp", "demo SFTP listener");
+    println!(
+        "SFTP on {sftp_address}: the gateway terminates SSH, checks user demo's password (demo) and logs in to a built-in SFTP server {} with its own key; files land in {dir}/sftp-root, one audit line per file operation in {dir}/sftp-audit.jsonl:",
+        backends.sftp.address
+    );
+    println!(
+        "  sftp -P {} demo@{}",
+        sftp_address.port(),
+        sftp_address.ip()
+    );
 }
 
 /// The demo's SFTP server over `dir`/sftp-root, and the keys the gateway needs for it

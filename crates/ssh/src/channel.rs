@@ -5,7 +5,7 @@
 //! Memory stays bounded when a side stops reading: a write waits for the receiver's window,
 //! meanwhile this side's channel queue fills and russh stops reading that socket.
 
-use russh::{Channel, ChannelMsg, client, server};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
 
 /// Sees the bytes crossing a channel: counters, the SFTP audit.
 pub trait Observer: Send + Sync {
@@ -34,89 +34,106 @@ pub async fn relay(
     let id = down.id();
     let (mut down_rx, down_tx) = down.split();
     let (mut up_rx, up_tx) = up.split();
-    let upward = async {
-        loop {
-            let sent = match down_rx.wait().await {
-                Some(ChannelMsg::Data { data }) => {
-                    observer.to_upstream(&data);
-                    up_tx.data_bytes(data).await
-                }
-                Some(ChannelMsg::ExtendedData { data, ext }) => {
-                    up_tx.extended_data_bytes(ext, data).await
-                }
-                Some(ChannelMsg::Eof) => up_tx.eof().await,
-                Some(ChannelMsg::WindowChange {
-                    col_width,
-                    row_height,
-                    pix_width,
-                    pix_height,
-                }) => {
-                    up_tx
-                        .window_change(col_width, row_height, pix_width, pix_height)
-                        .await
-                }
-                Some(ChannelMsg::Signal { signal }) => up_tx.signal(signal).await,
-                Some(ChannelMsg::Close) => {
-                    let _ = up_tx.close().await;
-                    return Ended::Closed;
-                }
-                // Requests were answered before the relay started.
-                Some(_) => Ok(()),
-                None => {
-                    let _ = up_tx.close().await;
-                    return Ended::Lost;
-                }
-            };
-            if sent.is_err() {
-                return Ended::Lost;
-            }
-        }
-    };
-    let downward = async {
-        loop {
-            let sent = match up_rx.wait().await {
-                Some(ChannelMsg::Data { data }) => {
-                    observer.to_downstream(&data);
-                    down_tx.data_bytes(data).await
-                }
-                Some(ChannelMsg::ExtendedData { data, ext }) => {
-                    down_tx.extended_data_bytes(ext, data).await
-                }
-                Some(ChannelMsg::Eof) => down_tx.eof().await,
-                Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    down_tx.exit_status(exit_status).await
-                }
-                Some(ChannelMsg::ExitSignal {
-                    signal_name,
-                    core_dumped,
-                    error_message,
-                    lang_tag,
-                }) => server
-                    .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
-                    .await
-                    .map_err(|()| russh::Error::SendError),
-                Some(ChannelMsg::Close) => {
-                    let _ = down_tx.close().await;
-                    return Ended::Closed;
-                }
-                Some(_) => Ok(()),
-                None => {
-                    let _ = down_tx.close().await;
-                    return Ended::Lost;
-                }
-            };
-            if sent.is_err() {
-                return Ended::Lost;
-            }
-        }
-    };
     // Each side closes on its own; the first close is passed on and the other side's
-    // answer ends the second loop.
-    let (a, b) = tokio::join!(upward, downward);
+    // answer ends the second loop. Both halves of both channels live until then.
+    let (a, b) = tokio::join!(
+        client_to_upstream(&mut down_rx, &up_tx, observer),
+        upstream_to_client(&mut up_rx, &down_tx, &server, id, observer),
+    );
     if a == Ended::Closed && b == Ended::Closed {
         Ended::Closed
     } else {
         Ended::Lost
+    }
+}
+
+/// The client's side of the channel passed on to the upstream until either closes.
+async fn client_to_upstream(
+    down_rx: &mut ChannelReadHalf,
+    up_tx: &ChannelWriteHalf<client::Msg>,
+    observer: &dyn Observer,
+) -> Ended {
+    loop {
+        let sent = match down_rx.wait().await {
+            Some(ChannelMsg::Data { data }) => {
+                observer.to_upstream(&data);
+                up_tx.data_bytes(data).await
+            }
+            Some(ChannelMsg::ExtendedData { data, ext }) => {
+                up_tx.extended_data_bytes(ext, data).await
+            }
+            Some(ChannelMsg::Eof) => up_tx.eof().await,
+            Some(ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            }) => {
+                up_tx
+                    .window_change(col_width, row_height, pix_width, pix_height)
+                    .await
+            }
+            Some(ChannelMsg::Signal { signal }) => up_tx.signal(signal).await,
+            Some(ChannelMsg::Close) => {
+                let _ = up_tx.close().await;
+                return Ended::Closed;
+            }
+            // Requests were answered before the relay started.
+            Some(_) => Ok(()),
+            None => {
+                let _ = up_tx.close().await;
+                return Ended::Lost;
+            }
+        };
+        if sent.is_err() {
+            return Ended::Lost;
+        }
+    }
+}
+
+/// The upstream's side of the channel passed on to the client until either closes; the
+/// exit signal goes through the session handle (channel `id`), the write half has no call
+/// for it.
+async fn upstream_to_client(
+    up_rx: &mut ChannelReadHalf,
+    down_tx: &ChannelWriteHalf<server::Msg>,
+    server: &server::Handle,
+    id: ChannelId,
+    observer: &dyn Observer,
+) -> Ended {
+    loop {
+        let sent = match up_rx.wait().await {
+            Some(ChannelMsg::Data { data }) => {
+                observer.to_downstream(&data);
+                down_tx.data_bytes(data).await
+            }
+            Some(ChannelMsg::ExtendedData { data, ext }) => {
+                down_tx.extended_data_bytes(ext, data).await
+            }
+            Some(ChannelMsg::Eof) => down_tx.eof().await,
+            Some(ChannelMsg::ExitStatus { exit_status }) => down_tx.exit_status(exit_status).await,
+            Some(ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            }) => server
+                .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
+                .await
+                .map_err(|()| russh::Error::SendError),
+            Some(ChannelMsg::Close) => {
+                let _ = down_tx.close().await;
+                return Ended::Closed;
+            }
+            Some(_) => Ok(()),
+            None => {
+                let _ = down_tx.close().await;
+                return Ended::Lost;
+            }
+        };
+        if sent.is_err() {
+            return Ended::Lost;
+        }
     }
 }
 
