@@ -419,34 +419,7 @@ impl StreamDirection {
                 ready!(Pin::new(&mut *dst).poll_flush(cx)).map_err(write_error)?;
                 self.unflushed = false;
             }
-            let step = SCRATCH.with_borrow_mut(|buf| {
-                let mut read = ReadBuf::new(buf);
-                match Pin::new(&mut *src).poll_read(cx, &mut read) {
-                    Poll::Pending => Step::NotReady,
-                    // A TLS peer that closes without close_notify has still ended its stream.
-                    Poll::Ready(Err(e)) if e.kind() == ErrorKind::UnexpectedEof => Step::Eof,
-                    Poll::Ready(Err(e)) => Step::ReadFailed(e),
-                    Poll::Ready(Ok(())) if read.filled().is_empty() => Step::Eof,
-                    Poll::Ready(Ok(())) => {
-                        let n = read.filled().len();
-                        let rest = |from: usize| {
-                            Step::Pending(
-                                n,
-                                Box::new(Pending {
-                                    bytes: buf[from..n].to_vec(),
-                                    written: 0,
-                                }),
-                            )
-                        };
-                        match Pin::new(&mut *dst).poll_write(cx, &buf[..n]) {
-                            Poll::Ready(Ok(w)) if w == n => Step::Written(n),
-                            Poll::Ready(Ok(w)) => rest(w),
-                            Poll::Pending => rest(0),
-                            Poll::Ready(Err(e)) => Step::WriteFailed(e),
-                        }
-                    }
-                }
-            });
+            let step = read_and_write(cx, src, dst);
             match step {
                 Step::NotReady => return Poll::Pending,
                 Step::Eof => self.state = Flow::ShuttingDown,
@@ -463,4 +436,42 @@ impl StreamDirection {
             }
         }
     }
+}
+
+/// One read from a stream into the thread's scratch buffer, written straight on to the
+/// other (what it does not take yet is returned as `Step::Pending`).
+#[inline]
+fn read_and_write<R, W>(cx: &mut Context<'_>, src: &mut R, dst: &mut W) -> Step
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    SCRATCH.with_borrow_mut(|buf| {
+        let mut read = ReadBuf::new(buf);
+        match Pin::new(&mut *src).poll_read(cx, &mut read) {
+            Poll::Pending => Step::NotReady,
+            // A TLS peer that closes without close_notify has still ended its stream.
+            Poll::Ready(Err(e)) if e.kind() == ErrorKind::UnexpectedEof => Step::Eof,
+            Poll::Ready(Err(e)) => Step::ReadFailed(e),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => Step::Eof,
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                let rest = |from: usize| {
+                    Step::Pending(
+                        n,
+                        Box::new(Pending {
+                            bytes: buf[from..n].to_vec(),
+                            written: 0,
+                        }),
+                    )
+                };
+                match Pin::new(&mut *dst).poll_write(cx, &buf[..n]) {
+                    Poll::Ready(Ok(w)) if w == n => Step::Written(n),
+                    Poll::Ready(Ok(w)) => rest(w),
+                    Poll::Pending => rest(0),
+                    Poll::Ready(Err(e)) => Step::WriteFailed(e),
+                }
+            }
+        }
+    })
 }
