@@ -120,13 +120,17 @@ pub(crate) async fn accept_loop<D, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     let name = updates.borrow().name.clone();
-    let mut rate = RateLimiter::new();
-    // Bound to one address, every connection's destination is that address: no getsockname
-    // per accept. Bound to a wildcard, ask each connection.
-    let fixed_destination = socket
-        .local_addr()
-        .ok()
-        .filter(|a| !a.ip().is_unspecified());
+    let mut handing = HandOver {
+        rate: RateLimiter::new(),
+        // Bound to one address, every connection's destination is that address: no
+        // getsockname per accept. Bound to a wildcard, ask each connection.
+        fixed_destination: socket
+            .local_addr()
+            .ok()
+            .filter(|a| !a.ip().is_unspecified()),
+        context,
+        drive,
+    };
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -145,15 +149,7 @@ pub(crate) async fn accept_loop<D, F>(
         match accepted {
             Ok((stream, peer)) => {
                 let listener = updates.borrow().clone();
-                hand_over(
-                    stream,
-                    peer,
-                    &listener,
-                    fixed_destination,
-                    &mut rate,
-                    &context,
-                    drive,
-                );
+                handing.hand_over(stream, peer, &listener);
             }
             Err(e) => {
                 // Out of file descriptors (or similar): back off instead of spinning.
@@ -167,64 +163,66 @@ pub(crate) async fn accept_loop<D, F>(
     // to the other listener of the group; see docs/operations.md.)
     let listener = updates.borrow().clone();
     while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, socket.accept()).await {
-        hand_over(
-            stream,
-            peer,
-            &listener,
-            fixed_destination,
-            &mut rate,
-            &context,
-            drive,
-        );
+        handing.hand_over(stream, peer, &listener);
     }
     drop(socket);
     tracing::info!(listener = %name, "stopped accepting");
 }
 
-/// Admission, then the connection's own task.
-fn hand_over<D, F>(
-    stream: TcpStream,
-    peer: std::net::SocketAddr,
-    listener: &Arc<Listener>,
+/// What the accept loop of one listener hands each connection over with.
+struct HandOver<D> {
+    rate: RateLimiter,
     fixed_destination: Option<std::net::SocketAddr>,
-    rate: &mut RateLimiter,
-    context: &Arc<Context>,
+    context: Arc<Context>,
     drive: D,
-) where
+}
+
+impl<D, F> HandOver<D>
+where
     D: Fn(TcpStream, Box<Attributes>, Slot, Arc<Context>) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    listener
-        .stats
-        .accepted
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let slot = match admission::admit(listener, &context.global, Some(rate), peer.ip()) {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            tracing::warn!(
-                listener = %listener.name,
-                source = %peer,
-                reason = refusal.reason(),
-                "connection refused: {}",
-                refusal.reason().replace('_', " ")
-            );
-            return;
-        }
-    };
-    let destination = match fixed_destination {
-        Some(address) => address,
-        None => match stream.local_addr() {
-            Ok(address) => address,
-            Err(e) => {
-                tracing::debug!(listener = %listener.name, error = %e, "connection gone at accept");
+    /// Admission, then the connection's own task.
+    fn hand_over(
+        &mut self,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        listener: &Arc<Listener>,
+    ) {
+        let context = &self.context;
+        let rate = Some(&mut self.rate);
+        listener
+            .stats
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = match admission::admit(listener, &context.global, rate, peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::warn!(
+                    listener = %listener.name,
+                    source = %peer,
+                    reason = refusal.reason(),
+                    "connection refused: {}",
+                    refusal.reason().replace('_', " ")
+                );
                 return;
             }
-        },
-    };
-    let attributes = crate::attributes::accepted(&listener.name, peer, destination);
-    context
-        .connections
-        .spawn(drive(stream, attributes, slot, context.clone()));
+        };
+        let destination = match self.fixed_destination {
+            Some(address) => address,
+            None => match stream.local_addr() {
+                Ok(address) => address,
+                Err(e) => {
+                    tracing::debug!(listener = %listener.name, error = %e, "connection gone at accept");
+                    return;
+                }
+            },
+        };
+        let attributes = crate::attributes::accepted(&listener.name, peer, destination);
+        context
+            .connections
+            .spawn((self.drive)(stream, attributes, slot, context.clone()));
+    }
 }
 
 #[cfg(test)]
