@@ -58,6 +58,18 @@ pub struct SshLogin {
     pub method: &'static str,
     /// `SHA256:…` of the client's key (publickey).
     pub key_fingerprint: Option<String>,
+    /// Set on a channel of the session: a connection of its own.
+    pub channel: Option<SshChannel>,
+}
+
+/// One channel of an SSH session (the `sftp` subsystem, an exec, a shell, a forwarded
+/// port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshChannel {
+    /// `sftp`, `subsystem`, `exec`, `shell`, `port_forwarding`.
+    pub kind: &'static str,
+    /// The connection id of the session it belongs to.
+    pub session: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

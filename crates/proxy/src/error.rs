@@ -74,6 +74,8 @@ pub enum Kind {
     SshUpstream(&'static str),
     /// The SSH protocol itself failed on this side.
     Ssh(String),
+    /// The SSH session a channel belonged to ended under it.
+    SshSessionEnded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,6 +129,7 @@ impl Error {
             Kind::SshAuthFailed => "ssh_auth_failed",
             Kind::SshUpstream(code) => return format!("upstream_ssh_{code}"),
             Kind::Ssh(_) => "ssh_error",
+            Kind::SshSessionEnded => "ssh_session_ended",
         };
         match self.side {
             Side::Internal => kind.to_string(),
@@ -166,6 +169,7 @@ impl fmt::Display for Error {
             Kind::SshAuthFailed => write!(f, "SSH authentication failed"),
             Kind::SshUpstream(code) => write!(f, "SSH session: {}", code.replace('_', " ")),
             Kind::Ssh(why) => write!(f, "SSH: {why}"),
+            Kind::SshSessionEnded => write!(f, "the SSH session of the channel ended"),
         }
     }
 }

@@ -20,30 +20,45 @@ pub trait Observer: Send + Sync {
 pub enum Ended {
     /// Both sides closed the channel.
     Closed,
-    /// A session went away under the channel.
+    /// A session went away under the channel before either side closed it.
     Lost,
+    /// `stop` ended it: both sides were told the channel is closed.
+    Stopped,
 }
 
-/// Relays until both sides are done with the channel.
+/// Relays until both sides are done with the channel, or until `stop` completes (the
+/// gateway ends the channel: a timeout, a withdrawn authorization) — then both sides get
+/// the channel's close, and the session it belongs to goes on.
 pub async fn relay(
     down: Channel<server::Msg>,
     up: Channel<client::Msg>,
     server: server::Handle,
     observer: &dyn Observer,
+    stop: impl Future<Output = ()>,
 ) -> Ended {
     let id = down.id();
     let (mut down_rx, down_tx) = down.split();
     let (mut up_rx, up_tx) = up.split();
     // Each side closes on its own; the first close is passed on and the other side's
     // answer ends the second loop. Both halves of both channels live until then.
-    let (a, b) = tokio::join!(
-        client_to_upstream(&mut down_rx, &up_tx, observer),
-        upstream_to_client(&mut up_rx, &down_tx, &server, id, observer),
-    );
-    if a == Ended::Closed && b == Ended::Closed {
-        Ended::Closed
-    } else {
-        Ended::Lost
+    let both = async {
+        tokio::join!(
+            client_to_upstream(&mut down_rx, &up_tx, observer),
+            upstream_to_client(&mut up_rx, &down_tx, &server, id, observer),
+        )
+    };
+    let ended = tokio::select! {
+        ended = both => Some(ended),
+        () = stop => None,
+    };
+    match ended {
+        // Closed by one side: the other session may go before it answers.
+        Some((Ended::Closed, _) | (_, Ended::Closed)) => Ended::Closed,
+        Some(_) => Ended::Lost,
+        None => {
+            let _ = tokio::join!(up_tx.close(), down_tx.close());
+            Ended::Stopped
+        }
     }
 }
 

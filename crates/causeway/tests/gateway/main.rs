@@ -18,6 +18,7 @@ mod relay;
 mod reload;
 mod routing;
 mod sftp;
+mod ssh_channels;
 mod tls_inspector;
 mod tls_termination;
 mod tunnel_lifecycle;

@@ -74,7 +74,7 @@ fn gateway(upstream: &str, route_ssh: &str, cluster_ssh: &str) -> TestGateway {
     TestGateway::start(&gateway_yaml(upstream, route_ssh, cluster_ssh))
 }
 
-fn gateway_yaml(upstream: &str, route_ssh: &str, cluster_ssh: &str) -> String {
+pub(crate) fn gateway_yaml(upstream: &str, route_ssh: &str, cluster_ssh: &str) -> String {
     let keys = example_keys();
     let k = |name: &str| keys.join(name).display().to_string();
     format!(
@@ -105,7 +105,7 @@ clusters:
     )
 }
 
-fn pinned() -> String {
+pub(crate) fn pinned() -> String {
     format!(
         "host_keys: [\"{}\"]",
         example_keys().join("backend_host_ed25519.pub").display()
@@ -119,7 +119,7 @@ fn random_file(path: &Path, size: usize) -> Vec<u8> {
     data
 }
 
-fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -222,7 +222,8 @@ async fn the_sftp_example_runs_as_documented() {
             assert!(metrics.contains(line), "{line} in\n{metrics}");
         }
 
-        // One access-log line per SSH connection: who, how, where, how much, why it ended.
+        // One access-log line per SSH connection and one per channel: who, how, where, how
+        // much, why it ended.
         let read = || {
             std::fs::read_to_string(&access)
                 .unwrap_or_default()
@@ -230,8 +231,21 @@ async fn the_sftp_example_runs_as_documented() {
                 .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
                 .collect::<Vec<_>>()
         };
-        eventually("both sessions are in the access log", || read().len() == 2).await;
-        let lines = read();
+        eventually("both sessions and their channels are in the access log", || {
+            read().len() == 4
+        })
+        .await;
+        let (channels, lines): (Vec<_>, Vec<_>) =
+            read().into_iter().partition(|l| l.get("ssh_channel").is_some());
+        for (channel, session) in channels.iter().zip(&lines) {
+            assert_eq!(channel["ssh_channel"], "sftp", "{channel}");
+            assert_eq!(channel["ssh_session"], session["id"], "{channel}");
+            assert_eq!(channel["ssh_user"], session["ssh_user"], "{channel}");
+            assert_eq!(channel["reason"], "closed", "{channel}");
+            assert_eq!(channel["endpoint"], sshd.address.to_string());
+        }
+        assert!(channels[0]["bytes_upstream"].as_u64().unwrap() > 20 << 20);
+        assert!(channels[0]["bytes_downstream"].as_u64().unwrap() > 20 << 20);
         assert_eq!(lines[0]["ssh_user"], "alice");
         assert_eq!(lines[0]["ssh_auth_method"], "publickey");
         assert!(lines[0]["ssh_key_fingerprint"].as_str().unwrap().starts_with("SHA256:"));
@@ -982,7 +996,7 @@ async fn a_shutdown_drains_ssh_sessions_then_tells_the_client() {
         })
         .await;
         let report = gw.shutdown().await;
-        assert_eq!(report.closed, 1, "{report:?}");
+        assert_eq!(report.closed, 2, "the session and its channel: {report:?}");
         let out = tokio::time::timeout(Duration::from_secs(10), session.wait_with_output())
             .await
             .expect("the client is let go")
@@ -1035,7 +1049,7 @@ async fn a_session_is_withdrawn_when_reauthorization_says_no() {
 }
 
 /// Connections from the gateway to `port` that are still established (/proc/net/tcp).
-fn established_towards(port: u16) -> usize {
+pub(crate) fn established_towards(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     table
         .lines()
@@ -1145,16 +1159,19 @@ async fn an_idle_session_is_closed_at_the_routes_idle_timeout() {
             established_towards(sshd.address.port()) == 0
         })
         .await;
-        eventually("the close line", || {
-            audit_lines(log.path())
-                .iter()
-                .any(|l| l["event"] == "close")
-        })
-        .await;
-        let lines = audit_lines(log.path());
-        let line = lines.iter().find(|l| l["event"] == "close").unwrap();
-        assert_eq!(line["reason"], "idle_timeout", "{line}");
-        assert_eq!(line["ssh_user"], "alice", "{line}");
+        // The session's line and its channel's, each closed at the idle timeout.
+        let closed = || {
+            let lines = audit_lines(log.path());
+            lines
+                .into_iter()
+                .filter(|l| l["event"] == "close")
+                .collect::<Vec<_>>()
+        };
+        eventually("the close lines", || closed().len() == 2).await;
+        for line in closed() {
+            assert_eq!(line["reason"], "idle_timeout", "{line}");
+            assert_eq!(line["ssh_user"], "alice", "{line}");
+        }
     })
     .await;
 }

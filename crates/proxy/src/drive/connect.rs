@@ -328,12 +328,7 @@ impl Terminator {
         };
         let result = end::supervise(&live, route, std::pin::pin!(work)).await;
         relay::pass_on_abort(&result, &mut downstream, &mut upstream);
-        end::finish(
-            registration,
-            route,
-            Some(&lease),
-            &result,
-            context.access_log.as_ref(),
-        );
+        end::finish(registration, route, &result, context.access_log.as_ref());
+        drop(lease);
     }
 }

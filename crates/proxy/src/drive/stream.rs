@@ -55,7 +55,8 @@ pub(crate) async fn serve<T, F>(
         dialed = Box::pin(dial) => dialed,
         reason = live.close_requested() => Err(Error::internal(reason.kind())),
     };
-    let (mut upstream, lease) = match dialed {
+    // The lease (the endpoint's count of this connection) is held until the end.
+    let (mut upstream, _lease) = match dialed {
         Ok((upstream, lease)) => (upstream, lease),
         Err(error) => {
             refuse::refuse(
@@ -63,7 +64,7 @@ pub(crate) async fn serve<T, F>(
                 &live.attributes,
                 "upstream unavailable",
             );
-            return end::finish(registration, route, None, &Err(error), log);
+            return end::finish(registration, route, &Err(error), log);
         }
     };
     let counters = &live.counters;
@@ -75,7 +76,7 @@ pub(crate) async fn serve<T, F>(
     };
     let result = end::supervise(live, route, std::pin::pin!(relay)).await;
     relay::pass_on_abort(&result, &mut accepted.downstream, &mut upstream);
-    end::finish(registration, route, Some(&lease), &result, log);
+    end::finish(registration, route, &result, log);
 }
 
 /// A connection its route's authorization refused: told (a FIX Logout), counted, logged.

@@ -161,6 +161,10 @@ fn protocol_fields(a: &crate::attributes::Attributes, line: &mut Value) {
         if let Some(print) = &login.key_fingerprint {
             line["ssh_key_fingerprint"] = json!(print);
         }
+        if let Some(channel) = &login.channel {
+            line["ssh_channel"] = json!(channel.kind);
+            line["ssh_session"] = json!(channel.session);
+        }
     }
     if let Some(target) = a.tunnel() {
         line["tunnel_host"] = json!(target.host);

@@ -11,7 +11,6 @@ pub mod registry;
 pub mod sessions;
 
 use crate::authorize;
-use crate::dial::cluster::Lease;
 use crate::error::{Error, Kind};
 use crate::relay::Counters;
 use crate::route::Route;
@@ -73,11 +72,10 @@ async fn timeouts(route: &config::Route, counters: &Counters) -> Error {
 
 /// The end of a registered connection: out of the registry, then its bytes into the
 /// endpoint's totals (metrics add the two, and must never see these bytes twice), the log
-/// line and the access-log line. `lease`: the endpoint it reached, if it got that far.
+/// line and the access-log line.
 pub(crate) fn finish(
     registration: Registration,
     route: &Route,
-    lease: Option<&Lease>,
     result: &Result<(), Error>,
     log: Option<&AccessLog>,
 ) {
@@ -88,8 +86,7 @@ pub(crate) fn finish(
         counters.upstream_bytes.load(Relaxed),
         counters.downstream_bytes.load(Relaxed),
     );
-    let endpoint = lease.map(|l| &l.endpoint);
-    if let Some(endpoint) = endpoint {
+    if let Some(endpoint) = live.endpoint_for_bytes() {
         endpoint.stats.closed_bytes_upstream.fetch_add(up, Relaxed);
         (endpoint.stats.closed_bytes_downstream).fetch_add(down, Relaxed);
     }
@@ -98,7 +95,10 @@ pub(crate) fn finish(
         Err(e) => e.code(),
     };
     let duration_ms = counters.started().elapsed().as_millis() as u64;
-    let cluster = live.upstream().map(|u| u.cluster.name());
+    let (cluster, endpoint) = match live.upstream() {
+        Some(u) => (Some(u.cluster.name()), Some(&u.endpoint)),
+        None => (None, None),
+    };
     match endpoint {
         Some(endpoint) => {
             tracing::info!(id = attributes.id, listener = %attributes.listener, route = %route.config.name, cluster, endpoint = %endpoint.address, source = %attributes.source, duration_ms, bytes_upstream = up, bytes_downstream = down, reason = %reason, "connection closed")

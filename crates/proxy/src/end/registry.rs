@@ -51,6 +51,9 @@ pub struct Live {
     upstream: OnceLock<Upstream>,
     close: AtomicU8,
     waker: AtomicWaker,
+    /// An SSH session: its bytes are its channels', each a connection of its own that
+    /// counts them too; left out of the endpoint's totals, which see every byte once.
+    sums_channels: bool,
 }
 
 impl Live {
@@ -61,7 +64,22 @@ impl Live {
             upstream: OnceLock::new(),
             close: AtomicU8::new(0),
             waker: AtomicWaker::new(),
+            sums_channels: false,
         }
+    }
+
+    /// An SSH session, whose channels are connections of their own.
+    pub(crate) fn ssh_session(attributes: Attributes) -> Self {
+        Live {
+            sums_channels: true,
+            ..Live::new(attributes)
+        }
+    }
+
+    /// Where its bytes count in the endpoint's totals: the endpoint it reached, unless
+    /// its channels count them.
+    pub(crate) fn endpoint_for_bytes(&self) -> Option<&Arc<Endpoint>> {
+        (self.upstream().filter(|_| !self.sums_channels)).map(|u| &u.endpoint)
     }
 
     pub fn upstream(&self) -> Option<&Upstream> {
@@ -138,8 +156,8 @@ impl Registry {
     pub fn bytes_by_endpoint(&self) -> crate::dial::cluster::LiveBytes {
         let mut bytes = crate::dial::cluster::LiveBytes::new();
         for live in self.snapshot() {
-            if let Some(upstream) = live.upstream() {
-                let entry = bytes.entry(Arc::as_ptr(&upstream.endpoint)).or_default();
+            if let Some(endpoint) = live.endpoint_for_bytes() {
+                let entry = bytes.entry(Arc::as_ptr(endpoint)).or_default();
                 entry.0 += live.counters.upstream_bytes.load(Ordering::Relaxed);
                 entry.1 += live.counters.downstream_bytes.load(Ordering::Relaxed);
             }

@@ -81,6 +81,10 @@ pub struct Connection {
     /// The SPIFFE ID and subject of the client's verified certificate.
     pub peer_spiffe_id: Option<String>,
     pub peer_subject: Option<String>,
+    /// The SSH login; on a channel, its kind (`sftp`, `exec`...) and the session's id.
+    pub ssh_user: Option<String>,
+    pub ssh_channel: Option<&'static str>,
+    pub ssh_session: Option<u64>,
 }
 
 fn connections(gateway: &Gateway) -> Vec<Connection> {
@@ -92,6 +96,8 @@ fn connections(gateway: &Gateway) -> Vec<Connection> {
             let upstream = live.upstream();
             let session = live.attributes.session.as_deref();
             let peer = session.and_then(|s| s.peer.as_ref());
+            let login = live.attributes.ssh();
+            let channel = login.and_then(|l| l.channel.as_ref());
             Connection {
                 id: live.attributes.id,
                 listener: live.attributes.listener.to_string(),
@@ -108,6 +114,9 @@ fn connections(gateway: &Gateway) -> Vec<Connection> {
                 tls_cipher: session.map(|s| s.cipher.clone()),
                 peer_spiffe_id: peer.and_then(|p| p.spiffe_id.clone()),
                 peer_subject: peer.map(|p| p.subject.clone()),
+                ssh_user: login.map(|l| l.user.clone()),
+                ssh_channel: channel.map(|c| c.kind),
+                ssh_session: channel.map(|c| c.session),
             }
         })
         .collect()

@@ -34,6 +34,7 @@ pub(crate) async fn serve(
         outcome: Mutex::new(Outcome::default()),
         live: watch::channel(None).0,
         ended: Default::default(),
+        result: Default::default(),
     });
     // However the connection ends, its channel relays end with it.
     let _ended = shared.ended.clone().drop_guard();
@@ -89,8 +90,9 @@ pub(crate) async fn serve(
     };
     let mut outcome = goodbye(&handle, &shared, &result).await;
     let registration = outcome.registration.take().expect("registered");
-    let lease = outcome.lease.as_ref();
-    crate::end::finish(registration, &route, lease, &result, log);
+    crate::end::finish(registration, &route, &result, log);
+    // The endpoint's count of this connection, held until the end.
+    drop(outcome.lease);
 }
 
 /// Waits until the client is authenticated and registered as a live connection, within
@@ -139,7 +141,7 @@ async fn goodbye(
     result: &Result<(), Error>,
 ) -> Outcome {
     const BOUNDED: std::time::Duration = std::time::Duration::from_secs(2);
-    shared.ended.cancel();
+    shared.end(result);
     if let Err(e) = result {
         let why = match e.side {
             Side::Upstream => "upstream unavailable",

@@ -30,6 +30,7 @@ impl Gate {
             target,
             method,
             key_fingerprint: key.map(ssh::credentials::fingerprint),
+            channel: None,
         })));
         attributes
     }

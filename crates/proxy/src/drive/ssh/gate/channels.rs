@@ -1,14 +1,30 @@
-//! Which channel requests of an authenticated session go through (the route's `allow`),
-//! and the relay of each started channel, counted on the connection and fed to the SFTP
-//! audit.
+//! The channels of an authenticated session. Each is a connection of its own: admitted at
+//! its open (counted against `max_connections` and the listener's limits), let through by
+//! the route's `allow`, then relayed under the route's timeouts and re-checks, registered,
+//! and ended with its own access-log line — by the same stages as any connection. Its
+//! bytes count on the session too (the session's idle timer, its access-log line) and feed
+//! the SFTP audit.
 
 use super::{Gate, UPSTREAM_ANSWER};
-use crate::end::registry::Live;
+use crate::accept::admission::{self, Slot};
+use crate::attributes::{Attributes, Protocol, SshChannel, next_id};
+use crate::end::{self, registry::Live, registry::Upstream};
+use crate::route::Route;
 use ssh::audit::SftpAudit;
-use ssh::channel::{Observer, relay, upstream_reply};
+use ssh::channel::{Ended, Observer, relay, upstream_reply};
 use ssh::russh::server::{Msg, Session};
 use ssh::russh::{self, Channel, ChannelId, client};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use tokio_util::sync::CancellationToken;
+
+/// A channel opened on both sides, waiting for the request that starts it; a connection
+/// (holding its admission slot) from its open.
+pub(super) struct Pending {
+    pub down: Channel<Msg>,
+    pub up: Channel<client::Msg>,
+    pub slot: Slot,
+}
 
 impl Gate {
     pub(super) fn allow(&self) -> config::SshAllow {
@@ -17,6 +33,24 @@ impl Gate {
             .and_then(|a| a.route.config.ssh.as_ref())
             .map(|s| s.allow)
             .unwrap_or_default()
+    }
+
+    /// A channel the client opens is admitted like a connection. `None`: refused (counted
+    /// by reason, logged); the client is told the gateway lacks the resources.
+    pub(super) fn admit_channel(&self, kind: &str) -> Option<Slot> {
+        let source = self.attributes.source.ip();
+        let admitted = admission::admit(&self.listener, &self.context.global, None, source);
+        admitted
+            .inspect_err(|refusal| {
+                tracing::warn!(
+                    id = self.attributes.id,
+                    channel = kind,
+                    reason = refusal.reason(),
+                    "ssh channel refused: {}",
+                    refusal.reason().replace('_', " ")
+                );
+            })
+            .ok()
     }
 
     /// Answers a request of a channel not started yet: passed upstream when `allowed`,
@@ -31,17 +65,12 @@ impl Gate {
         send: impl AsyncFnOnce(&Channel<client::Msg>) -> Result<(), russh::Error>,
     ) -> Result<(), russh::Error> {
         self.listener.stats.ssh.channel(kind, allowed);
-        let Some((_, up)) = self.pending.get_mut(&id).filter(|_| allowed) else {
+        let Some(pending) = self.pending.get_mut(&id).filter(|_| allowed) else {
             if !allowed {
-                let (id_, user) = (
-                    self.attributes.id,
-                    self.admitted
-                        .as_ref()
-                        .and_then(|a| a.attributes.ssh())
-                        .map(|l| l.user.clone()),
-                );
+                let user = self.admitted.as_ref().and_then(|a| a.attributes.ssh());
+                let user = user.map(|l| l.user.clone());
                 tracing::info!(
-                    id = id_,
+                    id = self.attributes.id,
                     user,
                     request = kind,
                     "ssh channel request denied by the route"
@@ -50,6 +79,7 @@ impl Gate {
             return session.channel_failure(id);
         };
         // Bounded: the client's session waits for this answer.
+        let up = &mut pending.up;
         let asked = async { send(up).await.is_ok() && upstream_reply(up).await };
         let ok = tokio::time::timeout(UPSTREAM_ANSWER, asked)
             .await
@@ -58,77 +88,157 @@ impl Gate {
             return session.channel_failure(id);
         }
         session.channel_success(id)?;
-        if starts && let Some((down, up)) = self.pending.remove(&id) {
-            self.start(down, up, kind == "sftp", session);
+        if starts && let Some(pending) = self.pending.remove(&id) {
+            self.start(pending, kind, session);
         }
         Ok(())
     }
 
-    /// Relays a channel in a task of its own.
-    pub(super) fn start(
-        &self,
-        down: Channel<Msg>,
-        up: Channel<client::Msg>,
-        sftp: bool,
-        session: &Session,
-    ) {
-        let Some(live) = self.live.clone() else {
+    /// Runs a started channel as a connection, in a task of its own.
+    pub(super) fn start(&self, pending: Pending, kind: &'static str, session: &Session) {
+        let (Some(live), Some(admitted)) = (self.live.clone(), self.admitted.as_ref()) else {
             return;
         };
-        let admitted = self.admitted.as_ref().expect("authenticated");
-        let audit = match sftp {
-            true => self.server.routes[&admitted.route.config.name]
-                .audit
-                .clone(),
-            false => None,
+        let route = admitted.route.clone();
+        let audit = match kind {
+            "sftp" => self.server.routes[&route.config.name].audit.clone(),
+            _ => None,
         }
-        .map(|log| {
-            let login = live.attributes.ssh();
-            let mut context = serde_json::Map::new();
-            context.insert("connection".into(), live.attributes.id.into());
-            context.insert(
-                "listener".into(),
-                live.attributes.listener.to_string().into(),
-            );
-            context.insert("route".into(), admitted.route.config.name.clone().into());
-            context.insert("source".into(), live.attributes.source.to_string().into());
-            if let Some(login) = login {
-                context.insert("user".into(), login.user.clone().into());
-            }
-            SftpAudit::new(log, context)
-        });
-        let server = session.handle();
-        let ended = self.shared.ended.clone();
-        tokio::spawn(async move {
-            let observer = Counting { live, audit };
-            // Dropping the relay drops both channels' halves: russh's sessions stop waiting
-            // on them.
-            tokio::select! {
-                _ = relay(down, up, server, &observer) => {}
-                () = ended.cancelled() => {}
-            }
-        });
+        .map(|log| audit(log, &live, &route));
+        let channel = ChannelTask {
+            attributes: channel_attributes(&live.attributes, kind),
+            observer: Counting {
+                channel: None,
+                session: live,
+                audit,
+            },
+            route,
+            context: self.context.clone(),
+            server: session.handle(),
+            shared: self.shared.clone(),
+        };
+        tokio::spawn(channel.run(pending));
     }
 }
 
-/// Counts a channel's bytes on the connection and feeds the SFTP audit.
+/// A channel is its session's connection (client, TLS-less SSH login, route) with an id of
+/// its own, its kind and its session's id.
+fn channel_attributes(session: &Attributes, kind: &'static str) -> Attributes {
+    let mut attributes = session.clone();
+    attributes.id = next_id();
+    if let Some(Protocol::Ssh(login)) = attributes.protocol.as_deref_mut() {
+        login.channel = Some(SshChannel {
+            kind,
+            session: session.id,
+        });
+    }
+    attributes
+}
+
+fn audit(log: Arc<ssh::audit::AuditLog>, live: &Live, route: &Route) -> SftpAudit {
+    let mut context = serde_json::Map::new();
+    context.insert("connection".into(), live.attributes.id.into());
+    let listener = live.attributes.listener.to_string();
+    context.insert("listener".into(), listener.into());
+    context.insert("route".into(), route.config.name.clone().into());
+    context.insert("source".into(), live.attributes.source.to_string().into());
+    if let Some(login) = live.attributes.ssh() {
+        context.insert("user".into(), login.user.clone().into());
+    }
+    SftpAudit::new(log, context)
+}
+
+/// What a started channel's task needs.
+struct ChannelTask {
+    attributes: Attributes,
+    observer: Counting,
+    route: Arc<Route>,
+    context: Arc<crate::accept::Context>,
+    server: russh::server::Handle,
+    /// The session's end: the channel goes with it, for the same reason.
+    shared: Arc<super::Shared>,
+}
+
+impl ChannelTask {
+    /// Registered, relayed under the one ending's watch, ended like any connection.
+    async fn run(mut self, pending: Pending) {
+        let Pending { down, up, slot } = pending;
+        let route = self.route.clone();
+        let registration = self
+            .context
+            .registry
+            .register(Arc::new(Live::new(self.attributes)));
+        let live = registration.live.clone();
+        route.connections.fetch_add(1, Relaxed);
+        if let Some(u) = self.observer.session.upstream() {
+            live.set_upstream(Upstream {
+                route: u.route.clone(),
+                cluster: u.cluster.clone(),
+                endpoint: u.endpoint.clone(),
+            });
+        }
+        self.observer.channel = Some(live.clone());
+        // The gateway ending the channel (a timeout, a re-check) closes it on both sides;
+        // the session goes on.
+        let halt = CancellationToken::new();
+        let relayed = AtomicBool::new(false);
+        let work = async {
+            let ended = relay(down, up, self.server, &self.observer, halt.cancelled()).await;
+            relayed.store(true, Relaxed);
+            match ended {
+                Ended::Closed => Ok(()),
+                Ended::Lost | Ended::Stopped => self.shared.ending(),
+            }
+        };
+        let mut work = std::pin::pin!(work);
+        let ended = &self.shared.ended;
+        let result = tokio::select! {
+            biased;
+            r = end::supervise(&live, &route, work.as_mut()) => r,
+            () = ended.cancelled() => self.shared.ending(),
+        };
+        if !relayed.load(Relaxed) && !ended.is_cancelled() {
+            halt.cancel();
+            // Bounded: the close waits for room in each session's queue.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), work).await;
+        }
+        end::finish(
+            registration,
+            &route,
+            &result,
+            self.context.access_log.as_ref(),
+        );
+        drop(slot);
+    }
+}
+
+/// Counts a channel's bytes on the channel and on its session (whose idle timer and
+/// access-log line see them), and feeds the SFTP audit.
 struct Counting {
-    live: Arc<Live>,
+    channel: Option<Arc<Live>>,
+    session: Arc<Live>,
     audit: Option<SftpAudit>,
+}
+
+impl Counting {
+    fn count(&self, n: usize, pick: impl Fn(&crate::relay::Counters) -> &AtomicU64) {
+        for live in self.channel.iter().chain([&self.session]) {
+            let c = &live.counters;
+            c.record(pick(c), n);
+        }
+    }
 }
 
 impl Observer for Counting {
     fn to_upstream(&self, data: &[u8]) {
-        let c = &self.live.counters;
-        c.record(&c.upstream_bytes, data.len());
+        self.count(data.len(), |c| &c.upstream_bytes);
         if let Some(audit) = &self.audit {
             audit.requests(data);
         }
     }
 
     fn to_downstream(&self, data: &[u8]) {
-        let c = &self.live.counters;
-        c.record(&c.downstream_bytes, data.len());
+        self.count(data.len(), |c| &c.downstream_bytes);
         if let Some(audit) = &self.audit {
             audit.replies(data);
         }

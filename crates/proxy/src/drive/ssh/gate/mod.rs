@@ -16,7 +16,7 @@ use crate::route::Route;
 use crate::terminate::ssh::SshServer;
 use auth::reject;
 use ssh::russh::server::{Auth, Msg, Response, Session};
-use ssh::russh::{self, Channel, ChannelId, Disconnect, client};
+use ssh::russh::{self, Channel, ChannelId, Disconnect};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -44,6 +44,22 @@ pub(super) struct Shared {
     /// Cancelled when the connection ends: its relays stop, even one waiting for a window
     /// that will never open (a client that stopped reading, then was cut off).
     pub ended: tokio_util::sync::CancellationToken,
+    /// How the session ended (set before `ended` is cancelled): its channels end alike.
+    pub result: std::sync::OnceLock<Result<(), Error>>,
+}
+
+impl Shared {
+    /// Ends the session's channels with the session's own close reason.
+    pub fn end(&self, result: &Result<(), Error>) {
+        let _ = self.result.set(result.clone());
+        self.ended.cancel();
+    }
+
+    /// Why a channel ended with its session.
+    fn ending(&self) -> Result<(), Error> {
+        let ended = Error::internal(crate::error::Kind::SshSessionEnded);
+        self.result.get().cloned().unwrap_or(Err(ended))
+    }
 }
 
 /// A client login that passed: its route and what the authorizer said.
@@ -64,7 +80,7 @@ pub(super) struct Gate {
     live: Option<Arc<Live>>,
     upstream: Option<Arc<ssh::upstream::Handle>>,
     /// Channels opened on both sides, waiting for the request that starts them.
-    pending: HashMap<ChannelId, (Channel<Msg>, Channel<client::Msg>)>,
+    pending: HashMap<ChannelId, channels::Pending>,
 }
 
 /// What a client offers to prove who it is.
@@ -169,10 +185,22 @@ impl russh::server::Handler for Gate {
         let Some(upstream) = &self.upstream else {
             return Ok(());
         };
+        let Some(slot) = self.admit_channel("session") else {
+            reply
+                .reject(russh::ChannelOpenFailure::ResourceShortage)
+                .await;
+            return Ok(());
+        };
         let opened = tokio::time::timeout(UPSTREAM_ANSWER, upstream.channel_open_session()).await;
         match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
             Ok(up) => {
-                self.pending.insert(channel.id(), (channel, up));
+                let id = channel.id();
+                let pending = channels::Pending {
+                    down: channel,
+                    up,
+                    slot,
+                };
+                self.pending.insert(id, pending);
                 reply.accept().await;
             }
             Err(e) => {
@@ -204,12 +232,23 @@ impl russh::server::Handler for Gate {
                 .await;
             return Ok(());
         };
+        let Some(slot) = self.admit_channel("port_forwarding") else {
+            reply
+                .reject(russh::ChannelOpenFailure::ResourceShortage)
+                .await;
+            return Ok(());
+        };
         let opened = upstream.channel_open_direct_tcpip(host, port, originator, originator_port);
         let opened = tokio::time::timeout(UPSTREAM_ANSWER, opened).await;
         match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
             Ok(up) => {
                 reply.accept().await;
-                self.start(channel, up, false, session);
+                let pending = channels::Pending {
+                    down: channel,
+                    up,
+                    slot,
+                };
+                self.start(pending, "port_forwarding", session);
             }
             Err(_) => reply.reject(russh::ChannelOpenFailure::ConnectFailed).await,
         }
@@ -295,9 +334,9 @@ impl russh::server::Handler for Gate {
     ) -> Result<(), Self::Error> {
         let allow = self.allow();
         let allowed = allow.shell || allow.exec;
-        if allowed && let Some((_, up)) = self.pending.get(&channel) {
+        if allowed && let Some(pending) = self.pending.get(&channel) {
             // Sent without asking for a reply: servers refuse most variables silently.
-            let _ = up.set_env(false, name, value).await;
+            let _ = pending.up.set_env(false, name, value).await;
             return session.channel_success(channel);
         }
         session.channel_failure(channel)
@@ -322,8 +361,8 @@ impl russh::server::Handler for Gate {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         // A channel closed before it started: its upstream twin goes too.
-        if let Some((_, up)) = self.pending.remove(&channel) {
-            let _ = up.close().await;
+        if let Some(pending) = self.pending.remove(&channel) {
+            let _ = pending.up.close().await;
         }
         Ok(())
     }

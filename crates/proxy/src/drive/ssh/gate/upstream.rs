@@ -73,7 +73,7 @@ impl Gate {
     fn register(&mut self) -> Arc<Live> {
         let admitted = self.admitted.as_ref().expect("authenticated");
         let route = &admitted.route;
-        let live = Arc::new(Live::new(admitted.attributes.clone()));
+        let live = Arc::new(Live::ssh_session(admitted.attributes.clone()));
         let registration = self.context.registry.register(live.clone());
         route.connections.fetch_add(1, Relaxed);
         (self.listener.stats.sessions).count(&route.config.name, &live.attributes, false);
