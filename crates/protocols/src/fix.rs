@@ -6,6 +6,11 @@ use std::fmt;
 
 pub const SOH: u8 = 0x01;
 
+/// Session fields that appear once in a message. Engines differ in which copy of a repeated
+/// one they read (the first, the last): a message that repeats one is refused, so the
+/// gateway never authorizes one CompID while the venue sees another.
+pub const SINGLE_TAGS: [u32; 9] = [34, 35, 49, 50, 52, 56, 57, 553, 554];
+
 /// The BeginStrings a session may open with.
 pub const BEGIN_STRINGS: [&str; 6] = [
     "FIX.4.0", "FIX.4.1", "FIX.4.2", "FIX.4.3", "FIX.4.4", "FIXT.1.1",
@@ -121,6 +126,9 @@ pub fn frame(bytes: &[u8], max: usize) -> Result<Message<'_>, Error> {
             return Err(Error::Invalid(
                 "BeginString, BodyLength or CheckSum inside the body",
             ));
+        }
+        if SINGLE_TAGS.contains(&tag) && fields.iter().any(|(t, _)| *t == tag) {
+            return Err(Error::Invalid("a session field appears twice"));
         }
         fields.push((tag, value));
         body += len;
@@ -362,6 +370,32 @@ mod tests {
         let fixed = text.replacen(&format!("9={body}"), &format!("9={}", body - 2), 1);
         short = fixed.into_bytes();
         assert!(matches!(frame(&short, MAX), Err(Error::Invalid(_))));
+    }
+
+    /// `49=CLIENT1 … 49=MALLORY`: the gateway would read the first, a venue may keep the
+    /// last. Every session field that appears twice is refused; repeating groups are not.
+    #[test]
+    fn a_repeated_session_field_is_refused() {
+        for tag in SINGLE_TAGS {
+            let mut fields = vec![(35, "A"), (49, "CLIENT1"), (56, "VENUE")];
+            fields.extend([(tag, "1"), (tag, "MALLORY")]);
+            let twice = encode("FIX.4.4", &fields);
+            assert_eq!(
+                logon(&twice, MAX),
+                Err(Error::Invalid("a session field appears twice")),
+                "tag {tag}"
+            );
+        }
+        // A repeating group (NoMsgTypes) repeats its own fields, legitimately.
+        let fields = [
+            (35, "A"),
+            (49, "C"),
+            (56, "V"),
+            (384, "2"),
+            (372, "D"),
+            (372, "8"),
+        ];
+        assert!(logon(&encode("FIX.4.4", &fields), MAX).is_ok());
     }
 
     #[test]

@@ -177,6 +177,42 @@ async fn a_logon_in_many_pieces_and_bad_first_messages() {
     .await;
 }
 
+/// `49=CLIENT1 … 49=MALLORY`: the gateway would authorize CLIENT1 while a venue keeping the
+/// last value logs MALLORY on. A Logon repeating a session field is cut; the venue sees
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logon_naming_two_senders_is_cut() {
+    bounded(async {
+        let (venue1, v1) = acceptor("VENUE1").await;
+        let a = venue1.address.to_string();
+        let gw = gateway(&a, &a, &a, "");
+        let fields = [
+            (35, "A"),
+            (49, "CLIENT1"),
+            (56, "VENUE1"),
+            (34, "1"),
+            (52, "20261128-12:00:00.000"),
+            (49, "MALLORY"),
+            (98, "0"),
+            (108, "30"),
+        ];
+        let mut stream = TcpStream::connect(gw.address("fix")).await.unwrap();
+        stream
+            .write_all(&protocols::fix::encode("FIX.4.4", &fields))
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        // Closed (reset: the gateway did not read it all), with nothing sent back.
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .expect("closed");
+        assert!(rest.is_empty(), "nothing comes back");
+        assert_eq!(gw.rejected("fix", "inspection_failed"), 1.0);
+        assert_eq!(v1.logons(), 0, "the venue saw no Logon");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_fail_over_to_the_standby_acceptor_and_back() {
     bounded(async {
