@@ -1,10 +1,10 @@
 //! `causeway`: run, validate, demo.
 
 mod demo;
+mod logging;
 mod serve;
 
 use clap::{Parser, Subcommand};
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,7 +88,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    logging::init(&cli.log);
     match cli.command {
         Command::Validate { config } => match config::load(&config) {
             Ok(_) => {
@@ -146,15 +146,4 @@ fn main() -> ExitCode {
         Command::Authorizer { address, verdict } => demo::authorizer(address, &verdict),
         Command::FixAcceptor { address, comp_id } => demo::fix_acceptor(address, comp_id),
     }
-}
-
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
 }

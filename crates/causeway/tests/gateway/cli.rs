@@ -534,3 +534,35 @@ async fn two_processes_hand_over_a_port_without_refusing_a_connection() {
     })
     .await
 }
+
+/// A FIX client that puts a newline in its SenderCompID cannot forge a line of the
+/// process log: the refusal's line shows the CompID with the newline escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newline_in_a_compid_does_not_forge_a_log_line() {
+    testkit::bounded(async {
+        let backend = Backend::echo("venue").await;
+        let yaml = format!(
+            "admin: {{ enabled: false }}\nlisteners:\n  - name: fix\n    address: 127.0.0.1:0\n    protocol: fix\n    routes: [{{ match: {{ fix: {{ target_comp_id: [VENUE1] }} }}, cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            backend.address
+        );
+        let mut gw = Process::start(&yaml);
+        let fields = [
+            (35, "A"),
+            (49, "EVIL\nWARN forged line"),
+            (56, "NOWHERE"),
+            (34, "1"),
+            (52, "20261128-12:00:00.000"),
+        ];
+        let mut client = TcpStream::connect(gw.address).await.unwrap();
+        let logon = protocols::fix::encode("FIX.4.4", &fields);
+        client.write_all(&logon).await.unwrap();
+        let mut logout = Vec::new();
+        let _ = client.read_to_end(&mut logout).await;
+        let line = tokio::task::block_in_place(|| gw.wait_for("sender_comp_id="));
+        assert!(
+            line.contains(r"sender_comp_id=EVIL\nWARN forged line"),
+            "{line}"
+        );
+    })
+    .await
+}
