@@ -152,19 +152,38 @@ pub fn encode_v1(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A v2 PROXY header for a TCP connection, with `tlvs` in order.
-pub fn encode_v2(source: SocketAddr, destination: SocketAddr, tlvs: &[(u8, &[u8])]) -> Vec<u8> {
+/// What follows the 16 fixed bytes of a v2 header: its length field is 16 bits.
+pub const MAX_V2_BODY: usize = 65535;
+
+/// A v2 header would be longer than its 16-bit length field can say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    pub body: usize,
+}
+
+/// A v2 PROXY header for a TCP connection, with `tlvs` in order; refused when the addresses
+/// and TLVs do not fit in [`MAX_V2_BODY`] bytes.
+pub fn encode_v2(
+    source: SocketAddr,
+    destination: SocketAddr,
+    tlvs: &[(u8, &[u8])],
+) -> Result<Vec<u8>, TooLarge> {
     let (source, destination) = same_family(source, destination);
+    let addresses = if source.is_ipv4() { 12 } else { 36 };
+    let body = addresses + tlvs.iter().map(|(_, v)| 3 + v.len()).sum::<usize>();
+    if body > MAX_V2_BODY {
+        return Err(TooLarge { body });
+    }
     let mut builder = v2::Builder::with_addresses(
         v2::Version::Two | v2::Command::Proxy,
         v2::Protocol::Stream,
         (source, destination),
     );
     for (kind, value) in tlvs {
-        // Writing to a Vec cannot fail; a TLV over 64 KiB is cut by the caller's limit.
+        // Writing to a Vec cannot fail, and every length fits (checked above).
         builder = builder.write_tlv(*kind, value).expect("in-memory write");
     }
-    builder.build().expect("in-memory write")
+    Ok(builder.build().expect("in-memory write"))
 }
 
 /// Both addresses in one family (v1 and v2 carry one): an IPv4 address mapped into IPv6
@@ -216,7 +235,8 @@ mod tests {
             addr("[2001:db8::7]:4000"),
             addr("127.0.0.1:10100"),
             &[(tlv::AUTHORITY, b"mq.example"), (0xE0, b"custom")],
-        );
+        )
+        .unwrap();
         let length = bytes.len();
         bytes.extend_from_slice(b"\x16\x03\x01");
         let h = parse(&bytes).unwrap();
@@ -228,6 +248,18 @@ mod tests {
         );
         assert_eq!(h.tlv(tlv::AUTHORITY), Some(&b"mq.example"[..]));
         assert_eq!(h.tlv(0xE0), Some(&b"custom"[..]));
+    }
+
+    /// The largest header that fits is encoded and parses; one byte more is refused, not a
+    /// panic.
+    #[test]
+    fn a_v2_header_over_its_length_field_is_refused() {
+        let (s, d) = (addr("1.2.3.4:1"), addr("5.6.7.8:2"));
+        let fits = vec![b'x'; MAX_V2_BODY - 12 - 3];
+        let header = encode_v2(s, d, &[(0xE0, &fits)]).unwrap();
+        assert_eq!(parse(&header).unwrap().tlv(0xE0), Some(&fits[..]));
+        let over = [(0xE0, &fits[..]), (0xE1, &b""[..])];
+        assert_eq!(encode_v2(s, d, &over), Err(TooLarge { body: 65538 }));
     }
 
     #[test]
@@ -244,7 +276,7 @@ mod tests {
         ));
         let long = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120]].concat();
         assert!(matches!(parse(&long), Err(Error::Invalid(_))));
-        let mut bad_version = encode_v2(addr("1.2.3.4:1"), addr("5.6.7.8:2"), &[]);
+        let mut bad_version = encode_v2(addr("1.2.3.4:1"), addr("5.6.7.8:2"), &[]).unwrap();
         bad_version[12] = 0x31;
         assert!(matches!(parse(&bad_version), Err(Error::Invalid(_))));
     }
@@ -261,7 +293,7 @@ mod tests {
             let source = SocketAddr::from((a, sp));
             let destination = SocketAddr::from((b, dp));
             let refs: Vec<(u8, &[u8])> = tlvs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-            let header = if v1 { encode_v1(source, destination) } else { encode_v2(source, destination, &refs) };
+            let header = if v1 { encode_v1(source, destination) } else { encode_v2(source, destination, &refs).unwrap() };
             for n in 0..header.len() {
                 prop_assert_eq!(parse(&header[..n]), Err(Error::Incomplete), "prefix {}", n);
             }

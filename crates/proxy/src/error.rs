@@ -76,6 +76,8 @@ pub enum Kind {
     Ssh(String),
     /// The SSH session a channel belonged to ended under it.
     SshSessionEnded,
+    /// The PROXY v2 header for the upstream would not fit its 64 KiB (too many TLVs).
+    ProxyHeaderTooLarge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +132,7 @@ impl Error {
             Kind::SshUpstream(code) => return format!("upstream_ssh_{code}"),
             Kind::Ssh(_) => "ssh_error",
             Kind::SshSessionEnded => "ssh_session_ended",
+            Kind::ProxyHeaderTooLarge => "proxy_header_too_large",
         };
         match self.side {
             Side::Internal => kind.to_string(),
@@ -170,6 +173,7 @@ impl fmt::Display for Error {
             Kind::SshUpstream(code) => write!(f, "SSH session: {}", code.replace('_', " ")),
             Kind::Ssh(why) => write!(f, "SSH: {why}"),
             Kind::SshSessionEnded => write!(f, "the SSH session of the channel ended"),
+            Kind::ProxyHeaderTooLarge => write!(f, "the PROXY v2 header would be over 64 KiB"),
         }
     }
 }

@@ -248,7 +248,8 @@ async fn tlvs_are_passed_through_added_and_sent_as_v1_or_v2() {
             "[2001:db8::5]:40000".parse().unwrap(),
             "[2001:db8::1]:10100".parse().unwrap(),
             &[(0xE0, b"from-lb"), (0xE2, b"not-passed")],
-        );
+        )
+        .unwrap();
         let mut stream = TcpStream::connect(gw.address("edge")).await.unwrap();
         stream.write_all(&header).await.unwrap();
         let mut client = Client {
@@ -264,6 +265,57 @@ async fn tlvs_are_passed_through_added_and_sent_as_v1_or_v2() {
         let me = client.stream.get_ref().local_addr().unwrap();
         let line = client.line().await.unwrap();
         assert_eq!(line, format!("{me} {} -", v1.address("edge")));
+    })
+    .await;
+}
+
+/// A balancer's header whose passed-through TLVs, with the cluster's own, would not fit the
+/// 64 KiB of the v2 header sent upstream: the connection is refused with a reason, nothing
+/// is dialed (before, the task panicked after connecting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlvs_that_would_overflow_the_upstream_header_refuse_the_connection() {
+    bounded(async {
+        let backend = Backend::proxy_reporter().await;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let out = r#"proxy_protocol: { version: 2, tlvs: [{ type: 0xE1, value: gateway-7 }], pass_tlvs: [0xE0] }"#;
+        let yaml = format!(
+            "access_log: {{ path: \"{}\" }}\n{}",
+            log.path().display(),
+            r#"listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    proxy_protocol: { mode: required, trusted_sources: [127.0.0.1/32], timeout: 300ms }
+    routes: [{ cluster: backend }]
+clusters:
+  - name: backend
+    endpoints: [{ address: "BACKEND" }]
+    OUT
+"#
+            .replace("BACKEND", &backend.address.to_string())
+            .replace("OUT", out)
+        );
+        let gw = TestGateway::start(&yaml);
+        // The largest header a balancer can send: two TLVs the cluster passes on.
+        let half = vec![b'x'; (65535 - 12) / 2 - 3];
+        let header = encode_v2(
+            "192.0.2.1:5000".parse().unwrap(),
+            "192.0.2.2:10100".parse().unwrap(),
+            &[(0xE0, &half), (0xE0, &half)],
+        )
+        .unwrap();
+        let mut stream = TcpStream::connect(gw.address("edge")).await.unwrap();
+        stream.write_all(&header).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "closed, nothing sent back");
+        let reason = || {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let line = text.lines().next();
+            line.map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"].clone())
+        };
+        eventually("the access-log line", || reason().is_some()).await;
+        assert_eq!(reason().unwrap(), "proxy_header_too_large");
+        assert_eq!(backend.accepted(), 0, "nothing was dialed");
     })
     .await;
 }

@@ -28,6 +28,8 @@ pub(crate) async fn dial(
     if let Some(settings) = &cluster.config.tunnel {
         return tunnel_through(cluster, settings, route, attributes, routing, handshakes).await;
     }
+    // Before dialing: a header that cannot be sent refuses the connection, dialing nothing.
+    let header = proxy_out::header(&cluster.config, attributes, routing)?;
     let target = routing.and_then(|r| r.address.as_deref());
     let (stream, lease) = match target {
         None => cluster.connect().await?,
@@ -36,7 +38,6 @@ pub(crate) async fn dial(
             cluster.connect_to(address, authorization).await?
         }
     };
-    let header = proxy_out::header(&cluster.config, attributes, routing);
     let sni = attributes.sni();
     let leg = cluster.originate(stream, header, sni, handshakes);
     Ok((leg.await?, lease))

@@ -3,17 +3,21 @@
 //! from the client's own header, or given by the authorizer.
 
 use crate::attributes::Attributes;
+use crate::error::{Error, Kind};
 use protocols::proxy;
 
+/// `None`: the cluster sends no header. Err: the TLVs do not fit in a v2 header (64 KiB).
 pub(crate) fn header(
     cluster: &config::Cluster,
     attributes: &Attributes,
     routing: Option<&authz::Routing>,
-) -> Option<Vec<u8>> {
-    let settings = cluster.proxy_protocol.as_ref()?;
+) -> Result<Option<Vec<u8>>, Error> {
+    let Some(settings) = cluster.proxy_protocol.as_ref() else {
+        return Ok(None);
+    };
     let (source, destination) = (attributes.source, attributes.destination);
     if settings.version == 1 {
-        return Some(proxy::encode_v1(source, destination));
+        return Ok(Some(proxy::encode_v1(source, destination)));
     }
     let mut tlvs: Vec<(u8, &[u8])> = settings
         .tlvs
@@ -32,5 +36,11 @@ pub(crate) fn header(
     if let Some(routing) = routing {
         tlvs.extend(routing.tlvs.iter().map(|(k, v)| (*k, v.as_slice())));
     }
-    Some(proxy::encode_v2(source, destination, &tlvs))
+    match proxy::encode_v2(source, destination, &tlvs) {
+        Ok(header) => Ok(Some(header)),
+        Err(too_large) => {
+            tracing::warn!(id = attributes.id, cluster = %cluster.name, bytes = too_large.body, "the PROXY v2 header for this connection would be over 64 KiB: refused");
+            Err(Error::internal(Kind::ProxyHeaderTooLarge))
+        }
+    }
 }

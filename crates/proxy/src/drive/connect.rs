@@ -294,7 +294,7 @@ impl Terminator {
             true => cluster.connect().await?,
             false => cluster.dial(authority).await?,
         };
-        let header = proxy_out::header(&cluster.config, attributes, None);
+        let header = proxy_out::header(&cluster.config, attributes, None)?;
         let handshakes = &self.context.handshakes;
         let leg = cluster
             .originate(stream, header, attributes.sni(), handshakes)
