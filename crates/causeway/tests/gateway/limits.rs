@@ -96,3 +96,39 @@ async fn the_accept_rate_allows_a_burst_then_refuses() {
     })
     .await
 }
+
+/// A client behind a trusted balancer, as its PROXY header names it.
+async fn behind_balancer(client: &str, to: std::net::SocketAddr) -> Client {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+    let header = protocols::proxy::encode_v2(client.parse().unwrap(), to, &[]).unwrap();
+    stream.write_all(&header).await.unwrap();
+    Client {
+        stream: tokio::io::BufReader::new(stream),
+    }
+}
+
+/// Behind a balancer every connection comes from the balancer's address: the per-source
+/// limit counts the client its PROXY header names (IPv6 by /64, the prefix one subscriber
+/// holds), not the balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_source_limit_counts_the_client_behind_a_balancer() {
+    bounded(async {
+        let echo = Backend::echo("e").await;
+        let listener = "max_connections_per_source: 1\n    proxy_protocol: { mode: required, trusted_sources: [127.0.0.1/32] }";
+        let gw = TestGateway::start(&yaml(&echo, "", listener));
+        let a = gw.address("a");
+        let mut held = Vec::new();
+        for client in ["192.0.2.1:1000", "192.0.2.2:1000", "[2001:db8::1]:1000", "[2001:db8:0:1::1]:1000"] {
+            let mut c = behind_balancer(client, a).await;
+            assert_eq!(c.line().await.as_deref(), Some("e"), "{client} has its own count");
+            held.push(c);
+        }
+        for client in ["192.0.2.1:2000", "[2001:db8::ffff]:1000"] {
+            let mut c = behind_balancer(client, a).await;
+            assert!(c.is_closed().await, "{client}: over its limit");
+        }
+        assert_eq!(gw.rejected("a", "source_connection_limit"), 2.0);
+    })
+    .await
+}

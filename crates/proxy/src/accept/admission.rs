@@ -51,6 +51,61 @@ pub(crate) struct Slot {
     source: Option<IpAddr>,
 }
 
+impl Slot {
+    /// Counts the connection under its client's address once a trusted balancer's PROXY
+    /// header named it (the balancer's own address counts nothing). Err: over the
+    /// per-source limit (counted); the slot is given back when dropped.
+    pub(crate) fn admit_source(&mut self, client: IpAddr) -> Result<(), Refusal> {
+        if self.source.is_some() {
+            return Ok(());
+        }
+        count_source(&self.listener, &mut self.source, client).inspect_err(|refusal| {
+            refusal.counter(&self.listener.stats).fetch_add(1, Relaxed);
+        })
+    }
+}
+
+/// Counts `client` under the listener's per-source limit, if it has one; the key goes in
+/// `slot_source` so the count is given back. Err: over the limit.
+fn count_source(
+    listener: &Listener,
+    slot_source: &mut Option<IpAddr>,
+    client: IpAddr,
+) -> Result<(), Refusal> {
+    let Some(limit) = listener.config.max_connections_per_source else {
+        return Ok(());
+    };
+    let key = source_key(client);
+    let mut sources = listener.stats.sources.lock().unwrap();
+    let n = sources.entry(key).or_insert(0);
+    *n += 1;
+    *slot_source = Some(key);
+    match *n > limit as u32 {
+        true => Err(Refusal::SourceLimit),
+        false => Ok(()),
+    }
+}
+
+/// What the per-source limit counts: an IPv4 address, an IPv6 /64 (one subscriber's
+/// prefix: a client that owns a /64 has 2^64 addresses to spread over).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match crate::route::canonical(ip) {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// Whether `peer` is a balancer whose PROXY header this listener reads: its connections
+/// are counted per source under the client the header names, not under the balancer.
+pub(crate) fn sends_proxy_headers(listener: &Listener, peer: IpAddr) -> bool {
+    let ip = crate::route::canonical(peer);
+    (listener.config.proxy_protocol.as_ref())
+        .is_some_and(|p| p.trusted_sources.iter().any(|c| c.contains(&ip)))
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.listener.stats.active.fetch_sub(1, Relaxed);
@@ -69,13 +124,15 @@ impl Drop for Slot {
 
 /// Admits or refuses one connection from `source` on `listener`: an accepted connection
 /// (`rate`: its listener's accept rate) or a tunnel inside one (no accept rate: the tunnel's
-/// connection was admitted under it).
+/// connection was admitted under it). `source` `None`: a trusted balancer, whose client
+/// is counted once its PROXY header names it ([`Slot::admit_source`]).
 pub(crate) fn admit(
     listener: &Arc<Listener>,
     global: &Arc<GlobalLimit>,
     rate: Option<&mut RateLimiter>,
-    source: IpAddr,
+    source: impl Into<Option<IpAddr>>,
 ) -> Result<Slot, Refusal> {
+    let source = source.into();
     let stats = &listener.stats;
     let accept_rate = listener.config.accept_rate.as_ref();
     let within_rate = rate.is_none_or(|rate| rate.take(accept_rate));
@@ -100,12 +157,8 @@ pub(crate) fn admit(
             .then_some(Refusal::ListenerLimit)
     });
     let refusal = refusal.or_else(|| {
-        let limit = listener.config.max_connections_per_source?;
-        let mut sources = stats.sources.lock().unwrap();
-        let n = sources.entry(source).or_insert(0);
-        *n += 1;
-        slot.source = Some(source);
-        (*n > limit as u32).then_some(Refusal::SourceLimit)
+        let client = source?;
+        count_source(listener, &mut slot.source, client).err()
     });
     match refusal {
         None => Ok(slot),

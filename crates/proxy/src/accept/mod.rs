@@ -195,7 +195,9 @@ where
             .stats
             .accepted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let slot = match admission::admit(listener, &context.global, rate, peer.ip()) {
+        // A trusted balancer's client is counted per source once its header names it.
+        let source = (!admission::sends_proxy_headers(listener, peer.ip())).then_some(peer.ip());
+        let slot = match admission::admit(listener, &context.global, rate, source) {
             Ok(slot) => slot,
             Err(refusal) => {
                 tracing::warn!(

@@ -31,7 +31,10 @@ pub(crate) fn serve(
     // Boxed, the SSH and CONNECT drivers: their state would size every stream's task.
     match slot.listener.config.protocol {
         config::ListenerProtocol::Ssh => Either::Left(Box::pin(async move {
-            ssh::serve(downstream, attributes, &slot.listener, &context).await
+            let (mut attributes, mut slot) = (attributes, slot);
+            if setup::client_named(&downstream, &mut attributes, &mut slot, &context).await {
+                ssh::serve(downstream, attributes, &slot.listener, &context).await
+            }
         })),
         _ => Either::Right(stream::serve(
             downstream,

@@ -3,6 +3,7 @@
 //! the route, TLS termination where the route says so, and a FIX Logon inside TLS (which
 //! chooses the route again).
 
+use crate::accept::admission::Slot;
 use crate::accept::{Context, Listener};
 use crate::attributes::{Attributes, Protocol};
 use crate::end::{self, refuse};
@@ -23,7 +24,29 @@ pub(crate) struct Accepted {
     pub replay: Option<Box<[u8]>>,
 }
 
-/// The stages before authorization, in order. `None`: the connection was refused (counted, logged).
+/// The PROXY header stage (a trusted balancer's header names the client), then the client
+/// counted under the listener's per-source limit. False: refused (logged, counted).
+pub(crate) async fn client_named(
+    downstream: &TcpStream,
+    attributes: &mut Box<Attributes>,
+    slot: &mut Slot,
+    context: &Context,
+) -> bool {
+    let log = context.access_log.as_ref();
+    if !crate::proxy_header::read(downstream, attributes, &slot.listener, log).await {
+        return false;
+    }
+    match slot.admit_source(attributes.source.ip()) {
+        Ok(()) => true,
+        Err(refusal) => {
+            tracing::warn!(id = attributes.id, listener = %slot.listener.name, source = %attributes.source, reason = refusal.reason(), "connection refused: {}", refusal.reason().replace('_', " "));
+            false
+        }
+    }
+}
+
+/// The stages after the PROXY header and before authorization, in order. `None`: the
+/// connection was refused (counted, logged).
 pub(crate) async fn accept(
     downstream: TcpStream,
     mut attributes: Box<Attributes>,
@@ -31,9 +54,6 @@ pub(crate) async fn accept(
     context: &Context,
 ) -> Option<Accepted> {
     let log = context.access_log.as_ref();
-    if !crate::proxy_header::read(&downstream, &mut attributes, listener, log).await {
-        return None;
-    }
     if let Err(error) = Box::pin(inspect_first_bytes(&downstream, &mut attributes, listener)).await
     {
         listener.stats.inspection_failed.fetch_add(1, Relaxed);

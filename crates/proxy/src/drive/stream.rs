@@ -30,6 +30,16 @@ pub(crate) async fn serve<T, F>(
     T: FnOnce(Accepted, Arc<Listener>, Arc<Context>) -> F,
     F: Future<Output = ()>,
 {
+    // In a block, boxed: what the PROXY header stage borrows is not kept borrowed (and
+    // its state not kept) for the connection's whole life.
+    let (downstream, attributes, slot) = {
+        let (downstream, mut attributes, mut slot) = (downstream, attributes, slot);
+        let named = setup::client_named(&downstream, &mut attributes, &mut slot, &context);
+        if !Box::pin(named).await {
+            return;
+        }
+        (downstream, attributes, slot)
+    };
     let listener = &slot.listener;
     let log = context.access_log.as_ref();
     let Some(mut accepted) = setup::accept(downstream, attributes, listener, &context).await else {

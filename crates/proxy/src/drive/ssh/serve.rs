@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 pub(crate) async fn serve(
     downstream: TcpStream,
-    mut attributes: Box<Attributes>,
+    attributes: Box<Attributes>,
     listener: &Arc<Listener>,
     context: &Arc<Context>,
 ) {
@@ -25,10 +25,6 @@ pub(crate) async fn serve(
     let Some(server) = listener.ssh.clone() else {
         return;
     };
-    // A trusted balancer's PROXY header first, as on any listener.
-    if !crate::proxy_header::read(&downstream, &mut attributes, listener, log).await {
-        return;
-    }
     let deadline = Instant::now() + server.settings.auth_timeout;
     let shared = Arc::new(Shared {
         outcome: Mutex::new(Outcome::default()),
