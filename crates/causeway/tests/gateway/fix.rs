@@ -410,3 +410,27 @@ clusters:
     })
     .await;
 }
+
+/// A refused FIX client keeps its place in the listener's count while it is told why: with
+/// `connection_limit: 1`, a second client during the first one's Logout is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_holds_its_place_through_the_logout() {
+    bounded(async {
+        let (venue1, _v1) = acceptor("VENUE1").await;
+        let gw = TestGateway::start(&format!(
+            "listeners:\n  - name: fix\n    address: 127.0.0.1:0\n    protocol: fix\n    connection_limit: 1\n    routes: [{{ match: {{ fix: {{ target_comp_id: [VENUE1] }} }}, cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            venue1.address
+        ));
+        // Logs on to a venue with no route, reads the Logout, does not close.
+        let (mut first, answer) = log_on(&gw, "CLIENT1", "NOWHERE").await;
+        assert_eq!(answer.msg_type(), "5");
+        let mut second = TcpStream::connect(gw.address("fix")).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut rest))
+            .await
+            .expect("the second client is closed");
+        assert_eq!(gw.rejected("fix", "connection_limit"), 1.0);
+        assert_eq!(first.receive().await.unwrap(), None, "closed after the Logout");
+    })
+    .await;
+}

@@ -68,7 +68,7 @@ pub(crate) async fn accept(
     };
     let Some(mut route) = found.cloned() else {
         listener.stats.no_route.fetch_add(1, Relaxed);
-        refuse::refuse(downstream, &attributes, "no route for this session");
+        refuse::refuse(downstream, &attributes, "no route for this session").await;
         end::refused(*attributes, None, Error::internal(Kind::NoRoute), log);
         return None;
     };

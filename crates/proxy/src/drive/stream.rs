@@ -50,7 +50,7 @@ pub(crate) async fn serve<T, F>(
     }
     let routing = match authorized(&mut accepted).await {
         Ok(routing) => routing,
-        Err(error) => return refuse_unauthorized(accepted, error, listener, log),
+        Err(error) => return Box::pin(refuse_unauthorized(accepted, error, listener, log)).await,
     };
     let registration = context
         .registry
@@ -69,11 +69,8 @@ pub(crate) async fn serve<T, F>(
     let (mut upstream, _lease) = match dialed {
         Ok((upstream, lease)) => (upstream, lease),
         Err(error) => {
-            refuse::refuse(
-                accepted.downstream,
-                &live.attributes,
-                "upstream unavailable",
-            );
+            let why = "upstream unavailable";
+            refuse::refuse(accepted.downstream, &live.attributes, why).await;
             return end::finish(registration, route, &Err(error), log);
         }
     };
@@ -90,7 +87,7 @@ pub(crate) async fn serve<T, F>(
 }
 
 /// A connection its route's authorization refused: told (a FIX Logout), counted, logged.
-fn refuse_unauthorized(
+async fn refuse_unauthorized(
     accepted: Accepted,
     error: Error,
     listener: &Listener,
@@ -101,7 +98,7 @@ fn refuse_unauthorized(
         Kind::AuthzUnavailable => "authorization unavailable",
         _ => "not authorized",
     };
-    refuse::refuse(accepted.downstream, &accepted.attributes, why);
+    refuse::refuse(accepted.downstream, &accepted.attributes, why).await;
     end::refused(*accepted.attributes, Some(&accepted.route), error, log);
 }
 

@@ -3,26 +3,32 @@
 
 use crate::attributes::Attributes;
 use protocols::fix;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long a refused client gets to take the goodbye before the connection closes.
 const GOODBYE: Duration = Duration::from_secs(1);
 
-/// Refuses a connection the caller gives up: for a FIX session, the Logout goes out from a
-/// task of its own (the connection's task ends now, and stays small); anything else is just
-/// closed.
-pub(crate) fn refuse<S>(stream: S, attributes: &Attributes, reason: &'static str)
+/// Refuses a connection the caller gives up: a FIX session is told why with a Logout;
+/// anything else is just closed. Awaited in the connection's own task, which keeps its
+/// place in the connection counts (and drain waits for it) until the goodbye is over.
+/// Boxed: the connection's task stays small.
+pub(crate) fn refuse<'a, S>(
+    stream: S,
+    attributes: &'a Attributes,
+    reason: &'static str,
+) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'a,
 {
-    if let Some(logon) = attributes.fix() {
-        let (id, logon) = (attributes.id, logon.clone());
-        tokio::spawn(async move {
+    Box::pin(async move {
+        if let Some(logon) = attributes.fix() {
             let mut stream = stream;
-            logout(&mut stream, id, &logon, reason).await;
-        });
-    }
+            logout(&mut stream, attributes.id, logon, reason).await;
+        }
+    })
 }
 
 /// Tells a FIX client why its Logon was refused, then closes gracefully: our FIN after the
