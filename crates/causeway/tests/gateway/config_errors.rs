@@ -26,8 +26,9 @@ fn the_reference_config_is_valid() {
     assert!(config.listeners[0].socket.nodelay);
     assert!(config.listeners[0].socket.keepalive.is_some());
     assert_eq!(
-        config.listeners[0].routes[0].idle_timeout, None,
-        "no idle timeout by default"
+        config.listeners[0].routes[0].idle_timeout,
+        Some(std::time::Duration::from_secs(3600)),
+        "an hour's idle timeout by default"
     );
 }
 

@@ -132,3 +132,37 @@ async fn the_per_source_limit_counts_the_client_behind_a_balancer() {
     })
     .await
 }
+
+/// Nothing is unbounded by default: a route closes what has been idle for an hour (`0s`
+/// asks for no timeout), a listener takes 10 000 connections, the gateway as many as half
+/// its file descriptors carry — shown in /config and /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_finite_by_default() {
+    bounded(async {
+        let echo = Backend::echo("e").await;
+        let yaml = yaml(&echo, "", "").replacen(
+            "routes: [{ cluster: c }]",
+            "routes: [{ cluster: c, idle_timeout: 0s }]",
+            1,
+        );
+        let gw = TestGateway::start(&yaml);
+        let config = serde_json::to_value(gw.gateway.config()).unwrap();
+        let listener = |i: usize| &config["listeners"][i];
+        assert_eq!(
+            listener(0)["routes"][0]["idle_timeout"],
+            serde_json::Value::Null,
+            "0s: none"
+        );
+        assert_eq!(listener(1)["routes"][0]["idle_timeout"], "1h");
+        assert_eq!(listener(1)["connection_limit"], 10000);
+        let mut fds = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit(2) writes the struct we own.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut fds) }, 0);
+        let expected = ((fds.rlim_cur - 128) / 2) as f64;
+        assert_eq!(gw.metric("causeway_connections_limit", &[]), expected);
+    })
+    .await
+}

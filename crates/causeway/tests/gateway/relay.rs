@@ -114,12 +114,25 @@ async fn idle_timeout_closes_only_idle_connections() {
     .await
 }
 
-/// No timer of the gateway ends an idle connection by default: three hours of (virtual)
-/// silence, longer than Envoy's one-hour default, and it still echoes.
+/// A silent peer does not hold its sockets forever: by default a connection idle for an
+/// hour (virtual time) is closed; one that talks within the hour is not.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn no_idle_timeout_by_default() {
+async fn an_hour_idle_closes_a_connection_by_default() {
     let echo = Backend::silent_echo().await;
     let gw = TestGateway::start(&single_route(&echo, ""));
+    let mut client = Client::connect(gw.address("l")).await;
+    client.assert_echo("before").await;
+    tokio::time::sleep(Duration::from_secs(3500)).await;
+    client.assert_echo("within the hour").await;
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    assert!(client.is_closed().await, "closed after an idle hour");
+}
+
+/// `idle_timeout: 0s` asks for no idle timeout: three idle hours, and it still echoes.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_idle_timeout_of_zero_is_none() {
+    let echo = Backend::silent_echo().await;
+    let gw = TestGateway::start(&single_route(&echo, "idle_timeout: 0s"));
     let mut client = Client::connect(gw.address("l")).await;
     client.assert_echo("before").await;
     tokio::time::sleep(Duration::from_secs(3 * 3600)).await;

@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub const DEFAULT_BACKLOG: u32 = 1024;
+/// Live connections one listener takes unless it says otherwise: one flooded listener
+/// cannot take every place of the gateway.
+pub const DEFAULT_CONNECTION_LIMIT: usize = 10_000;
 pub const DEFAULT_INSPECTION_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -53,9 +56,9 @@ pub(super) fn listeners(
 
 fn listener(problems: &mut Problems, l: raw::Listener, names: &Names) -> model::Listener {
     let address = address(problems, &l.address);
-    let connection_limit = l
-        .connection_limit
-        .map(|c| problems.at_least(&c, 1, "connection_limit"));
+    let connection_limit = Some(l.connection_limit.map_or(DEFAULT_CONNECTION_LIMIT, |c| {
+        problems.at_least(&c, 1, "connection_limit")
+    }));
     let max_connections_per_source = l
         .max_connections_per_source
         .map(|c| problems.at_least(&c, 1, "max_connections_per_source"));

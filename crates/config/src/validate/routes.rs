@@ -11,6 +11,9 @@ use crate::{ListenerProtocol, model, raw};
 use serde_saphyr::{Location, Spanned};
 use std::collections::HashMap;
 
+/// A route's idle timeout unless it sets one (`0s`: none), as Envoy's TCP proxy.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A listener's routes, in order: at least one, and none after a route that matches every
 /// connection.
 pub(super) fn routes(
@@ -101,9 +104,12 @@ fn route(
         terminate: r.terminate.map(|t| terminate(problems, t, defined)),
         authorization: r.authorization.map(|a| authorization(problems, a, defined)),
         connect: r.connect.map(|c| connect_terminator(problems, c)),
-        idle_timeout: r
-            .idle_timeout
-            .map(|d| problems.positive(&d, "idle_timeout")),
+        // Finite unless the route says `0s`: a silent peer does not hold two sockets forever.
+        idle_timeout: match r.idle_timeout {
+            None => Some(DEFAULT_IDLE_TIMEOUT),
+            Some(d) if d.value.0.is_zero() => None,
+            Some(d) => Some(d.value.0),
+        },
         max_duration: r
             .max_duration
             .map(|d| problems.positive(&d, "max_duration")),

@@ -16,6 +16,27 @@ pub struct GlobalLimit {
     pub limit: AtomicU64,
 }
 
+impl GlobalLimit {
+    /// `max_connections` as configured, else what the process's file-descriptor limit can
+    /// carry: two descriptors per proxied connection, 128 kept for listeners, logs, admin.
+    pub fn set(&self, configured: Option<usize>) {
+        let limit = configured.map_or_else(max_connections_for_fds, |m| m as u64);
+        self.limit.store(limit, Relaxed);
+    }
+}
+
+/// Half the descriptors the process may open, less a reserve (at least 1).
+pub fn max_connections_for_fds() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes the struct we own.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let fds = if read { limit.rlim_cur } else { 1024 };
+    (fds.saturating_sub(128) / 2).max(1)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     GlobalLimit,

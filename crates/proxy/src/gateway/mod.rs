@@ -20,7 +20,7 @@ use crate::end::registry::Registry;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -108,11 +108,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             reloads: ReloadStats::default(),
         };
-        gateway
-            .context
-            .global
-            .limit
-            .store(config.max_connections.unwrap_or(0) as u64, Relaxed);
+        gateway.context.global.set(config.max_connections);
         if let (Some(log), Some(settings)) = (&gateway.context.access_log, &config.access_log)
             && let Some(interval) = settings.open_connections_interval
         {

@@ -106,7 +106,7 @@ impl Gateway {
             self.retire_listener(&name, old, config);
             summary.listeners_removed.push(name);
         }
-        (self.context.global.limit).store(config.max_connections.unwrap_or(0) as u64, Relaxed);
+        self.context.global.set(config.max_connections);
         state.listeners = listeners;
         state.clusters = clusters;
         state.authorizers = authorizers;

@@ -10,6 +10,8 @@ impl Source for Gateway {
     fn report(&self, out: &mut Out<'_>) {
         let active = self.active_connections() as f64;
         out.gauge("causeway_connections_active", vec![], active);
+        let limit = self.context.global.limit.load(Relaxed) as f64;
+        out.gauge("causeway_connections_limit", vec![], limit);
         let draining = f64::from(u8::from(self.is_draining()));
         out.gauge("causeway_draining", vec![], draining);
         for (result, count) in [("ok", &self.reloads.ok), ("failed", &self.reloads.failed)] {
