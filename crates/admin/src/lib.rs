@@ -1,7 +1,9 @@
 //! The admin HTTP API, on loopback unless the configuration says otherwise.
 //!
 //! `GET /ready` (200 serving, 503 draining), `GET /live`, `GET /metrics`, `GET /config`, `GET /clusters`,
-//! `GET /connections`, `POST /reload`, `POST /drain`.
+//! `GET /connections`, `POST /reload`, `POST /drain` — every request through [`guard`].
+
+mod guard;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -56,6 +58,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/connections", get(connections))
         .route("/reload", post(reload))
         .route("/drain", post(drain))
+        .layer(axum::middleware::from_fn(guard::guard))
         .with_state(api)
 }
 

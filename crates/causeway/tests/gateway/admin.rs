@@ -5,12 +5,22 @@ use std::net::SocketAddr;
 use testkit::{Backend, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One HTTP/1.0 request; returns the status code and the body.
+/// One HTTP/1.0 request as an operator's tool sends it (`POST` with the `Causeway-Admin`
+/// header); returns the status code and the body.
 pub(crate) async fn http(admin: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let control = match method {
+        "POST" => "Causeway-Admin: yes\r\n",
+        _ => "",
+    };
+    http_with(admin, method, path, &format!("Host: {admin}\r\n{control}")).await
+}
+
+/// One HTTP/1.0 request with exactly the `headers` given (each line ending in CRLF).
+async fn http_with(admin: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(admin)
         .await
         .expect("admin API reachable");
-    let request = format!("{method} {path} HTTP/1.0\r\nHost: admin\r\nContent-Length: 0\r\n\r\n");
+    let request = format!("{method} {path} HTTP/1.0\r\n{headers}Content-Length: 0\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
@@ -122,6 +132,37 @@ async fn post_drain_turns_ready_to_503_and_ends_the_process() {
         drop(live);
         let status = tokio::task::block_in_place(|| gw.wait_exit());
         assert!(status.success(), "{status:?}");
+    })
+    .await
+}
+
+/// What a web page in an operator's browser could send is refused: a rebound DNS name in
+/// `Host`, a cross-site request (with `Origin`), a `POST` without the `Causeway-Admin`
+/// header. `GET /config` shows no header or TLV value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_web_page_could_make_are_refused() {
+    testkit::bounded(async {
+        let echo = Backend::echo("echo").await;
+        let secret = "Bearer s3cr3t-token";
+        let yaml = yaml(&echo, "backend").replace(
+            "endpoints:",
+            &format!("proxy_protocol: {{ version: 2, tlvs: [{{ type: 0xE0, value: tlv-s3cr3t }}] }}, tunnel: {{ authority: \"x:1\", headers: [{{ name: authorization, value: \"{secret}\" }}] }}, endpoints:"),
+        );
+        let mut gw = Process::start(&yaml);
+        let admin = admin_address(&mut gw);
+        let host = format!("Host: {admin}\r\n");
+
+        let rebound = http_with(admin, "GET", "/config", "Host: evil.example:9901\r\n").await;
+        assert_eq!(rebound.0, 403, "{rebound:?}");
+        let origin = format!("{host}Origin: http://evil.example\r\nCauseway-Admin: yes\r\n");
+        assert_eq!(http_with(admin, "POST", "/drain", &origin).await.0, 403);
+        assert_eq!(http_with(admin, "POST", "/drain", &host).await.0, 403, "no control header");
+        assert_eq!(http(admin, "GET", "/ready").await, (200, "ready\n".into()), "not draining");
+
+        let (status, body) = http(admin, "GET", "/config").await;
+        assert_eq!(status, 200);
+        assert!(!body.contains("s3cr3t"), "{body}");
+        assert!(body.contains("authorization") && body.contains("<redacted>"), "{body}");
     })
     .await
 }

@@ -1,7 +1,7 @@
 //! Clusters: endpoints, load balancing, health, failback, and how they are reached (CONNECT
 //! tunnels, PROXY protocol headers sent).
 
-use super::text::{as_optional_text, as_text};
+use super::text::{as_optional_text, as_text, names_only};
 use super::{SocketOptions, UpstreamTls};
 use serde::Serialize;
 use std::time::Duration;
@@ -92,6 +92,7 @@ pub struct Tunnel {
     pub protocol: TunnelProtocol,
     /// The CONNECT authority (`host:port`) asked of the proxy.
     pub authority: Template,
+    #[serde(serialize_with = "names_only")]
     pub headers: Vec<(String, Template)>,
     /// POST to `path` instead of CONNECT, for intermediaries that refuse CONNECT.
     pub use_post: bool,
@@ -112,6 +113,7 @@ pub struct ProxyProtocolOut {
     /// 1 (text) or 2 (binary, with TLVs).
     pub version: u8,
     /// TLVs sent on every connection (v2): type and value.
+    #[serde(serialize_with = "names_only")]
     pub tlvs: Vec<(u8, String)>,
     /// TLV types copied from the client's own PROXY header, when it had them (v2).
     pub pass_tlvs: Vec<u8>,
