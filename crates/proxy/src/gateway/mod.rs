@@ -130,7 +130,7 @@ impl Gateway {
                     &state.authorizers,
                     ssh.remove(&l.name),
                     None,
-                )?;
+                );
                 state.listeners.push((l.name.clone(), running));
             }
             Ok(())
@@ -147,19 +147,13 @@ impl Gateway {
     fn run_listener(
         &self,
         config: &config::Listener,
-        socket: std::net::TcpListener,
+        bound: reload::Bound,
         clusters: &HashMap<String, Arc<Cluster>>,
         authorizers: &Authorizers,
         ssh: Option<Arc<crate::terminate::ssh::SshServer>>,
         previous: Option<&Listener>,
-    ) -> Result<RunningListener, StartError> {
-        let error = |source| StartError::Bind {
-            listener: config.name.clone(),
-            address: config.address,
-            source,
-        };
-        let socket = tokio::net::TcpListener::from_std(socket).map_err(error)?;
-        let address = socket.local_addr().map_err(error)?;
+    ) -> RunningListener {
+        let reload::Bound { socket, address } = bound;
         let (current, updates) = watch::channel(Arc::new(listener_state(
             config,
             clusters,
@@ -177,12 +171,12 @@ impl Gateway {
             self.context.clone(),
             crate::drive::serve,
         ));
-        Ok(RunningListener {
+        RunningListener {
             current,
             address,
             stop,
             accept_loop,
-        })
+        }
     }
 
     /// The address a listener is bound to (its real port when configured with port 0).

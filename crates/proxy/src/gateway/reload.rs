@@ -84,7 +84,7 @@ impl Gateway {
         let authorizers = authorizers_for(config, &diff.authorizers.unchanged, &state.authorizers)?;
         let ssh = ssh_servers(config)?;
 
-        // Nothing fails from here on (but the start of a new accept loop).
+        // Nothing fails from here on: the new configuration applies whole, or not at all.
         for retired in self.identities.replace(identities) {
             retired.stop();
         }
@@ -101,7 +101,7 @@ impl Gateway {
             authorizers: &authorizers,
             ssh,
         };
-        let (listeners, old) = self.swap_listeners(config, old, bound, new, &mut summary)?;
+        let (listeners, old) = self.swap_listeners(config, old, bound, new, &mut summary);
         for (name, old) in old {
             self.retire_listener(&name, old, config);
             summary.listeners_removed.push(name);
@@ -149,11 +149,11 @@ impl Gateway {
         &self,
         config: &config::Config,
         mut old: Listeners,
-        bound: Vec<(&config::Listener, std::net::TcpListener)>,
+        bound: Vec<(&config::Listener, Bound)>,
         mut new: Next<'_>,
         summary: &mut ReloadSummary,
-    ) -> Result<(InOrder, Listeners), StartError> {
-        let mut bound: HashMap<&str, std::net::TcpListener> = bound
+    ) -> (InOrder, Listeners) {
+        let mut bound: HashMap<&str, Bound> = bound
             .into_iter()
             .map(|(l, s)| (l.name.as_str(), s))
             .collect();
@@ -185,13 +185,13 @@ impl Gateway {
                         None => summary.listeners_added.push(l.name.clone()),
                     }
                     let (clusters, authorizers) = (new.clusters, new.authorizers);
-                    self.run_listener(l, socket, clusters, authorizers, ssh, previous.as_deref())?
+                    self.run_listener(l, socket, clusters, authorizers, ssh, previous.as_deref())
                 }
                 (None, None) => unreachable!("a new listener is always bound"),
             };
             listeners.push((l.name.clone(), running));
         }
-        Ok((listeners, old))
+        (listeners, old)
     }
 
     /// A listener no longer configured: it stops accepting, and its connections (those
@@ -332,18 +332,27 @@ pub(super) fn ssh_servers(
 }
 
 /// Binds every listener given, or none: the first failure drops what was bound.
+/// A listening socket, bound and registered with the runtime: all that can fail about a
+/// listener is done before anything changes.
+pub(super) struct Bound {
+    pub socket: tokio::net::TcpListener,
+    pub address: std::net::SocketAddr,
+}
+
 pub(super) fn bind_all<'a>(
     listeners: impl Iterator<Item = &'a config::Listener>,
-) -> Result<Vec<(&'a config::Listener, std::net::TcpListener)>, StartError> {
+) -> Result<Vec<(&'a config::Listener, Bound)>, StartError> {
     listeners
         .map(|l| {
-            accept::bind(l)
-                .map(|s| (l, s))
-                .map_err(|source| StartError::Bind {
-                    listener: l.name.clone(),
-                    address: l.address,
-                    source,
-                })
+            let error = |source| StartError::Bind {
+                listener: l.name.clone(),
+                address: l.address,
+                source,
+            };
+            let socket = accept::bind(l).map_err(error)?;
+            let socket = tokio::net::TcpListener::from_std(socket).map_err(error)?;
+            let address = socket.local_addr().map_err(error)?;
+            Ok((l, Bound { socket, address }))
         })
         .collect()
 }
