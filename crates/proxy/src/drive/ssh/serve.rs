@@ -10,10 +10,32 @@ use crate::error::{Error, Kind, Side};
 use ssh::russh::{self, Disconnect};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
+
+/// How long each goodbye (to the client, to the upstream) may take.
+const GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Shuts the client's socket down (both ways) when dropped, whatever the session task
+/// still holds: a refused or ended connection is closed on time.
+struct Closer(Option<socket2::Socket>);
+
+impl Closer {
+    fn of(stream: &TcpStream) -> Closer {
+        Closer(socket2::SockRef::from(stream).try_clone().ok())
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if let Some(socket) = &self.0 {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
 
 pub(crate) async fn serve(
     downstream: TcpStream,
@@ -30,6 +52,9 @@ pub(crate) async fn serve(
         return;
     }
     let deadline = Instant::now() + server.settings.auth_timeout;
+    // russh runs the session in a task of its own that outlives a refusal (a disconnect
+    // before key exchange never goes out): the socket is shut down when we are done.
+    let _closer = Closer::of(&downstream);
     let shared = Arc::new(Shared {
         outcome: Mutex::new(Outcome::default()),
         live: watch::channel(None).0,
@@ -78,10 +103,11 @@ pub(crate) async fn serve(
         .expect("admitted");
     // The route's timeouts, re-checks and the gateway's close requests, as for any
     // connection.
+    let session_ended = AtomicBool::new(false);
     let session = async {
-        (&mut running)
-            .await
-            .map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string())))
+        let ended = (&mut running).await;
+        session_ended.store(true, Ordering::Relaxed);
+        ended.map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string())))
     };
     let result = crate::end::supervise(&live, &route, std::pin::pin!(session)).await;
     let result = match shared.outcome.lock().unwrap().error.take() {
@@ -89,6 +115,10 @@ pub(crate) async fn serve(
         None => result,
     };
     let mut outcome = goodbye(&handle, &shared, &result).await;
+    if !session_ended.load(Ordering::Relaxed) {
+        // Lets the session write the goodbye before the socket is shut down.
+        let _ = tokio::time::timeout(GOODBYE, &mut running).await;
+    }
     let registration = outcome.registration.take().expect("registered");
     crate::end::finish(registration, &route, &result, log);
     // The endpoint's count of this connection, held until the end.
@@ -118,9 +148,8 @@ async fn authenticated<E: std::fmt::Display>(
                 return Err(error);
             }
             _ = sleep_until(deadline), if shared.live.borrow().is_none() => {
-                let _ = handle
-                    .disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new())
-                    .await;
+                let told = handle.disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new());
+                let _ = tokio::time::timeout(GOODBYE, told).await;
                 return Err(Error::new(Side::Downstream, Kind::SshAuthFailed));
             }
             _ = live_changes.changed() => {
@@ -140,7 +169,6 @@ async fn goodbye(
     shared: &Shared,
     result: &Result<(), Error>,
 ) -> Outcome {
-    const BOUNDED: std::time::Duration = std::time::Duration::from_secs(2);
     shared.end(result);
     if let Err(e) = result {
         let why = match e.side {
@@ -148,12 +176,12 @@ async fn goodbye(
             _ => "closed by the gateway",
         };
         let told = handle.disconnect(Disconnect::ByApplication, why.into(), String::new());
-        let _ = tokio::time::timeout(BOUNDED, told).await;
+        let _ = tokio::time::timeout(GOODBYE, told).await;
     }
     let mut outcome = std::mem::take(&mut *shared.outcome.lock().unwrap());
     if let Some(upstream) = outcome.upstream.take() {
         let told = upstream.disconnect(Disconnect::ByApplication, "", "");
-        let _ = tokio::time::timeout(BOUNDED, told).await;
+        let _ = tokio::time::timeout(GOODBYE, told).await;
     }
     outcome
 }
