@@ -71,3 +71,90 @@ async fn a_client_that_stops_after_its_version_line_is_closed_at_the_auth_timeou
     })
     .await;
 }
+
+/// A connection that sent its version line; `Some(banner)` when the gateway answered with
+/// its own, `None` when it closed the connection instead.
+async fn unauthenticated(gw: &TestGateway) -> (tokio::net::TcpStream, Option<String>) {
+    let mut stream = tokio::net::TcpStream::connect(gw.address("sftp"))
+        .await
+        .unwrap();
+    stream.write_all(b"SSH-2.0-x\r\n").await.unwrap();
+    let mut banner = vec![0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut banner)).await;
+    let banner = match read.expect("answered or closed at once") {
+        Ok(n) if n > 0 => Some(String::from_utf8_lossy(&banner[..n]).into_owned()),
+        _ => None,
+    };
+    (stream, banner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_are_capped_per_listener_and_per_source() {
+    bounded(async {
+        // Over the listener's cap.
+        let gw = TestGateway::start(&listener_yaml(
+            "      max_unauthenticated: 2\n      max_unauthenticated_per_source: 5",
+        ));
+        let (first, banner) = unauthenticated(&gw).await;
+        assert!(banner.unwrap().starts_with("SSH-2.0-Causeway"));
+        let (_second, banner) = unauthenticated(&gw).await;
+        assert!(banner.is_some());
+        assert_eq!(
+            gw.metric("causeway_ssh_unauthenticated", &[("listener", "sftp")]),
+            2.0
+        );
+        let (_third, banner) = unauthenticated(&gw).await;
+        assert_eq!(banner, None, "the third is closed without a word");
+        assert_eq!(gw.rejected("sftp", "ssh_unauthenticated_limit"), 1.0);
+        // A place given back is taken again.
+        drop(first);
+        testkit::eventually("the first place is given back", || {
+            gw.metric("causeway_ssh_unauthenticated", &[("listener", "sftp")]) == 1.0
+        })
+        .await;
+        let (_fourth, banner) = unauthenticated(&gw).await;
+        assert!(banner.is_some());
+
+        // Over one source's share.
+        let gw = TestGateway::start(&listener_yaml(
+            "      max_unauthenticated: 10\n      max_unauthenticated_per_source: 1",
+        ));
+        let (_first, banner) = unauthenticated(&gw).await;
+        assert!(banner.is_some());
+        let (_second, banner) = unauthenticated(&gw).await;
+        assert_eq!(banner, None);
+        assert_eq!(gw.rejected("sftp", "ssh_unauthenticated_source_limit"), 1.0);
+        assert_eq!(gw.rejected("sftp", "ssh_unauthenticated_limit"), 0.0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_password_tries_run_no_more_hashes_at_once_than_permitted() {
+    bounded(async {
+        let gw = TestGateway::start(&listener_yaml("      max_concurrent_password_checks: 1"));
+        let client = testkit::ssh::Client::new(gw.address("sftp"));
+        let wrong = testkit::ssh::Credential::Password("not-bobs-password".into());
+        let try_once = || client.ssh("bob", &wrong, "true");
+        let runs = tokio::join!(try_once(), try_once(), try_once());
+        assert!(
+            !runs.0.success && !runs.1.success && !runs.2.success,
+            "all refused"
+        );
+        let listener = [("listener", "sftp")];
+        assert_eq!(
+            gw.metric("causeway_ssh_password_checks_total", &listener),
+            3.0
+        );
+        assert_eq!(
+            gw.metric("causeway_ssh_password_checks_peak", &listener),
+            1.0
+        );
+        assert!(gw.metric("causeway_ssh_password_check_waits_total", &listener) >= 1.0);
+        assert_eq!(
+            gw.metric("causeway_ssh_password_checks_running", &listener),
+            0.0
+        );
+    })
+    .await;
+}

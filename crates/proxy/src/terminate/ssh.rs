@@ -2,6 +2,7 @@
 //! itself, each route's upstream credential and audit log, the cluster host-key policies,
 //! and russh's server configuration — loaded from files at start and on every reload.
 
+use super::ssh_limits::{LoginRate, PasswordChecks, PreAuthStats};
 use ssh::audit::AuditLog;
 use ssh::credentials::{self, HostKeyPolicy, PasswordHash, UpstreamCredential};
 use ssh::russh;
@@ -20,6 +21,9 @@ pub struct SshServer {
     /// By cluster name: every cluster that says how to verify its host keys (an authorizer
     /// may choose any of them).
     pub(crate) host_keys: HashMap<String, Arc<HostKeyPolicy>>,
+    pub(crate) password_checks: PasswordChecks,
+    /// Logins the authorizer authenticates, per second.
+    pub(crate) authorizer_logins: LoginRate,
 }
 
 /// A user the gateway authenticates itself.
@@ -56,6 +60,8 @@ impl SshServer {
             users: local_users(&settings)?,
             routes: route_credentials(listener)?,
             host_keys: host_key_policies(clusters)?,
+            password_checks: PasswordChecks::new(&settings),
+            authorizer_logins: LoginRate::new(settings.authorizer_logins_per_second),
             settings,
         })
     }
@@ -160,6 +166,8 @@ pub struct SshStats {
     pub upstream_failures: Mutex<HashMap<String, u64>>,
     /// (request, `allowed`|`denied`): `sftp`, `exec`, `shell`, `port_forwarding`...
     pub channel_requests: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// Before authentication: connections, password checks, authorizer logins.
+    pub pre_auth: PreAuthStats,
 }
 
 impl SshStats {

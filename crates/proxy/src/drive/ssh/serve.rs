@@ -7,6 +7,7 @@ use crate::accept::{Context, Listener};
 use crate::attributes::Attributes;
 use crate::end::registry::Live;
 use crate::error::{Error, Kind, Side};
+use crate::terminate::ssh_limits::admit_unauthenticated;
 use ssh::russh::{self, Disconnect};
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +52,15 @@ pub(crate) async fn serve(
     if !crate::proxy_header::read(&downstream, &mut attributes, listener, log).await {
         return;
     }
+    // Unauthenticated connections are bounded per listener and per source.
+    let source = attributes.source.ip();
+    let unauthenticated = match admit_unauthenticated(&listener.stats, &server.settings, source) {
+        Ok(place) => place,
+        Err(reason) => {
+            tracing::warn!(id = attributes.id, %source, reason, "ssh connection refused before authentication");
+            return;
+        }
+    };
     let deadline = Instant::now() + server.settings.auth_timeout;
     // russh runs the session in a task of its own that outlives a refusal (a disconnect
     // before key exchange never goes out): the socket is shut down when we are done.
@@ -94,6 +104,7 @@ pub(crate) async fn serve(
         Ok(live) => live,
         Err(error) => return refused(&attributes, &shared, error, listener, context),
     };
+    drop(unauthenticated);
     let route = shared
         .outcome
         .lock()

@@ -80,15 +80,18 @@ impl Gate {
                     None => false,
                     Some(hash) => {
                         let (hash, password) = (hash.clone(), password.to_string());
-                        tokio::task::spawn_blocking(move || hash.verify(&password))
-                            .await
-                            .unwrap_or(false)
+                        let checks = &self.server.password_checks;
+                        checks.verify(&self.listener.stats, hash, password).await
                     }
                 },
             },
             // Not the gateway's user: only an authorizer can vouch for it (with the
             // password to check, or the key the client proved it holds).
             None if route.authorizer.is_some() => {
+                if !self.server.authorizer_logins.take(stats) {
+                    self.shared.outcome.lock().unwrap().attributes = Some(attributes);
+                    return refuse(stats);
+                }
                 let password = match proof {
                     Proof::Password(password) => Some(password),
                     Proof::Key(_) => None,
