@@ -100,6 +100,15 @@ impl PasswordHash {
         }
     }
 
+    /// A hash no password is known to match, as costly to check as `hash_password`'s:
+    /// checked for logins that have no hash, so they are refused as slowly.
+    pub fn dummy() -> &'static PasswordHash {
+        // Whatever it matches, a login without a hash of its own is refused.
+        static DUMMY: std::sync::LazyLock<PasswordHash> =
+            std::sync::LazyLock::new(|| PasswordHash::Argon2(hash_password("no password")));
+        &DUMMY
+    }
+
     /// Slow on purpose (that is what these hashes are for): call it off the async workers.
     pub fn verify(&self, password: &str) -> bool {
         match self {

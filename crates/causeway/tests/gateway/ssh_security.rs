@@ -158,3 +158,41 @@ async fn concurrent_password_tries_run_no_more_hashes_at_once_than_permitted() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_of_unknown_users_and_key_only_users_cost_a_hash_check_too() {
+    bounded(async {
+        let gw = TestGateway::start(&listener_yaml(""));
+        let client = testkit::ssh::Client::new(gw.address("sftp"));
+        let password = testkit::ssh::Credential::Password("guess".into());
+        let checks = || {
+            gw.metric(
+                "causeway_ssh_password_checks_total",
+                &[("listener", "sftp")],
+            )
+        };
+        // bob has a hash: his wrong password is one check.
+        assert!(!client.ssh("bob", &password, "true").await.success);
+        assert_eq!(checks(), 1.0);
+        // A user the gateway does not know, and alice (keys only): one check each, alike.
+        assert!(!client.ssh("mallory", &password, "true").await.success);
+        assert_eq!(
+            checks(),
+            2.0,
+            "an unknown user's password is checked against a hash"
+        );
+        assert!(!client.ssh("alice", &password, "true").await.success);
+        assert_eq!(
+            checks(),
+            3.0,
+            "a key-only user's password is checked against a hash"
+        );
+        let failed = [
+            ("listener", "sftp"),
+            ("method", "password"),
+            ("result", "failed"),
+        ];
+        assert_eq!(gw.metric("causeway_ssh_auth_total", &failed), 3.0);
+    })
+    .await;
+}

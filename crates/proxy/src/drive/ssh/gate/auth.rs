@@ -6,6 +6,7 @@ use crate::attributes::{Attributes, Protocol, SshLogin};
 use crate::authorize;
 use crate::route::Route;
 use crate::terminate::ssh::LocalUser;
+use ssh::credentials::PasswordHash;
 use ssh::russh::{self, server::Auth};
 use std::sync::Arc;
 
@@ -70,20 +71,18 @@ impl Gate {
             reject(methods)
         };
         let Some(route) = self.listener.routes.find(&attributes).cloned() else {
+            if let Proof::Password(password) = proof {
+                self.check_password(None, password).await;
+            }
             self.shared.outcome.lock().unwrap().attributes = Some(attributes);
             return refuse(stats);
         };
         let verified = match self.local_user(&attributes) {
             Some(user) => match proof {
                 Proof::Key(key) => user.keys.iter().any(|k| ssh::credentials::same_key(key, k)),
-                Proof::Password(password) => match &user.password {
-                    None => false,
-                    Some(hash) => {
-                        let (hash, password) = (hash.clone(), password.to_string());
-                        let checks = &self.server.password_checks;
-                        checks.verify(&self.listener.stats, hash, password).await
-                    }
-                },
+                Proof::Password(password) => {
+                    self.check_password(user.password.as_ref(), password).await
+                }
             },
             // Not the gateway's user: only an authorizer can vouch for it (with the
             // password to check, or the key the client proved it holds).
@@ -100,13 +99,28 @@ impl Gate {
                     .decide_by_authorizer(attributes, route, Some(password))
                     .await;
             }
-            None => false,
+            None => match proof {
+                Proof::Password(password) => self.check_password(None, password).await,
+                Proof::Key(_) => false,
+            },
         };
         if !verified {
             self.shared.outcome.lock().unwrap().attributes = Some(attributes);
             return refuse(stats);
         }
         self.decide_by_authorizer(attributes, route, None).await
+    }
+
+    /// Whether `password` matches the user's hash. Without one (an unknown user, a user
+    /// with keys only) a dummy hash is checked all the same and the answer is no: the
+    /// refusal takes as long as a wrong password's, whoever asked.
+    async fn check_password(&self, hash: Option<&PasswordHash>, password: &str) -> bool {
+        let checked = hash.unwrap_or_else(|| PasswordHash::dummy()).clone();
+        let checks = &self.server.password_checks;
+        let matched = checks
+            .verify(&self.listener.stats, checked, password.to_string())
+            .await;
+        matched && hash.is_some()
     }
 
     /// The route's authorization (rules, then the authorizer); allowed: admitted.
