@@ -196,3 +196,112 @@ async fn passwords_of_unknown_users_and_key_only_users_cost_a_hash_check_too() {
     })
     .await;
 }
+
+/// Why the gateway does not start with this configuration (it must not).
+fn start_error(yaml: &str) -> String {
+    let config = config::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    match proxy::Gateway::start(&config) {
+        Ok(_) => panic!("started with\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_keys_need_legacy_algorithms() {
+    bounded(async {
+        let keys = example_keys();
+        let k = |name: &str| keys.join(name).display().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let with = |legacy: bool, host: &str, users: &str, upstream: &str| {
+            listener_yaml(&format!("      legacy_algorithms: {legacy}"))
+                .replace(&k("gateway_host_ed25519"), &k(host))
+                .replace(&k("alice.pub"), users)
+                .replace(&k("upstream_ed25519"), &k(upstream))
+        };
+        // An RSA host key.
+        let yaml = with(
+            false,
+            "gateway_host_rsa",
+            &k("alice.pub"),
+            "upstream_ed25519",
+        );
+        let error = start_error(&yaml);
+        assert!(
+            error.contains("gateway_host_rsa") && error.contains("legacy_algorithms: true"),
+            "{error}"
+        );
+        // An RSA key in a user's authorized_keys: the file and its line.
+        let rsa_user = dir.path().join("alice.keys");
+        let rsa_pub = std::fs::read_to_string(keys.join("gateway_host_rsa.pub")).unwrap();
+        std::fs::write(&rsa_user, format!("# alice\n{rsa_pub}")).unwrap();
+        let rsa_user = rsa_user.display().to_string();
+        let error = start_error(&with(
+            false,
+            "gateway_host_ed25519",
+            &rsa_user,
+            "upstream_ed25519",
+        ));
+        assert!(
+            error.contains("alice.keys: line 2") && error.contains("legacy_algorithms"),
+            "{error}"
+        );
+        // An RSA key to log in upstream with.
+        let error = start_error(&with(
+            false,
+            "gateway_host_ed25519",
+            &k("alice.pub"),
+            "gateway_host_rsa",
+        ));
+        assert!(
+            error.contains("route `partners`") && error.contains("legacy_algorithms"),
+            "{error}"
+        );
+        // All of them with legacy_algorithms.
+        TestGateway::start(&with(
+            true,
+            "gateway_host_rsa",
+            &rsa_user,
+            "gateway_host_rsa",
+        ));
+    })
+    .await;
+}
+
+/// A gateway whose authorizer vouches for any user; `legacy` as given.
+async fn vouching_gateway(legacy: bool) -> (TestGateway, demo::authorizer::TestAuthorizer) {
+    use testkit::authorizer::{TestAuthorizer, Verdict};
+    let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+    let yaml = listener_yaml(&format!("      legacy_algorithms: {legacy}")).replace(
+        "        cluster: backend\n",
+        "        cluster: backend\n        authorization: { ext_authz: iam }\n",
+    );
+    let yaml = format!(
+        "authorizers:\n  - name: iam\n    address: \"{}\"\n{yaml}",
+        authorizer.address
+    );
+    (TestGateway::start(&yaml), authorizer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_client_key_is_refused_without_legacy_algorithms_even_if_the_authorizer_vouches() {
+    bounded(async {
+        let ok = [
+            ("listener", "sftp"),
+            ("method", "publickey"),
+            ("result", "ok"),
+        ];
+        for (legacy, key, logged_in) in [
+            (false, "gateway_host_rsa", false),
+            (false, "alice", true),
+            (true, "gateway_host_rsa", true),
+        ] {
+            let (gw, _authorizer) = vouching_gateway(legacy).await;
+            let client = testkit::ssh::Client::new(gw.address("sftp"));
+            // The backend is never reached: whether the login passed is in the metrics.
+            client.ssh("mallory", &client.key(key), "true").await;
+            let passed = gw.metric("causeway_ssh_auth_total", &ok) == 1.0;
+            assert_eq!(passed, logged_in, "legacy {legacy}, key {key}");
+        }
+    })
+    .await;
+}

@@ -52,7 +52,10 @@ impl SshServer {
         let keys = settings
             .host_keys
             .iter()
-            .map(|path| credentials::private_key(path).map_err(|e| format!("host key {e}")))
+            .map(|path| {
+                credentials::private_key(path, settings.legacy_algorithms)
+                    .map_err(|e| format!("host key {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SshServer {
             config: Arc::new(server_config(&settings, keys)),
@@ -73,7 +76,7 @@ fn local_users(settings: &config::SshListener) -> Result<HashMap<String, LocalUs
     for user in &settings.users {
         let mut local = LocalUser::default();
         if let Some(path) = &user.authorized_keys {
-            local.keys = credentials::authorized_keys(path)
+            local.keys = credentials::authorized_keys(path, settings.legacy_algorithms)
                 .map_err(|e| format!("user `{}`: authorized_keys {e}", user.name))?;
         }
         if let Some(hash) = &user.password_hash {
@@ -89,11 +92,12 @@ fn local_users(settings: &config::SshListener) -> Result<HashMap<String, LocalUs
 
 /// Each SSH route's upstream credential and audit log.
 fn route_credentials(listener: &config::Listener) -> Result<HashMap<String, RouteSsh>, String> {
+    let legacy = listener.ssh.as_ref().is_some_and(|s| s.legacy_algorithms);
     let mut routes = HashMap::new();
     for route in &listener.routes {
         let Some(s) = &route.ssh else { continue };
         let credential = match (&s.private_key, &s.password_file) {
-            (Some(key), _) => UpstreamCredential::from_key_file(key),
+            (Some(key), _) => UpstreamCredential::from_key_file(key, legacy),
             (None, Some(file)) => UpstreamCredential::from_password_file(file),
             (None, None) => {
                 return Err(format!("route `{}`: no upstream credential", route.name));

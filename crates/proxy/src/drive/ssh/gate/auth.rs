@@ -46,6 +46,9 @@ impl Gate {
         attributes: &Attributes,
         key: &russh::keys::PublicKey,
     ) -> bool {
+        if !self.key_algorithm_allowed(key) {
+            return false;
+        }
         let Some(route) = self.listener.routes.find(attributes) else {
             return false;
         };
@@ -59,6 +62,11 @@ impl Gate {
         }
     }
 
+    /// RSA keys only with `legacy_algorithms` (whoever would vouch for them).
+    fn key_algorithm_allowed(&self, key: &russh::keys::PublicKey) -> bool {
+        self.server.settings.legacy_algorithms || !ssh::credentials::is_rsa(key)
+    }
+
     /// Decides one attempt: route, credentials (the gateway's user list, else the
     /// authorizer), then the route's authorization. Every refusal looks the same to the
     /// client.
@@ -70,7 +78,9 @@ impl Gate {
             stats.ssh.auth(method, false);
             reject(methods)
         };
-        let Some(route) = self.listener.routes.find(&attributes).cloned() else {
+        let refused_key = matches!(proof, Proof::Key(key) if !self.key_algorithm_allowed(key));
+        let route = self.listener.routes.find(&attributes).cloned();
+        let Some(route) = route.filter(|_| !refused_key) else {
             if let Proof::Password(password) = proof {
                 self.check_password(None, password).await;
             }
