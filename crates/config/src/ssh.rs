@@ -14,6 +14,8 @@ pub const DEFAULT_SSH_MAX_AUTH_ATTEMPTS: u32 = 6;
 pub const DEFAULT_SSH_MAX_UNAUTHENTICATED: u32 = 64;
 pub const DEFAULT_SSH_MAX_UNAUTHENTICATED_PER_SOURCE: u32 = 32;
 pub const DEFAULT_SSH_AUTHORIZER_LOGINS_PER_SECOND: u32 = 20;
+/// An SSH route's `idle_timeout` when it sets none.
+pub const DEFAULT_SSH_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// An SSH listener's server side.
 #[derive(Debug, Clone, PartialEq, Serialize)]

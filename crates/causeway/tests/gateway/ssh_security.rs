@@ -305,3 +305,21 @@ async fn an_rsa_client_key_is_refused_without_legacy_algorithms_even_if_the_auth
     })
     .await;
 }
+
+#[test]
+fn ssh_routes_get_a_finite_idle_timeout_by_default() {
+    let yaml = listener_yaml("");
+    let config = config::parse(&yaml, "test.yaml").unwrap();
+    let route = &config.listeners[0].routes[0];
+    assert_eq!(route.idle_timeout, Some(Duration::from_secs(30 * 60)));
+    // One that is set stays.
+    let set = yaml.replace(
+        "        cluster: backend\n",
+        "        cluster: backend\n        idle_timeout: 5m\n",
+    );
+    let config = config::parse(&set, "test.yaml").unwrap();
+    assert_eq!(
+        config.listeners[0].routes[0].idle_timeout,
+        Some(Duration::from_secs(300))
+    );
+}

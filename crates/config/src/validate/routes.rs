@@ -29,8 +29,12 @@ pub(super) fn routes(
         .enumerate()
         .map(|(i, r)| {
             let at = r.cluster.referenced;
-            let r = route(problems, r, i, names, &mut route_names);
+            let mut r = route(problems, r, i, names, &mut route_names);
             check_ssh_settings(problems, at, &r, protocol, names);
+            if protocol == ListenerProtocol::Ssh {
+                // An SSH session holds an upstream session: never idle for good.
+                r.idle_timeout.get_or_insert(crate::ssh::DEFAULT_SSH_IDLE_TIMEOUT);
+            }
             if let Some(first) = &catch_all {
                 problems.add(
                     at,
