@@ -11,6 +11,11 @@ use std::time::Duration;
 
 pub const DEFAULT_SSH_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SSH_MAX_AUTH_ATTEMPTS: u32 = 6;
+pub const DEFAULT_SSH_MAX_UNAUTHENTICATED: u32 = 64;
+pub const DEFAULT_SSH_MAX_UNAUTHENTICATED_PER_SOURCE: u32 = 32;
+pub const DEFAULT_SSH_AUTHORIZER_LOGINS_PER_SECOND: u32 = 20;
+/// An SSH route's `idle_timeout` when it sets none.
+pub const DEFAULT_SSH_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// An SSH listener's server side.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +28,17 @@ pub struct SshListener {
     #[serde(serialize_with = "crate::model::as_text")]
     pub auth_timeout: Duration,
     pub max_auth_attempts: u32,
+    /// Connections not yet authenticated, at most, on the listener (OpenSSH's
+    /// `MaxStartups`); more are closed at once.
+    pub max_unauthenticated: u32,
+    /// ... and from one source address.
+    pub max_unauthenticated_per_source: u32,
+    /// Password hashes checked at once (argon2 takes ~19 MiB and a core's time each);
+    /// none: one per core.
+    pub max_concurrent_password_checks: Option<u32>,
+    /// Logins the authorizer authenticates (users the gateway does not know), per second;
+    /// over it a try is refused without asking.
+    pub authorizer_logins_per_second: u32,
     /// Also offer SHA-1 and finite-field algorithms for old clients.
     pub legacy_algorithms: bool,
     /// Splits a login name `user<sep>target` (e.g. `alice@sftp-a`); none: no targets.
@@ -132,6 +148,10 @@ pub(crate) mod raw {
         pub banner: Option<String>,
         pub auth_timeout: Option<Spanned<HumanDuration>>,
         pub max_auth_attempts: Option<Spanned<u32>>,
+        pub max_unauthenticated: Option<Spanned<u32>>,
+        pub max_unauthenticated_per_source: Option<Spanned<u32>>,
+        pub max_concurrent_password_checks: Option<Spanned<u32>>,
+        pub authorizer_logins_per_second: Option<Spanned<u32>>,
         #[serde(default)]
         pub legacy_algorithms: bool,
         pub target_separator: Option<Spanned<String>>,

@@ -1,6 +1,6 @@
 //! The algorithms offered, to clients and to upstream servers alike. Modern only by
-//! default; `legacy_algorithms` adds what old clients need (SHA-1 signatures and MACs,
-//! finite-field Diffie-Hellman).
+//! default; `legacy_algorithms` adds what old clients need (RSA keys, SHA-1 signatures and
+//! MACs, finite-field Diffie-Hellman).
 
 use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
 use russh::{Preferred, cipher, kex, mac};
@@ -44,12 +44,17 @@ const KEYS: &[Algorithm] = &[
     Algorithm::Ecdsa {
         curve: EcdsaCurve::NistP521,
     },
+];
+
+/// RSA goes through the `rsa` crate (timing advisory RUSTSEC-2023-0071 open): legacy only.
+const LEGACY_KEYS: &[Algorithm] = &[
     Algorithm::Rsa {
         hash: Some(HashAlg::Sha512),
     },
     Algorithm::Rsa {
         hash: Some(HashAlg::Sha256),
     },
+    Algorithm::Rsa { hash: None },
 ];
 
 const CIPHERS: &[cipher::Name] = &[
@@ -73,10 +78,10 @@ const LEGACY_MACS: &[mac::Name] = &[
 
 /// What is offered, in order of preference.
 pub fn preferred(legacy: bool) -> Preferred {
-    // Legacy adds SHA-1 RSA signatures after the modern keys.
+    // Legacy adds RSA (SHA-1 signatures last) after the modern keys.
     let key = match legacy {
         false => Cow::Borrowed(KEYS),
-        true => Cow::Owned([KEYS, &[Algorithm::Rsa { hash: None }]].concat()),
+        true => Cow::Owned([KEYS, LEGACY_KEYS].concat()),
     };
     Preferred {
         kex: Cow::Borrowed(if legacy { LEGACY_KEX } else { KEX }),

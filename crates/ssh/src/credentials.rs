@@ -21,20 +21,36 @@ fn failed(path: &Path, why: impl std::fmt::Display) -> KeyFileError {
     }
 }
 
-/// An unencrypted OpenSSH (or PEM) private key.
-pub fn private_key(path: &Path) -> Result<PrivateKey, KeyFileError> {
-    russh::keys::load_secret_key(path, None).map_err(|e| failed(path, e))
+/// Why an RSA key is refused without `legacy_algorithms`.
+pub const RSA_NEEDS_LEGACY: &str = "an RSA key needs `legacy_algorithms: true` (RSA goes \
+     through the `rsa` crate, whose timing advisory RUSTSEC-2023-0071 is open): use an Ed25519 \
+     or ECDSA key";
+
+/// Whether the key is RSA (only used with `legacy_algorithms`).
+pub fn is_rsa(key: &PublicKey) -> bool {
+    key.algorithm().is_rsa()
+}
+
+/// An unencrypted OpenSSH (or PEM) private key; RSA only when `legacy`.
+pub fn private_key(path: &Path, legacy: bool) -> Result<PrivateKey, KeyFileError> {
+    let key = russh::keys::load_secret_key(path, None).map_err(|e| failed(path, e))?;
+    if !legacy && is_rsa(key.public_key()) {
+        return Err(failed(path, RSA_NEEDS_LEGACY));
+    }
+    Ok(key)
 }
 
 /// The public keys of an `authorized_keys`-format file (options before a key are allowed
 /// and ignored; comments and blank lines skipped).
-pub fn authorized_keys(path: &Path) -> Result<Vec<PublicKey>, KeyFileError> {
+pub fn authorized_keys(path: &Path, legacy: bool) -> Result<Vec<PublicKey>, KeyFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| failed(path, e))?;
-    parse_authorized_keys(&text).map_err(|(line, why)| failed(path, format!("line {line}: {why}")))
+    parse_authorized_keys(&text, legacy)
+        .map_err(|(line, why)| failed(path, format!("line {line}: {why}")))
 }
 
-/// The keys of `authorized_keys` text; `Err((line, why))` for the first bad line.
-pub fn parse_authorized_keys(text: &str) -> Result<Vec<PublicKey>, (usize, String)> {
+/// The keys of `authorized_keys` text (RSA only when `legacy`); `Err((line, why))` for
+/// the first bad line.
+pub fn parse_authorized_keys(text: &str, legacy: bool) -> Result<Vec<PublicKey>, (usize, String)> {
     let mut keys = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -47,6 +63,7 @@ pub fn parse_authorized_keys(text: &str) -> Result<Vec<PublicKey>, (usize, Strin
         let key = (0..fields.len().saturating_sub(1))
             .find_map(|start| PublicKey::from_openssh(&fields[start..].join(" ")).ok());
         match key {
+            Some(key) if !legacy && is_rsa(&key) => return Err((i + 1, RSA_NEEDS_LEGACY.into())),
             Some(key) => keys.push(key),
             None => return Err((i + 1, "not a public key".into())),
         }
@@ -100,6 +117,15 @@ impl PasswordHash {
         }
     }
 
+    /// A hash no password is known to match, as costly to check as `hash_password`'s:
+    /// checked for logins that have no hash, so they are refused as slowly.
+    pub fn dummy() -> &'static PasswordHash {
+        // Whatever it matches, a login without a hash of its own is refused.
+        static DUMMY: std::sync::LazyLock<PasswordHash> =
+            std::sync::LazyLock::new(|| PasswordHash::Argon2(hash_password("no password")));
+        &DUMMY
+    }
+
     /// Slow on purpose (that is what these hashes are for): call it off the async workers.
     pub fn verify(&self, password: &str) -> bool {
         match self {
@@ -142,8 +168,10 @@ impl std::fmt::Debug for UpstreamCredential {
 }
 
 impl UpstreamCredential {
-    pub fn from_key_file(path: &Path) -> Result<Self, KeyFileError> {
-        Ok(UpstreamCredential::Key(Arc::new(private_key(path)?)))
+    pub fn from_key_file(path: &Path, legacy: bool) -> Result<Self, KeyFileError> {
+        Ok(UpstreamCredential::Key(Arc::new(private_key(
+            path, legacy,
+        )?)))
     }
 
     /// The first line of the file is the password.
@@ -206,11 +234,11 @@ mod tests {
     #[test]
     fn authorized_keys_lines_with_options_comments_and_blanks() {
         let text = format!("# a comment\n\n{ED25519}\nno-pty,from=\"10.0.0.0/8\" {ED25519}\n");
-        let keys = parse_authorized_keys(&text).unwrap();
+        let keys = parse_authorized_keys(&text, false).unwrap();
         assert_eq!(keys.len(), 2);
         assert!(same_key(&keys[0], &keys[1]));
         assert_eq!(
-            parse_authorized_keys("ssh-ed25519 notbase64")
+            parse_authorized_keys("ssh-ed25519 notbase64", false)
                 .unwrap_err()
                 .0,
             1

@@ -19,6 +19,7 @@ mod reload;
 mod routing;
 mod sftp;
 mod ssh_channels;
+mod ssh_security;
 mod tls_inspector;
 mod tls_termination;
 mod tunnel_lifecycle;

@@ -296,7 +296,10 @@ clusters:
                 keys.join("upstream_ed25519").display(),
             )
         };
-        let gw = TestGateway::start(&yaml(&["gateway_host_ed25519", "gateway_host_rsa"], false));
+        let gw = TestGateway::start(&yaml(
+            &["gateway_host_ed25519", "gateway_host_ecdsa"],
+            false,
+        ));
         let address = gw.address("sftp");
 
         // A client that reads the banner and never answers is cut at the auth timeout.
@@ -335,7 +338,11 @@ clusters:
                 .await
                 .contains(&key_of("gateway_host_ed25519.pub"))
         );
-        assert!(scan("rsa").await.contains(&key_of("gateway_host_rsa.pub")));
+        assert!(
+            scan("ecdsa")
+                .await
+                .contains(&key_of("gateway_host_ecdsa.pub"))
+        );
 
         // Only modern algorithms, unless legacy ones are asked for.
         let old_client = || async {

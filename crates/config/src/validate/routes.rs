@@ -32,8 +32,19 @@ pub(super) fn routes(
         .enumerate()
         .map(|(i, r)| {
             let at = r.cluster.referenced;
-            let r = route(problems, r, i, names, &mut route_names);
+            let mut r = route(problems, r, i, names, &mut route_names);
             check_ssh_settings(problems, at, &r, protocol, names);
+            // Finite unless the route says `0s`: a silent peer does not hold two sockets
+            // (an SSH session: an upstream session) forever.
+            let default = match protocol {
+                ListenerProtocol::Ssh => crate::ssh::DEFAULT_SSH_IDLE_TIMEOUT,
+                _ => DEFAULT_IDLE_TIMEOUT,
+            };
+            r.idle_timeout = match r.idle_timeout {
+                None => Some(default),
+                Some(d) if d.is_zero() => None,
+                set => set,
+            };
             if let Some(first) = &catch_all {
                 problems.add(
                     at,
@@ -104,12 +115,9 @@ fn route(
         terminate: r.terminate.map(|t| terminate(problems, t, defined)),
         authorization: r.authorization.map(|a| authorization(problems, a, defined)),
         connect: r.connect.map(|c| connect_terminator(problems, c)),
-        // Finite unless the route says `0s`: a silent peer does not hold two sockets forever.
-        idle_timeout: match r.idle_timeout {
-            None => Some(DEFAULT_IDLE_TIMEOUT),
-            Some(d) if d.value.0.is_zero() => None,
-            Some(d) => Some(d.value.0),
-        },
+        // `0s` kept as zero here: the listener's loop turns it into none, unset into the
+        // default of its protocol.
+        idle_timeout: r.idle_timeout.map(|d| d.value.0),
         max_duration: r
             .max_duration
             .map(|d| problems.positive(&d, "max_duration")),

@@ -3,8 +3,10 @@
 
 use crate::problems::Problems;
 use crate::ssh::{
-    DEFAULT_SSH_AUTH_TIMEOUT, DEFAULT_SSH_MAX_AUTH_ATTEMPTS, SshHostKeys, SshListener, SshRoute,
-    SshUser, is_supported_password_hash, raw,
+    DEFAULT_SSH_AUTH_TIMEOUT, DEFAULT_SSH_AUTHORIZER_LOGINS_PER_SECOND,
+    DEFAULT_SSH_MAX_AUTH_ATTEMPTS, DEFAULT_SSH_MAX_UNAUTHENTICATED,
+    DEFAULT_SSH_MAX_UNAUTHENTICATED_PER_SOURCE, SshHostKeys, SshListener, SshRoute, SshUser,
+    is_supported_password_hash, raw,
 };
 use serde_saphyr::Spanned;
 use std::collections::HashSet;
@@ -41,6 +43,24 @@ pub(super) fn listener(problems: &mut Problems, s: Spanned<raw::SshListener>) ->
             .max_auth_attempts
             .map_or(DEFAULT_SSH_MAX_AUTH_ATTEMPTS, |m| {
                 problems.at_least(&m, 1, "ssh.max_auth_attempts")
+            }),
+        max_unauthenticated: s
+            .max_unauthenticated
+            .map_or(DEFAULT_SSH_MAX_UNAUTHENTICATED, |m| {
+                problems.at_least(&m, 1, "ssh.max_unauthenticated")
+            }),
+        max_unauthenticated_per_source: s
+            .max_unauthenticated_per_source
+            .map_or(DEFAULT_SSH_MAX_UNAUTHENTICATED_PER_SOURCE, |m| {
+                problems.at_least(&m, 1, "ssh.max_unauthenticated_per_source")
+            }),
+        max_concurrent_password_checks: s
+            .max_concurrent_password_checks
+            .map(|m| problems.at_least(&m, 1, "ssh.max_concurrent_password_checks")),
+        authorizer_logins_per_second: s
+            .authorizer_logins_per_second
+            .map_or(DEFAULT_SSH_AUTHORIZER_LOGINS_PER_SECOND, |m| {
+                problems.at_least(&m, 1, "ssh.authorizer_logins_per_second")
             }),
         legacy_algorithms: s.legacy_algorithms,
         target_separator: s.target_separator.map(|s| s.value),

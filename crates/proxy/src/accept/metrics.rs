@@ -76,5 +76,6 @@ impl Listener {
             ];
             out.counter("causeway_ssh_channel_requests_total", labels, total);
         }
+        s.ssh.pre_auth.report(&self.name, out);
     }
 }

@@ -3,4 +3,5 @@
 //! users) and routes by the user who logs in.
 
 pub mod ssh;
+pub(crate) mod ssh_limits;
 pub(crate) mod tls;

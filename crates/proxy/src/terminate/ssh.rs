@@ -2,6 +2,7 @@
 //! itself, each route's upstream credential and audit log, the cluster host-key policies,
 //! and russh's server configuration — loaded from files at start and on every reload.
 
+use super::ssh_limits::{LoginRate, PasswordChecks, PreAuthStats};
 use ssh::audit::AuditLog;
 use ssh::credentials::{self, HostKeyPolicy, PasswordHash, UpstreamCredential};
 use ssh::russh;
@@ -20,6 +21,9 @@ pub struct SshServer {
     /// By cluster name: every cluster that says how to verify its host keys (an authorizer
     /// may choose any of them).
     pub(crate) host_keys: HashMap<String, Arc<HostKeyPolicy>>,
+    pub(crate) password_checks: PasswordChecks,
+    /// Logins the authorizer authenticates, per second.
+    pub(crate) authorizer_logins: LoginRate,
 }
 
 /// A user the gateway authenticates itself.
@@ -48,7 +52,10 @@ impl SshServer {
         let keys = settings
             .host_keys
             .iter()
-            .map(|path| credentials::private_key(path).map_err(|e| format!("host key {e}")))
+            .map(|path| {
+                credentials::private_key(path, settings.legacy_algorithms)
+                    .map_err(|e| format!("host key {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SshServer {
             config: Arc::new(server_config(&settings, keys)),
@@ -56,6 +63,8 @@ impl SshServer {
             users: local_users(&settings)?,
             routes: route_credentials(listener)?,
             host_keys: host_key_policies(clusters)?,
+            password_checks: PasswordChecks::new(&settings),
+            authorizer_logins: LoginRate::new(settings.authorizer_logins_per_second),
             settings,
         })
     }
@@ -67,7 +76,7 @@ fn local_users(settings: &config::SshListener) -> Result<HashMap<String, LocalUs
     for user in &settings.users {
         let mut local = LocalUser::default();
         if let Some(path) = &user.authorized_keys {
-            local.keys = credentials::authorized_keys(path)
+            local.keys = credentials::authorized_keys(path, settings.legacy_algorithms)
                 .map_err(|e| format!("user `{}`: authorized_keys {e}", user.name))?;
         }
         if let Some(hash) = &user.password_hash {
@@ -83,11 +92,12 @@ fn local_users(settings: &config::SshListener) -> Result<HashMap<String, LocalUs
 
 /// Each SSH route's upstream credential and audit log.
 fn route_credentials(listener: &config::Listener) -> Result<HashMap<String, RouteSsh>, String> {
+    let legacy = listener.ssh.as_ref().is_some_and(|s| s.legacy_algorithms);
     let mut routes = HashMap::new();
     for route in &listener.routes {
         let Some(s) = &route.ssh else { continue };
         let credential = match (&s.private_key, &s.password_file) {
-            (Some(key), _) => UpstreamCredential::from_key_file(key),
+            (Some(key), _) => UpstreamCredential::from_key_file(key, legacy),
             (None, Some(file)) => UpstreamCredential::from_password_file(file),
             (None, None) => {
                 return Err(format!("route `{}`: no upstream credential", route.name));
@@ -160,6 +170,8 @@ pub struct SshStats {
     pub upstream_failures: Mutex<HashMap<String, u64>>,
     /// (request, `allowed`|`denied`): `sftp`, `exec`, `shell`, `port_forwarding`...
     pub channel_requests: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// Before authentication: connections, password checks, authorizer logins.
+    pub pre_auth: PreAuthStats,
 }
 
 impl SshStats {

@@ -7,13 +7,36 @@ use crate::accept::{Context, Listener};
 use crate::attributes::Attributes;
 use crate::end::registry::Live;
 use crate::error::{Error, Kind, Side};
+use crate::terminate::ssh_limits::admit_unauthenticated;
 use ssh::russh::{self, Disconnect};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
+
+/// How long each goodbye (to the client, to the upstream) may take.
+const GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Shuts the client's socket down (both ways) when dropped, whatever the session task
+/// still holds: a refused or ended connection is closed on time.
+struct Closer(Option<socket2::Socket>);
+
+impl Closer {
+    fn of(stream: &TcpStream) -> Closer {
+        Closer(socket2::SockRef::from(stream).try_clone().ok())
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if let Some(socket) = &self.0 {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
 
 pub(crate) async fn serve(
     downstream: TcpStream,
@@ -25,7 +48,19 @@ pub(crate) async fn serve(
     let Some(server) = listener.ssh.clone() else {
         return;
     };
+    // Unauthenticated connections are bounded per listener and per source.
+    let source = attributes.source.ip();
+    let unauthenticated = match admit_unauthenticated(&listener.stats, &server.settings, source) {
+        Ok(place) => place,
+        Err(reason) => {
+            tracing::warn!(id = attributes.id, %source, reason, "ssh connection refused before authentication");
+            return;
+        }
+    };
     let deadline = Instant::now() + server.settings.auth_timeout;
+    // russh runs the session in a task of its own that outlives a refusal (a disconnect
+    // before key exchange never goes out): the socket is shut down when we are done.
+    let _closer = Closer::of(&downstream);
     let shared = Arc::new(Shared {
         outcome: Mutex::new(Outcome::default()),
         live: watch::channel(None).0,
@@ -65,6 +100,7 @@ pub(crate) async fn serve(
         Ok(live) => live,
         Err(error) => return refused(&attributes, &shared, error, listener, context),
     };
+    drop(unauthenticated);
     let route = shared
         .outcome
         .lock()
@@ -74,10 +110,11 @@ pub(crate) async fn serve(
         .expect("admitted");
     // The route's timeouts, re-checks and the gateway's close requests, as for any
     // connection.
+    let session_ended = AtomicBool::new(false);
     let session = async {
-        (&mut running)
-            .await
-            .map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string())))
+        let ended = (&mut running).await;
+        session_ended.store(true, Ordering::Relaxed);
+        ended.map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string())))
     };
     let result = crate::end::supervise(&live, &route, std::pin::pin!(session)).await;
     let result = match shared.outcome.lock().unwrap().error.take() {
@@ -85,6 +122,10 @@ pub(crate) async fn serve(
         None => result,
     };
     let mut outcome = goodbye(&handle, &shared, &result).await;
+    if !session_ended.load(Ordering::Relaxed) {
+        // Lets the session write the goodbye before the socket is shut down.
+        let _ = tokio::time::timeout(GOODBYE, &mut running).await;
+    }
     let registration = outcome.registration.take().expect("registered");
     crate::end::finish(registration, &route, &result, log);
     // The endpoint's count of this connection, held until the end.
@@ -114,9 +155,8 @@ async fn authenticated<E: std::fmt::Display>(
                 return Err(error);
             }
             _ = sleep_until(deadline), if shared.live.borrow().is_none() => {
-                let _ = handle
-                    .disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new())
-                    .await;
+                let told = handle.disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new());
+                let _ = tokio::time::timeout(GOODBYE, told).await;
                 return Err(Error::new(Side::Downstream, Kind::SshAuthFailed));
             }
             _ = live_changes.changed() => {
@@ -136,7 +176,6 @@ async fn goodbye(
     shared: &Shared,
     result: &Result<(), Error>,
 ) -> Outcome {
-    const BOUNDED: std::time::Duration = std::time::Duration::from_secs(2);
     shared.end(result);
     if let Err(e) = result {
         let why = match e.side {
@@ -144,12 +183,12 @@ async fn goodbye(
             _ => "closed by the gateway",
         };
         let told = handle.disconnect(Disconnect::ByApplication, why.into(), String::new());
-        let _ = tokio::time::timeout(BOUNDED, told).await;
+        let _ = tokio::time::timeout(GOODBYE, told).await;
     }
     let mut outcome = std::mem::take(&mut *shared.outcome.lock().unwrap());
     if let Some(upstream) = outcome.upstream.take() {
         let told = upstream.disconnect(Disconnect::ByApplication, "", "");
-        let _ = tokio::time::timeout(BOUNDED, told).await;
+        let _ = tokio::time::timeout(GOODBYE, told).await;
     }
     outcome
 }

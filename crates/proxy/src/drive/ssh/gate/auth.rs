@@ -6,6 +6,7 @@ use crate::attributes::{Attributes, Protocol, SshLogin};
 use crate::authorize;
 use crate::route::Route;
 use crate::terminate::ssh::LocalUser;
+use ssh::credentials::PasswordHash;
 use ssh::russh::{self, server::Auth};
 use std::sync::Arc;
 
@@ -45,6 +46,9 @@ impl Gate {
         attributes: &Attributes,
         key: &russh::keys::PublicKey,
     ) -> bool {
+        if !self.key_algorithm_allowed(key) {
+            return false;
+        }
         let Some(route) = self.listener.routes.find(attributes) else {
             return false;
         };
@@ -58,6 +62,11 @@ impl Gate {
         }
     }
 
+    /// RSA keys only with `legacy_algorithms` (whoever would vouch for them).
+    fn key_algorithm_allowed(&self, key: &russh::keys::PublicKey) -> bool {
+        self.server.settings.legacy_algorithms || !ssh::credentials::is_rsa(key)
+    }
+
     /// Decides one attempt: route, credentials (the gateway's user list, else the
     /// authorizer), then the route's authorization. Every refusal looks the same to the
     /// client.
@@ -69,26 +78,29 @@ impl Gate {
             stats.ssh.auth(method, false);
             reject(methods)
         };
-        let Some(route) = self.listener.routes.find(&attributes).cloned() else {
+        let refused_key = matches!(proof, Proof::Key(key) if !self.key_algorithm_allowed(key));
+        let route = self.listener.routes.find(&attributes).cloned();
+        let Some(route) = route.filter(|_| !refused_key) else {
+            if let Proof::Password(password) = proof {
+                self.check_password(None, password).await;
+            }
             self.shared.outcome.lock().unwrap().attributes = Some(attributes);
             return refuse(stats);
         };
         let verified = match self.local_user(&attributes) {
             Some(user) => match proof {
                 Proof::Key(key) => user.keys.iter().any(|k| ssh::credentials::same_key(key, k)),
-                Proof::Password(password) => match &user.password {
-                    None => false,
-                    Some(hash) => {
-                        let (hash, password) = (hash.clone(), password.to_string());
-                        tokio::task::spawn_blocking(move || hash.verify(&password))
-                            .await
-                            .unwrap_or(false)
-                    }
-                },
+                Proof::Password(password) => {
+                    self.check_password(user.password.as_ref(), password).await
+                }
             },
             // Not the gateway's user: only an authorizer can vouch for it (with the
             // password to check, or the key the client proved it holds).
             None if route.authorizer.is_some() => {
+                if !self.server.authorizer_logins.take(stats) {
+                    self.shared.outcome.lock().unwrap().attributes = Some(attributes);
+                    return refuse(stats);
+                }
                 let password = match proof {
                     Proof::Password(password) => Some(password),
                     Proof::Key(_) => None,
@@ -97,13 +109,28 @@ impl Gate {
                     .decide_by_authorizer(attributes, route, Some(password))
                     .await;
             }
-            None => false,
+            None => match proof {
+                Proof::Password(password) => self.check_password(None, password).await,
+                Proof::Key(_) => false,
+            },
         };
         if !verified {
             self.shared.outcome.lock().unwrap().attributes = Some(attributes);
             return refuse(stats);
         }
         self.decide_by_authorizer(attributes, route, None).await
+    }
+
+    /// Whether `password` matches the user's hash. Without one (an unknown user, a user
+    /// with keys only) a dummy hash is checked all the same and the answer is no: the
+    /// refusal takes as long as a wrong password's, whoever asked.
+    async fn check_password(&self, hash: Option<&PasswordHash>, password: &str) -> bool {
+        let checked = hash.unwrap_or_else(|| PasswordHash::dummy()).clone();
+        let checks = &self.server.password_checks;
+        let matched = checks
+            .verify(&self.listener.stats, checked, password.to_string())
+            .await;
+        matched && hash.is_some()
     }
 
     /// The route's authorization (rules, then the authorizer); allowed: admitted.

@@ -13,10 +13,14 @@ use crate::route::Route;
 use ssh::audit::SftpAudit;
 use ssh::channel::{Ended, Observer, relay, upstream_reply};
 use ssh::russh::server::{Msg, Session};
-use ssh::russh::{self, Channel, ChannelId, client};
+use ssh::russh::{self, Channel, ChannelId, ChannelMsg, client};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use tokio_util::sync::CancellationToken;
+
+/// Bytes (each message counted 64 more) a client may send on a channel before the request
+/// that starts it: kept and passed on once it starts; beyond, the channel is closed.
+const EARLY_DATA_LIMIT: usize = 64 * 1024;
 
 /// A channel opened on both sides, waiting for the request that starts it; a connection
 /// (holding its admission slot) from its open.
@@ -24,6 +28,31 @@ pub(super) struct Pending {
     pub down: Channel<Msg>,
     pub up: Channel<client::Msg>,
     pub slot: Slot,
+    /// What the client sent before the channel started, in order (see `early_data`).
+    pub early: Vec<ChannelMsg>,
+    pub early_bytes: usize,
+}
+
+impl Pending {
+    pub(super) fn new(down: Channel<Msg>, up: Channel<client::Msg>, slot: Slot) -> Pending {
+        Pending {
+            down,
+            up,
+            slot,
+            early: Vec::new(),
+            early_bytes: 0,
+        }
+    }
+}
+
+/// The channel's next queued message, if one is there now.
+fn queued(channel: &mut Channel<Msg>) -> Option<ChannelMsg> {
+    use std::task::{Context, Poll, Waker};
+    let mut next = std::pin::pin!(channel.wait());
+    match next.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(message) => message,
+        Poll::Pending => None,
+    }
 }
 
 impl Gate {
@@ -51,6 +80,34 @@ impl Gate {
                 );
             })
             .ok()
+    }
+
+    /// Data on a channel not started yet. russh queues it for the channel, whose queue
+    /// nobody reads before it starts: once full, the whole session would stall. Taken off
+    /// the queue and kept for the start, bounded; beyond the bound the channel is closed.
+    pub(super) async fn early_data(&mut self, id: ChannelId, session: &mut Session) {
+        let Some(pending) = self.pending.get_mut(&id) else {
+            return;
+        };
+        while let Some(message) = queued(&mut pending.down) {
+            pending.early_bytes += 64
+                + match &message {
+                    ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+                    _ => 0,
+                };
+            pending.early.push(message);
+        }
+        if pending.early_bytes <= EARLY_DATA_LIMIT {
+            return;
+        }
+        let pending = self.pending.remove(&id).expect("pending");
+        self.listener.stats.ssh.channel("early_data", false);
+        tracing::warn!(
+            id = self.attributes.id,
+            "ssh channel closed: over {EARLY_DATA_LIMIT} bytes before it started"
+        );
+        let _ = session.close(id);
+        let _ = pending.up.close().await;
     }
 
     /// Answers a request of a channel not started yet: passed upstream when `allowed`,
@@ -162,7 +219,13 @@ struct ChannelTask {
 impl ChannelTask {
     /// Registered, relayed under the one ending's watch, ended like any connection.
     async fn run(mut self, pending: Pending) {
-        let Pending { down, up, slot } = pending;
+        let Pending {
+            down,
+            up,
+            slot,
+            early,
+            early_bytes: _,
+        } = pending;
         let route = self.route.clone();
         let registration = self
             .context
@@ -183,6 +246,9 @@ impl ChannelTask {
         let halt = CancellationToken::new();
         let relayed = AtomicBool::new(false);
         let work = async {
+            if replay(early, &up, &self.observer).await.is_err() {
+                return self.shared.ending();
+            }
             let ended = relay(down, up, self.server, &self.observer, halt.cancelled()).await;
             relayed.store(true, Relaxed);
             match ended {
@@ -210,6 +276,27 @@ impl ChannelTask {
         );
         drop(slot);
     }
+}
+
+/// Passes on to the upstream what the client sent before the channel started.
+async fn replay(
+    early: Vec<ChannelMsg>,
+    up: &Channel<client::Msg>,
+    observer: &Counting,
+) -> Result<(), russh::Error> {
+    for message in early {
+        match message {
+            ChannelMsg::Data { data } => {
+                observer.to_upstream(&data);
+                up.data_bytes(data).await?;
+            }
+            ChannelMsg::ExtendedData { data, ext } => up.extended_data_bytes(ext, data).await?,
+            ChannelMsg::Eof => up.eof().await?,
+            // Requests were answered as they came.
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Counts a channel's bytes on the channel and on its session (whose idle timer and

@@ -195,11 +195,7 @@ impl russh::server::Handler for Gate {
         match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
             Ok(up) => {
                 let id = channel.id();
-                let pending = channels::Pending {
-                    down: channel,
-                    up,
-                    slot,
-                };
+                let pending = channels::Pending::new(channel, up, slot);
                 self.pending.insert(id, pending);
                 reply.accept().await;
             }
@@ -243,11 +239,7 @@ impl russh::server::Handler for Gate {
         match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
             Ok(up) => {
                 reply.accept().await;
-                let pending = channels::Pending {
-                    down: channel,
-                    up,
-                    slot,
-                };
+                let pending = channels::Pending::new(channel, up, slot);
                 self.start(pending, "port_forwarding", session);
             }
             Err(_) => reply.reject(russh::ChannelOpenFailure::ConnectFailed).await,
@@ -353,6 +345,27 @@ impl russh::server::Handler for Gate {
     ) -> Result<(), Self::Error> {
         self.listener.stats.ssh.channel("x11", false);
         session.channel_failure(channel)
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.early_data(channel, session).await;
+        Ok(())
+    }
+
+    async fn extended_data(
+        &mut self,
+        channel: ChannelId,
+        _code: u32,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.early_data(channel, session).await;
+        Ok(())
     }
 
     async fn channel_close(
