@@ -234,6 +234,8 @@ pub struct Header {
 #[serde(deny_unknown_fields)]
 pub struct ConnectTerminator {
     #[serde(default)]
+    pub clusters: Vec<Spanned<String>>,
+    #[serde(default)]
     pub allowed_cidrs: Vec<IpNet>,
     #[serde(default)]
     pub allowed_ports: Vec<Spanned<String>>,

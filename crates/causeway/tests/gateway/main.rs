@@ -22,4 +22,5 @@ mod ssh_channels;
 mod tls_inspector;
 mod tls_termination;
 mod tunnel_lifecycle;
+mod tunnel_security;
 mod tunnels;

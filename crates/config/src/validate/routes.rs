@@ -5,7 +5,6 @@
 use super::authz::authorization;
 use super::names::{Names, check_name, sni_pattern};
 use super::tls::terminate;
-use super::values::port_ranges;
 use crate::problems::Problems;
 use crate::{ListenerProtocol, model, raw};
 use serde_saphyr::{Location, Spanned};
@@ -100,7 +99,9 @@ fn route(
         cluster: r.cluster.value,
         terminate: r.terminate.map(|t| terminate(problems, t, defined)),
         authorization: r.authorization.map(|a| authorization(problems, a, defined)),
-        connect: r.connect.map(|c| connect_terminator(problems, c)),
+        connect: r
+            .connect
+            .map(|c| super::connect::terminator(problems, c, defined)),
         idle_timeout: r
             .idle_timeout
             .map(|d| problems.positive(&d, "idle_timeout")),
@@ -143,32 +144,6 @@ fn route_match(problems: &mut Problems, m: Spanned<raw::RouteMatch>) -> model::R
         );
     }
     matcher
-}
-
-fn connect_terminator(
-    problems: &mut Problems,
-    c: Spanned<raw::ConnectTerminator>,
-) -> model::ConnectTerminator {
-    let at = c.referenced;
-    let c = c.value;
-    let addresses = !c.allowed_cidrs.is_empty() || !c.allowed_names.is_empty();
-    if addresses && c.allowed_ports.is_empty() {
-        problems.add(
-            at,
-            "connect needs allowed_ports with allowed_cidrs or allowed_names: a terminator is never an open proxy",
-        );
-    }
-    model::ConnectTerminator {
-        allowed_cidrs: c.allowed_cidrs.into_iter().map(|n| n.trunc()).collect(),
-        allowed_ports: port_ranges(problems, &c.allowed_ports),
-        allowed_names: c
-            .allowed_names
-            .iter()
-            .map(|n| sni_pattern(problems, n))
-            .collect(),
-        client_address_header: c.client_address_header.map(|h| h.to_ascii_lowercase()),
-        accept_post: c.accept_post,
-    }
 }
 
 /// A route can only match on what its listener reads: the TLS ClientHello when it inspects

@@ -48,6 +48,14 @@ struct Opened {
     upstream: Leg,
 }
 
+/// Where an allowed tunnel goes.
+enum Destination {
+    /// A cluster the route names: its endpoints, balancing and failover.
+    Cluster(Arc<Cluster>),
+    /// The address asked for, dialed with the route's cluster's settings.
+    Address,
+}
+
 /// Serves tunnels on one accepted connection until it ends or the gateway closes it.
 pub(crate) async fn serve(accepted: Accepted, listener: Arc<Listener>, context: Arc<Context>) {
     let Accepted {
@@ -220,15 +228,11 @@ impl Terminator {
                 tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = refusal.reason(), "tunnel refused: {}", refusal.reason().replace('_', " "));
                 StatusCode::SERVICE_UNAVAILABLE
             })?;
-        // A cluster by name, or an allowed address dialed with the route's cluster settings.
-        let named = (listener.routes.cluster(host))
-            .filter(|c| c.name() == host)
-            .cloned();
-        if named.is_none() && !self.settings().allows(host, port) {
+        let Some(destination) = self.destination(host, port) else {
             tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, "tunnel destination not allowed");
             listener.stats.authz_denied.fetch_add(1, Relaxed);
             return Err(StatusCode::FORBIDDEN);
-        }
+        };
         match Box::pin(authorize::check(route, &attributes)).await {
             Ok((decision, _)) => attributes.authz = decision,
             Err((decision, _)) => {
@@ -237,9 +241,12 @@ impl Terminator {
                 return Err(StatusCode::FORBIDDEN);
             }
         }
-        let cluster = named.unwrap_or_else(|| route.cluster.clone());
+        let cluster = match &destination {
+            Destination::Cluster(named) => named.clone(),
+            Destination::Address => route.cluster.clone(),
+        };
         match self
-            .dial(&cluster, authority.as_str(), host, &attributes)
+            .dial(&cluster, &destination, authority.as_str(), &attributes)
             .await
         {
             Ok((upstream, lease)) => {
@@ -258,6 +265,21 @@ impl Terminator {
                 Err(StatusCode::BAD_GATEWAY)
             }
         }
+    }
+
+    /// Where a tunnel to `host:port` may go: a cluster the route names (its own or one it
+    /// lists), on a port one of its endpoints listens on; else an allowed address. Never a
+    /// lookup over every cluster: another route's cluster (MQ, FIX...) is not a destination.
+    fn destination(&self, host: &str, port: u16) -> Option<Destination> {
+        let settings = self.settings();
+        if settings.names_cluster(&self.route.config.cluster, host) {
+            let cluster = self.listener.routes.cluster(host)?;
+            let on_its_port = (cluster.config.endpoints.iter()).any(|e| {
+                e.address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) == Some(port)
+            });
+            return on_its_port.then(|| Destination::Cluster(cluster.clone()));
+        }
+        settings.allows(host, port).then_some(Destination::Address)
     }
 
     /// A tunnel is a connection of its own: the outer one's attributes (TLS session, client
@@ -286,13 +308,13 @@ impl Terminator {
     async fn dial(
         &self,
         cluster: &Cluster,
+        destination: &Destination,
         authority: &str,
-        host: &str,
         attributes: &Attributes,
     ) -> Result<(Leg, Lease), Error> {
-        let (stream, lease) = match cluster.name() == host {
-            true => cluster.connect().await?,
-            false => cluster.dial(authority).await?,
+        let (stream, lease) = match destination {
+            Destination::Cluster(_) => cluster.connect().await?,
+            Destination::Address => cluster.dial(authority).await?,
         };
         let header = proxy_out::header(&cluster.config, attributes, None);
         let handshakes = &self.context.handshakes;
