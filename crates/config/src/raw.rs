@@ -244,6 +244,10 @@ pub struct ConnectTerminator {
     pub client_address_header: Option<String>,
     #[serde(default)]
     pub accept_post: bool,
+    pub max_concurrent_streams: Option<Spanned<u32>>,
+    pub max_header_size: Option<Spanned<usize>>,
+    pub keepalive: Option<Spanned<HumanDuration>>,
+    pub connection_idle_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize)]

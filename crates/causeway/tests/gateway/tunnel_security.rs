@@ -1,9 +1,15 @@
 //! The trust boundaries of the CONNECT terminator (docs/tunnels.md): a tunnel reaches only
-//! the destinations its route lists — never another route's cluster by name.
+//! the destinations its route lists — never another route's cluster by name; an HTTP/2
+//! connection holds a bounded number of tunnels and header bytes, and only while it is used
+//! and alive.
 //!
 //! The terminator listens on plaintext; each test client sends its own CONNECT request.
 
-use testkit::{Backend, Client, TestGateway, bounded};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::Duration;
+use testkit::authorizer::{TestAuthorizer, Verdict};
+use testkit::{Backend, Client, TestGateway, bounded, eventually};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Sends `CONNECT authority HTTP/1.1` on a new connection to `terminator`: the answer's
@@ -76,6 +82,217 @@ clusters:
         assert_eq!(client.line().await.as_deref(), Some("listed"));
         client.assert_echo("through the listed cluster").await;
         assert_eq!(mq.accepted(), 0, "the MQ backend saw no connection");
+    })
+    .await;
+}
+
+/// A plaintext terminator: listener `connect`, one connect route to 127.0.0.1 on
+/// `target`'s port with `connect_extra` among its `connect` settings (`, key: value`) and
+/// `route_extra` among the route's (indented lines); `top` at the top level.
+fn terminator(
+    target: SocketAddr,
+    connect_extra: &str,
+    route_extra: &str,
+    top: &str,
+) -> TestGateway {
+    TestGateway::start(&format!(
+        r#"{top}listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - connect: {{ allowed_cidrs: [127.0.0.1/32], allowed_ports: ["{}"]{connect_extra} }}
+{route_extra}        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#,
+        target.port()
+    ))
+}
+
+/// A raw HTTP/2 client: frames written and read by hand, so it can do what a well-behaved
+/// client never does (open more streams than allowed, never answer a PING).
+mod raw_h2 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub const HEADERS: u8 = 0x1;
+    pub const RST_STREAM: u8 = 0x3;
+
+    /// Connected, preface and (empty) SETTINGS sent.
+    pub async fn connect(address: std::net::SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        stream.write_all(&frame(0x4, 0, 0, &[])).await.unwrap();
+        stream
+    }
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        frame.extend([kind, flags]);
+        frame.extend(stream.to_be_bytes());
+        frame.extend(payload);
+        frame
+    }
+
+    /// HEADERS (END_HEADERS) opening a CONNECT to `authority` on `stream`: HPACK literals
+    /// without indexing, names from the static table (2 `:method`, 1 `:authority`).
+    pub fn connect_request(stream: u32, authority: &str) -> Vec<u8> {
+        let mut block = vec![0x02, 7];
+        block.extend(b"CONNECT");
+        block.extend([0x01, authority.len() as u8]);
+        block.extend(authority.as_bytes());
+        frame(HEADERS, 0x4, stream, &block)
+    }
+
+    /// The next frame: type, stream, payload; `None` at the end of the connection.
+    pub async fn read_frame(stream: &mut TcpStream) -> Option<(u8, u32, Vec<u8>)> {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await.ok()?;
+        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; length];
+        stream.read_exact(&mut payload).await.ok()?;
+        Some((head[3], id, payload))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_101st_concurrent_http2_tunnel_is_refused() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        let gw = terminator(echo.address, "", "", "");
+        let mut stream = raw_h2::connect(gw.address("connect")).await;
+        let authority = echo.address.to_string();
+        // 101 tunnels at once on one connection (the default limit is 100).
+        let mut requests = Vec::new();
+        for i in 0..101u32 {
+            requests.extend(raw_h2::connect_request(1 + 2 * i, &authority));
+        }
+        stream.write_all(&requests).await.unwrap();
+        let last = 1 + 2 * 100;
+        let answer = loop {
+            match raw_h2::read_frame(&mut stream).await {
+                Some((kind, id, payload)) if id == last => break Some((kind, payload)),
+                Some(_) => {}
+                None => break None,
+            }
+        };
+        let refused_stream = 7u32.to_be_bytes().to_vec();
+        assert_eq!(
+            answer,
+            Some((raw_h2::RST_STREAM, refused_stream)),
+            "the 101st stream is reset with REFUSED_STREAM"
+        );
+        eventually("the first 100 tunnels opened", || echo.accepted() == 100).await;
+    })
+    .await;
+}
+
+/// An HTTP/2 client on a new connection to `address`, its connection driven in the
+/// background; the handle ends when the connection does.
+async fn h2_client(
+    address: SocketAddr,
+) -> (h2::client::SendRequest<Bytes>, tokio::task::JoinHandle<()>) {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driven = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, driven)
+}
+
+fn connect_request(authority: &str) -> http::Request<()> {
+    http::Request::connect(authority).body(()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_256_kib_request_head_is_refused_over_http2_and_http1() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        let gw = terminator(echo.address, "", "", "");
+        let big = "a".repeat(256 * 1024);
+        // HTTP/2: a header list over the limit (16 KiB by default).
+        let (sender, _driven) = h2_client(gw.address("connect")).await;
+        let mut request = connect_request(&echo.address.to_string());
+        request.headers_mut().insert("x-big", big.parse().unwrap());
+        let mut sender = sender.ready().await.unwrap();
+        let (response, _send) = sender.send_request(request, false).unwrap();
+        let status = response.await.map(|r| r.status().as_u16());
+        assert!(
+            matches!(status, Ok(431) | Err(_)),
+            "HTTP/2: {status:?} instead of a refusal"
+        );
+        // HTTP/1.1: a head over the limit.
+        let header = format!("x-big: {big}\r\n");
+        let (status, _) =
+            http1_connect(gw.address("connect"), &echo.address.to_string(), &header).await;
+        assert_eq!(status, Some(431), "HTTP/1.1");
+        assert_eq!(echo.accepted(), 0, "nothing dialed");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_reset_while_it_is_authorized_is_never_dialed() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        // An authorizer that never answers; after 1 s the route lets tunnels through.
+        let authorizer = TestAuthorizer::start(Verdict::Hang).await;
+        let top = format!(
+            "authorizers:\n  - {{ name: iam, address: \"{}\", timeout: 1s, failure_mode: allow }}\n",
+            authorizer.address
+        );
+        let route = "        authorization: { ext_authz: iam }\n";
+        let gw = terminator(echo.address, "", route, &top);
+        let (sender, _driven) = h2_client(gw.address("connect")).await;
+        let authority = echo.address.to_string();
+        let mut sender = sender.ready().await.unwrap();
+        let (_, mut abandoned) = sender.send_request(connect_request(&authority), false).unwrap();
+        authorizer.wait_for_requests(1).await;
+        abandoned.send_reset(h2::Reason::CANCEL);
+        // A second tunnel, asked for after the reset, opens once its check times out —
+        // after the first one's would have.
+        let mut sender = sender.ready().await.unwrap();
+        let (response, _kept) = sender.send_request(connect_request(&authority), false).unwrap();
+        assert_eq!(response.await.unwrap().status(), 200, "the second tunnel");
+        eventually("the second tunnel dialed", || echo.accepted() >= 1).await;
+        assert_eq!(echo.accepted(), 1, "the reset tunnel was not dialed");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_without_tunnels_is_closed_when_idle() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        let gw = terminator(echo.address, ", connection_idle_timeout: 1s", "", "");
+        let (_sender, driven) = h2_client(gw.address("connect")).await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), driven).await;
+        assert!(closed.is_ok(), "the idle connection was not closed");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_that_never_answers_a_ping_is_closed() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        let gw = terminator(
+            echo.address,
+            ", keepalive: 1s, connection_idle_timeout: 1h",
+            "",
+            "",
+        );
+        // The raw client never answers: the terminator PINGs, waits 1 s, closes.
+        let mut stream = raw_h2::connect(gw.address("connect")).await;
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while raw_h2::read_frame(&mut stream).await.is_some() {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the connection was not closed");
     })
     .await;
 }

@@ -1,8 +1,10 @@
 //! Terminating CONNECT tunnels (a route's `connect`): which destinations a tunnel may ask
 //! for. Never an open proxy, never a way into another route's clusters.
 
+use super::text::as_text;
 use ipnet::IpNet;
 use serde::Serialize;
+use std::time::Duration;
 
 /// Terminating CONNECT tunnels: which destinations may be asked for. A destination is one of
 /// the clusters the route names (on its endpoints' ports) or matches the allowed addresses.
@@ -18,6 +20,16 @@ pub struct ConnectTerminator {
     pub client_address_header: Option<String>,
     /// Also accept POST tunnels (Envoy's `use_post`).
     pub accept_post: bool,
+    /// HTTP/2: tunnels open at once on one connection; more are refused (REFUSED_STREAM).
+    pub max_concurrent_streams: u32,
+    /// A request's head, bytes: HTTP/2's header list, HTTP/1.1's head (at least 8 KiB).
+    pub max_header_size: usize,
+    /// HTTP/2: PING the connection this often; close it when an answer takes longer.
+    #[serde(serialize_with = "as_text")]
+    pub keepalive: Duration,
+    /// Close a connection that has carried no tunnel for this long.
+    #[serde(serialize_with = "as_text")]
+    pub connection_idle_timeout: Duration,
 }
 
 impl ConnectTerminator {

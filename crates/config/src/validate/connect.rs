@@ -6,6 +6,16 @@ use super::values::port_ranges;
 use crate::problems::Problems;
 use crate::{model, raw};
 use serde_saphyr::Spanned;
+use std::time::Duration;
+
+/// HTTP/2 tunnels open at once on one terminator connection.
+pub const DEFAULT_CONNECT_STREAMS: u32 = 100;
+/// A tunnel request's head (HTTP/2 header list, HTTP/1.1 head), bytes.
+pub const DEFAULT_CONNECT_HEADER_SIZE: usize = 16 * 1024;
+/// The least head HTTP/1.1 can be given (hyper's smallest read buffer).
+const MIN_HEADER_SIZE: usize = 8 * 1024;
+pub const DEFAULT_CONNECT_KEEPALIVE: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(super) fn terminator(
     problems: &mut Problems,
@@ -43,5 +53,18 @@ pub(super) fn terminator(
             .collect(),
         client_address_header: c.client_address_header.map(|h| h.to_ascii_lowercase()),
         accept_post: c.accept_post,
+        max_concurrent_streams: (c.max_concurrent_streams).map_or(DEFAULT_CONNECT_STREAMS, |m| {
+            problems.at_least(&m, 1, "connect.max_concurrent_streams")
+        }),
+        max_header_size: (c.max_header_size).map_or(DEFAULT_CONNECT_HEADER_SIZE, |m| {
+            problems.at_least(&m, MIN_HEADER_SIZE, "connect.max_header_size")
+        }),
+        keepalive: (c.keepalive).map_or(DEFAULT_CONNECT_KEEPALIVE, |k| {
+            problems.positive(&k, "connect.keepalive")
+        }),
+        connection_idle_timeout: (c.connection_idle_timeout)
+            .map_or(DEFAULT_CONNECTION_IDLE_TIMEOUT, |t| {
+                problems.positive(&t, "connect.connection_idle_timeout")
+            }),
     }
 }

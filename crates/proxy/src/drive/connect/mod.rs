@@ -14,7 +14,6 @@ use crate::dial::proxy_out;
 use crate::end;
 use crate::end::registry::{Live, Upstream};
 use crate::error::Error;
-use crate::relay::h2_stream::{self, H2Stream};
 use crate::relay::{self, Leg, TunnelIo};
 use crate::route::Route;
 use bytes::Bytes;
@@ -26,6 +25,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+
+mod http2;
 
 /// How long a client may take to send its request head (or the HTTP/2 preface).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -109,6 +110,7 @@ impl Terminator {
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(self.settings().max_header_size)
             .serve_connection(TokioIo::new(downstream), service)
             .with_upgrades()
             .await;
@@ -125,15 +127,19 @@ impl Terminator {
         if request.method() != Method::CONNECT {
             return reply(StatusCode::METHOD_NOT_ALLOWED);
         }
-        let (parts, body) = request.into_parts();
-        let opened = match self.open(&parts).await {
+        let mut request = request;
+        let upgrade = hyper::upgrade::on(&mut request);
+        let (parts, _) = request.into_parts();
+        let opened = self.open(&parts).await;
+        // The request's head is not needed any more: not held for the tunnel's life.
+        drop(parts);
+        let opened = match opened {
             Ok(opened) => opened,
             Err(status) => return reply(status),
         };
-        let request = hyper::Request::from_parts(parts, body);
         let context = self.context.clone();
         context.connections.spawn(async move {
-            let upgraded = match hyper::upgrade::on(request).await {
+            let upgraded = match upgrade.await {
                 Ok(upgraded) => upgraded,
                 Err(e) => return tracing::debug!(error = %e, "the tunnel was not opened"),
             };
@@ -148,66 +154,6 @@ impl Terminator {
             self.relay(opened, downstream).await;
         });
         reply(StatusCode::OK)
-    }
-
-    async fn serve_http2(self: &Arc<Self>, downstream: Leg) {
-        let window = config::DEFAULT_TUNNEL_WINDOW;
-        // Long-lived tunnels by the thousand on one connection: no stream cap; windows as
-        // large as the edge's.
-        let handshake = h2::server::Builder::new()
-            .initial_window_size(window)
-            .initial_connection_window_size(window.saturating_mul(4))
-            .max_concurrent_streams(u32::MAX)
-            .max_send_buffer_size(h2_stream::MAX_SEND_BUFFER)
-            .max_frame_size(h2_stream::MAX_FRAME)
-            .max_concurrent_reset_streams(1024)
-            .handshake::<_, Bytes>(downstream);
-        let mut connection = match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => return tracing::debug!(error = %e, "HTTP/2 handshake failed"),
-            Err(_) => return tracing::debug!("HTTP/2 handshake timed out"),
-        };
-        while let Some(accepted) = connection.accept().await {
-            match accepted {
-                Ok((request, respond)) => {
-                    let terminator = self.clone();
-                    self.context
-                        .connections
-                        .spawn(terminator.http2_request(request, respond));
-                }
-                Err(e) => {
-                    tracing::debug!(id = self.outer.attributes.id, error = %e, "tunnel connection ended");
-                    break;
-                }
-            }
-        }
-    }
-
-    async fn http2_request(
-        self: Arc<Self>,
-        request: http::Request<h2::RecvStream>,
-        mut respond: h2::server::SendResponse<Bytes>,
-    ) {
-        let accept_post = self.settings().accept_post;
-        let (parts, body) = request.into_parts();
-        let opened = match parts.method {
-            Method::CONNECT => self.open(&parts).await,
-            Method::POST if accept_post => self.open(&parts).await,
-            _ => Err(StatusCode::METHOD_NOT_ALLOWED),
-        };
-        let opened = match opened {
-            Ok(opened) => opened,
-            Err(status) => {
-                let _ = respond.send_response(reply(status).map(|_| ()), true);
-                return;
-            }
-        };
-        let send = match respond.send_response(reply(StatusCode::OK).map(|_| ()), false) {
-            Ok(send) => send,
-            Err(e) => return tracing::debug!(error = %e, "the tunnel was not opened"),
-        };
-        let downstream = Leg::tunnel(TunnelIo::Http2(H2Stream::new(send, body)));
-        self.relay(opened, downstream).await;
     }
 
     fn settings(&self) -> &config::ConnectTerminator {
