@@ -9,36 +9,51 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
 use testkit::authorizer::{TestAuthorizer, Verdict};
+use testkit::pki::Ca;
 use testkit::{Backend, Client, TestGateway, bounded, eventually};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 /// Sends `CONNECT authority HTTP/1.1` on a new connection to `terminator`: the answer's
 /// status (`None` when the connection ended without one) and the connection, positioned
 /// after the answer's head.
 async fn http1_connect(
-    terminator: std::net::SocketAddr,
+    terminator: SocketAddr,
     authority: &str,
     headers: &str,
 ) -> (Option<u16>, Client) {
-    let mut client = Client::connect(terminator).await;
+    let client = Client::connect(terminator).await;
+    let (status, stream) = connect_over(client.stream, authority, headers).await;
+    (status, Client { stream })
+}
+
+/// [`http1_connect`] over an open connection (TLS, say).
+async fn connect_over<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: BufReader<S>,
+    authority: &str,
+    headers: &str,
+) -> (Option<u16>, BufReader<S>) {
     let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{headers}\r\n");
-    let stream = client.stream.get_mut();
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return (None, client);
+    if stream
+        .get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .is_err()
+    {
+        return (None, stream);
     }
     let mut head = String::new();
-    let status = match client.stream.read_line(&mut head).await {
+    let status = match stream.read_line(&mut head).await {
         Ok(n) if n > 0 => head.split_whitespace().nth(1).and_then(|s| s.parse().ok()),
         _ => None,
     };
     loop {
         let mut line = String::new();
-        match client.stream.read_line(&mut line).await {
+        match stream.read_line(&mut line).await {
             Ok(n) if n > 0 && line.trim_end() != "" => {}
             _ => break,
         }
     }
-    (status, client)
+    (status, stream)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,4 +310,113 @@ async fn an_http2_connection_that_never_answers_a_ping_is_closed() {
         assert!(ended.is_ok(), "the connection was not closed");
     })
     .await;
+}
+
+/// A terminator requiring client certificates (from `ca`), believing `x-causeway-client`
+/// only from `spiffe://causeway.test/edge`.
+fn mtls_terminator(ca: &Ca, dir: &std::path::Path, target: SocketAddr) -> TestGateway {
+    let ca_file = ca.write(dir, "ca");
+    let (cert, key) = ca
+        .server(&["terminator.causeway.test"])
+        .write(dir, "terminator");
+    TestGateway::start(&format!(
+        r#"identities:
+  - {{ name: terminator, cert: "{}", key: "{}" }}
+  - {{ name: ca, bundle: "{}" }}
+listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - terminate: {{ identities: [terminator], client_certificate: required, trust: ca }}
+        connect:
+          allowed_cidrs: [127.0.0.1/32]
+          allowed_ports: ["{}"]
+          client_address_header: {{ name: x-causeway-client, trusted_peers: [spiffe://causeway.test/edge] }}
+        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#,
+        cert.display(),
+        key.display(),
+        ca_file.display(),
+        target.port()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_address_header_is_believed_only_from_a_trusted_peer() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("tunnel CA");
+        let gw = mtls_terminator(&ca, dir.path(), echo.address);
+        let claimed = "203.0.113.9:4242";
+        let header = format!("x-causeway-client: {claimed}\r\n");
+        let mut open = Vec::new();
+        for (peer, believed) in [
+            ("spiffe://causeway.test/other", false),
+            ("spiffe://causeway.test/edge", true),
+        ] {
+            let config = testkit::tls_peer::client_config(&ca.der(), Some(&ca.spiffe(peer)), &[]);
+            let tls = testkit::tls_peer::connect(
+                gw.address("connect"),
+                "terminator.causeway.test",
+                config,
+            )
+            .await
+            .unwrap();
+            let me = tls.get_ref().0.local_addr().unwrap().to_string();
+            let (status, tunnel) =
+                connect_over(BufReader::new(tls), &echo.address.to_string(), &header).await;
+            assert_eq!(status, Some(200), "{peer}");
+            open.push(tunnel);
+            // The tunnel's client, as /connections shows it: the header's only when believed.
+            let expected = if believed { claimed.to_string() } else { me };
+            eventually(
+                &format!("{peer}: the tunnel's client is {expected}"),
+                || {
+                    let live = gw.gateway.connections_snapshot();
+                    live.iter()
+                        .any(|c| c.endpoint.is_some() && c.source == expected)
+                },
+            )
+            .await;
+        }
+        let sources: Vec<_> = (gw.gateway.connections_snapshot().into_iter())
+            .filter(|c| c.endpoint.is_some())
+            .map(|c| c.source)
+            .collect();
+        assert_eq!(
+            sources.iter().filter(|s| *s == claimed).count(),
+            1,
+            "{sources:?}"
+        );
+    })
+    .await;
+}
+
+#[test]
+fn a_client_address_header_needs_client_certificates_and_trusted_peers() {
+    let yaml = r#"listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    routes:
+      - connect: { allowed_cidrs: [10.0.0.0/8], allowed_ports: ["1414"], client_address_header: { name: x-client } }
+        cluster: c
+clusters:
+  - { name: c, endpoints: [{ address: 127.0.0.1:10001 }] }
+"#;
+    let e = config::parse(yaml, "bad.yaml")
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad.yaml:5:"), "{e}");
+    assert!(
+        e.contains("client_address_header needs trusted_peers"),
+        "{e}"
+    );
+    assert!(
+        e.contains("client_address_header needs client certificates"),
+        "{e}"
+    );
 }

@@ -16,8 +16,9 @@ pub struct ConnectTerminator {
     pub allowed_ports: Vec<(u16, u16)>,
     /// Host names (`*.example.com` patterns) that may be asked for, resolved when dialed.
     pub allowed_names: Vec<String>,
-    /// A request header whose `ip:port` becomes the tunnel's client address.
-    pub client_address_header: Option<String>,
+    /// A request header whose `ip:port` becomes the tunnel's client address — when the
+    /// connection's client certificate is one of the trusted peers'.
+    pub client_address_header: Option<ClientAddressHeader>,
     /// Also accept POST tunnels (Envoy's `use_post`).
     pub accept_post: bool,
     /// HTTP/2: tunnels open at once on one connection; more are refused (REFUSED_STREAM).
@@ -30,6 +31,22 @@ pub struct ConnectTerminator {
     /// Close a connection that has carried no tunnel for this long.
     #[serde(serialize_with = "as_text")]
     pub connection_idle_timeout: Duration,
+}
+
+/// The header carrying a tunnel's real client address, and whom it is taken from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientAddressHeader {
+    /// Lower-case.
+    pub name: String,
+    /// SPIFFE IDs of the peers (edges) whose header is believed; from anyone else it is
+    /// ignored and the tunnel's client is the connection's.
+    pub trusted_peers: Vec<String>,
+}
+
+impl ClientAddressHeader {
+    pub fn trusts(&self, peer_spiffe_id: Option<&str>) -> bool {
+        peer_spiffe_id.is_some_and(|id| self.trusted_peers.iter().any(|t| t == id))
+    }
 }
 
 impl ConnectTerminator {

@@ -2,6 +2,7 @@
 //! to be finite — never an open proxy, never another route's clusters unless listed.
 
 use super::names::{Names, sni_pattern};
+use super::tls::check_spiffe_id;
 use super::values::port_ranges;
 use crate::problems::Problems;
 use crate::{model, raw};
@@ -21,6 +22,7 @@ pub(super) fn terminator(
     problems: &mut Problems,
     c: Spanned<raw::ConnectTerminator>,
     defined: &Names,
+    terminate: Option<&model::Terminate>,
 ) -> model::ConnectTerminator {
     let at = c.referenced;
     let c = c.value;
@@ -51,7 +53,8 @@ pub(super) fn terminator(
             .iter()
             .map(|n| sni_pattern(problems, n))
             .collect(),
-        client_address_header: c.client_address_header.map(|h| h.to_ascii_lowercase()),
+        client_address_header: (c.client_address_header)
+            .map(|h| client_address_header(problems, h, terminate)),
         accept_post: c.accept_post,
         max_concurrent_streams: (c.max_concurrent_streams).map_or(DEFAULT_CONNECT_STREAMS, |m| {
             problems.at_least(&m, 1, "connect.max_concurrent_streams")
@@ -66,5 +69,36 @@ pub(super) fn terminator(
             .map_or(DEFAULT_CONNECTION_IDLE_TIMEOUT, |t| {
                 problems.positive(&t, "connect.connection_idle_timeout")
             }),
+    }
+}
+
+/// The header is believed only from listed peers, and a peer is only known by a verified
+/// client certificate: the route must require one.
+fn client_address_header(
+    problems: &mut Problems,
+    h: Spanned<raw::ClientAddressHeader>,
+    terminate: Option<&model::Terminate>,
+) -> model::ClientAddressHeader {
+    let at = h.referenced;
+    let h = h.value;
+    if h.trusted_peers.is_empty() {
+        problems.add(
+            at,
+            "connect.client_address_header needs trusted_peers: the SPIFFE IDs whose header is believed",
+        );
+    }
+    for peer in &h.trusted_peers {
+        check_spiffe_id(problems, peer);
+    }
+    let required = model::ClientCertificate::Required;
+    if terminate.is_none_or(|t| t.client_certificate != required) {
+        problems.add(
+            at,
+            "connect.client_address_header needs client certificates: add `terminate: { client_certificate: required, ... }` to the route",
+        );
+    }
+    model::ClientAddressHeader {
+        name: h.name.to_ascii_lowercase(),
+        trusted_peers: h.trusted_peers.into_iter().map(|p| p.value).collect(),
     }
 }

@@ -3,6 +3,7 @@
 //! Also what a listener's routes ask of it: a route can only match what the listener reads.
 
 use super::authz::authorization;
+use super::connect;
 use super::names::{Names, check_name, sni_pattern};
 use super::tls::terminate;
 use crate::problems::Problems;
@@ -93,15 +94,16 @@ fn route(
     let matcher = r
         .matcher
         .map_or_else(model::RouteMatch::default, |m| route_match(problems, m));
+    let terminate = r.terminate.map(|t| terminate(problems, t, defined));
+    let connect =
+        (r.connect).map(|c| connect::terminator(problems, c, defined, terminate.as_ref()));
     model::Route {
         name,
         matcher,
         cluster: r.cluster.value,
-        terminate: r.terminate.map(|t| terminate(problems, t, defined)),
+        terminate,
         authorization: r.authorization.map(|a| authorization(problems, a, defined)),
-        connect: r
-            .connect
-            .map(|c| super::connect::terminator(problems, c, defined)),
+        connect,
         idle_timeout: r
             .idle_timeout
             .map(|d| problems.positive(&d, "idle_timeout")),

@@ -229,13 +229,18 @@ impl Terminator {
     }
 
     /// A tunnel is a connection of its own: the outer one's attributes (TLS session, client
-    /// identity), its client address as the edge says it, its target.
+    /// identity), its client address as a trusted edge says it, its target.
     fn tunnel_attributes(&self, request: &Parts, host: &str, port: u16) -> Attributes {
         let mut attributes = self.outer.attributes.clone();
         attributes.id = next_id();
         attributes.authz = None;
+        let peer = (attributes.session.as_ref())
+            .and_then(|s| s.peer.as_ref())
+            .and_then(|p| p.spiffe_id.as_deref());
+        // Anyone can write a header: it is believed only from a listed edge.
         if let Some(address) = (self.settings().client_address_header.as_ref())
-            .and_then(|h| request.headers.get(h))
+            .filter(|h| h.trusts(peer))
+            .and_then(|h| request.headers.get(&h.name))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
         {
