@@ -420,3 +420,54 @@ clusters:
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_is_dialed_only_where_it_resolves_to_an_allowed_address() {
+    bounded(async {
+        let echo = Backend::echo("echo").await;
+        let port = echo.address.port();
+        let localhost = format!("localhost:{port}");
+        // `localhost` is an allowed name, but no CIDR lists loopback (none at all, one
+        // elsewhere, or everything — which does not list loopback explicitly).
+        for cidrs in ["", ", allowed_cidrs: [10.0.0.0/8]", ", allowed_cidrs: [0.0.0.0/0, \"::/0\"]"] {
+            let gw = TestGateway::start(&format!(
+                r#"listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - connect: {{ allowed_names: [localhost], allowed_ports: ["{port}"]{cidrs} }}
+        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#
+            ));
+            let (status, _) = http1_connect(gw.address("connect"), &localhost, "").await;
+            assert_eq!(status, Some(403), "CONNECT {localhost} with `{cidrs}`");
+            let literal = format!("127.0.0.1:{port}");
+            let (status, _) = http1_connect(gw.address("connect"), &literal, "").await;
+            assert_eq!(status, Some(403), "CONNECT {literal} with `{cidrs}`");
+        }
+        assert_eq!(echo.accepted(), 0, "nothing dialed");
+        // With loopback listed, the name is dialed (at the address that was checked).
+        let gw = TestGateway::start(&format!(
+            r#"listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - connect: {{ allowed_names: [localhost], allowed_cidrs: [127.0.0.0/8], allowed_ports: ["{port}"] }}
+        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#
+        ));
+        let (status, mut client) = http1_connect(gw.address("connect"), &localhost, "").await;
+        assert_eq!(status, Some(200), "CONNECT {localhost} with loopback listed");
+        assert_eq!(client.line().await.as_deref(), Some("echo"));
+        // Userinfo in the authority: a bad request, not a destination.
+        let with_user = format!("user@127.0.0.1:{port}");
+        let (status, _) = http1_connect(gw.address("connect"), &with_user, "").await;
+        assert_eq!(status, Some(400), "CONNECT {with_user}");
+        assert_eq!(echo.accepted(), 1, "only the allowed tunnel was dialed");
+    })
+    .await;
+}

@@ -4,6 +4,7 @@
 use super::text::as_text;
 use ipnet::IpNet;
 use serde::Serialize;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Terminating CONNECT tunnels: which destinations may be asked for. A destination is one of
@@ -56,28 +57,124 @@ impl ConnectTerminator {
         name == route_cluster || self.clusters.iter().any(|c| c == name)
     }
 
-    /// Whether `host` (an IP address or a name) and `port` may be dialed.
+    /// Whether `host` (an IP address or a name) and `port` may be asked for. A name's
+    /// addresses are checked too, once resolved ([`Self::allows_address`]).
     pub fn allows(&self, host: &str, port: u16) -> bool {
         let port_ok = self
             .allowed_ports
             .iter()
             .any(|(lo, hi)| (*lo..=*hi).contains(&port));
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let host_ok = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => {
-                let ip = match ip {
-                    std::net::IpAddr::V6(v6) => {
-                        v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4)
-                    }
-                    v4 => v4,
-                };
-                self.allowed_cidrs.iter().any(|c| c.contains(&ip))
-            }
+        let host_ok = match host.parse::<IpAddr>() {
+            Ok(ip) => self
+                .allowed_cidrs
+                .iter()
+                .any(|c| c.contains(&canonical(ip))),
             Err(_) => self
                 .allowed_names
                 .iter()
                 .any(|p| crate::name_matches(p, host)),
         };
         port_ok && host_ok
+    }
+
+    /// Whether an address (asked for, or a name resolved to it) may be dialed: inside
+    /// `allowed_cidrs` when there are any, else anywhere; a loopback, link-local,
+    /// unspecified, multicast or broadcast address only when a listed CIDR inside that
+    /// range holds it (`127.0.0.1/32` does, `0.0.0.0/0` does not).
+    pub fn allows_address(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        let listed = |c: &&IpNet| c.contains(&ip);
+        match SPECIAL
+            .iter()
+            .map(|r| r.parse::<IpNet>().expect("a CIDR"))
+            .find(|r| r.contains(&ip))
+        {
+            Some(range) => self
+                .allowed_cidrs
+                .iter()
+                .filter(listed)
+                .any(|c| range.contains(c)),
+            None => self.allowed_cidrs.is_empty() || self.allowed_cidrs.iter().any(|c| listed(&c)),
+        }
+    }
+}
+
+/// Addresses that are never a tunnel's destination unless listed explicitly: this host,
+/// its link, nowhere, everyone.
+const SPECIAL: [&str; 9] = [
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "0.0.0.0/8",
+    "224.0.0.0/4",
+    "255.255.255.255/32",
+    "::1/128",
+    "::/128",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terminator(cidrs: &[&str]) -> ConnectTerminator {
+        ConnectTerminator {
+            clusters: vec![],
+            allowed_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+            allowed_ports: vec![(1, 65535)],
+            allowed_names: vec!["localhost".into()],
+            client_address_header: None,
+            accept_post: false,
+            max_concurrent_streams: 1,
+            max_header_size: 8192,
+            keepalive: Duration::from_secs(1),
+            connection_idle_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn allows(t: &ConnectTerminator, ip: &str) -> bool {
+        t.allows_address(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn special_addresses_only_when_listed_inside_their_range() {
+        let none = terminator(&[]);
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "0.0.0.0",
+            "::",
+            "169.254.169.254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(!allows(&none, ip), "{ip} without a CIDR");
+        }
+        assert!(allows(&none, "10.1.2.3"), "no CIDR: any other address");
+        let everything = terminator(&["0.0.0.0/0", "::/0"]);
+        assert!(
+            !allows(&everything, "127.0.0.1"),
+            "0.0.0.0/0 does not list loopback"
+        );
+        assert!(!allows(&everything, "169.254.169.254"));
+        assert!(allows(&everything, "192.0.2.1"));
+        let loopback = terminator(&["127.0.0.1/32"]);
+        assert!(allows(&loopback, "127.0.0.1"));
+        assert!(allows(&loopback, "::ffff:127.0.0.1"));
+        assert!(!allows(&loopback, "127.0.0.2"));
+        assert!(
+            !allows(&loopback, "10.1.2.3"),
+            "CIDRs given: only inside them"
+        );
     }
 }

@@ -26,7 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+mod destination;
 mod http2;
+
+use destination::{Destination, connect_first};
 
 /// How long a client may take to send its request head (or the HTTP/2 preface).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,14 +50,6 @@ struct Opened {
     cluster: Arc<Cluster>,
     lease: Lease,
     upstream: Leg,
-}
-
-/// Where an allowed tunnel goes.
-enum Destination {
-    /// A cluster the route names: its endpoints, balancing and failover.
-    Cluster(Arc<Cluster>),
-    /// The address asked for, dialed with the route's cluster's settings.
-    Address,
 }
 
 /// Serves tunnels on one accepted connection until it ends or the gateway closes it.
@@ -164,6 +159,10 @@ impl Terminator {
     async fn open(&self, request: &Parts) -> Result<Opened, StatusCode> {
         let (route, listener) = (&self.route, &self.listener);
         let authority = request.uri.authority().ok_or(StatusCode::BAD_REQUEST)?;
+        // `user@host:port`: a destination is a host and a port, nothing more.
+        if authority.as_str().contains('@') {
+            return Err(StatusCode::BAD_REQUEST);
+        }
         let port = authority.port_u16().ok_or(StatusCode::BAD_REQUEST)?;
         let host = authority.host();
         let mut attributes = self.tunnel_attributes(request, host, port);
@@ -174,11 +173,12 @@ impl Terminator {
                 tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = refusal.reason(), "tunnel refused: {}", refusal.reason().replace('_', " "));
                 StatusCode::SERVICE_UNAVAILABLE
             })?;
-        let Some(destination) = self.destination(host, port) else {
-            tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, "tunnel destination not allowed");
-            listener.stats.authz_denied.fetch_add(1, Relaxed);
-            return Err(StatusCode::FORBIDDEN);
-        };
+        let destination = self.destination(host, port).await.inspect_err(|status| {
+            tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, %status, "tunnel destination not allowed");
+            if *status == StatusCode::FORBIDDEN {
+                listener.stats.authz_denied.fetch_add(1, Relaxed);
+            }
+        })?;
         match Box::pin(authorize::check(route, &attributes)).await {
             Ok((decision, _)) => attributes.authz = decision,
             Err((decision, _)) => {
@@ -189,12 +189,9 @@ impl Terminator {
         }
         let cluster = match &destination {
             Destination::Cluster(named) => named.clone(),
-            Destination::Address => route.cluster.clone(),
+            Destination::Addresses(_) => route.cluster.clone(),
         };
-        match self
-            .dial(&cluster, &destination, authority.as_str(), &attributes)
-            .await
-        {
+        match self.dial(&cluster, &destination, &attributes).await {
             Ok((upstream, lease)) => {
                 route.connections.fetch_add(1, Relaxed);
                 let _slot = slot;
@@ -211,21 +208,6 @@ impl Terminator {
                 Err(StatusCode::BAD_GATEWAY)
             }
         }
-    }
-
-    /// Where a tunnel to `host:port` may go: a cluster the route names (its own or one it
-    /// lists), on a port one of its endpoints listens on; else an allowed address. Never a
-    /// lookup over every cluster: another route's cluster (MQ, FIX...) is not a destination.
-    fn destination(&self, host: &str, port: u16) -> Option<Destination> {
-        let settings = self.settings();
-        if settings.names_cluster(&self.route.config.cluster, host) {
-            let cluster = self.listener.routes.cluster(host)?;
-            let on_its_port = (cluster.config.endpoints.iter()).any(|e| {
-                e.address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) == Some(port)
-            });
-            return on_its_port.then(|| Destination::Cluster(cluster.clone()));
-        }
-        settings.allows(host, port).then_some(Destination::Address)
     }
 
     /// A tunnel is a connection of its own: the outer one's attributes (TLS session, client
@@ -260,12 +242,11 @@ impl Terminator {
         &self,
         cluster: &Cluster,
         destination: &Destination,
-        authority: &str,
         attributes: &Attributes,
     ) -> Result<(Leg, Lease), Error> {
         let (stream, lease) = match destination {
             Destination::Cluster(_) => cluster.connect().await?,
-            Destination::Address => cluster.dial(authority).await?,
+            Destination::Addresses(addresses) => connect_first(cluster, addresses).await?,
         };
         let header = proxy_out::header(&cluster.config, attributes, None);
         let handshakes = &self.context.handshakes;
