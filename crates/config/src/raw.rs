@@ -214,6 +214,7 @@ pub struct Tunnel {
     pub max_concurrent_streams: Option<Spanned<u32>>,
     pub window: Option<Spanned<u32>>,
     pub keepalive: Option<Spanned<HumanDuration>>,
+    pub answer_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]

@@ -471,3 +471,131 @@ clusters:
     })
     .await;
 }
+
+/// A "proxy" that accepts connections, reads whatever comes, and never answers.
+async fn black_hole() -> Backend {
+    Backend::start(|mut stream| async move {
+        let mut buf = [0u8; 4096];
+        while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await, Ok(n) if n > 0) {
+        }
+    })
+    .await
+}
+
+/// The access log's lines (JSON) at `path`.
+fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    (std::fs::read_to_string(path).unwrap_or_default().lines())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_gives_up_on_a_proxy_that_never_answers() {
+    bounded(async {
+        let hole = black_hole().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        for protocol in ["http2", "http1"] {
+            let edge = TestGateway::start(&format!(
+                r#"access_log: {{ path: "{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes: [{{ cluster: tunnel }}]
+clusters:
+  - name: tunnel
+    endpoints: [{{ address: "{}" }}]
+    tunnel: {{ protocol: {protocol}, authority: "127.0.0.1:9", answer_timeout: 1s }}
+"#,
+                log.display(),
+                hole.address
+            ));
+            let started = tokio::time::Instant::now();
+            let mut client = Client::connect(edge.address("edge")).await;
+            let closed = tokio::time::timeout(Duration::from_secs(5), client.is_closed()).await;
+            assert_eq!(closed, Ok(true), "{protocol}: the client is closed");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{protocol}: closed after {:?}",
+                started.elapsed()
+            );
+            eventually(&format!("{protocol}: the close reason is logged"), || {
+                log_lines(&log)
+                    .iter()
+                    .any(|l| l["reason"] == "upstream_tunnel_timeout")
+            })
+            .await;
+            std::fs::remove_file(&log).unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_is_not_held_up_behind_a_proxy_that_hangs() {
+    bounded(async {
+        let echo = Backend::echo("echo").await;
+        let hole = black_hole().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("tunnel CA");
+        let ca_file = ca.write(dir.path(), "ca");
+        let (cert, key) = ca
+            .server(&["terminator.causeway.test"])
+            .write(dir.path(), "terminator");
+        let terminator = TestGateway::start(&format!(
+            r#"identities:
+  - {{ name: terminator, cert: "{}", key: "{}" }}
+listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - terminate: {{ identities: [terminator], alpn: [h2] }}
+        connect: {{ allowed_cidrs: [127.0.0.1/32], allowed_ports: ["{}"] }}
+        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#,
+            cert.display(),
+            key.display(),
+            echo.address.port()
+        ));
+        // Round robin: the first tunnel's connection goes to the proxy that hangs (in its
+        // TLS handshake), the second's to the terminator.
+        let edge = TestGateway::start(&format!(
+            r#"identities:
+  - {{ name: ca, bundle: "{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes: [{{ cluster: tunnel }}]
+clusters:
+  - name: tunnel
+    endpoints: [{{ address: "{}" }}, {{ address: "{}" }}]
+    tls: {{ trust: ca, server_name: terminator.causeway.test, alpn: [h2] }}
+    tunnel: {{ protocol: http2, authority: "{}", answer_timeout: 3s, max_connections: 2 }}
+"#,
+            ca_file.display(),
+            hole.address,
+            terminator.address("connect"),
+            echo.address
+        ));
+        let mut first = Client::connect(edge.address("edge")).await;
+        eventually(
+            "the first tunnel's connection is at the hanging proxy",
+            || hole.accepted() == 1,
+        )
+        .await;
+        let started = tokio::time::Instant::now();
+        let second = tokio::time::timeout(
+            Duration::from_secs(2),
+            Client::greeted(edge.address("edge")),
+        )
+        .await;
+        let (mut second, greeting) = second.expect("the second tunnel waited behind the first");
+        assert_eq!(greeting, "echo");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        second.assert_echo("not held up").await;
+        assert!(first.is_closed().await, "the first tunnel gave up");
+    })
+    .await;
+}
