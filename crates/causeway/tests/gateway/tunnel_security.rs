@@ -396,6 +396,27 @@ async fn the_client_address_header_is_believed_only_from_a_trusted_peer() {
 }
 
 #[test]
+fn connect_clusters_must_be_defined() {
+    let yaml = r#"listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    routes:
+      - connect: { clusters: [c, nowhere] }
+        cluster: c
+clusters:
+  - { name: c, endpoints: [{ address: 127.0.0.1:10001 }] }
+"#;
+    let e = config::parse(yaml, "bad.yaml")
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad.yaml:5:34: connect.clusters names cluster `nowhere`, which is not defined"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_client_address_header_needs_client_certificates_and_trusted_peers() {
     let yaml = r#"listeners:
   - name: l

@@ -174,7 +174,7 @@ impl Terminator {
                 StatusCode::SERVICE_UNAVAILABLE
             })?;
         let destination = self.destination(host, port).await.inspect_err(|status| {
-            tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, %status, "tunnel destination not allowed");
+            tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, %status, "tunnel destination refused");
             if *status == StatusCode::FORBIDDEN {
                 listener.stats.authz_denied.fetch_add(1, Relaxed);
             }
