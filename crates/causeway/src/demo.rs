@@ -97,7 +97,7 @@ clusters:
       server_name: demo.causeway.test
       alpn: [h2]
     tunnel:
-      authority: "echo:1"
+      authority: "echo:{active_port}"
       headers:
         - { name: x-causeway-client, value: "{source}" }
   - name: fix-venue
@@ -203,6 +203,7 @@ fn demo_config(at: &Addresses, backends: &Backends, dir: &str) -> config::Config
         .replace("{terminator}", &free_loopback_port().to_string())
         .replace("{dir}", dir)
         .replace("{active}", &backends.active.address.to_string())
+        .replace("{active_port}", &backends.active.address.port().to_string())
         .replace("{standby}", &backends.standby.address.to_string());
     config::parse(&yaml, "<built-in demo config>").expect("the demo config is valid")
 }

@@ -214,6 +214,7 @@ pub struct Tunnel {
     pub max_concurrent_streams: Option<Spanned<u32>>,
     pub window: Option<Spanned<u32>>,
     pub keepalive: Option<Spanned<HumanDuration>>,
+    pub answer_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq)]
@@ -234,14 +235,28 @@ pub struct Header {
 #[serde(deny_unknown_fields)]
 pub struct ConnectTerminator {
     #[serde(default)]
+    pub clusters: Vec<Spanned<String>>,
+    #[serde(default)]
     pub allowed_cidrs: Vec<IpNet>,
     #[serde(default)]
     pub allowed_ports: Vec<Spanned<String>>,
     #[serde(default)]
     pub allowed_names: Vec<Spanned<String>>,
-    pub client_address_header: Option<String>,
+    pub client_address_header: Option<Spanned<ClientAddressHeader>>,
     #[serde(default)]
     pub accept_post: bool,
+    pub max_concurrent_streams: Option<Spanned<u32>>,
+    pub max_header_size: Option<Spanned<usize>>,
+    pub keepalive: Option<Spanned<HumanDuration>>,
+    pub connection_idle_timeout: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAddressHeader {
+    pub name: String,
+    #[serde(default)]
+    pub trusted_peers: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -66,6 +66,8 @@ pub enum Kind {
     TunnelRefused(u16),
     /// The tunnel's HTTP connection failed.
     Tunnel(String),
+    /// The CONNECT proxy did not answer in time.
+    TunnelTimeout,
     /// The SSH client did not authenticate (wrong credentials, unknown user, no route,
     /// too many attempts, too slow).
     SshAuthFailed,
@@ -128,6 +130,7 @@ impl Error {
                 return format!("{}_tunnel_status_{status}", self.side.as_str());
             }
             Kind::Tunnel(_) => "tunnel_error",
+            Kind::TunnelTimeout => "tunnel_timeout",
             Kind::SshAuthFailed => "ssh_auth_failed",
             Kind::SshUpstream(code) => return format!("upstream_ssh_{code}"),
             Kind::Ssh(_) => "ssh_error",
@@ -169,6 +172,7 @@ impl fmt::Display for Error {
             ),
             Kind::TunnelRefused(status) => write!(f, "the tunnel proxy answered {status}"),
             Kind::Tunnel(why) => write!(f, "tunnel: {why}"),
+            Kind::TunnelTimeout => write!(f, "the tunnel proxy did not answer in time"),
             Kind::SshAuthFailed => write!(f, "SSH authentication failed"),
             Kind::SshUpstream(code) => write!(f, "SSH session: {}", code.replace('_', " ")),
             Kind::Ssh(why) => write!(f, "SSH: {why}"),

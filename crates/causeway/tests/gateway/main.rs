@@ -23,4 +23,5 @@ mod ssh_security;
 mod tls_inspector;
 mod tls_termination;
 mod tunnel_lifecycle;
+mod tunnel_security;
 mod tunnels;

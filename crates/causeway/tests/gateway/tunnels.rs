@@ -57,7 +57,7 @@ listeners:
         connect:
           allowed_cidrs: [127.0.0.1/32]
           allowed_ports: ["{allowed_ports}"]
-          client_address_header: x-causeway-client
+          client_address_header: {{ name: x-causeway-client, trusted_peers: [spiffe://causeway.test/edge] }}
 {terminator_extra}        cluster: inside
 clusters:
   - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
@@ -480,6 +480,16 @@ impl Envoy {
 }
 
 fn envoy_cluster(name: &str, address: std::net::SocketAddr, http2: bool) -> String {
+    envoy_cluster_with(name, address, http2, "")
+}
+
+/// [`envoy_cluster`] with `transport` (a `transport_socket`, indented) among its settings.
+fn envoy_cluster_with(
+    name: &str,
+    address: std::net::SocketAddr,
+    http2: bool,
+    transport: &str,
+) -> String {
     let options = if http2 {
         r#"
     typed_extension_protocol_options:
@@ -492,7 +502,7 @@ fn envoy_cluster(name: &str, address: std::net::SocketAddr, http2: bool) -> Stri
     format!(
         r#"  - name: {name}
     connect_timeout: 5s
-    type: STATIC{options}
+    type: STATIC{options}{transport}
     load_assignment:
       cluster_name: {name}
       endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }} }}] }}]
@@ -577,18 +587,54 @@ async fn an_envoy_edge_through_a_causeway_terminator() {
         let echo = Backend::echo("banner").await;
         // CONNECT, then POST (Envoy's `use_post`).
         for post in [false, true] {
+        // Over mTLS: the client address header is believed only from a listed edge.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("tunnel CA");
+        let ca_file = ca.write(dir.path(), "ca");
+        let (server_cert, server_key) = ca
+            .server(&["terminator.causeway.test"])
+            .write(dir.path(), "terminator");
+        let (edge_cert, edge_key) = ca
+            .spiffe("spiffe://causeway.test/envoy")
+            .write(dir.path(), "edge");
         let terminator = TestGateway::start(&format!(
-            r#"listeners:
+            r#"identities:
+  - {{ name: terminator, cert: "{}", key: "{}" }}
+  - {{ name: ca, bundle: "{}" }}
+listeners:
   - name: connect
     address: 127.0.0.1:0
     routes:
-      - connect: {{ allowed_cidrs: [127.0.0.1/32], allowed_ports: ["{}"], client_address_header: x-client, accept_post: {post} }}
+      - terminate: {{ identities: [terminator], client_certificate: required, trust: ca, alpn: [h2] }}
+        connect:
+          allowed_cidrs: [127.0.0.1/32]
+          allowed_ports: ["{}"]
+          client_address_header: {{ name: x-client, trusted_peers: [spiffe://causeway.test/envoy] }}
+          accept_post: {post}
         cluster: inside
 clusters:
   - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
 "#,
+            server_cert.display(),
+            server_key.display(),
+            ca_file.display(),
             echo.address.port()
         ));
+        let transport = format!(
+            r#"
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: terminator.causeway.test
+        common_tls_context:
+          alpn_protocols: [h2]
+          tls_certificates: [{{ certificate_chain: {{ filename: "{}" }}, private_key: {{ filename: "{}" }} }}]
+          validation_context: {{ trusted_ca: {{ filename: "{}" }} }}"#,
+            edge_cert.display(),
+            edge_key.display(),
+            ca_file.display()
+        );
         let envoy_address = testkit::closed_port();
         let _envoy = Envoy::start(
             &format!(
@@ -611,7 +657,7 @@ clusters:
 {}"#,
                 envoy_address.port(),
                 echo.address,
-                envoy_cluster("causeway", terminator.address("connect"), true)
+                envoy_cluster_with("causeway", terminator.address("connect"), true, &transport)
             ),
             envoy_address,
         )

@@ -106,6 +106,9 @@ pub struct Tunnel {
     /// HTTP/2: PING this often to keep idle connections alive and notice dead ones.
     #[serde(serialize_with = "as_optional_text")]
     pub keepalive: Option<Duration>,
+    /// How long opening a tunnel may take, from dialing the proxy to its answer.
+    #[serde(serialize_with = "as_text")]
+    pub answer_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

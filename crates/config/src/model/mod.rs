@@ -2,6 +2,7 @@
 
 mod authz;
 mod clusters;
+mod connect;
 mod gateway;
 mod listeners;
 mod routes;
@@ -11,6 +12,7 @@ mod tls;
 
 pub use authz::*;
 pub use clusters::*;
+pub use connect::*;
 pub use gateway::*;
 pub use listeners::*;
 pub use routes::*;

@@ -2,7 +2,7 @@
 //! timeouts).
 
 use super::text::as_optional_text;
-use super::{Authorization, Terminate};
+use super::{Authorization, ConnectTerminator, Terminate};
 use ipnet::IpNet;
 use serde::Serialize;
 use std::time::Duration;
@@ -65,46 +65,5 @@ impl RouteMatch {
     /// Whether the route needs the TLS inspector's findings.
     pub fn needs_tls_inspection(&self) -> bool {
         !self.sni.is_empty() || !self.alpn.is_empty() || self.tls.is_some()
-    }
-}
-
-/// Terminating CONNECT tunnels: which destinations may be asked for. Never an open proxy:
-/// a destination must be a cluster's name or match the allowed addresses.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConnectTerminator {
-    pub allowed_cidrs: Vec<IpNet>,
-    pub allowed_ports: Vec<(u16, u16)>,
-    /// Host names (`*.example.com` patterns) that may be asked for, resolved when dialed.
-    pub allowed_names: Vec<String>,
-    /// A request header whose `ip:port` becomes the tunnel's client address.
-    pub client_address_header: Option<String>,
-    /// Also accept POST tunnels (Envoy's `use_post`).
-    pub accept_post: bool,
-}
-
-impl ConnectTerminator {
-    /// Whether `host` (an IP address or a name) and `port` may be dialed.
-    pub fn allows(&self, host: &str, port: u16) -> bool {
-        let port_ok = self
-            .allowed_ports
-            .iter()
-            .any(|(lo, hi)| (*lo..=*hi).contains(&port));
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let host_ok = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => {
-                let ip = match ip {
-                    std::net::IpAddr::V6(v6) => {
-                        v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4)
-                    }
-                    v4 => v4,
-                };
-                self.allowed_cidrs.iter().any(|c| c.contains(&ip))
-            }
-            Err(_) => self
-                .allowed_names
-                .iter()
-                .any(|p| crate::name_matches(p, host)),
-        };
-        port_ok && host_ok
     }
 }

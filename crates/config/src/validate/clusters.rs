@@ -20,6 +20,8 @@ pub const DEFAULT_EJECTION: model::PassiveEjection = model::PassiveEjection {
 pub const DEFAULT_TUNNEL_CONNECTIONS: usize = 4;
 pub const DEFAULT_TUNNEL_STREAMS: u32 = 100;
 pub const DEFAULT_TUNNEL_WINDOW: u32 = 4 * 1024 * 1024;
+/// Room for the terminator's own checks and dial (its connect attempts and TLS handshake).
+pub const DEFAULT_TUNNEL_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every cluster, its name recorded in `names` (and whether SSH routes may use it) for the
 /// listeners' routes.
@@ -250,5 +252,8 @@ fn tunnel(problems: &mut Problems, t: Spanned<raw::Tunnel>) -> model::Tunnel {
         keepalive: t
             .keepalive
             .map(|k| problems.positive(&k, "tunnel.keepalive")),
+        answer_timeout: t.answer_timeout.map_or(DEFAULT_TUNNEL_ANSWER_TIMEOUT, |a| {
+            problems.positive(&a, "tunnel.answer_timeout")
+        }),
     }
 }

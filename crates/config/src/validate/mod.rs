@@ -7,6 +7,7 @@
 
 mod authz;
 mod clusters;
+mod connect;
 mod gateway;
 mod listeners;
 mod names;

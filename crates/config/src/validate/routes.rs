@@ -3,9 +3,9 @@
 //! Also what a listener's routes ask of it: a route can only match what the listener reads.
 
 use super::authz::authorization;
+use super::connect;
 use super::names::{Names, check_name, sni_pattern};
 use super::tls::terminate;
-use super::values::port_ranges;
 use crate::problems::Problems;
 use crate::{ListenerProtocol, model, raw};
 use serde_saphyr::{Location, Spanned};
@@ -108,13 +108,16 @@ fn route(
     let matcher = r
         .matcher
         .map_or_else(model::RouteMatch::default, |m| route_match(problems, m));
+    let terminate = r.terminate.map(|t| terminate(problems, t, defined));
+    let connect =
+        (r.connect).map(|c| connect::terminator(problems, c, defined, terminate.as_ref()));
     model::Route {
         name,
         matcher,
         cluster: r.cluster.value,
-        terminate: r.terminate.map(|t| terminate(problems, t, defined)),
+        terminate,
         authorization: r.authorization.map(|a| authorization(problems, a, defined)),
-        connect: r.connect.map(|c| connect_terminator(problems, c)),
+        connect,
         // `0s` kept as zero here: the listener's loop turns it into none, unset into the
         // default of its protocol.
         idle_timeout: r.idle_timeout.map(|d| d.value.0),
@@ -157,32 +160,6 @@ fn route_match(problems: &mut Problems, m: Spanned<raw::RouteMatch>) -> model::R
         );
     }
     matcher
-}
-
-fn connect_terminator(
-    problems: &mut Problems,
-    c: Spanned<raw::ConnectTerminator>,
-) -> model::ConnectTerminator {
-    let at = c.referenced;
-    let c = c.value;
-    let addresses = !c.allowed_cidrs.is_empty() || !c.allowed_names.is_empty();
-    if addresses && c.allowed_ports.is_empty() {
-        problems.add(
-            at,
-            "connect needs allowed_ports with allowed_cidrs or allowed_names: a terminator is never an open proxy",
-        );
-    }
-    model::ConnectTerminator {
-        allowed_cidrs: c.allowed_cidrs.into_iter().map(|n| n.trunc()).collect(),
-        allowed_ports: port_ranges(problems, &c.allowed_ports),
-        allowed_names: c
-            .allowed_names
-            .iter()
-            .map(|n| sni_pattern(problems, n))
-            .collect(),
-        client_address_header: c.client_address_header.map(|h| h.to_ascii_lowercase()),
-        accept_post: c.accept_post,
-    }
 }
 
 /// A route can only match on what its listener reads: the TLS ClientHello when it inspects

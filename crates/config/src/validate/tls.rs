@@ -74,7 +74,7 @@ fn identity(problems: &mut Problems, i: raw::Identity) -> model::Identity {
     }
 }
 
-fn check_spiffe_id(problems: &mut Problems, id: &Spanned<String>) {
+pub(super) fn check_spiffe_id(problems: &mut Problems, id: &Spanned<String>) {
     let ok = id
         .value
         .strip_prefix("spiffe://")

@@ -42,9 +42,37 @@ impl Drop for Active {
 #[derive(Debug, Default)]
 pub struct Pool {
     pub stats: TunnelStats,
-    /// An async lock, held while a new connection is dialed: tunnels that arrive meanwhile
-    /// wait for it rather than each dialing their own.
-    connections: tokio::sync::Mutex<Vec<Arc<Pooled>>>,
+    /// Locked only to pick a connection or reserve room for a new one, never while one is
+    /// dialed: a proxy that hangs holds up only the tunnels waiting for that connection.
+    state: std::sync::Mutex<PoolState>,
+    /// Told when a connection being opened is ready, or has failed.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    connections: Vec<Arc<Pooled>>,
+    /// Connections being dialed now; they count against `max_connections`.
+    opening: usize,
+}
+
+/// What a tunnel does with the pool.
+enum Choice {
+    Use(Arc<Pooled>),
+    Open(Opening),
+    /// Every connection the pool may have is being opened: wait for one.
+    Wait,
+}
+
+/// Room reserved for a connection being opened, given back (and waiters told) however the
+/// opening ends — done, failed, or abandoned at the tunnel's timeout.
+struct Opening(Arc<Pool>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        self.0.state.lock().expect("pool lock").opening -= 1;
+        self.0.changed.notify_waiters();
+    }
 }
 
 #[derive(Debug)]
@@ -110,9 +138,9 @@ impl Cluster {
         handshakes: &tls::HandshakeStats,
     ) -> Result<(Leg, Lease), Error> {
         let stats = &self.tunnels.stats;
-        let opened = match request(settings, authority, headers) {
-            Err(e) => Err(e),
-            Ok(request) => match settings.protocol {
+        let open = async {
+            let request = request(settings, authority, headers)?;
+            match settings.protocol {
                 config::TunnelProtocol::Http1 => {
                     let request = request.map(|()| Empty::<Bytes>::new());
                     self.http1(request, downstream_sni, handshakes).await
@@ -121,8 +149,13 @@ impl Cluster {
                     self.http2(settings, request, downstream_sni, handshakes)
                         .await
                 }
-            },
+            }
         };
+        // From dialing the proxy to its answer: a proxy that accepts and never answers
+        // does not hold the client for good.
+        let opened = tokio::time::timeout(settings.answer_timeout, open)
+            .await
+            .unwrap_or_else(|_| Err(Error::new(Side::Upstream, Kind::TunnelTimeout)));
         match opened {
             Ok((io, slot, lease)) => {
                 stats.opened.fetch_add(1, Relaxed);
@@ -183,27 +216,61 @@ impl Cluster {
     }
 
     /// A pooled HTTP/2 connection with a free stream: the least busy open one, or a new one
-    /// while the pool has room.
+    /// while the pool has room (dialed outside the pool's lock), or — the pool full — the
+    /// least busy one anyway (the proxy's stream limit queues the tunnel).
     async fn pooled(
         &self,
         settings: &config::Tunnel,
         downstream_sni: Option<&str>,
         handshakes: &tls::HandshakeStats,
     ) -> Result<Arc<Pooled>, Error> {
+        loop {
+            // Registered before looking, so a connection ready meanwhile is not missed.
+            let changed = self.tunnels.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            match self.choose(settings) {
+                Choice::Use(pooled) => return Ok(pooled),
+                Choice::Open(opening) => {
+                    return self
+                        .open_pooled(settings, downstream_sni, handshakes, opening)
+                        .await;
+                }
+                Choice::Wait => changed.await,
+            }
+        }
+    }
+
+    fn choose(&self, settings: &config::Tunnel) -> Choice {
         let max_streams = settings.max_concurrent_streams as usize;
-        let mut connections = self.tunnels.connections.lock().await;
-        connections.retain(|c| !c.closed.load(Relaxed));
-        let least = connections
-            .iter()
+        let mut state = self.tunnels.state.lock().expect("pool lock");
+        state.connections.retain(|c| !c.closed.load(Relaxed));
+        let room = state.connections.len() + state.opening < settings.max_connections;
+        let least = (state.connections.iter())
             .min_by_key(|c| c.streams.load(Relaxed))
             .cloned();
-        if let Some(c) = least
-            && (c.streams.load(Relaxed) < max_streams
-                || connections.len() >= settings.max_connections)
-        {
-            c.streams.fetch_add(1, Relaxed);
-            return Ok(c);
+        match least {
+            Some(c) if c.streams.load(Relaxed) < max_streams || !room => {
+                c.streams.fetch_add(1, Relaxed);
+                Choice::Use(c)
+            }
+            _ if room => {
+                state.opening += 1;
+                Choice::Open(Opening(self.tunnels.clone()))
+            }
+            _ => Choice::Wait,
         }
+    }
+
+    /// Dials a new pooled connection in the room `opening` reserved; it carries this
+    /// tunnel's stream.
+    async fn open_pooled(
+        &self,
+        settings: &config::Tunnel,
+        downstream_sni: Option<&str>,
+        handshakes: &tls::HandshakeStats,
+        opening: Opening,
+    ) -> Result<Arc<Pooled>, Error> {
         let (stream, lease) = self.connect().await?;
         let leg = self
             .originate(stream, None, downstream_sni, handshakes)
@@ -228,7 +295,10 @@ impl Cluster {
             streams: AtomicUsize::new(1),
             closed,
         });
-        connections.push(pooled.clone());
+        let mut state = self.tunnels.state.lock().expect("pool lock");
+        state.connections.push(pooled.clone());
+        drop(state);
+        drop(opening);
         Ok(pooled)
     }
 }

@@ -14,7 +14,6 @@ use crate::dial::proxy_out;
 use crate::end;
 use crate::end::registry::{Live, Upstream};
 use crate::error::Error;
-use crate::relay::h2_stream::{self, H2Stream};
 use crate::relay::{self, Leg, TunnelIo};
 use crate::route::Route;
 use bytes::Bytes;
@@ -26,6 +25,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+
+mod destination;
+mod http2;
+
+use destination::{Destination, connect_first};
 
 /// How long a client may take to send its request head (or the HTTP/2 preface).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,6 +105,7 @@ impl Terminator {
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(self.settings().max_header_size)
             .serve_connection(TokioIo::new(downstream), service)
             .with_upgrades()
             .await;
@@ -117,15 +122,19 @@ impl Terminator {
         if request.method() != Method::CONNECT {
             return reply(StatusCode::METHOD_NOT_ALLOWED);
         }
-        let (parts, body) = request.into_parts();
-        let opened = match self.open(&parts).await {
+        let mut request = request;
+        let upgrade = hyper::upgrade::on(&mut request);
+        let (parts, _) = request.into_parts();
+        let opened = self.open(&parts).await;
+        // The request's head is not needed any more: not held for the tunnel's life.
+        drop(parts);
+        let opened = match opened {
             Ok(opened) => opened,
             Err(status) => return reply(status),
         };
-        let request = hyper::Request::from_parts(parts, body);
         let context = self.context.clone();
         context.connections.spawn(async move {
-            let upgraded = match hyper::upgrade::on(request).await {
+            let upgraded = match upgrade.await {
                 Ok(upgraded) => upgraded,
                 Err(e) => return tracing::debug!(error = %e, "the tunnel was not opened"),
             };
@@ -142,66 +151,6 @@ impl Terminator {
         reply(StatusCode::OK)
     }
 
-    async fn serve_http2(self: &Arc<Self>, downstream: Leg) {
-        let window = config::DEFAULT_TUNNEL_WINDOW;
-        // Long-lived tunnels by the thousand on one connection: no stream cap; windows as
-        // large as the edge's.
-        let handshake = h2::server::Builder::new()
-            .initial_window_size(window)
-            .initial_connection_window_size(window.saturating_mul(4))
-            .max_concurrent_streams(u32::MAX)
-            .max_send_buffer_size(h2_stream::MAX_SEND_BUFFER)
-            .max_frame_size(h2_stream::MAX_FRAME)
-            .max_concurrent_reset_streams(1024)
-            .handshake::<_, Bytes>(downstream);
-        let mut connection = match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => return tracing::debug!(error = %e, "HTTP/2 handshake failed"),
-            Err(_) => return tracing::debug!("HTTP/2 handshake timed out"),
-        };
-        while let Some(accepted) = connection.accept().await {
-            match accepted {
-                Ok((request, respond)) => {
-                    let terminator = self.clone();
-                    self.context
-                        .connections
-                        .spawn(terminator.http2_request(request, respond));
-                }
-                Err(e) => {
-                    tracing::debug!(id = self.outer.attributes.id, error = %e, "tunnel connection ended");
-                    break;
-                }
-            }
-        }
-    }
-
-    async fn http2_request(
-        self: Arc<Self>,
-        request: http::Request<h2::RecvStream>,
-        mut respond: h2::server::SendResponse<Bytes>,
-    ) {
-        let accept_post = self.settings().accept_post;
-        let (parts, body) = request.into_parts();
-        let opened = match parts.method {
-            Method::CONNECT => self.open(&parts).await,
-            Method::POST if accept_post => self.open(&parts).await,
-            _ => Err(StatusCode::METHOD_NOT_ALLOWED),
-        };
-        let opened = match opened {
-            Ok(opened) => opened,
-            Err(status) => {
-                let _ = respond.send_response(reply(status).map(|_| ()), true);
-                return;
-            }
-        };
-        let send = match respond.send_response(reply(StatusCode::OK).map(|_| ()), false) {
-            Ok(send) => send,
-            Err(e) => return tracing::debug!(error = %e, "the tunnel was not opened"),
-        };
-        let downstream = Leg::tunnel(TunnelIo::Http2(H2Stream::new(send, body)));
-        self.relay(opened, downstream).await;
-    }
-
     fn settings(&self) -> &config::ConnectTerminator {
         self.route.config.connect.as_ref().expect("a connect route")
     }
@@ -210,6 +159,10 @@ impl Terminator {
     async fn open(&self, request: &Parts) -> Result<Opened, StatusCode> {
         let (route, listener) = (&self.route, &self.listener);
         let authority = request.uri.authority().ok_or(StatusCode::BAD_REQUEST)?;
+        // `user@host:port`: a destination is a host and a port, nothing more.
+        if authority.as_str().contains('@') {
+            return Err(StatusCode::BAD_REQUEST);
+        }
         let port = authority.port_u16().ok_or(StatusCode::BAD_REQUEST)?;
         let host = authority.host();
         let mut attributes = self.tunnel_attributes(request, host, port);
@@ -220,15 +173,12 @@ impl Terminator {
                 tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = refusal.reason(), "tunnel refused: {}", refusal.reason().replace('_', " "));
                 StatusCode::SERVICE_UNAVAILABLE
             })?;
-        // A cluster by name, or an allowed address dialed with the route's cluster settings.
-        let named = (listener.routes.cluster(host))
-            .filter(|c| c.name() == host)
-            .cloned();
-        if named.is_none() && !self.settings().allows(host, port) {
-            tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, "tunnel destination not allowed");
-            listener.stats.authz_denied.fetch_add(1, Relaxed);
-            return Err(StatusCode::FORBIDDEN);
-        }
+        let destination = self.destination(host, port).await.inspect_err(|status| {
+            tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, %status, "tunnel destination refused");
+            if *status == StatusCode::FORBIDDEN {
+                listener.stats.authz_denied.fetch_add(1, Relaxed);
+            }
+        })?;
         match Box::pin(authorize::check(route, &attributes)).await {
             Ok((decision, _)) => attributes.authz = decision,
             Err((decision, _)) => {
@@ -237,11 +187,11 @@ impl Terminator {
                 return Err(StatusCode::FORBIDDEN);
             }
         }
-        let cluster = named.unwrap_or_else(|| route.cluster.clone());
-        match self
-            .dial(&cluster, authority.as_str(), host, &attributes)
-            .await
-        {
+        let cluster = match &destination {
+            Destination::Cluster(named) => named.clone(),
+            Destination::Addresses(_) => route.cluster.clone(),
+        };
+        match self.dial(&cluster, &destination, &attributes).await {
             Ok((upstream, lease)) => {
                 route.connections.fetch_add(1, Relaxed);
                 let _slot = slot;
@@ -261,13 +211,18 @@ impl Terminator {
     }
 
     /// A tunnel is a connection of its own: the outer one's attributes (TLS session, client
-    /// identity), its client address as the edge says it, its target.
+    /// identity), its client address as a trusted edge says it, its target.
     fn tunnel_attributes(&self, request: &Parts, host: &str, port: u16) -> Attributes {
         let mut attributes = self.outer.attributes.clone();
         attributes.id = next_id();
         attributes.authz = None;
+        let peer = (attributes.session.as_ref())
+            .and_then(|s| s.peer.as_ref())
+            .and_then(|p| p.spiffe_id.as_deref());
+        // Anyone can write a header: it is believed only from a listed edge.
         if let Some(address) = (self.settings().client_address_header.as_ref())
-            .and_then(|h| request.headers.get(h))
+            .filter(|h| h.trusts(peer))
+            .and_then(|h| request.headers.get(&h.name))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
         {
@@ -286,13 +241,12 @@ impl Terminator {
     async fn dial(
         &self,
         cluster: &Cluster,
-        authority: &str,
-        host: &str,
+        destination: &Destination,
         attributes: &Attributes,
     ) -> Result<(Leg, Lease), Error> {
-        let (stream, lease) = match cluster.name() == host {
-            true => cluster.connect().await?,
-            false => cluster.dial(authority).await?,
+        let (stream, lease) = match destination {
+            Destination::Cluster(_) => cluster.connect().await?,
+            Destination::Addresses(addresses) => connect_first(cluster, addresses).await?,
         };
         let header = proxy_out::header(&cluster.config, attributes, None)?;
         let handshakes = &self.context.handshakes;

@@ -1,0 +1,98 @@
+//! Where a tunnel may go: a cluster its route names, on one of its endpoints' ports; or
+//! an allowed address — a name's addresses checked once resolved, and exactly the checked
+//! addresses dialed (no second resolution a DNS answer could change).
+
+use super::Terminator;
+use crate::dial::cluster::{Cluster, Lease};
+use crate::error::{Error, Kind, Side};
+use http::StatusCode;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// Where an allowed tunnel goes.
+pub(super) enum Destination {
+    /// A cluster the route names: its endpoints, balancing and failover.
+    Cluster(Arc<Cluster>),
+    /// Addresses checked against the route's, dialed in turn with its cluster's settings.
+    Addresses(Vec<SocketAddr>),
+}
+
+impl Terminator {
+    /// Where a tunnel to `host:port` may go: a cluster the route names (its own or one it
+    /// lists), on a port one of its endpoints listens on; else an allowed address. Never a
+    /// lookup over every cluster: another route's cluster (MQ, FIX...) is not a
+    /// destination. `403` when not allowed, `502` when a name does not resolve.
+    pub(super) async fn destination(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Destination, StatusCode> {
+        let settings = self.settings();
+        if settings.names_cluster(&self.route.config.cluster, host) {
+            let cluster = (self.listener.routes.cluster(host)).ok_or(StatusCode::FORBIDDEN)?;
+            let on_its_port = (cluster.config.endpoints.iter()).any(|e| {
+                e.address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) == Some(port)
+            });
+            return match on_its_port {
+                true => Ok(Destination::Cluster(cluster.clone())),
+                false => Err(StatusCode::FORBIDDEN),
+            };
+        }
+        if !settings.allows(host, port) {
+            return Err(StatusCode::FORBIDDEN);
+        }
+        let resolved = self.resolve(host, port).await?;
+        let allowed: Vec<SocketAddr> = (resolved.iter())
+            .filter(|a| settings.allows_address(a.ip()))
+            .copied()
+            .collect();
+        if allowed.is_empty() {
+            tracing::warn!(route = %self.route.config.name, host, ?resolved, "tunnel destination resolves outside the allowed addresses");
+            return Err(StatusCode::FORBIDDEN);
+        }
+        Ok(Destination::Addresses(allowed))
+    }
+
+    /// `host`'s addresses (an IP address is its own), within the cluster's connect timeout.
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, StatusCode> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let timeout = self.route.cluster.config.connect_timeout;
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((bare, port))).await {
+            Ok(Ok(addresses)) => Ok(addresses.collect()),
+            Ok(Err(e)) => {
+                tracing::warn!(route = %self.route.config.name, host, error = %e, "tunnel destination does not resolve");
+                Err(StatusCode::BAD_GATEWAY)
+            }
+            Err(_) => {
+                tracing::warn!(route = %self.route.config.name, host, "tunnel destination: resolving timed out");
+                Err(StatusCode::BAD_GATEWAY)
+            }
+        }
+    }
+}
+
+/// The first of `addresses` that answers, with `cluster`'s timeout and socket options.
+pub(super) async fn connect_first(
+    cluster: &Cluster,
+    addresses: &[SocketAddr],
+) -> Result<(TcpStream, Lease), Error> {
+    let mut last = Error::new(
+        Side::Upstream,
+        Kind::ConnectFailed {
+            attempts: 0,
+            last: "no address".into(),
+        },
+    );
+    for address in addresses {
+        // An `ip:port` is dialed as it is: nothing is resolved again.
+        match cluster.dial(&address.to_string()).await {
+            Ok(connected) => return Ok(connected),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
