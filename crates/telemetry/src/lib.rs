@@ -5,6 +5,8 @@
 //! Prometheus (served by the admin API at `/metrics`) and statsd (pushed every flush
 //! interval), so both always agree. Names and labels: docs/metrics.md.
 
+mod help;
+
 use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::collections::HashMap;
@@ -41,6 +43,14 @@ impl Telemetry {
                 .build(Some(&statsd.prefix))
                 .map_err(|e| format!("statsd: {e}"))?;
             recorders.push(Box::new(recorder));
+        }
+        // HELP for every family, counter or gauge alike (the text exposition needs no type
+        // for it; the type comes from how the family is registered).
+        for (family, text) in help::families() {
+            for recorder in &recorders {
+                recorder.describe_counter(family.clone().into(), None, text.clone().into());
+                recorder.describe_gauge(family.clone().into(), None, text.clone().into());
+            }
         }
         Ok(Telemetry {
             recorders,

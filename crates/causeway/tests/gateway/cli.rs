@@ -305,8 +305,13 @@ async fn demo_prints_how_to_try_it_and_serves() {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut address, mut openssl, mut tunnel) = (None, None, None);
-        let (mut fix, mut mq, mut sftp) = (None, None, None);
+        let (mut fix, mut mq, mut sftp, mut admin) = (None, None, None, None);
         while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.trim().strip_prefix("admin API") {
+                let url = rest.trim().split_whitespace().next().unwrap();
+                let address = url.trim_start_matches("http://").trim_end_matches('/');
+                admin = Some(address.parse::<SocketAddr>().unwrap());
+            }
             if let Some(rest) = line.trim().strip_prefix("sftp -P ") {
                 let (port, target) = rest.split_once(' ').unwrap();
                 let (user, host) = target.split_once('@').unwrap();
@@ -405,12 +410,43 @@ async fn demo_prints_how_to_try_it_and_serves() {
             std::fs::read_to_string(format!("{}.back", file.display())).unwrap(),
             "through the demo's SFTP\n"
         );
+        // After all that, /metrics passes `promtool check metrics`: every family has HELP.
+        let admin = admin.expect("the demo prints its admin API");
+        let (status, metrics) = crate::admin::http(admin, "GET", "/metrics").await;
+        assert_eq!(status, 200);
+        assert_promtool_clean(&metrics).await;
         // SAFETY: kill(2) with our own child's pid.
         unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
         let status = child.wait().await.unwrap();
         assert!(status.success(), "{status:?}");
     })
     .await
+}
+
+/// `promtool check metrics` (Prometheus' own linter) has nothing to say about `metrics`.
+async fn assert_promtool_clean(metrics: &str) {
+    let mut promtool = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("promtool is installed (scripts/test installs it)");
+    let mut stdin = promtool.stdin.take().unwrap();
+    stdin.write_all(metrics.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = promtool.wait_with_output().await.unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{metrics}"
+    );
+    assert!(metrics.contains("# HELP causeway_"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
