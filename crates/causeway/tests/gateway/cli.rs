@@ -308,7 +308,7 @@ async fn demo_prints_how_to_try_it_and_serves() {
         let (mut fix, mut mq, mut sftp, mut admin) = (None, None, None, None);
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.trim().strip_prefix("admin API") {
-                let url = rest.trim().split_whitespace().next().unwrap();
+                let url = rest.split_whitespace().next().unwrap();
                 let address = url.trim_start_matches("http://").trim_end_matches('/');
                 admin = Some(address.parse::<SocketAddr>().unwrap());
             }

@@ -171,7 +171,7 @@ pub struct SshStats {
     /// (request, `allowed`|`denied`): `sftp`, `exec`, `shell`, `port_forwarding`...
     pub channel_requests: Mutex<HashMap<(&'static str, &'static str), u64>>,
     /// Before authentication: connections, password checks, authorizer logins.
-    pub pre_auth: PreAuthStats,
+    pub pre_auth: Arc<PreAuthStats>,
 }
 
 impl SshStats {

@@ -3,7 +3,6 @@
 //! the password hashes checked at once (argon2: ~19 MiB and a core's time each), and the
 //! logins the authorizer is asked to authenticate per second.
 
-use crate::accept::ListenerStats;
 use ssh::credentials::PasswordHash;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,17 +41,17 @@ struct OpenCounts {
 
 /// A connection's place among its listener's unauthenticated ones, given back when dropped.
 pub(crate) struct Unauthenticated {
-    stats: Arc<ListenerStats>,
+    stats: Arc<PreAuthStats>,
     source: IpAddr,
 }
 
 /// A place for a new unauthenticated connection from `source`; `Err(reason)` when over.
 pub(crate) fn admit_unauthenticated(
-    stats: &Arc<ListenerStats>,
+    stats: &Arc<PreAuthStats>,
     settings: &config::SshListener,
     source: IpAddr,
 ) -> Result<Unauthenticated, &'static str> {
-    let pre = &stats.ssh.pre_auth;
+    let pre = &**stats;
     let mut open = pre.open.lock().unwrap();
     if open.total >= settings.max_unauthenticated {
         pre.refused_listener.fetch_add(1, Relaxed);
@@ -73,7 +72,7 @@ pub(crate) fn admit_unauthenticated(
 
 impl Drop for Unauthenticated {
     fn drop(&mut self) {
-        let mut open = self.stats.ssh.pre_auth.open.lock().unwrap();
+        let mut open = self.stats.open.lock().unwrap();
         open.total -= 1;
         if let Some(n) = open.by_source.get_mut(&self.source) {
             *n -= 1;
@@ -104,11 +103,11 @@ impl PasswordChecks {
     /// Whether `password` matches `hash`; false too when no check could start in time.
     pub(crate) async fn verify(
         &self,
-        stats: &Arc<ListenerStats>,
+        stats: &Arc<PreAuthStats>,
         hash: PasswordHash,
         password: String,
     ) -> bool {
-        let pre = &stats.ssh.pre_auth;
+        let pre = &**stats;
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -127,7 +126,7 @@ impl PasswordChecks {
         // The permit goes with the check: a client that leaves does not free it early.
         let checked = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let pre = &stats.ssh.pre_auth;
+            let pre = &*stats;
             pre.password_checks.fetch_add(1, Relaxed);
             let running = pre.password_checks_running.fetch_add(1, Relaxed) + 1;
             pre.password_checks_peak.fetch_max(running, Relaxed);
@@ -156,7 +155,7 @@ impl LoginRate {
     }
 
     /// Takes one login's token; false (counted) when none is left.
-    pub(crate) fn take(&self, stats: &ListenerStats) -> bool {
+    pub(crate) fn take(&self, stats: &PreAuthStats) -> bool {
         let mut bucket = self.bucket.lock().unwrap();
         let (tokens, since) = &mut *bucket;
         let now = Instant::now();
@@ -164,7 +163,7 @@ impl LoginRate {
         *tokens = (*tokens + refill).min(self.per_second);
         *since = now;
         if *tokens < 1.0 {
-            let throttled = &stats.ssh.pre_auth.authorizer_logins_throttled;
+            let throttled = &stats.authorizer_logins_throttled;
             throttled.fetch_add(1, Relaxed);
             return false;
         }
@@ -230,11 +229,11 @@ mod tests {
 
     #[test]
     fn the_login_rate_refuses_beyond_its_burst_then_refills() {
-        let stats = ListenerStats::default();
+        let stats = PreAuthStats::default();
         let rate = LoginRate::new(3);
         assert_eq!((0..5).filter(|_| rate.take(&stats)).count(), 3);
         assert_eq!(
-            stats.ssh.pre_auth.authorizer_logins_throttled.load(Relaxed),
+            stats.authorizer_logins_throttled.load(Relaxed),
             2
         );
         std::thread::sleep(Duration::from_millis(400));

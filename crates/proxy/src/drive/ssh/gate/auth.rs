@@ -97,7 +97,7 @@ impl Gate {
             // Not the gateway's user: only an authorizer can vouch for it (with the
             // password to check, or the key the client proved it holds).
             None if route.authorizer.is_some() => {
-                if !self.server.authorizer_logins.take(stats) {
+                if !self.server.authorizer_logins.take(&stats.ssh.pre_auth) {
                     self.shared.outcome.lock().unwrap().attributes = Some(attributes);
                     return refuse(stats);
                 }
@@ -128,7 +128,7 @@ impl Gate {
         let checked = hash.unwrap_or_else(|| PasswordHash::dummy()).clone();
         let checks = &self.server.password_checks;
         let matched = checks
-            .verify(&self.listener.stats, checked, password.to_string())
+            .verify(&self.listener.stats.ssh.pre_auth, checked, password.to_string())
             .await;
         matched && hash.is_some()
     }
