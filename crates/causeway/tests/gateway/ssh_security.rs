@@ -323,3 +323,19 @@ fn ssh_routes_get_a_finite_idle_timeout_by_default() {
         Some(Duration::from_secs(300))
     );
 }
+
+#[test]
+fn authorized_keys_with_options_stop_the_start_naming_file_and_line() {
+    let keys = example_keys();
+    let alice = std::fs::read_to_string(keys.join("alice.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alice.keys");
+    std::fs::write(&file, format!("{alice}from=\"10.0.0.0/8\" {alice}")).unwrap();
+    let yaml = listener_yaml("").replace(
+        &keys.join("alice.pub").display().to_string(),
+        &file.display().to_string(),
+    );
+    let error = start_error(&yaml);
+    assert!(error.contains("alice.keys: line 2"), "{error}");
+    assert!(error.contains("not enforced"), "{error}");
+}
