@@ -339,3 +339,33 @@ fn authorized_keys_with_options_stop_the_start_naming_file_and_line() {
     assert!(error.contains("alice.keys: line 2"), "{error}");
     assert!(error.contains("not enforced"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_audit_log_path_stops_the_start() {
+    bounded(async { symlinked_audit_log() }).await;
+}
+
+fn symlinked_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.jsonl");
+    std::fs::write(&elsewhere, "").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink(&elsewhere, &audit).unwrap();
+    let with_audit = |path: &std::path::Path| {
+        listener_yaml("").replace(
+            "ssh: { private_key: ",
+            &format!("ssh: {{ audit_log: \"{}\", private_key: ", path.display()),
+        )
+    };
+    let error = start_error(&with_audit(&audit));
+    assert!(
+        error.contains("audit.jsonl") && error.contains("symbolic link"),
+        "{error}"
+    );
+    // A plain path is created private.
+    let plain = dir.path().join("plain.jsonl");
+    let _gw = TestGateway::start(&with_audit(&plain));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&plain).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
