@@ -267,11 +267,11 @@ async fn rsa_keys_need_legacy_algorithms() {
     .await;
 }
 
-/// A gateway whose authorizer vouches for any user; `legacy` as given.
-async fn vouching_gateway(legacy: bool) -> (TestGateway, demo::authorizer::TestAuthorizer) {
+/// A gateway whose authorizer vouches for any user; `settings` on its listener.
+async fn vouching_gateway(settings: &str) -> (TestGateway, demo::authorizer::TestAuthorizer) {
     use testkit::authorizer::{TestAuthorizer, Verdict};
     let authorizer = TestAuthorizer::start(Verdict::Allow).await;
-    let yaml = listener_yaml(&format!("      legacy_algorithms: {legacy}")).replace(
+    let yaml = listener_yaml(settings).replace(
         "        cluster: backend\n",
         "        cluster: backend\n        authorization: { ext_authz: iam }\n",
     );
@@ -295,12 +295,13 @@ async fn an_rsa_client_key_is_refused_without_legacy_algorithms_even_if_the_auth
             (false, "alice", true),
             (true, "gateway_host_rsa", true),
         ] {
-            let (gw, _authorizer) = vouching_gateway(legacy).await;
+            let legacy = format!("      legacy_algorithms: {legacy}");
+            let (gw, _authorizer) = vouching_gateway(&legacy).await;
             let client = testkit::ssh::Client::new(gw.address("sftp"));
             // The backend is never reached: whether the login passed is in the metrics.
             client.ssh("mallory", &client.key(key), "true").await;
             let passed = gw.metric("causeway_ssh_auth_total", &ok) == 1.0;
-            assert_eq!(passed, logged_in, "legacy {legacy}, key {key}");
+            assert_eq!(passed, logged_in, "{legacy}, key {key}");
         }
     })
     .await;
@@ -368,4 +369,20 @@ fn symlinked_audit_log() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&plain).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_the_authorizer_authenticates_are_rate_limited() {
+    bounded(async {
+        let (gw, authorizer) = vouching_gateway("      authorizer_logins_per_second: 1").await;
+        let client = testkit::ssh::Client::new(gw.address("sftp"));
+        let key = client.key("alice");
+        let try_once = || client.ssh("mallory", &key, "true");
+        tokio::join!(try_once(), try_once(), try_once());
+        let listener = [("listener", "sftp")];
+        let throttled = gw.metric("causeway_ssh_authorizer_logins_throttled_total", &listener);
+        assert_eq!(throttled, 2.0, "one token: the other two tries are refused");
+        assert_eq!(authorizer.requests().len(), 1, "only one was asked");
+    })
+    .await;
 }
