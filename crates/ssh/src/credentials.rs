@@ -21,6 +21,11 @@ fn failed(path: &Path, why: impl std::fmt::Display) -> KeyFileError {
     }
 }
 
+/// Why a key with `authorized_keys` options is refused.
+pub const OPTIONS_UNSUPPORTED: &str = "key options (`from=`, `restrict`, `command=`, \
+     `expiry-time=`...) are not enforced by the gateway: remove them (restrict sources with \
+     the route's `authorization.rules`)";
+
 /// Why an RSA key is refused without `legacy_algorithms`.
 pub const RSA_NEEDS_LEGACY: &str = "an RSA key needs `legacy_algorithms: true` (RSA goes \
      through the `rsa` crate, whose timing advisory RUSTSEC-2023-0071 is open): use an Ed25519 \
@@ -40,8 +45,8 @@ pub fn private_key(path: &Path, legacy: bool) -> Result<PrivateKey, KeyFileError
     Ok(key)
 }
 
-/// The public keys of an `authorized_keys`-format file (options before a key are allowed
-/// and ignored; comments and blank lines skipped).
+/// The public keys of an `authorized_keys`-format file (comments and blank lines skipped;
+/// a key with options is an error: they would not be enforced).
 pub fn authorized_keys(path: &Path, legacy: bool) -> Result<Vec<PublicKey>, KeyFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| failed(path, e))?;
     parse_authorized_keys(&text, legacy)
@@ -60,11 +65,18 @@ pub fn parse_authorized_keys(text: &str, legacy: bool) -> Result<Vec<PublicKey>,
         // `options keytype base64 comment` or `keytype base64 comment`: the key starts at
         // the first field that parses as one.
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let key = (0..fields.len().saturating_sub(1))
-            .find_map(|start| PublicKey::from_openssh(&fields[start..].join(" ")).ok());
+        let key = (0..fields.len().saturating_sub(1)).find_map(|start| {
+            let key = PublicKey::from_openssh(&fields[start..].join(" ")).ok()?;
+            Some((start, key))
+        });
         match key {
-            Some(key) if !legacy && is_rsa(&key) => return Err((i + 1, RSA_NEEDS_LEGACY.into())),
-            Some(key) => keys.push(key),
+            // Options (`from=`, `restrict`, `command=`, `expiry-time=`...) would not be
+            // enforced: a key that relies on them is refused rather than let in unbounded.
+            Some((start, _)) if start > 0 => return Err((i + 1, OPTIONS_UNSUPPORTED.into())),
+            Some((_, key)) if !legacy && is_rsa(&key) => {
+                return Err((i + 1, RSA_NEEDS_LEGACY.into()));
+            }
+            Some((_, key)) => keys.push(key),
             None => return Err((i + 1, "not a public key".into())),
         }
     }
@@ -232,8 +244,8 @@ mod tests {
     const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@example";
 
     #[test]
-    fn authorized_keys_lines_with_options_comments_and_blanks() {
-        let text = format!("# a comment\n\n{ED25519}\nno-pty,from=\"10.0.0.0/8\" {ED25519}\n");
+    fn authorized_keys_lines_comments_and_blanks() {
+        let text = format!("# a comment\n\n{ED25519}\n  {ED25519}\n");
         let keys = parse_authorized_keys(&text, false).unwrap();
         assert_eq!(keys.len(), 2);
         assert!(same_key(&keys[0], &keys[1]));
@@ -243,6 +255,22 @@ mod tests {
                 .0,
             1
         );
+    }
+
+    #[test]
+    fn keys_with_options_are_refused_with_their_line() {
+        for options in [
+            "from=\"10.0.0.0/8\"",
+            "restrict",
+            "command=\"/bin/echo hi there\"",
+            "expiry-time=\"20300101\"",
+            "no-pty,no-port-forwarding",
+        ] {
+            let text = format!("# alice\n{ED25519}\n{options} {ED25519}\n");
+            let (line, why) = parse_authorized_keys(&text, false).unwrap_err();
+            assert_eq!(line, 3, "{options}");
+            assert!(why.contains("not enforced"), "{why}");
+        }
     }
 
     #[test]

@@ -267,11 +267,11 @@ async fn rsa_keys_need_legacy_algorithms() {
     .await;
 }
 
-/// A gateway whose authorizer vouches for any user; `legacy` as given.
-async fn vouching_gateway(legacy: bool) -> (TestGateway, demo::authorizer::TestAuthorizer) {
+/// A gateway whose authorizer vouches for any user; `settings` on its listener.
+async fn vouching_gateway(settings: &str) -> (TestGateway, demo::authorizer::TestAuthorizer) {
     use testkit::authorizer::{TestAuthorizer, Verdict};
     let authorizer = TestAuthorizer::start(Verdict::Allow).await;
-    let yaml = listener_yaml(&format!("      legacy_algorithms: {legacy}")).replace(
+    let yaml = listener_yaml(settings).replace(
         "        cluster: backend\n",
         "        cluster: backend\n        authorization: { ext_authz: iam }\n",
     );
@@ -295,12 +295,13 @@ async fn an_rsa_client_key_is_refused_without_legacy_algorithms_even_if_the_auth
             (false, "alice", true),
             (true, "gateway_host_rsa", true),
         ] {
-            let (gw, _authorizer) = vouching_gateway(legacy).await;
+            let legacy = format!("      legacy_algorithms: {legacy}");
+            let (gw, _authorizer) = vouching_gateway(&legacy).await;
             let client = testkit::ssh::Client::new(gw.address("sftp"));
             // The backend is never reached: whether the login passed is in the metrics.
             client.ssh("mallory", &client.key(key), "true").await;
             let passed = gw.metric("causeway_ssh_auth_total", &ok) == 1.0;
-            assert_eq!(passed, logged_in, "legacy {legacy}, key {key}");
+            assert_eq!(passed, logged_in, "{legacy}, key {key}");
         }
     })
     .await;
@@ -322,4 +323,66 @@ fn ssh_routes_get_a_finite_idle_timeout_by_default() {
         config.listeners[0].routes[0].idle_timeout,
         Some(Duration::from_secs(300))
     );
+}
+
+#[test]
+fn authorized_keys_with_options_stop_the_start_naming_file_and_line() {
+    let keys = example_keys();
+    let alice = std::fs::read_to_string(keys.join("alice.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alice.keys");
+    std::fs::write(&file, format!("{alice}from=\"10.0.0.0/8\" {alice}")).unwrap();
+    let yaml = listener_yaml("").replace(
+        &keys.join("alice.pub").display().to_string(),
+        &file.display().to_string(),
+    );
+    let error = start_error(&yaml);
+    assert!(error.contains("alice.keys: line 2"), "{error}");
+    assert!(error.contains("not enforced"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_audit_log_path_stops_the_start() {
+    bounded(async { symlinked_audit_log() }).await;
+}
+
+fn symlinked_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.jsonl");
+    std::fs::write(&elsewhere, "").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink(&elsewhere, &audit).unwrap();
+    let with_audit = |path: &std::path::Path| {
+        listener_yaml("").replace(
+            "ssh: { private_key: ",
+            &format!("ssh: {{ audit_log: \"{}\", private_key: ", path.display()),
+        )
+    };
+    let error = start_error(&with_audit(&audit));
+    assert!(
+        error.contains("audit.jsonl") && error.contains("symbolic link"),
+        "{error}"
+    );
+    // A plain path is created private.
+    let plain = dir.path().join("plain.jsonl");
+    let _gw = TestGateway::start(&with_audit(&plain));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&plain).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_the_authorizer_authenticates_are_rate_limited() {
+    bounded(async {
+        let (gw, authorizer) = vouching_gateway("      authorizer_logins_per_second: 1").await;
+        let client = testkit::ssh::Client::new(gw.address("sftp"));
+        let key = client.key("alice");
+        let try_once = || client.ssh("mallory", &key, "true");
+        tokio::join!(try_once(), try_once(), try_once());
+        let listener = [("listener", "sftp")];
+        let throttled = gw.metric("causeway_ssh_authorizer_logins_throttled_total", &listener);
+        assert_eq!(throttled, 2.0, "one token: the other two tries are refused");
+        assert_eq!(authorizer.requests().len(), 1, "only one was asked");
+    })
+    .await;
 }

@@ -77,5 +77,8 @@ impl Listener {
             out.counter("causeway_ssh_channel_requests_total", labels, total);
         }
         s.ssh.pre_auth.report(&self.name, out);
+        if let Some(server) = &self.ssh {
+            server.report(&self.name, out);
+        }
     }
 }

@@ -70,6 +70,18 @@ impl SshServer {
     }
 }
 
+impl SshServer {
+    /// Each audited route's lost audits (since the route's audit log was last opened).
+    pub(crate) fn report(&self, listener: &str, out: &mut telemetry::Out<'_>) {
+        for (route, r) in &self.routes {
+            if let Some(audit) = &r.audit {
+                let labels = vec![("listener", listener.to_string()), ("route", route.clone())];
+                out.counter("causeway_ssh_audit_lost_total", labels, audit.lost());
+            }
+        }
+    }
+}
+
 /// The users the gateway authenticates itself: their keys and password hashes.
 fn local_users(settings: &config::SshListener) -> Result<HashMap<String, LocalUser>, String> {
     let mut users = HashMap::new();
