@@ -2,6 +2,7 @@
 
 mod demo;
 mod logging;
+mod process_metrics;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,7 @@
 //! Running a gateway: its admin API, signals (SIGTERM/SIGINT drain, SIGHUP reloads), and
 //! the drain at the end.
 
+use crate::process_metrics::Reported;
 use proxy::{Gateway, ReloadSummary};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,7 +82,7 @@ impl Running {
         if let Some(statsd) = &config.metrics.statsd {
             telemetry
                 .clone()
-                .spawn_flusher(gateway.clone(), statsd.flush_interval);
+                .spawn_flusher(Arc::new(Reported(gateway.clone())), statsd.flush_interval);
         }
         let control = Arc::new(ProcessControl {
             gateway: gateway.clone(),
@@ -263,6 +264,6 @@ impl admin::Control for ProcessControl {
     }
 
     fn metrics(&self) -> String {
-        self.telemetry.render(&*self.gateway)
+        self.telemetry.render(&Reported(self.gateway.clone()))
     }
 }

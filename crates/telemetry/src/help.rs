@@ -16,7 +16,8 @@ fn row(line: &str) -> Option<(String, String)> {
     let inner = line.strip_prefix('|')?.strip_suffix('|')?;
     let cells: Vec<&str> = inner.split('|').map(str::trim).collect();
     let names = cells.first()?;
-    if !names.starts_with("`causeway_") || cells.len() < 4 {
+    let family = names.starts_with("`causeway_") || names.starts_with("`process_");
+    if !family || cells.len() < 4 {
         return None;
     }
     let meaning = cells[cells.len() - 1].replace('\u{0}', "|");

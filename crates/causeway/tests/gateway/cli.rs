@@ -415,6 +415,13 @@ async fn demo_prints_how_to_try_it_and_serves() {
         let (status, metrics) = crate::admin::http(admin, "GET", "/metrics").await;
         assert_eq!(status, 200);
         assert_promtool_clean(&metrics).await;
+        for family in [
+            "causeway_build_info{",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(metrics.contains(family), "{family} in {metrics}");
+        }
         // SAFETY: kill(2) with our own child's pid.
         unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
         let status = child.wait().await.unwrap();

@@ -232,10 +232,7 @@ mod tests {
         let stats = PreAuthStats::default();
         let rate = LoginRate::new(3);
         assert_eq!((0..5).filter(|_| rate.take(&stats)).count(), 3);
-        assert_eq!(
-            stats.authorizer_logins_throttled.load(Relaxed),
-            2
-        );
+        assert_eq!(stats.authorizer_logins_throttled.load(Relaxed), 2);
         std::thread::sleep(Duration::from_millis(400));
         assert!(rate.take(&stats), "a token back after a third of a second");
     }

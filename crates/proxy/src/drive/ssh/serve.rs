@@ -50,7 +50,11 @@ pub(crate) async fn serve(
     };
     // Unauthenticated connections are bounded per listener and per source.
     let source = attributes.source.ip();
-    let unauthenticated = match admit_unauthenticated(&listener.stats.ssh.pre_auth, &server.settings, source) {
+    let unauthenticated = match admit_unauthenticated(
+        &listener.stats.ssh.pre_auth,
+        &server.settings,
+        source,
+    ) {
         Ok(place) => place,
         Err(reason) => {
             tracing::warn!(id = attributes.id, %source, reason, "ssh connection refused before authentication");

@@ -128,7 +128,11 @@ impl Gate {
         let checked = hash.unwrap_or_else(|| PasswordHash::dummy()).clone();
         let checks = &self.server.password_checks;
         let matched = checks
-            .verify(&self.listener.stats.ssh.pre_auth, checked, password.to_string())
+            .verify(
+                &self.listener.stats.ssh.pre_auth,
+                checked,
+                password.to_string(),
+            )
             .await;
         matched && hash.is_some()
     }
