@@ -1,5 +1,5 @@
-//! Running a gateway: its admin API, signals (SIGTERM/SIGINT drain, SIGHUP reloads), and
-//! the drain at the end.
+//! Running a gateway: its admin API, signals (SIGTERM/SIGINT drain, SIGHUP reloads, SIGUSR1
+//! reopens the access log), and the drain at the end.
 
 use crate::process_metrics::Reported;
 use proxy::{Gateway, ReloadSummary};
@@ -115,12 +115,14 @@ impl Running {
     }
 
     /// Serves until SIGTERM, SIGINT or POST /drain, then drains; a second signal closes
-    /// everything at once. SIGHUP reloads the configuration file.
+    /// everything at once. SIGHUP reloads the configuration file; SIGUSR1 reopens the access
+    /// log.
     pub async fn serve_until_stopped(self) {
         let Signals {
             mut term,
             mut int,
             mut hup,
+            mut usr1,
         } = self.signals;
         let (_watcher, mut changes) = match self.changes {
             Some((watcher, changes)) => (Some(watcher), Some(changes)),
@@ -135,6 +137,8 @@ impl Running {
                     tracing::info!("SIGHUP: reloading");
                     let _ = self.control.reload_now();
                 }
+                // logrotate's `postrotate`: the access log moved, open it again.
+                _ = usr1.recv() => self.gateway.reopen_access_log(),
                 Some(()) = next_change(&mut changes) => {
                     // Let a burst of events (an editor's save, a symlink swap) settle.
                     let settle = tokio::time::sleep(std::time::Duration::from_millis(200));
@@ -165,6 +169,7 @@ struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    usr1: Signal,
 }
 
 impl Signals {
@@ -173,6 +178,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 }

@@ -326,6 +326,7 @@ pub struct Statsd {
 pub struct AccessLog {
     pub path: Option<String>,
     pub open_connections_interval: Option<Spanned<HumanDuration>>,
+    pub max_queued_lines: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]

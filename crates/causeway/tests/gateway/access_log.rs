@@ -1,5 +1,6 @@
 //! The access log: a JSON line per connection at close, and lines for connections still open.
 
+use std::os::unix::fs::OpenOptionsExt;
 use testkit::{Backend, Client, TestGateway, bounded, eventually};
 
 fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -75,6 +76,73 @@ clusters:
         assert_eq!(closed["reason"], "closed");
         assert!(closed["side"].is_null());
         let _ = std::fs::remove_file(&path);
+    })
+    .await
+}
+
+/// logrotate moves the file away and sends SIGUSR1 (`postrotate`): lines written before the
+/// signal are in the moved file, lines after it in a new file at the configured path —
+/// none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_reopens_the_file_logrotate_moved_away() {
+    testkit::bounded(async {
+        let echo = testkit::Backend::echo("e").await;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, moved) = (dir.path().join("access.log"), dir.path().join("access.log.1"));
+        let mut gw = crate::cli::Process::start(&format!(
+            "admin: {{ enabled: false }}\naccess_log: {{ path: \"{}\" }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            path.display(),
+            echo.address
+        ));
+        let one_connection = async |gw: &crate::cli::Process| {
+            let (mut client, _) = testkit::Client::greeted(gw.address).await;
+            client.assert_echo("hi").await;
+        };
+        one_connection(&gw).await;
+        testkit::eventually("the first line", || lines(&path).len() == 1).await;
+        std::fs::rename(&path, &moved).unwrap();
+        one_connection(&gw).await;
+        testkit::eventually("the second line, in the moved file", || lines(&moved).len() == 2).await;
+        gw.signal(libc::SIGUSR1);
+        tokio::task::block_in_place(|| gw.wait_for("access log reopened"));
+        one_connection(&gw).await;
+        testkit::eventually("the third line, in a new file", || lines(&path).len() == 1).await;
+        assert_eq!(lines(&moved).len(), 2, "nothing more in the moved file");
+    })
+    .await
+}
+
+/// A disk that stops taking lines (here: a pipe nobody reads) never holds a connection up:
+/// at most `max_queued_lines` wait, the rest are dropped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_log_drops_lines_instead_of_holding_connections() {
+    testkit::bounded(async {
+        let echo = testkit::Backend::echo("e").await;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stuck");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // A reader that never reads: the gateway's writes block once the pipe is full.
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let gw = testkit::TestGateway::start(&format!(
+            "access_log: {{ path: \"{}\", max_queued_lines: 8 }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            fifo.display(),
+            echo.address
+        ));
+        // A pipe holds 64 KiB: a few hundred lines, then 8 queued, then dropped.
+        for _ in 0..400 {
+            let (mut client, _) = testkit::Client::greeted(gw.address("l")).await;
+            client.assert_echo("still served").await;
+        }
+        testkit::eventually("lines dropped and counted", || {
+            gw.metric("causeway_access_log_dropped_total", &[]) > 0.0
+        })
+        .await;
     })
     .await
 }

@@ -12,6 +12,8 @@ pub struct AccessLog {
     /// Also a line for each connection still open, this often.
     #[serde(serialize_with = "as_optional_text")]
     pub open_connections_interval: Option<Duration>,
+    /// Lines waiting for the writer at most; more are dropped and counted.
+    pub max_queued_lines: usize,
 }
 
 /// Prometheus metrics are always served by the admin API; statsd is optional.

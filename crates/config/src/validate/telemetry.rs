@@ -45,6 +45,10 @@ pub(super) fn admin(problems: &mut Problems, raw: Option<raw::Admin>) -> Option<
     Some(model::Admin { address })
 }
 
+/// Access-log lines a slow disk may keep waiting (about 30 MiB): beyond, lines are dropped
+/// and counted, never a connection held up.
+pub const DEFAULT_QUEUED_LINES: usize = 65_536;
+
 pub(super) fn access_log(
     problems: &mut Problems,
     raw: Option<raw::AccessLog>,
@@ -54,6 +58,9 @@ pub(super) fn access_log(
         open_connections_interval: a
             .open_connections_interval
             .map(|i| problems.positive(&i, "access_log.open_connections_interval")),
+        max_queued_lines: a.max_queued_lines.map_or(DEFAULT_QUEUED_LINES, |m| {
+            problems.at_least(&m, 1, "access_log.max_queued_lines")
+        }),
     })
 }
 

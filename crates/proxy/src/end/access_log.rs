@@ -1,7 +1,8 @@
 //! The access log: one JSON line per connection when it closes, and optionally a line every
 //! interval for each connection still open — a FIX session up for days is not invisible
 //! until it ends. Lines are written by a thread of their own, so a slow disk never holds up
-//! a connection.
+//! a connection: at most `max_queued_lines` wait, more are dropped and counted. The file is
+//! opened again on request (SIGUSR1), so logrotate can move it away.
 
 use crate::dial::cluster::Endpoint;
 use crate::end::registry::{Live, Registry};
@@ -10,42 +11,68 @@ use crate::route::Route;
 use serde_json::{Value, json};
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::time::SystemTime;
 
 #[derive(Clone)]
 pub struct AccessLog {
-    lines: mpsc::Sender<String>,
+    lines: mpsc::SyncSender<String>,
+    /// Lines dropped because the queue was full (the writer could not keep up).
+    pub dropped: Arc<AtomicU64>,
+    /// Set to have the writer open its file again before its next line.
+    reopen: Arc<AtomicBool>,
 }
 
 impl AccessLog {
     /// Opens the destination (appending to a file) and starts the writer thread.
     pub fn start(config: &config::AccessLog) -> io::Result<AccessLog> {
-        let mut out: Box<dyn Write + Send> = match &config.path {
-            None => Box::new(io::stdout()),
-            Some(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
-        };
-        let (lines, receiver) = mpsc::channel::<String>();
+        let path = config.path.clone();
+        let mut out = open(path.as_deref())?;
+        let (lines, receiver) = mpsc::sync_channel::<String>(config.max_queued_lines);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let asked = reopen.clone();
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                let mut buffered = io::BufWriter::new(&mut out);
                 while let Ok(line) = receiver.recv() {
-                    let _ = writeln!(buffered, "{line}");
+                    if asked.swap(false, Relaxed) {
+                        match open(path.as_deref()) {
+                            Ok(file) => out = file,
+                            Err(e) => tracing::error!("cannot open the access log again: {e}"),
+                        }
+                    }
                     // Write what is queued in one go, then flush so lines are never stuck.
-                    while let Ok(line) = receiver.try_recv() {
-                        let _ = writeln!(buffered, "{line}");
+                    let mut buffered = io::BufWriter::new(&mut out);
+                    for line in std::iter::once(line).chain(receiver.try_iter()) {
+                        if !line.is_empty() {
+                            let _ = writeln!(buffered, "{line}");
+                        }
                     }
                     let _ = buffered.flush();
                 }
             })?;
-        Ok(AccessLog { lines })
+        let dropped = Arc::new(AtomicU64::new(0));
+        Ok(AccessLog {
+            lines,
+            dropped,
+            reopen,
+        })
+    }
+
+    /// Opens the file again before the next line (after logrotate moved it away).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Relaxed);
+        // Wakes the writer (an empty line is not written); when the queue is full, the
+        // writer sees the request with its next line anyway.
+        let _ = self.lines.try_send(String::new());
+    }
+
+    /// Queues a line; drops it (counted) when the writer is that far behind.
+    fn send(&self, line: String) {
+        if self.lines.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
     }
 
     /// The line for a connection that ended, however it ended.
@@ -66,7 +93,7 @@ impl AccessLog {
         if let Err(e) = result {
             line["detail"] = json!(e.to_string());
         }
-        let _ = self.lines.send(line.to_string());
+        self.send(line.to_string());
     }
 
     /// A line for every connection open now.
@@ -79,7 +106,7 @@ impl AccessLog {
                 upstream.map(|u| &*u.route),
                 upstream.map(|u| &*u.endpoint),
             );
-            let _ = self.lines.send(line.to_string());
+            self.send(line.to_string());
         }
     }
 
@@ -95,6 +122,19 @@ impl AccessLog {
             }
         });
     }
+}
+
+/// The destination: a file appended to, or standard output.
+fn open(path: Option<&std::path::Path>) -> io::Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        None => Box::new(io::stdout()),
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+    })
 }
 
 fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&Endpoint>) -> Value {

@@ -256,6 +256,14 @@ impl Gateway {
         self.state.lock().unwrap().config.clone()
     }
 
+    /// Opens the access-log file again (after logrotate moved it), before its next line.
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = &self.context.access_log {
+            log.reopen();
+            tracing::info!("access log reopened");
+        }
+    }
+
     /// The live connections.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.context.registry

@@ -12,6 +12,10 @@ impl Source for Gateway {
         out.gauge("causeway_connections_active", vec![], active);
         let limit = self.context.global.limit.load(Relaxed) as f64;
         out.gauge("causeway_connections_limit", vec![], limit);
+        if let Some(log) = &self.context.access_log {
+            let dropped = log.dropped.load(Relaxed);
+            out.counter("causeway_access_log_dropped_total", vec![], dropped);
+        }
         let draining = f64::from(u8::from(self.is_draining()));
         out.gauge("causeway_draining", vec![], draining);
         for (result, count) in [("ok", &self.reloads.ok), ("failed", &self.reloads.failed)] {
