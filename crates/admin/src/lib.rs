@@ -1,7 +1,8 @@
 //! The admin HTTP API, on loopback unless the configuration says otherwise.
 //!
 //! `GET /ready` (200 serving, 503 draining), `GET /live`, `GET /metrics`, `GET /config`, `GET /clusters`,
-//! `GET /connections`, `POST /reload`, `POST /drain` — every request through [`guard`].
+//! `GET /connections`, `POST /reload`, `POST /drain`, `POST /logging?level=…` — every request
+//! through [`guard`].
 
 mod guard;
 
@@ -23,6 +24,8 @@ pub trait Control: Send + Sync + 'static {
     fn drain(&self);
     /// The metrics in Prometheus' text exposition format.
     fn metrics(&self) -> String;
+    /// Replaces the process log's filter (`debug`, `causeway_proxy=trace`…).
+    fn set_log_level(&self, filter: &str) -> Result<(), String>;
 }
 
 struct Api {
@@ -58,6 +61,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/connections", get(connections))
         .route("/reload", post(reload))
         .route("/drain", post(drain))
+        .route("/logging", post(logging))
         .layer(axum::middleware::from_fn(guard::guard))
         .with_state(api)
 }
@@ -107,4 +111,40 @@ async fn reload(State(api): State<Arc<Api>>) -> Response {
 async fn drain(State(api): State<Arc<Api>>) -> Response {
     api.control.drain();
     (StatusCode::ACCEPTED, "draining\n").into_response()
+}
+
+/// `POST /logging?level=FILTER`: the process log's filter from now on.
+async fn logging(State(api): State<Arc<Api>>, uri: axum::http::Uri) -> Response {
+    let level = uri.query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("level="))
+            .map(percent_decoded)
+    });
+    let Some(level) = level.filter(|l| !l.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "give ?level=FILTER\n").into_response();
+    };
+    match api.control.set_log_level(&level) {
+        Ok(()) => (StatusCode::OK, format!("log level: {level}\n")).into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    }
+}
+
+/// `%3D` and friends as the bytes they stand for (`+` as a space, as forms send it).
+fn percent_decoded(text: &str) -> String {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        let hex = |i: usize| tail.get(i).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(0), hex(1)) {
+            (b'%', Some(hi), Some(lo)) => {
+                bytes.push((hi * 16 + lo) as u8);
+                rest = &tail[2..];
+                continue;
+            }
+            (b'+', _, _) => bytes.push(b' '),
+            _ => bytes.push(b),
+        }
+        rest = tail;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -20,6 +20,9 @@ struct Cli {
     /// Log filter, e.g. `info` or `causeway_proxy=debug` (the RUST_LOG variable works too).
     #[arg(long, global = true, default_value = "info")]
     log: String,
+    /// Process log lines as text or as JSON objects (for log pipelines).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,7 +92,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(&cli.log);
+    logging::init(&cli.log, cli.log_format);
     match cli.command {
         Command::Validate { config } => match config::load(&config) {
             Ok(_) => {

@@ -269,6 +269,10 @@ impl admin::Control for ProcessControl {
         self.drain_requested.notify_one();
     }
 
+    fn set_log_level(&self, filter: &str) -> Result<(), String> {
+        crate::logging::set_level(filter)
+    }
+
     fn metrics(&self) -> String {
         self.telemetry.render(&Reported(self.gateway.clone()))
     }

@@ -166,3 +166,23 @@ async fn requests_a_web_page_could_make_are_refused() {
     })
     .await
 }
+
+/// `POST /logging?level=debug` turns on debug lines while the gateway runs (Envoy's
+/// `/logging`); a filter that does not parse is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_level_changes_while_running() {
+    testkit::bounded(async {
+        let echo = Backend::echo("echo").await;
+        let mut gw = Process::start(&yaml(&echo, "backend"));
+        let admin = admin_address(&mut gw);
+        let (status, body) = http(admin, "POST", "/logging?level=causeway%3D%3D").await;
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = http(admin, "POST", "/logging?level=debug").await;
+        assert_eq!((status, body.as_str()), (200, "log level: debug\n"));
+        let (mut client, _) = Client::greeted(gw.address).await;
+        client.assert_echo("hello").await;
+        let line = tokio::task::block_in_place(|| gw.wait_for("connected upstream"));
+        assert!(line.contains("DEBUG"), "{line}");
+    })
+    .await
+}

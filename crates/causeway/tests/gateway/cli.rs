@@ -609,3 +609,38 @@ async fn a_newline_in_a_compid_does_not_forge_a_log_line() {
     })
     .await
 }
+
+/// `--log-format json`: every line of the process log is one JSON object (for log
+/// pipelines), with the event's fields beside its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_log_can_be_json() {
+    testkit::bounded(async {
+        let backend = Backend::echo("b").await;
+        let config = temp_config(&format!(
+            "admin: {{ enabled: false }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            backend.address
+        ));
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config.path())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let listening = loop {
+            let line = lines.next_line().await.unwrap().expect("the gateway logs");
+            let event: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if event["message"] == "listening" {
+                break event;
+            }
+        };
+        assert_eq!(listening["level"], "INFO", "{listening}");
+        assert_eq!(listening["listener"], "l", "{listening}");
+        assert!(listening["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    })
+    .await
+}

@@ -997,9 +997,9 @@ async fn a_shutdown_drains_ssh_sessions_then_tells_the_client() {
         let mut ssh = client.command("ssh", &client.key("alice"));
         ssh.arg("alice@127.0.0.1").arg("sleep 30");
         let session = ssh.spawn().unwrap();
-        eventually("the session is up and connected upstream", || {
+        eventually("the session and its channel are up", || {
             let live = gw.gateway.connections_snapshot();
-            live.first().is_some_and(|c| c.endpoint.is_some())
+            live.len() == 2 && live.iter().all(|c| c.endpoint.is_some())
         })
         .await;
         let report = gw.shutdown().await;
