@@ -58,6 +58,13 @@ impl ExtAuthz {
         })
     }
 
+    /// Forgets every remembered decision (called when a reload keeps this authorizer).
+    pub fn flush_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -65,7 +72,7 @@ impl ExtAuthz {
     /// Asks the service (or the cache), bounded by the configured timeout.
     pub async fn check(&self, input: &CheckInput) -> Outcome {
         let key = (self.cache.as_ref())
-            .filter(|_| !input.authenticates)
+            .filter(|_| input.cacheable())
             .map(|c| c.key(input));
         if let (Some(cache), Some(key)) = (&self.cache, &key)
             && let Some(outcome) = cache.get(key)

@@ -44,3 +44,16 @@ pub struct CheckInput {
     /// never answered from the decision cache, whatever its key.
     pub authenticates: bool,
 }
+
+/// Extensions that carry a secret: a check that sends one is never answered from (nor
+/// stored in) the decision cache, and `Debug` never shows them.
+pub const SECRET_EXTENSIONS: [&str; 2] = ["fix_password", "ssh_password"];
+
+impl CheckInput {
+    /// Whether an answer to this check may be remembered: not when the authorizer decides
+    /// who the client is, nor when the check carries a secret (the answer is the secret's).
+    pub fn cacheable(&self) -> bool {
+        !self.authenticates
+            && !(self.extensions.iter()).any(|(name, _)| SECRET_EXTENSIONS.contains(&name.as_str()))
+    }
+}

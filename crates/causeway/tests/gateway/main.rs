@@ -4,6 +4,7 @@
 mod access_log;
 mod admin;
 mod authz;
+mod authz_cache;
 mod cli;
 mod config_errors;
 mod drain;

@@ -50,6 +50,13 @@ fn authorizer(problems: &mut Problems, a: raw::Authorizer) -> model::Authorizer 
 }
 
 fn decision_cache(problems: &mut Problems, c: Spanned<raw::DecisionCache>) -> model::DecisionCache {
+    if c.value.key.value.is_empty() {
+        problems.add(
+            c.value.key.referenced,
+            "cache key is empty: name what a decision is remembered for (e.g. [source_ip, route]); \
+             the client's identity is always part of it",
+        );
+    }
     let key = c
         .value
         .key
