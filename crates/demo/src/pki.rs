@@ -28,6 +28,8 @@ pub struct LeafSpec<'a> {
     pub common_name: &'a str,
     pub dns_names: &'a [&'a str],
     pub spiffe_id: Option<&'a str>,
+    /// More URI SANs after the SPIFFE ID (not a valid SVID: tests of its refusal).
+    pub extra_uris: &'a [&'a str],
     /// Valid from an hour ago until then; default: a day from now.
     pub expires: Option<SystemTime>,
 }
@@ -67,6 +69,11 @@ impl Ca {
             params
                 .subject_alt_names
                 .push(SanType::URI(id.try_into().unwrap()));
+        }
+        for uri in spec.extra_uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI((*uri).try_into().unwrap()));
         }
         // (An X509-SVID must say digitalSignature; the spiffe crate checks it.)
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
