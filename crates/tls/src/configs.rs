@@ -80,7 +80,9 @@ pub fn server_config(t: &config::Terminate, identities: &Arc<Identities>) -> Arc
         (Some(trust), mode) if mode != config::ClientCertificate::None => builder
             .with_client_cert_verifier(Arc::new(ClientVerifier {
                 trust: Named::new(identities, trust),
-                mandatory: mode == config::ClientCertificate::Required,
+                // An allow-list is never passed by sending no certificate at all.
+                mandatory: mode == config::ClientCertificate::Required
+                    || t.allowed_clients.is_some(),
                 allowed: t.allowed_clients.clone(),
             })),
         _ => builder.with_no_client_auth(),

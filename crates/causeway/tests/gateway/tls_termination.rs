@@ -312,6 +312,22 @@ async fn spiffe_prefixes_stop_at_a_path_segment_and_two_uri_sans_are_refused() {
     .await;
 }
 
+/// An allow-list of clients with an optional certificate would let a client that sends none
+/// pass it: refused at validation, where it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_clients_with_an_optional_certificate_is_a_config_error() {
+    let pki = Pki::new();
+    let server = pki.ca.server(&["echo.causeway.test"]);
+    let echo = Backend::echo("echo").await;
+    let allowed = format!("          allowed_clients: {{ spiffe_ids: [\"{ALLOWED}\"] }}\n");
+    let yaml = mtls_config(&pki, &server, "optional", &allowed, &echo);
+    let e = config::parse(&yaml, "bad.yaml").unwrap_err().to_string();
+    assert!(
+        e.starts_with("bad.yaml:13:28:") && e.contains("set client_certificate: required"),
+        "{e}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optional_client_certificate_is_verified_when_sent() {
     bounded(async {

@@ -139,7 +139,8 @@ pub(super) fn terminate(
         );
     }
     let allowed_clients = t.allowed_clients.map(|a| {
-        if client_certificate == model::ClientCertificate::None {
+        // With `optional`, a client without a certificate would pass the list unchecked.
+        if client_certificate != model::ClientCertificate::Required {
             problems.add(
                 a.referenced,
                 "allowed_clients needs client certificates: set client_certificate: required",
