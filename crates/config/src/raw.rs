@@ -36,6 +36,9 @@ pub struct Identity {
     pub cert: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
     pub bundle: Option<Spanned<String>>,
+    /// PEM CRLs checked with the bundle (client certificates).
+    #[serde(default)]
+    pub crl_files: Vec<Spanned<String>>,
     pub spire: Option<Spanned<Spire>>,
 }
 

@@ -21,6 +21,7 @@ mod routing;
 mod sftp;
 mod ssh_channels;
 mod tls_inspector;
+mod tls_revocation;
 mod tls_termination;
 mod tunnel_lifecycle;
 mod tunnels;

@@ -23,6 +23,9 @@ pub enum IdentitySource {
         cert: Option<PathBuf>,
         key: Option<PathBuf>,
         bundle: Option<PathBuf>,
+        /// Certificate revocation lists (PEM) for the client certificates the bundle
+        /// verifies; watched and re-read like the other files.
+        crl_files: Vec<PathBuf>,
     },
     /// The SPIFFE Workload API of a SPIRE agent: X.509 SVIDs and bundles, streamed.
     Spire {
