@@ -384,6 +384,16 @@ pub struct Authorizer {
     #[serde(default)]
     pub include_fix_password: bool,
     pub cache: Option<Spanned<DecisionCache>>,
+    pub tls: Option<Spanned<AuthorizerTls>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizerTls {
+    pub ca: Spanned<String>,
+    pub certificate: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

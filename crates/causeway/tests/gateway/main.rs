@@ -5,6 +5,7 @@ mod access_log;
 mod admin;
 mod authz;
 mod authz_cache;
+mod authz_tls;
 mod cli;
 mod config_errors;
 mod drain;

@@ -1,6 +1,6 @@
 //! Authorization: external authorizers (ext_authz services) and the routes' rules.
 
-use super::names::{Names, check_name, is_host_port, sni_pattern};
+use super::names::{Names, check_name, is_host_name, is_host_port, sni_pattern};
 use super::tls::allowed_peers;
 use super::values::port_ranges;
 use crate::problems::Problems;
@@ -33,6 +33,7 @@ fn authorizer(problems: &mut Problems, a: raw::Authorizer) -> model::Authorizer 
         );
     }
     let cache = a.cache.map(|c| decision_cache(problems, c));
+    let tls = a.tls.map(|t| authorizer_tls(problems, t));
     model::Authorizer {
         name: a.name.value,
         address: a.address.value,
@@ -46,6 +47,31 @@ fn authorizer(problems: &mut Problems, a: raw::Authorizer) -> model::Authorizer 
         include_peer_certificate: a.include_peer_certificate,
         include_fix_password: a.include_fix_password,
         cache,
+        tls,
+    }
+}
+
+fn authorizer_tls(problems: &mut Problems, t: Spanned<raw::AuthorizerTls>) -> model::AuthorizerTls {
+    let (at, t) = (t.referenced, t.value);
+    if t.certificate.is_some() != t.key.is_some() {
+        problems.add(
+            at,
+            "tls.certificate and tls.key go together: give both or neither",
+        );
+    }
+    if let Some(name) = &t.server_name
+        && !is_host_name(&name.value)
+        && name.value.parse::<std::net::IpAddr>().is_err()
+    {
+        let message = format!("`{}` is not a host name or IP address", name.value);
+        problems.add(name.referenced, message);
+    }
+    let path = |p: Option<Spanned<String>>| p.map(|p| std::path::PathBuf::from(p.value));
+    model::AuthorizerTls {
+        ca: t.ca.value.into(),
+        certificate: path(t.certificate),
+        key: path(t.key),
+        server_name: t.server_name.map(|n| n.value),
     }
 }
 
