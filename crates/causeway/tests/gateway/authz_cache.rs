@@ -189,3 +189,29 @@ clusters:
         "{e}"
     );
 }
+
+/// Rules alone must say what happens to a connection no rule matched: never "allow" by
+/// omission.
+#[test]
+fn rules_without_a_default_are_a_config_error() {
+    let yaml = r#"listeners:
+  - name: l
+    address: 127.0.0.1:10000
+    routes:
+      - authorization:
+          rules: [{ action: deny, source_cidrs: [192.0.2.0/24] }]
+        cluster: c
+clusters:
+  - { name: c, endpoints: [{ address: 127.0.0.1:10001 }] }
+"#;
+    let e = config::parse(yaml, "bad.yaml").unwrap_err().to_string();
+    assert!(
+        e.starts_with("bad.yaml:6:11:") && e.contains("needs `default: deny`"),
+        "{e}"
+    );
+    let fixed = yaml.replace(
+        "        cluster: c",
+        "          default: deny\n        cluster: c",
+    );
+    config::parse(&fixed, "good.yaml").unwrap();
+}

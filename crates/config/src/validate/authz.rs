@@ -141,6 +141,13 @@ pub(super) fn authorization(
             "`default` is for rules alone: with ext_authz, the authorizer decides what no rule matched",
         );
     }
+    // What no rule matched is never let in by omission.
+    if a.default.is_none() && a.ext_authz.is_none() {
+        problems.add(
+            at,
+            "authorization without ext_authz needs `default: deny` (or `allow`): the decision when no rule matches",
+        );
+    }
     let rules = a.rules.into_iter().map(|r| rule(problems, r)).collect();
     let dynamic_targets = a.dynamic_targets.map(|d| model::DynamicTargets {
         cidrs: d.value.cidrs.into_iter().map(|c| c.trunc()).collect(),
@@ -149,7 +156,7 @@ pub(super) fn authorization(
     model::Authorization {
         rules,
         ext_authz: a.ext_authz.map(|n| n.value),
-        default: a.default.map_or(model::RuleAction::Allow, action),
+        default: a.default.map_or(model::RuleAction::Deny, action),
         reauthorize_every: a
             .reauthorize_every
             .map(|d| problems.positive(&d, "reauthorize_every")),
