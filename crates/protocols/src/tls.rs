@@ -10,7 +10,8 @@ use std::fmt;
 /// What a ClientHello tells before any key is exchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClientHello {
-    /// The server name, lower-cased; `None` when the client sent none (e.g. an IP address).
+    /// The server name, lower-cased, without a trailing dot; `None` when the client sent none
+    /// (e.g. an IP address).
     pub sni: Option<String>,
     /// ALPN protocols in the client's order of preference.
     pub alpn: Vec<String>,
@@ -181,6 +182,8 @@ fn server_name(data: &mut Reader<'_>) -> Result<Option<String>, Error> {
         let kind = list.u8()?;
         let name = list.block16()?.0;
         if kind == 0 {
+            // `name.` is `name` (absolute form; rustls strips the dot too): routed alike.
+            let name = name.strip_suffix(b".").unwrap_or(name);
             if name.is_empty()
                 || !name
                     .iter()
@@ -304,6 +307,21 @@ mod tests {
         let mut not_hello = build_client_hello(None, &[], 0, 16384);
         not_hello[5] = 0x02; // ServerHello
         assert!(matches!(client_hello(&not_hello), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn the_server_name_is_normalised() {
+        for sent in [
+            "Echo.Causeway.Test.",
+            "echo.causeway.test",
+            "ECHO.causeway.test",
+        ] {
+            let bytes = build_client_hello(Some(sent), &[], 0, 16384);
+            let sni = client_hello(&bytes).unwrap().sni;
+            assert_eq!(sni.as_deref(), Some("echo.causeway.test"), "{sent}");
+        }
+        let bytes = build_client_hello(Some("."), &[], 0, 16384);
+        assert!(matches!(client_hello(&bytes), Err(Error::Invalid(_))));
     }
 
     #[test]

@@ -205,3 +205,26 @@ async fn a_client_that_stalls_mid_hello_is_cut_at_the_deadline() {
     })
     .await
 }
+
+/// A server name in absolute form (`name.`, any case) routes like `name`, as rustls sees it
+/// when the gateway terminates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_dot_in_the_server_name_routes_like_the_name() {
+    bounded(async {
+        let (echo, _) = recorder().await;
+        let (pass, mut pass_got) = recorder().await;
+        let (mq, _) = recorder().await;
+        let (plain, _) = recorder().await;
+        let extra = "      - { name: rest, cluster: plain }\n";
+        let gw = TestGateway::start(&config(&echo, &pass, &mq, &plain, extra));
+        let hello = build_client_hello(Some("Pass.Causeway.Test."), &[], 0, 16384);
+        let mut client = TcpStream::connect(gw.address("edge")).await.unwrap();
+        client.write_all(&hello).await.unwrap();
+        client.shutdown().await.unwrap();
+        let routed = || pass.accepted() + plain.accepted() == 1;
+        testkit::eventually("routed", routed).await;
+        assert_eq!(plain.accepted(), 0, "not the default route");
+        assert_eq!(pass_got.recv().await.unwrap(), hello, "the bytes untouched");
+    })
+    .await;
+}
