@@ -13,7 +13,7 @@ use envoy_types::pb::google::protobuf::Struct;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// What the service said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,18 +44,37 @@ impl std::fmt::Debug for ExtAuthz {
 }
 
 impl ExtAuthz {
-    /// Connects lazily (at the first check); must be called inside a tokio runtime.
+    /// Connects lazily (at the first check); must be called inside a tokio runtime. The TLS
+    /// files are read here: unreadable ones stop a start or a reload.
     pub fn new(config: &config::Authorizer) -> Result<ExtAuthz, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", config.address))
-            .map_err(|e| format!("authorizer `{}`: {e}", config.name))?
+        let fail = |e: &dyn std::fmt::Display| format!("authorizer `{}`: {e}", config.name);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", config.address))
+            .map_err(|e| fail(&e))?
             .connect_timeout(config.timeout)
             .tcp_nodelay(true);
+        if let Some(tls) = &config.tls {
+            endpoint = endpoint
+                .tls_config(client_tls(tls).map_err(|e| fail(&e))?)
+                .map_err(|e| fail(&e))?;
+        }
         Ok(ExtAuthz {
             config: config.clone(),
             client: AuthorizationClient::new(endpoint.connect_lazy()),
             cache: config.cache.clone().map(Cache::new),
             stats: AuthzStats::default(),
         })
+    }
+
+    /// Forgets every remembered decision (called when a reload keeps this authorizer).
+    pub fn flush_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -65,7 +84,7 @@ impl ExtAuthz {
     /// Asks the service (or the cache), bounded by the configured timeout.
     pub async fn check(&self, input: &CheckInput) -> Outcome {
         let key = (self.cache.as_ref())
-            .filter(|_| !input.authenticates)
+            .filter(|_| input.cacheable())
             .map(|c| c.key(input));
         if let (Some(cache), Some(key)) = (&self.cache, &key)
             && let Some(outcome) = cache.get(key)
@@ -179,6 +198,22 @@ impl ExtAuthz {
             }),
         }
     }
+}
+
+/// TLS towards the service: its certificate verified with `ca` (for `server_name`, else the
+/// address's host), ours presented when configured.
+fn client_tls(tls: &config::AuthorizerTls) -> Result<ClientTlsConfig, String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("tls: {}: {e}", path.display()))
+    };
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.ca)?));
+    if let (Some(cert), Some(key)) = (&tls.certificate, &tls.key) {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(name) = &tls.server_name {
+        config = config.domain_name(name.clone());
+    }
+    Ok(config)
 }
 
 fn socket_address(address: SocketAddr) -> Address {

@@ -14,10 +14,37 @@ pub use ext_authz::{ExtAuthz, Outcome};
 pub use metadata::Routing;
 pub use stats::AuthzStats;
 
+#[cfg(test)]
+mod tests {
+    /// Neither the SSH nor the FIX password shows in a debug print of a check.
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let input = super::CheckInput {
+            extensions: vec![
+                ("ssh_password".into(), "hunter2".into()),
+                ("fix_password".into(), "swordfish".into()),
+                ("fix_username".into(), "alice".into()),
+            ],
+            fix: Some(protocols::fix::Logon {
+                password: Some("swordfish".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = format!("{input:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("swordfish"),
+            "{text}"
+        );
+        assert!(text.contains("alice"), "{text}");
+    }
+}
+
 use std::net::SocketAddr;
 
 /// What authorization knows of a connection (owned: a re-check runs long after accept).
-#[derive(Debug, Clone, Default)]
+/// `Debug` never shows a secret (see [`SECRET_EXTENSIONS`]).
+#[derive(Clone, Default)]
 pub struct CheckInput {
     pub source: Option<SocketAddr>,
     pub destination: Option<SocketAddr>,
@@ -43,4 +70,44 @@ pub struct CheckInput {
     /// The check decides who the client is (an SSH login the gateway cannot verify itself):
     /// never answered from the decision cache, whatever its key.
     pub authenticates: bool,
+}
+
+/// Extensions that carry a secret: a check that sends one is never answered from (nor
+/// stored in) the decision cache, and `Debug` never shows them.
+pub const SECRET_EXTENSIONS: [&str; 2] = ["fix_password", "ssh_password"];
+
+impl std::fmt::Debug for CheckInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let extensions: Vec<(&str, &str)> = (self.extensions.iter())
+            .map(
+                |(name, value)| match SECRET_EXTENSIONS.contains(&name.as_str()) {
+                    true => (name.as_str(), "<redacted>"),
+                    false => (name.as_str(), value.as_str()),
+                },
+            )
+            .collect();
+        f.debug_struct("CheckInput")
+            .field("source", &self.source)
+            .field("destination", &self.destination)
+            .field("listener", &self.listener)
+            .field("route", &self.route)
+            .field("sni", &self.sni)
+            .field("peer", &self.peer)
+            .field("extensions", &extensions)
+            .field("fix", &self.fix)
+            .field("mq", &self.mq)
+            .field("ssh", &self.ssh)
+            .field("tunnel", &self.tunnel)
+            .field("authenticates", &self.authenticates)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckInput {
+    /// Whether an answer to this check may be remembered: not when the authorizer decides
+    /// who the client is, nor when the check carries a secret (the answer is the secret's).
+    pub fn cacheable(&self) -> bool {
+        !self.authenticates
+            && !(self.extensions.iter()).any(|(name, _)| SECRET_EXTENSIONS.contains(&name.as_str()))
+    }
 }

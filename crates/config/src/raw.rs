@@ -36,6 +36,9 @@ pub struct Identity {
     pub cert: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
     pub bundle: Option<Spanned<String>>,
+    /// PEM CRLs checked with the bundle (client certificates).
+    #[serde(default)]
+    pub crl_files: Vec<Spanned<String>>,
     pub spire: Option<Spanned<Spire>>,
 }
 
@@ -397,6 +400,16 @@ pub struct Authorizer {
     #[serde(default)]
     pub include_fix_password: bool,
     pub cache: Option<Spanned<DecisionCache>>,
+    pub tls: Option<Spanned<AuthorizerTls>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizerTls {
+    pub ca: Spanned<String>,
+    pub certificate: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

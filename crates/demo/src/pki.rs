@@ -2,8 +2,9 @@
 //! and SPIFFE (URI) names, expired ones, written to files or used in memory.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SanType, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ pub struct Leaf {
     pub key_pem: String,
     pub cert_der: CertificateDer<'static>,
     pub key_der: Vec<u8>,
+    /// The serial number (for a CRL that revokes it); empty when read from files.
+    pub serial: Vec<u8>,
 }
 
 /// What a leaf certificate names and how long it is valid.
@@ -28,6 +31,8 @@ pub struct LeafSpec<'a> {
     pub common_name: &'a str,
     pub dns_names: &'a [&'a str],
     pub spiffe_id: Option<&'a str>,
+    /// More URI SANs after the SPIFFE ID (not a valid SVID: tests of its refusal).
+    pub extra_uris: &'a [&'a str],
     /// Valid from an hour ago until then; default: a day from now.
     pub expires: Option<SystemTime>,
 }
@@ -68,6 +73,11 @@ impl Ca {
                 .subject_alt_names
                 .push(SanType::URI(id.try_into().unwrap()));
         }
+        for uri in spec.extra_uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI((*uri).try_into().unwrap()));
+        }
         // (An X509-SVID must say digitalSignature; the spiffe crate checks it.)
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.is_ca = IsCa::ExplicitNoCa;
@@ -79,6 +89,11 @@ impl Ca {
         let expires = spec.expires.unwrap_or(now + Duration::from_secs(24 * 3600));
         params.not_before = (now.min(expires) - Duration::from_secs(3600)).into();
         params.not_after = expires.into();
+        // Positive, eight bytes: the same bytes in the certificate and in a CRL.
+        let serial = ((rand::random::<u64>() >> 8) | (1 << 56))
+            .to_be_bytes()
+            .to_vec();
+        params.serial_number = Some(SerialNumber::from(serial.clone()));
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
@@ -86,6 +101,7 @@ impl Ca {
             key_pem: key.serialize_pem(),
             cert_der: cert.der().clone(),
             key_der: key.serialize_der(),
+            serial,
         }
     }
 
@@ -105,6 +121,27 @@ impl Ca {
             spiffe_id: Some(id),
             ..Default::default()
         })
+    }
+
+    /// A CRL (PEM) of this CA revoking `revoked`, valid from an hour ago for a day.
+    pub fn crl(&self, revoked: &[&Leaf]) -> String {
+        let now = SystemTime::now();
+        let params = CertificateRevocationListParams {
+            this_update: (now - Duration::from_secs(3600)).into(),
+            next_update: (now + Duration::from_secs(24 * 3600)).into(),
+            crl_number: SerialNumber::from(rand::random::<u64>() >> 1),
+            issuing_distribution_point: None,
+            revoked_certs: (revoked.iter())
+                .map(|leaf| RevokedCertParams {
+                    serial_number: SerialNumber::from(leaf.serial.clone()),
+                    revocation_time: (now - Duration::from_secs(60)).into(),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
     }
 
     /// Writes the CA certificate to `dir/NAME.pem`.
@@ -131,6 +168,7 @@ impl Leaf {
             key_pem,
             cert_der,
             key_der,
+            serial: Vec::new(),
         }
     }
 

@@ -10,7 +10,8 @@ use std::fmt;
 /// What a ClientHello tells before any key is exchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClientHello {
-    /// The server name, lower-cased; `None` when the client sent none (e.g. an IP address).
+    /// The server name, lower-cased, without a trailing dot; `None` when the client sent none
+    /// (e.g. an IP address).
     pub sni: Option<String>,
     /// ALPN protocols in the client's order of preference.
     pub alpn: Vec<String>,
@@ -45,6 +46,9 @@ const CLIENT_HELLO: u8 = 0x01;
 const RECORD_HEADER: usize = 5;
 /// Bound on the reassembled handshake message (a ClientHello is a few KiB at most).
 pub const MAX_CLIENT_HELLO: usize = 64 * 1024;
+/// Bound on the records carrying one ClientHello (one or two in practice; more when a client
+/// fragments it on purpose): each record completed costs one parse from the start.
+pub const MAX_CLIENT_HELLO_RECORDS: usize = 64;
 
 /// Parses the ClientHello at the start of `bytes` (what a client sent first).
 pub fn client_hello(bytes: &[u8]) -> Result<ClientHello, Error> {
@@ -65,7 +69,7 @@ fn reassemble(bytes: &[u8]) -> Result<Vec<u8>, Error> {
     }
     let mut message = Vec::new();
     let mut at = 0;
-    loop {
+    for _ in 0..MAX_CLIENT_HELLO_RECORDS {
         let Some(header) = bytes.get(at..at + RECORD_HEADER) else {
             return Err(Error::Incomplete {
                 needed: at + RECORD_HEADER - bytes.len(),
@@ -111,6 +115,7 @@ fn reassemble(bytes: &[u8]) -> Result<Vec<u8>, Error> {
             }
         }
     }
+    Err(Error::Invalid("the ClientHello spans too many records"))
 }
 
 fn u24(b: &[u8]) -> usize {
@@ -181,6 +186,8 @@ fn server_name(data: &mut Reader<'_>) -> Result<Option<String>, Error> {
         let kind = list.u8()?;
         let name = list.block16()?.0;
         if kind == 0 {
+            // `name.` is `name` (absolute form; rustls strips the dot too): routed alike.
+            let name = name.strip_suffix(b".").unwrap_or(name);
             if name.is_empty()
                 || !name
                     .iter()
@@ -307,6 +314,42 @@ mod tests {
     }
 
     #[test]
+    fn the_server_name_is_normalised() {
+        for sent in [
+            "Echo.Causeway.Test.",
+            "echo.causeway.test",
+            "ECHO.causeway.test",
+        ] {
+            let bytes = build_client_hello(Some(sent), &[], 0, 16384);
+            let sni = client_hello(&bytes).unwrap().sni;
+            assert_eq!(sni.as_deref(), Some("echo.causeway.test"), "{sent}");
+        }
+        let bytes = build_client_hello(Some("."), &[], 0, 16384);
+        assert!(matches!(client_hello(&bytes), Err(Error::Invalid(_))));
+    }
+
+    /// A ClientHello over at most MAX_CLIENT_HELLO_RECORDS records parses; over more, it is
+    /// refused as soon as the record past the limit begins (not when it is complete).
+    #[test]
+    fn records_per_hello_are_bounded() {
+        let length = build_client_hello(Some("a.example"), &[], 2000, 16384).len() - 5;
+        let fits = length.div_ceil(MAX_CLIENT_HELLO_RECORDS);
+        let bytes = build_client_hello(Some("a.example"), &[], 2000, fits);
+        assert_eq!(
+            client_hello(&bytes).unwrap().sni.as_deref(),
+            Some("a.example")
+        );
+        let too_many = build_client_hello(Some("a.example"), &[], 2000, 8);
+        let past_limit = MAX_CLIENT_HELLO_RECORDS * (5 + 8) + 1;
+        for bytes in [&too_many[..], &too_many[..past_limit]] {
+            assert_eq!(
+                client_hello(bytes),
+                Err(Error::Invalid("the ClientHello spans too many records"))
+            );
+        }
+    }
+
+    #[test]
     fn no_sni_is_not_an_error() {
         let bytes = build_client_hello(None, &["x"], 0, 100);
         assert_eq!(
@@ -324,7 +367,8 @@ mod tests {
             sni in proptest::option::of("[a-z0-9]{1,20}(\\.[a-z0-9-]{1,20}){0,3}"),
             alpn in proptest::collection::vec("[a-z0-9/.]{1,12}", 0..4),
             padding in 0usize..3000,
-            record_size in 1usize..4000,
+            // (At least 64 bytes a record: at most MAX_CLIENT_HELLO_RECORDS of them.)
+            record_size in 64usize..4000,
         ) {
             let alpn_refs: Vec<&str> = alpn.iter().map(String::as_str).collect();
             let bytes = build_client_hello(sni.as_deref(), &alpn_refs, padding, record_size);

@@ -80,7 +80,9 @@ pub fn server_config(t: &config::Terminate, identities: &Arc<Identities>) -> Arc
         (Some(trust), mode) if mode != config::ClientCertificate::None => builder
             .with_client_cert_verifier(Arc::new(ClientVerifier {
                 trust: Named::new(identities, trust),
-                mandatory: mode == config::ClientCertificate::Required,
+                // An allow-list is never passed by sending no certificate at all.
+                mandatory: mode == config::ClientCertificate::Required
+                    || t.allowed_clients.is_some(),
                 allowed: t.allowed_clients.clone(),
             })),
         _ => builder.with_no_client_auth(),
@@ -93,6 +95,12 @@ pub fn server_config(t: &config::Terminate, identities: &Arc<Identities>) -> Arc
             .collect(),
     }));
     config.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    if t.client_certificate != config::ClientCertificate::None {
+        // A resumed session skips the client verifier: a rotated bundle, a new CRL or an
+        // expired certificate would never stop a client that resumes. Full handshakes only.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Arc::new(config)
 }
 
@@ -202,8 +210,14 @@ impl ResolvesClientCert for ClientCertificate {
 /// unusable files stop a start or a reload with a clear error; the Workload API streams.
 pub fn start_identity(config: &config::Identity) -> Result<Arc<Identity>, crate::TlsError> {
     Ok(match &config.source {
-        config::IdentitySource::Files { cert, key, bundle } => {
-            let mut files = crate::files::Files::new(cert.clone(), key.clone(), bundle.clone());
+        config::IdentitySource::Files {
+            cert,
+            key,
+            bundle,
+            crl_files,
+        } => {
+            let mut files = crate::files::Files::new(cert.clone(), key.clone(), bundle.clone())
+                .with_crls(crl_files.clone());
             let material = files.load_now()?;
             Identity::start(&config.name, Box::new(files), Some(material))
         }

@@ -21,6 +21,8 @@ pub struct Files {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub bundle: Option<PathBuf>,
+    /// Revocation lists for the bundle.
+    pub crls: Vec<PathBuf>,
     /// The contents already loaded (by [`Files::load_now`]), so the source starts from them.
     loaded: Option<Vec<Option<Vec<u8>>>>,
 }
@@ -31,8 +33,14 @@ impl Files {
             cert,
             key,
             bundle,
+            crls: Vec::new(),
             loaded: None,
         }
+    }
+
+    pub fn with_crls(mut self, crls: Vec<PathBuf>) -> Files {
+        self.crls = crls;
+        self
     }
 
     pub fn load(&self) -> Result<Material, crate::TlsError> {
@@ -40,6 +48,7 @@ impl Files {
             self.cert.as_deref(),
             self.key.as_deref(),
             self.bundle.as_deref(),
+            &self.crls,
         )
     }
 
@@ -54,16 +63,18 @@ impl Files {
 
     /// The files' contents, to tell a real change from directory noise.
     fn contents(&self) -> Vec<Option<Vec<u8>>> {
-        [&self.cert, &self.key, &self.bundle]
-            .into_iter()
-            .map(|p| p.as_ref().and_then(|p| std::fs::read(p).ok()))
-            .collect()
+        self.paths().map(|p| std::fs::read(p).ok()).collect()
     }
 
-    fn directories(&self) -> BTreeSet<PathBuf> {
+    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
         [&self.cert, &self.key, &self.bundle]
             .into_iter()
             .flatten()
+            .chain(&self.crls)
+    }
+
+    fn directories(&self) -> BTreeSet<PathBuf> {
+        self.paths()
             .map(|p| {
                 p.parent()
                     .filter(|d| !d.as_os_str().is_empty())

@@ -10,8 +10,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::Path;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -40,6 +40,17 @@ impl Material {
         chain: Vec<CertificateDer<'static>>,
         key: Option<PrivateKeyDer<'static>>,
         bundle: Vec<CertificateDer<'static>>,
+    ) -> Result<Material, TlsError> {
+        Material::with_crls(chain, key, bundle, Vec::new())
+    }
+
+    /// [`Material::from_der`], client certificates also checked against `crls` (every
+    /// certificate of the chain; one whose issuer has no CRL here is not refused for it).
+    pub fn with_crls(
+        chain: Vec<CertificateDer<'static>>,
+        key: Option<PrivateKeyDer<'static>>,
+        bundle: Vec<CertificateDer<'static>>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
     ) -> Result<Material, TlsError> {
         let (certified, leaf) = match (chain.first(), key) {
             (None, None) => (None, None),
@@ -72,6 +83,8 @@ impl Material {
         } else {
             Some(
                 WebPkiClientVerifier::builder_with_provider(bundle.clone(), provider())
+                    .with_crls(crls)
+                    .allow_unknown_revocation_status()
                     .allow_unauthenticated()
                     .build()
                     .map_err(|e| TlsError::Material(format!("trust bundle: {e}")))?,
@@ -85,11 +98,12 @@ impl Material {
         })
     }
 
-    /// From PEM files: `cert` (chain, leaf first) with `key`, and/or `bundle`.
+    /// From PEM files: `cert` (chain, leaf first) with `key`, and/or `bundle` with `crls`.
     pub fn from_pem_files(
         cert: Option<&Path>,
         key: Option<&Path>,
         bundle: Option<&Path>,
+        crls: &[PathBuf],
     ) -> Result<Material, TlsError> {
         let chain = match cert {
             Some(path) => certificates(path)?,
@@ -105,7 +119,18 @@ impl Material {
             Some(path) => certificates(path)?,
             None => Vec::new(),
         };
-        Material::from_der(chain, key, bundle)
+        let mut revocations = Vec::new();
+        for path in crls {
+            let read = CertificateRevocationListDer::pem_file_iter(path)
+                .and_then(|crls| crls.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| TlsError::Material(format!("{}: {e}", path.display())))?;
+            if read.is_empty() {
+                let path = path.display();
+                return Err(TlsError::Material(format!("{path}: no CRL in the file")));
+            }
+            revocations.extend(read);
+        }
+        Material::with_crls(chain, key, bundle, revocations)
     }
 
     /// Seconds until our certificate expires (negative once it has).

@@ -24,16 +24,27 @@ impl PeerIdentity {
             subject: cert.subject().to_string(),
             ..Default::default()
         };
+        let mut uris = 0;
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
                 match name {
-                    GeneralName::URI(uri) if uri.starts_with("spiffe://") => {
-                        identity.spiffe_id.get_or_insert_with(|| uri.to_string());
+                    GeneralName::URI(uri) => {
+                        uris += 1;
+                        if uri.starts_with("spiffe://") {
+                            identity.spiffe_id.get_or_insert_with(|| uri.to_string());
+                        }
                     }
                     GeneralName::DNSName(dns) => identity.dns_names.push(dns.to_string()),
                     _ => {}
                 }
             }
+        }
+        // An X.509-SVID has exactly one URI SAN: with more, which one names the holder?
+        if uris > 1 && identity.spiffe_id.is_some() {
+            return Err(TlsError::Material(format!(
+                "certificate `{}` has a SPIFFE ID among {uris} URI SANs: not an SVID",
+                identity.subject
+            )));
         }
         Ok(identity)
     }

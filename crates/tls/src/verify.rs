@@ -96,12 +96,15 @@ impl ClientCertVerifier for ClientVerifier {
             .as_ref()
             .expect("a material with a bundle has a verifier");
         chain.verify_client_cert(end_entity, intermediates, now)?;
-        if let Some(allowed) = &self.allowed {
-            let identity = PeerIdentity::from_certificate(end_entity)
-                .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
-            if !allowed.allows(identity.spiffe_id.as_deref()) {
-                return Err(refused("client", &identity));
-            }
+        // Always read: a certificate whose identity is ambiguous is refused on every route.
+        let identity = PeerIdentity::from_certificate(end_entity).map_err(|e| {
+            tracing::warn!("client identity refused: {e}");
+            Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+        })?;
+        if let Some(allowed) = &self.allowed
+            && !allowed.allows(identity.spiffe_id.as_deref())
+        {
+            return Err(refused("client", &identity));
         }
         Ok(ClientCertVerified::assertion())
     }

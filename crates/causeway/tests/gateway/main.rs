@@ -4,6 +4,8 @@
 mod access_log;
 mod admin;
 mod authz;
+mod authz_cache;
+mod authz_tls;
 mod cli;
 mod config_errors;
 mod drain;
@@ -21,6 +23,7 @@ mod sftp;
 mod ssh_channels;
 mod ssh_security;
 mod tls_inspector;
+mod tls_revocation;
 mod tls_termination;
 mod tunnel_lifecycle;
 mod tunnel_security;

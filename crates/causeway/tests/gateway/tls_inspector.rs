@@ -205,3 +205,64 @@ async fn a_client_that_stalls_mid_hello_is_cut_at_the_deadline() {
     })
     .await
 }
+
+/// A server name in absolute form (`name.`, any case) routes like `name`, as rustls sees it
+/// when the gateway terminates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_dot_in_the_server_name_routes_like_the_name() {
+    bounded(async {
+        let (echo, _) = recorder().await;
+        let (pass, mut pass_got) = recorder().await;
+        let (mq, _) = recorder().await;
+        let (plain, _) = recorder().await;
+        let extra = "      - { name: rest, cluster: plain }\n";
+        let gw = TestGateway::start(&config(&echo, &pass, &mq, &plain, extra));
+        let hello = build_client_hello(Some("Pass.Causeway.Test."), &[], 0, 16384);
+        let mut client = TcpStream::connect(gw.address("edge")).await.unwrap();
+        client.write_all(&hello).await.unwrap();
+        client.shutdown().await.unwrap();
+        let routed = || pass.accepted() + plain.accepted() == 1;
+        testkit::eventually("routed", routed).await;
+        assert_eq!(plain.accepted(), 0, "not the default route");
+        assert_eq!(pass_got.recv().await.unwrap(), hello, "the bytes untouched");
+    })
+    .await;
+}
+
+/// A ClientHello dripped one byte at a time is routed all the same; one spread over more
+/// records than any client needs is refused as malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripped_hello_routes_and_one_in_too_many_records_is_refused() {
+    bounded(async {
+        let (echo, _) = recorder().await;
+        let (pass, mut pass_got) = recorder().await;
+        let (mq, _) = recorder().await;
+        let (plain, _) = recorder().await;
+        let extra = "    inspect: { tls: true, timeout: 10s }\n";
+        let yaml = config(&echo, &pass, &mq, &plain, "")
+            .replace("    inspect: { tls: true, timeout: 300ms }\n", extra);
+        let gw = TestGateway::start(&yaml);
+        let hello = build_client_hello(Some("pass.causeway.test"), &[], 1000, 300);
+        let mut client = TcpStream::connect(gw.address("edge")).await.unwrap();
+        client.set_nodelay(true).unwrap();
+        for byte in &hello {
+            client.write_all(&[*byte]).await.unwrap();
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        client.shutdown().await.unwrap();
+        assert_eq!(pass_got.recv().await.unwrap(), hello);
+
+        let fragmented = build_client_hello(Some("pass.causeway.test"), &[], 1000, 10);
+        let mut client = Client::connect(gw.address("edge")).await;
+        client
+            .stream
+            .get_mut()
+            .write_all(&fragmented)
+            .await
+            .unwrap();
+        assert!(client.is_closed().await);
+        assert_eq!(gw.rejected("edge", "inspection_failed"), 1.0);
+        assert_eq!(pass.accepted(), 1, "nothing more was dialed");
+    })
+    .await
+}

@@ -262,6 +262,72 @@ async fn client_identities_are_verified_and_refused_ones_get_an_alert() {
     .await;
 }
 
+/// SPIFFE prefixes match whole path segments (`.../allowed` is not `.../allowed-evil`, trust
+/// domain `causeway.test` is not `causeway.test.evil`), and a certificate with more than one
+/// URI SAN is refused, whichever of them is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spiffe_prefixes_stop_at_a_path_segment_and_two_uri_sans_are_refused() {
+    bounded(async {
+        let pki = Pki::new();
+        let server = pki.ca.server(&["echo.causeway.test"]);
+        let echo = Backend::echo("echo").await;
+        let allowed = format!(
+            "          allowed_clients: {{ spiffe_id_prefixes: [\"{ALLOWED}\", \"spiffe://partner.test\"] }}\n"
+        );
+        let gw = TestGateway::start(&mtls_config(&pki, &server, "required", &allowed, &echo));
+        let address = gw.address("edge");
+        let ca = pki.ca.der();
+        for id in [
+            ALLOWED.to_string(),
+            format!("{ALLOWED}/worker"),
+            "spiffe://partner.test/app".into(),
+        ] {
+            let config = client_config(&ca, Some(&pki.ca.spiffe(&id)), &[]);
+            let mut tls = connect(address, "echo.causeway.test", config)
+                .await
+                .unwrap();
+            assert_eq!(line(&mut tls).await.as_deref(), Some("echo"), "{id}");
+        }
+        let two_uris = pki.ca.issue(&LeafSpec {
+            common_name: "two",
+            spiffe_id: Some(ALLOWED),
+            extra_uris: &["spiffe://causeway.test/client/other"],
+            ..Default::default()
+        });
+        let refused_ones = [
+            pki.ca.spiffe(&format!("{ALLOWED}-evil")),
+            pki.ca.spiffe("spiffe://partner.test.evil/app"),
+            two_uris,
+        ];
+        for (n, cert) in refused_ones.iter().enumerate() {
+            let config = client_config(&ca, Some(cert), &[]);
+            assert!(refused(address, config).await, "case {n}: refused");
+        }
+        eventually("counted", || {
+            handshakes(&gw, "downstream", "identity_refused") == 3
+        })
+        .await;
+        assert_eq!(echo.accepted(), 3, "refused clients never reach the backend");
+    })
+    .await;
+}
+
+/// An allow-list of clients with an optional certificate would let a client that sends none
+/// pass it: refused at validation, where it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_clients_with_an_optional_certificate_is_a_config_error() {
+    let pki = Pki::new();
+    let server = pki.ca.server(&["echo.causeway.test"]);
+    let echo = Backend::echo("echo").await;
+    let allowed = format!("          allowed_clients: {{ spiffe_ids: [\"{ALLOWED}\"] }}\n");
+    let yaml = mtls_config(&pki, &server, "optional", &allowed, &echo);
+    let e = config::parse(&yaml, "bad.yaml").unwrap_err().to_string();
+    assert!(
+        e.starts_with("bad.yaml:13:28:") && e.contains("set client_certificate: required"),
+        "{e}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optional_client_certificate_is_verified_when_sent() {
     bounded(async {

@@ -11,7 +11,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Authorizer {
     pub name: String,
-    /// `host:port` of the gRPC server (plaintext HTTP/2).
+    /// `host:port` of the gRPC server (HTTP/2; over TLS with `tls`).
     pub address: String,
     #[serde(serialize_with = "as_text")]
     pub timeout: Duration,
@@ -22,6 +22,20 @@ pub struct Authorizer {
     /// Send the FIX Logon's Password (554) in the check request (never logged).
     pub include_fix_password: bool,
     pub cache: Option<DecisionCache>,
+    /// TLS to the service (it carries passwords): verified with `ca`, and with a client
+    /// certificate when given. `None`: plaintext.
+    pub tls: Option<AuthorizerTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuthorizerTls {
+    /// PEM CA certificates the service's certificate must chain to.
+    pub ca: std::path::PathBuf,
+    /// A client certificate (PEM chain) and key (mTLS).
+    pub certificate: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    /// The name the service's certificate must be valid for; default: the address's host.
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -23,6 +23,9 @@ pub enum IdentitySource {
         cert: Option<PathBuf>,
         key: Option<PathBuf>,
         bundle: Option<PathBuf>,
+        /// Certificate revocation lists (PEM) for the client certificates the bundle
+        /// verifies; watched and re-read like the other files.
+        crl_files: Vec<PathBuf>,
     },
     /// The SPIFFE Workload API of a SPIRE agent: X.509 SVIDs and bundles, streamed.
     Spire {
@@ -76,7 +79,8 @@ pub struct AllowedPeers {
     pub spiffe_ids: Vec<String>,
     /// `example.org` allows every `spiffe://example.org/...`.
     pub trust_domains: Vec<String>,
-    /// `spiffe://example.org/payments/` allows every ID starting with it.
+    /// `spiffe://example.org/payments` allows it and every ID below it (`.../payments/x`),
+    /// matched on path segments.
     pub spiffe_id_prefixes: Vec<String>,
 }
 
@@ -90,10 +94,18 @@ impl AllowedPeers {
             .map(|rest| rest.split('/').next().unwrap_or(rest));
         self.spiffe_ids.iter().any(|s| s == id)
             || domain.is_some_and(|d| self.trust_domains.iter().any(|t| t == d))
-            || self
-                .spiffe_id_prefixes
-                .iter()
-                .any(|p| id.starts_with(p.as_str()))
+            || (self.spiffe_id_prefixes.iter()).any(|p| id_under_prefix(id, p))
+    }
+}
+
+/// Whether `id` is `prefix` or below it, on path segments: `spiffe://td/a` covers
+/// `spiffe://td/a` and `spiffe://td/a/b`, never `spiffe://td/a-evil` nor trust domain
+/// `td.evil` (a trailing `/` on the prefix changes nothing).
+fn id_under_prefix(id: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    match id.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
     }
 }
 
@@ -115,4 +127,35 @@ pub struct UpstreamTls {
     pub min_version: TlsVersion,
     #[serde(serialize_with = "as_text")]
     pub handshake_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AllowedPeers;
+
+    #[test]
+    fn prefixes_match_whole_path_segments() {
+        let allowed = AllowedPeers {
+            spiffe_id_prefixes: vec![
+                "spiffe://td.test/payments".into(),
+                "spiffe://other.test/".into(),
+            ],
+            ..Default::default()
+        };
+        for id in [
+            "spiffe://td.test/payments",
+            "spiffe://td.test/payments/api",
+            "spiffe://other.test/anything",
+        ] {
+            assert!(allowed.allows(Some(id)), "{id}");
+        }
+        for id in [
+            "spiffe://td.test/payments-evil",
+            "spiffe://td.test/paymentsx/api",
+            "spiffe://other.test.evil/anything",
+            "spiffe://td.test",
+        ] {
+            assert!(!allowed.allows(Some(id)), "{id}");
+        }
+    }
 }

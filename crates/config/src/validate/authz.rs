@@ -1,6 +1,6 @@
 //! Authorization: external authorizers (ext_authz services) and the routes' rules.
 
-use super::names::{Names, check_name, is_host_port, sni_pattern};
+use super::names::{Names, check_name, is_host_name, is_host_port, sni_pattern};
 use super::tls::allowed_peers;
 use super::values::port_ranges;
 use crate::problems::Problems;
@@ -33,6 +33,7 @@ fn authorizer(problems: &mut Problems, a: raw::Authorizer) -> model::Authorizer 
         );
     }
     let cache = a.cache.map(|c| decision_cache(problems, c));
+    let tls = a.tls.map(|t| authorizer_tls(problems, t));
     model::Authorizer {
         name: a.name.value,
         address: a.address.value,
@@ -46,10 +47,42 @@ fn authorizer(problems: &mut Problems, a: raw::Authorizer) -> model::Authorizer 
         include_peer_certificate: a.include_peer_certificate,
         include_fix_password: a.include_fix_password,
         cache,
+        tls,
+    }
+}
+
+fn authorizer_tls(problems: &mut Problems, t: Spanned<raw::AuthorizerTls>) -> model::AuthorizerTls {
+    let (at, t) = (t.referenced, t.value);
+    if t.certificate.is_some() != t.key.is_some() {
+        problems.add(
+            at,
+            "tls.certificate and tls.key go together: give both or neither",
+        );
+    }
+    if let Some(name) = &t.server_name
+        && !is_host_name(&name.value)
+        && name.value.parse::<std::net::IpAddr>().is_err()
+    {
+        let message = format!("`{}` is not a host name or IP address", name.value);
+        problems.add(name.referenced, message);
+    }
+    let path = |p: Option<Spanned<String>>| p.map(|p| std::path::PathBuf::from(p.value));
+    model::AuthorizerTls {
+        ca: t.ca.value.into(),
+        certificate: path(t.certificate),
+        key: path(t.key),
+        server_name: t.server_name.map(|n| n.value),
     }
 }
 
 fn decision_cache(problems: &mut Problems, c: Spanned<raw::DecisionCache>) -> model::DecisionCache {
+    if c.value.key.value.is_empty() {
+        problems.add(
+            c.value.key.referenced,
+            "cache key is empty: name what a decision is remembered for (e.g. [source_ip, route]); \
+             the client's identity is always part of it",
+        );
+    }
     let key = c
         .value
         .key
@@ -108,6 +141,13 @@ pub(super) fn authorization(
             "`default` is for rules alone: with ext_authz, the authorizer decides what no rule matched",
         );
     }
+    // What no rule matched is never let in by omission.
+    if a.default.is_none() && a.ext_authz.is_none() {
+        problems.add(
+            at,
+            "authorization without ext_authz needs `default: deny` (or `allow`): the decision when no rule matches",
+        );
+    }
     let rules = a.rules.into_iter().map(|r| rule(problems, r)).collect();
     let dynamic_targets = a.dynamic_targets.map(|d| model::DynamicTargets {
         cidrs: d.value.cidrs.into_iter().map(|c| c.trunc()).collect(),
@@ -116,7 +156,7 @@ pub(super) fn authorization(
     model::Authorization {
         rules,
         ext_authz: a.ext_authz.map(|n| n.value),
-        default: a.default.map_or(model::RuleAction::Allow, action),
+        default: a.default.map_or(model::RuleAction::Deny, action),
         reauthorize_every: a
             .reauthorize_every
             .map(|d| problems.positive(&d, "reauthorize_every")),

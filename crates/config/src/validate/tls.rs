@@ -26,13 +26,14 @@ pub(super) fn identities(
 fn identity(problems: &mut Problems, i: raw::Identity) -> model::Identity {
     let at = i.name.referenced;
     let path = |p: Option<Spanned<String>>| p.map(|p| std::path::PathBuf::from(p.value));
-    let files = i.cert.is_some() || i.key.is_some() || i.bundle.is_some();
+    let files =
+        i.cert.is_some() || i.key.is_some() || i.bundle.is_some() || !i.crl_files.is_empty();
     let source = match i.spire {
         Some(spire) => {
             if files {
                 problems.add(
                     spire.referenced,
-                    "an identity comes either from files (cert, key, bundle) or from spire, not both",
+                    "an identity comes either from files (cert, key, bundle, crl_files) or from spire, not both",
                 );
             }
             let socket = spire.value.socket.value.as_str();
@@ -61,10 +62,19 @@ fn identity(problems: &mut Problems, i: raw::Identity) -> model::Identity {
             if i.cert.is_some() != i.key.is_some() {
                 problems.add(at, "cert and key go together: give both or neither");
             }
+            if let Some(first) = i.crl_files.first()
+                && i.bundle.is_none()
+            {
+                problems.add(
+                    first.referenced,
+                    "crl_files revoke certificates the bundle verifies: give a bundle too",
+                );
+            }
             model::IdentitySource::Files {
                 cert: path(i.cert),
                 key: path(i.key),
                 bundle: path(i.bundle),
+                crl_files: i.crl_files.into_iter().map(|p| p.value.into()).collect(),
             }
         }
     };
@@ -139,7 +149,8 @@ pub(super) fn terminate(
         );
     }
     let allowed_clients = t.allowed_clients.map(|a| {
-        if client_certificate == model::ClientCertificate::None {
+        // With `optional`, a client without a certificate would pass the list unchecked.
+        if client_certificate != model::ClientCertificate::Required {
             problems.add(
                 a.referenced,
                 "allowed_clients needs client certificates: set client_certificate: required",

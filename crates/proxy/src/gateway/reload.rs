@@ -259,8 +259,8 @@ pub(super) fn identities_for(
 }
 
 /// The authorization services for `config`: those the diff finds `unchanged` are kept
-/// (their connection, cache and counts), others are created (they connect at their first
-/// check).
+/// (their connection and counts; their decision cache is emptied), others are created
+/// (they connect at their first check).
 pub(super) fn authorizers_for(
     config: &config::Config,
     unchanged: &[String],
@@ -271,7 +271,10 @@ pub(super) fn authorizers_for(
         .iter()
         .map(|a| {
             let authorizer = match running.get(&a.name) {
-                Some(existing) if unchanged.contains(&a.name) => existing.clone(),
+                Some(existing) if unchanged.contains(&a.name) => {
+                    existing.flush_cache(); // a reload may change who is allowed
+                    existing.clone()
+                }
                 _ => Arc::new(authz::ExtAuthz::new(a).map_err(StartError::Authorizer)?),
             };
             Ok((a.name.clone(), authorizer))

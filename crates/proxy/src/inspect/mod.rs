@@ -26,7 +26,9 @@ pub(crate) enum Look<T> {
 }
 
 /// Peeks until `look` is done, the client closes, or `timeout` passes. `look` sees every
-/// byte the socket holds, up to `max`.
+/// byte the socket holds, up to `max`, and runs again only once the socket holds as many
+/// bytes as it said it needs: a client dripping bytes one by one costs one look per step
+/// of `look`'s (a TLS record, say), not one per byte.
 pub(crate) async fn peek_until<T>(
     stream: &TcpStream,
     timeout: Duration,
@@ -35,38 +37,44 @@ pub(crate) async fn peek_until<T>(
 ) -> Result<T, Error> {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 2048.min(max)];
+    let mut want = 1;
+    let eof = || Error::new(Side::Downstream, Kind::Io(io::ErrorKind::UnexpectedEof));
     loop {
-        match timeout_at(deadline, stream.readable()).await {
+        let ready = match timeout_at(deadline, stream.ready(Interest::READABLE)).await {
             Err(_) => return Err(Error::new(Side::Downstream, Kind::InspectionTimeout)),
             Ok(Err(e)) => return Err(Error::io(Side::Downstream, &e)),
-            Ok(Ok(())) => {}
-        }
+            Ok(Ok(ready)) => ready,
+        };
         let mut outcome = None;
         let peeked = stream.try_io(Interest::READABLE, || {
+            if queued(stream)? < want {
+                if ready.is_read_closed() {
+                    outcome = Some(Err(eof())); // no more is coming
+                    return Ok(());
+                }
+                // Not enough yet: wait (WouldBlock clears the readiness) for more.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             let n = peek(stream, &mut buf)?;
             if n == 0 {
-                outcome = Some(Err(Error::new(
-                    Side::Downstream,
-                    Kind::Io(io::ErrorKind::UnexpectedEof),
-                )));
+                outcome = Some(Err(eof()));
                 return Ok(());
             }
             match look(&buf[..n]) {
                 Look::Done(found) => outcome = Some(Ok(found)),
                 Look::Fail(error) => outcome = Some(Err(error)),
-                Look::NeedMore(needed) if n == buf.len() => {
-                    // The buffer was the limit, not the socket: look again with more room.
-                    if n + needed > max {
-                        outcome = Some(Err(Error::new(
-                            Side::Downstream,
-                            Kind::Malformed("first bytes larger than allowed"),
-                        )));
-                    } else {
-                        buf.resize((n + needed).max(2 * n).min(max), 0);
+                Look::NeedMore(needed) if n + needed > max => {
+                    outcome = Some(Err(Error::new(
+                        Side::Downstream,
+                        Kind::Malformed("first bytes larger than allowed"),
+                    )));
+                }
+                Look::NeedMore(needed) => {
+                    want = n + needed;
+                    if buf.len() < want {
+                        buf.resize(want.max(2 * n).min(max), 0);
                     }
                 }
-                // All there is so far: wait (WouldBlock clears the readiness) for more.
-                Look::NeedMore(_) => return Err(io::ErrorKind::WouldBlock.into()),
             }
             Ok(())
         });
@@ -229,6 +237,17 @@ pub(crate) async fn consume(stream: &TcpStream, mut n: usize) -> Result<(), Erro
     Ok(())
 }
 
+/// How many bytes the socket holds (FIONREAD): known without copying them.
+fn queued(stream: &TcpStream) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, valid for the call; the
+    // descriptor is open for as long as `stream` is borrowed.
+    if unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// recv(2) with MSG_PEEK: the bytes stay in the socket.
 fn peek(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes; the descriptor is open for as
@@ -245,5 +264,75 @@ fn peek(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A connected pair: the gateway's side and the client's.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(server.local_addr().unwrap())
+            .await
+            .unwrap();
+        client.set_nodelay(true).unwrap();
+        (server.accept().await.unwrap().0, client)
+    }
+
+    /// A ClientHello dripped byte by byte is parsed once per record completed, not once per
+    /// byte (the parse starts from the first byte each time: quadratic otherwise).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dripped_client_hello_is_parsed_once_per_record() {
+        let (ours, mut client) = pair().await;
+        let hello = tls::build_client_hello(Some("drip.example"), &[], 400, 100);
+        let records = hello.len().div_ceil(105);
+        let sent = hello.clone();
+        let writer = tokio::spawn(async move {
+            for byte in sent {
+                client.write_all(&[byte]).await.unwrap();
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            client
+        });
+        let mut looks = 0;
+        let found = peek_until(&ours, Duration::from_secs(10), MAX_PEEK, |bytes| {
+            looks += 1;
+            match tls::client_hello(bytes) {
+                Ok(hello) => Look::Done(hello.sni),
+                Err(tls::Error::Incomplete { needed }) => Look::NeedMore(needed),
+                Err(e) => panic!("{e}"),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(found.as_deref(), Some("drip.example"));
+        // Each record: once for its header, once for its body (and a first look).
+        assert!(
+            looks <= 2 * records + 1,
+            "{looks} looks for {records} records"
+        );
+        let _client = writer.await.unwrap();
+    }
+
+    /// A client that half-closes before its ClientHello is complete ends the wait at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_closing_mid_hello_ends_the_wait() {
+        let (ours, mut client) = pair().await;
+        let hello = tls::build_client_hello(Some("a.example"), &[], 0, 16384);
+        client.write_all(&hello[..hello.len() / 2]).await.unwrap();
+        client.shutdown().await.unwrap();
+        let started = Instant::now();
+        let looked = tokio::time::timeout(Duration::from_secs(2), tls_hello(&ours)).await;
+        let looked = looked.expect("ended without waiting for the inspection timeout");
+        let eof = Error::new(Side::Downstream, Kind::Io(io::ErrorKind::UnexpectedEof));
+        assert_eq!(looked.err(), Some(eof));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    async fn tls_hello(stream: &TcpStream) -> Result<Tls, Error> {
+        tls(stream, Duration::from_secs(5)).await
     }
 }
