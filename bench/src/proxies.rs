@@ -202,12 +202,13 @@ impl<'a> Launch<'a> {
             .map_err(|e| format!("{}: {e}", self.kind.name()))
     }
 
-    /// Causeway on the config `yaml` (written as `name`, with the workers and no admin).
+    /// Causeway on the config `yaml` (written as `name`, with the workers, no admin and, like
+    /// the rivals here, no connection cap: each listener sets `connection_limit` too).
     fn causeway(&self, name: &str, yaml: String) -> crate::Result<Command> {
         let config = self.file(
             name,
             format!(
-                "workers: {}\nadmin: {{ enabled: false }}\n{yaml}",
+                "workers: {}\nadmin: {{ enabled: false }}\nmax_connections: 1000000\n{yaml}",
                 self.workers
             ),
         )?;
@@ -232,7 +233,7 @@ impl<'a> Launch<'a> {
         self.causeway(
             "causeway.yaml",
             format!(
-                "listeners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
+                "listeners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
             ),
         )
     }
@@ -249,7 +250,7 @@ impl<'a> Launch<'a> {
         children.push(self.spawn(self.causeway(
             "causeway-terminator.yaml",
             format!(
-                "listeners:\n  - name: inside\n    address: {inside}\n    routes:\n      - connect: {{ allowed_cidrs: [{ip}/32], allowed_ports: [\"{bport}\"] }}\n        cluster: echo\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n",
+                "listeners:\n  - name: inside\n    address: {inside}\n    connection_limit: 1000000\n    routes:\n      - connect: {{ allowed_cidrs: [{ip}/32], allowed_ports: [\"{bport}\"], max_concurrent_streams: 100000 }}\n        cluster: echo\n        idle_timeout: 0s\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n",
                 ip = backend.ip(),
                 bport = backend.port()
             ),
@@ -257,7 +258,7 @@ impl<'a> Launch<'a> {
         self.causeway(
             "causeway-edge.yaml",
             format!(
-                "listeners:\n  - name: bench\n    address: {address}\n    routes: [{{ cluster: inside }}]\nclusters:\n  - name: inside\n    endpoints: [{{ address: \"{inside}\" }}]\n    tunnel: {{ protocol: http2, authority: \"{backend}\", max_connections: {workers} }}\n"
+                "listeners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: inside, idle_timeout: 0s }}]\nclusters:\n  - name: inside\n    endpoints: [{{ address: \"{inside}\" }}]\n    tunnel: {{ protocol: http2, authority: \"{backend}\", max_connections: {workers}, max_concurrent_streams: 100000 }}\n"
             ),
         )
     }

@@ -64,7 +64,10 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
         extensions.push(("tunnel_port".into(), target.port.to_string()));
     }
     CheckInput {
-        authenticates: false,
+        // With `include_fix_password` the authorizer checks the Logon's password: it
+        // authenticates, so neither a rule's allow, nor `failure_mode: allow`, nor the
+        // cache may stand in for its answer.
+        authenticates: include_password && a.fix().is_some(),
         tunnel: a.tunnel().map(|t| (t.host.clone(), t.port)),
         ssh: a.ssh().map(|l| (l.user.clone(), l.target.clone())),
         fix: a.fix().cloned(),

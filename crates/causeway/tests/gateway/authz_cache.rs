@@ -215,3 +215,24 @@ clusters:
     );
     config::parse(&fixed, "good.yaml").unwrap();
 }
+
+/// With `include_fix_password` the authorizer is the password checker: when it cannot be
+/// reached, `failure_mode: allow` does not let a FIX client in unchecked (as for SSH).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_password_checker_lets_no_fix_client_in() {
+    bounded(async {
+        let (venue, v) = acceptor("VENUE1").await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let extra = "\n    include_fix_password: true\n    failure_mode: allow";
+        let dead = testkit::closed_port().to_string();
+        let yaml =
+            fix_gateway(&authorizer, &venue, extra).replace(&authorizer.address.to_string(), &dead);
+        let gw = TestGateway::start(&yaml);
+        assert!(
+            !logged_on(&gw, "CLIENT1", "any").await,
+            "refused with a Logout"
+        );
+        assert_eq!(v.logons(), 0, "the venue saw no Logon");
+    })
+    .await;
+}

@@ -178,10 +178,10 @@ mod raw_h2 {
 async fn the_101st_concurrent_http2_tunnel_is_refused() {
     bounded(async {
         let echo = Backend::silent_echo().await;
-        let gw = terminator(echo.address, "", "", "");
+        let gw = terminator(echo.address, ", max_concurrent_streams: 100", "", "");
         let mut stream = raw_h2::connect(gw.address("connect")).await;
         let authority = echo.address.to_string();
-        // 101 tunnels at once on one connection (the default limit is 100).
+        // 101 tunnels at once on one connection with a limit of 100.
         let mut requests = Vec::new();
         for i in 0..101u32 {
             requests.extend(raw_h2::connect_request(1 + 2 * i, &authority));

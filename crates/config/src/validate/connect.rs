@@ -9,8 +9,9 @@ use crate::{model, raw};
 use serde_saphyr::Spanned;
 use std::time::Duration;
 
-/// HTTP/2 tunnels open at once on one terminator connection.
-pub const DEFAULT_CONNECT_STREAMS: u32 = 100;
+/// HTTP/2 tunnels open at once on one terminator connection: bounded, yet room for the
+/// long-lived tunnels of an edge's pooled connections (4 by default: 4 000 tunnels).
+pub const DEFAULT_CONNECT_STREAMS: u32 = 1000;
 /// A tunnel request's head (HTTP/2 header list, HTTP/1.1 head), bytes.
 pub const DEFAULT_CONNECT_HEADER_SIZE: usize = 16 * 1024;
 /// The least head HTTP/1.1 can be given (hyper's smallest read buffer).
