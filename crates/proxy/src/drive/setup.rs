@@ -45,14 +45,19 @@ pub(crate) async fn client_named(
     }
 }
 
-/// The stages after the PROXY header and before authorization, in order. `None`: the
+/// The stages before authorization, in order, from the PROXY header on. `None`: the
 /// connection was refused (counted, logged).
 pub(crate) async fn accept(
     downstream: TcpStream,
     mut attributes: Box<Attributes>,
-    listener: &Listener,
+    slot: &mut Slot,
     context: &Context,
 ) -> Option<Accepted> {
+    // Boxed: short-lived, its state would size the connection's task for its whole life.
+    if !Box::pin(client_named(&downstream, &mut attributes, slot, context)).await {
+        return None;
+    }
+    let listener = &*slot.listener;
     let log = context.access_log.as_ref();
     if let Err(error) = Box::pin(inspect_first_bytes(&downstream, &mut attributes, listener)).await
     {

@@ -23,34 +23,25 @@ use tokio::net::TcpStream;
 pub(crate) async fn serve<T, F>(
     downstream: TcpStream,
     attributes: Box<Attributes>,
-    slot: Slot,
+    mut slot: Slot,
     context: Arc<Context>,
     tunnels: T,
 ) where
     T: FnOnce(Accepted, Arc<Listener>, Arc<Context>) -> F,
     F: Future<Output = ()>,
 {
-    // In a block, boxed: what the PROXY header stage borrows is not kept borrowed (and
-    // its state not kept) for the connection's whole life.
-    let (downstream, attributes, slot) = {
-        let (downstream, mut attributes, mut slot) = (downstream, attributes, slot);
-        let named = setup::client_named(&downstream, &mut attributes, &mut slot, &context);
-        if !Box::pin(named).await {
-            return;
-        }
-        (downstream, attributes, slot)
+    let Some(mut accepted) = setup::accept(downstream, attributes, &mut slot, &context).await
+    else {
+        return;
     };
     let listener = &slot.listener;
     let log = context.access_log.as_ref();
-    let Some(mut accepted) = setup::accept(downstream, attributes, listener, &context).await else {
-        return;
-    };
     if accepted.route.config.connect.is_some() {
         return tunnels(accepted, listener.clone(), context.clone()).await;
     }
     let routing = match authorized(&mut accepted).await {
         Ok(routing) => routing,
-        Err(error) => return Box::pin(refuse_unauthorized(accepted, error, listener, log)).await,
+        Err(error) => return refuse_unauthorized(accepted, error, slot, log),
     };
     let registration = context
         .registry
@@ -87,19 +78,31 @@ pub(crate) async fn serve<T, F>(
 }
 
 /// A connection its route's authorization refused: told (a FIX Logout), counted, logged.
-async fn refuse_unauthorized(
+/// The goodbye (a FIX Logout) goes out from a task of its own, which keeps the connection's
+/// place in the counts (`slot`) until it is over; awaited here, its state would size every
+/// connection's task.
+fn refuse_unauthorized(
     accepted: Accepted,
     error: Error,
-    listener: &Listener,
+    slot: Slot,
     log: Option<&end::access_log::AccessLog>,
 ) {
-    listener.stats.authz_denied.fetch_add(1, Relaxed);
+    slot.listener.stats.authz_denied.fetch_add(1, Relaxed);
     let why = match error.kind {
         Kind::AuthzUnavailable => "authorization unavailable",
         _ => "not authorized",
     };
-    refuse::refuse(accepted.downstream, &accepted.attributes, why).await;
-    end::refused(*accepted.attributes, Some(&accepted.route), error, log);
+    let Accepted {
+        downstream,
+        attributes,
+        route,
+        ..
+    } = accepted;
+    end::refused((*attributes).clone(), Some(&route), error, log);
+    tokio::spawn(async move {
+        refuse::refuse(downstream, &attributes, why).await;
+        drop(slot);
+    });
 }
 
 /// A connection the route took, in the route's and the protocol's counts.
