@@ -263,6 +263,12 @@ impl ChannelTask {
             r = end::supervise(&live, &route, work.as_mut()) => r,
             () = ended.cancelled() => self.shared.ending(),
         };
+        if shutting_down(&result) {
+            // The session is draining too, and its disconnect tells the client why; a
+            // channel closed first could let the client leave before it reads that.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), ended.cancelled()).await;
+        }
         if !relayed.load(Relaxed) && !ended.is_cancelled() {
             halt.cancel();
             // Bounded: the close waits for room in each session's queue.
@@ -276,6 +282,10 @@ impl ChannelTask {
         );
         drop(slot);
     }
+}
+
+fn shutting_down(result: &Result<(), crate::error::Error>) -> bool {
+    matches!(result, Err(e) if e.kind == crate::error::Kind::Shutdown)
 }
 
 /// Passes on to the upstream what the client sent before the channel started.
