@@ -95,7 +95,10 @@ impl ExtAuthz {
         }
         let started = Instant::now();
         let mut client = self.client.clone();
-        let request = tonic::Request::new(self.request(input));
+        let mut request = tonic::Request::new(self.request(input));
+        if let Some(Ok(value)) = input.traceparent.as_deref().map(str::parse) {
+            request.metadata_mut().insert("traceparent", value);
+        }
         let outcome = match tokio::time::timeout(self.config.timeout, client.check(request)).await {
             Err(_) => Outcome::TimedOut,
             Ok(Err(status)) => Outcome::Failed(format!("{}: {}", status.code(), status.message())),

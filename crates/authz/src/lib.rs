@@ -70,6 +70,9 @@ pub struct CheckInput {
     /// The check decides who the client is (an SSH login the gateway cannot verify itself):
     /// never answered from the decision cache, whatever its key.
     pub authenticates: bool,
+    /// The W3C `traceparent` of the gateway's span for this call, sent as gRPC metadata so
+    /// the authorizer's trace joins the connection's. Part of no decision, nor of a cache key.
+    pub traceparent: Option<String>,
 }
 
 /// Extensions that carry a secret: a check that sends one is never answered from (nor

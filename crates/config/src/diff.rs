@@ -98,6 +98,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         admin,
         metrics,
         access_log,
+        tracing,
         reload: Reload {
             watch,
             removed_cluster_connections,
@@ -132,6 +133,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
             ("admin", old.admin != *admin),
             ("metrics", old.metrics != *metrics),
             ("access_log", old.access_log != *access_log),
+            ("tracing", old.tracing != *tracing),
             ("reload.watch", old.reload.watch != *watch),
         ]),
     }

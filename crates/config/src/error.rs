@@ -29,6 +29,18 @@ impl ConfigError {
         )
     }
 
+    /// An environment variable that stands in for the file (`OTEL_*`) is wrong.
+    pub(crate) fn environment(file: &str, message: String) -> Self {
+        Self::new(
+            file,
+            vec![Problem {
+                line: 0,
+                column: 0,
+                message: format!("in the environment: {message}"),
+            }],
+        )
+    }
+
     /// A YAML syntax error, an unknown field or a value of the wrong type.
     pub(crate) fn syntax(file: &str, error: &serde_saphyr::Error) -> Self {
         let error = error.without_snippet();

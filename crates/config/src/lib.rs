@@ -21,15 +21,21 @@ pub use model::*;
 pub use problems::Problem;
 pub use protocol::*;
 pub use ssh::*;
-pub use validate::{DEFAULT_INSPECTION_TIMEOUT, DEFAULT_TUNNEL_WINDOW};
+pub use validate::{DEFAULT_INSPECTION_TIMEOUT, DEFAULT_TUNNEL_WINDOW, tracing_from_env};
 
 use std::path::Path;
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file. A file without a `tracing` section takes it
+/// from the standard `OTEL_*` environment variables, as OpenTelemetry SDKs do.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(&file, &e))?;
-    parse(&text, &file)
+    let mut config = parse(&text, &file)?;
+    if config.tracing.is_none() {
+        config.tracing = tracing_from_env(|name| std::env::var(name).ok())
+            .map_err(|message| ConfigError::environment(&file, message))?;
+    }
+    Ok(config)
 }
 
 /// Parses and validates configuration text; `file` names it in error messages.

@@ -17,6 +17,7 @@ pub struct Config {
     #[serde(default)]
     pub metrics: Metrics,
     pub access_log: Option<AccessLog>,
+    pub tracing: Option<Tracing>,
     #[serde(default)]
     pub reload: Reload,
     #[serde(default)]
@@ -330,6 +331,46 @@ pub struct AccessLog {
     pub path: Option<String>,
     pub open_connections_interval: Option<Spanned<HumanDuration>>,
     pub max_queued_lines: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    pub endpoint: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub tls: Option<CollectorTls>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub resource: std::collections::BTreeMap<String, String>,
+    pub sampler: Option<Sampler>,
+    pub span_max_duration: Option<Spanned<HumanDuration>>,
+    pub batch: Option<Batch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorTls {
+    pub ca: Option<String>,
+    pub certificate: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampler {
+    pub ratio: Option<Spanned<f64>>,
+    pub parent_based: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    pub max_queue_size: Option<Spanned<usize>>,
+    pub max_export_batch_size: Option<Spanned<usize>>,
+    pub schedule_delay: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize)]

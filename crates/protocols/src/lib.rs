@@ -5,3 +5,4 @@ pub mod fix;
 pub mod mq;
 pub mod proxy;
 pub mod tls;
+pub mod trace_context;

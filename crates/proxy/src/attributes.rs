@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use telemetry::trace::{Span, SpanContext, SpanKind};
 
 #[derive(Debug, Clone)]
 pub struct Attributes {
@@ -26,6 +27,49 @@ pub struct Attributes {
     /// What the listener's protocol said (FIX Logon, MQ channel). (Boxed: most connections
     /// have none.)
     pub protocol: Option<Box<Protocol>>,
+    /// The connection's span, when tracing is on.
+    pub span: SpanSlot,
+}
+
+/// A connection's span, set at accept, ended by the one ending. Copies of the attributes
+/// share it (a login attempt's, a refused connection's log line); a connection made from
+/// another (a tunnel, an SSH channel) gets a slot of its own. Empty when tracing is off.
+#[derive(Debug, Default, Clone)]
+pub struct SpanSlot(Option<Arc<std::sync::Mutex<Option<Span>>>>);
+
+impl SpanSlot {
+    pub fn new(span: Span) -> SpanSlot {
+        SpanSlot(Some(Arc::new(std::sync::Mutex::new(Some(span)))))
+    }
+
+    /// The span, for its end; whoever shares the slot sees it ended.
+    pub fn take(&self) -> Option<Span> {
+        self.0
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// A phase of the connection: a span within its span (`None` when not traced).
+    pub fn child(&self, name: &'static str, kind: SpanKind) -> Option<Span> {
+        let slot = self.0.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().map(|s| s.child(name, kind))
+    }
+
+    /// Records on the connection's span, if it is recorded.
+    pub fn with(&self, record: impl FnOnce(&mut Span)) {
+        let Some(slot) = &self.0 else { return };
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(span) = slot.as_mut().filter(|s| s.is_recording()) {
+            record(span);
+        }
+    }
+
+    pub fn context(&self) -> Option<SpanContext> {
+        let slot = self.0.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().map(|s| s.context().clone())
+    }
 }
 
 /// What a protocol-aware listener read before routing.
@@ -189,5 +233,6 @@ pub(crate) fn accepted(
         proxy: None,
         authz: None,
         protocol: None,
+        span: SpanSlot::default(),
     })
 }

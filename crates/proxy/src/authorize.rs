@@ -7,6 +7,7 @@ use crate::route::Route;
 use authz::{CheckInput, Outcome, Routing};
 use config::{FailureMode, RuleAction};
 use std::future::Future;
+use telemetry::trace::SpanKind;
 
 /// What authorization knows of the connection.
 fn input(route: &Route, a: &Attributes) -> CheckInput {
@@ -80,6 +81,7 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
         peer: session.and_then(|s| s.peer.clone()),
         peer_certificate_pem: session.and_then(|s| s.peer_certificate_pem.clone()),
         extensions,
+        traceparent: None,
     }
 }
 
@@ -102,12 +104,34 @@ pub(crate) async fn authenticate(
     check_with(route, attributes, Some(password)).await
 }
 
-/// `authenticating`: `Some(password)` when the authorizer authenticates the client.
+type Decision = Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)>;
+
+/// `authenticating`: `Some(password)` when the authorizer authenticates the client. Traced
+/// as the `authorize` phase, with the decision.
 async fn check_with(
     route: &Route,
     attributes: &Attributes,
     authenticating: Option<Option<&str>>,
-) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
+) -> Decision {
+    let mut phase = attributes.span.child("authorize", SpanKind::Internal);
+    let decision = decide(route, attributes, authenticating).await;
+    if let Some(phase) = &mut phase {
+        match &decision {
+            Ok((how, _)) => phase.set("causeway.authz", how.unwrap_or("none")),
+            Err((how, error)) => {
+                phase.set("causeway.authz", *how);
+                phase.fail(error.code(), error.to_string());
+            }
+        }
+    }
+    decision
+}
+
+async fn decide(
+    route: &Route,
+    attributes: &Attributes,
+    authenticating: Option<Option<&str>>,
+) -> Decision {
     let Some(settings) = &route.config.authorization else {
         return Ok((None, None));
     };
@@ -144,7 +168,7 @@ async fn check_with(
             RuleAction::Deny => Err(("default_deny", denied())),
         };
     };
-    match authorizer.check(&input).await {
+    match call(authorizer, &mut input, attributes).await {
         Outcome::Allowed(routing) => Ok((Some("ext_authz_allow"), routing.map(Box::new))),
         Outcome::Denied(why) => {
             tracing::info!(id = attributes.id, route = %route.config.name, authorizer = authorizer.name(), reason = %why, "denied by the authorizer");
@@ -174,6 +198,36 @@ async fn check_with(
     }
 }
 
+/// The authorizer asked, as a CLIENT span whose context goes with the call (gRPC
+/// metadata `traceparent`), so the authorizer's own trace joins the connection's.
+async fn call(
+    authorizer: &authz::ExtAuthz,
+    input: &mut CheckInput,
+    attributes: &Attributes,
+) -> Outcome {
+    const CHECK: &str = "envoy.service.auth.v3.Authorization/Check";
+    let mut span = attributes.span.child(CHECK, SpanKind::Client);
+    if let Some(span) = &mut span {
+        span.set("rpc.system", "grpc");
+        span.set("rpc.service", "envoy.service.auth.v3.Authorization");
+        span.set("rpc.method", "Check");
+        span.set("causeway.authorizer", authorizer.name().to_string());
+        input.traceparent = Some(span.context().traceparent());
+    }
+    let outcome = authorizer.check(input).await;
+    if let Some(span) = &mut span {
+        match &outcome {
+            Outcome::Allowed(_) => span.set("causeway.authz.outcome", "allowed"),
+            Outcome::Denied(_) => span.set("causeway.authz.outcome", "denied"),
+            Outcome::Failed(why) => span.fail("authorizer_failed", why.clone()),
+            Outcome::TimedOut => {
+                span.fail("timeout", "the authorizer did not answer in time".into())
+            }
+        }
+    }
+    outcome
+}
+
 /// For a route that re-checks live connections: ends with the error that closes the
 /// connection once the authorizer denies it. A check that fails (service down) leaves the
 /// connection alone: only an explicit deny withdraws a live session.
@@ -193,7 +247,20 @@ pub(crate) fn recheck<'a>(
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
-            match authorizer.check(&input).await {
+            let outcome = authorizer.check(&input).await;
+            let said = match &outcome {
+                Outcome::Allowed(_) => "allowed",
+                Outcome::Denied(_) => "denied",
+                Outcome::Failed(_) => "failed",
+                Outcome::TimedOut => "timed_out",
+            };
+            (attributes.span).with(|s| {
+                s.event(
+                    "reauthorized",
+                    vec![("causeway.authz.outcome", said.into())],
+                )
+            });
+            match outcome {
                 Outcome::Allowed(_) => {}
                 Outcome::Denied(why) => {
                     tracing::info!(id = attributes.id, route = %route.config.name, reason = %why, "authorization withdrawn: closing");

@@ -6,6 +6,7 @@
 //! interval), so both always agree. Names and labels: docs/metrics.md.
 
 mod help;
+pub mod trace;
 
 use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};

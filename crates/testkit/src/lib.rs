@@ -8,6 +8,7 @@ mod backend;
 mod client;
 pub mod fix;
 mod gateway;
+pub mod otlp;
 pub mod spire;
 pub mod ssh;
 pub mod tls_peer;

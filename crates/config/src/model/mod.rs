@@ -9,6 +9,7 @@ mod routes;
 mod telemetry;
 mod text;
 mod tls;
+mod tracing;
 
 pub use authz::*;
 pub use clusters::*;
@@ -19,6 +20,7 @@ pub use routes::*;
 pub use telemetry::*;
 pub(crate) use text::as_text;
 pub use tls::*;
+pub use tracing::*;
 
 use serde::Serialize;
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub metrics: Metrics,
     /// One JSON line per connection; `None`: off.
     pub access_log: Option<AccessLog>,
+    /// OpenTelemetry traces; `None`: off (or as the `OTEL_*` environment says, at start).
+    pub tracing: Option<Tracing>,
     pub reload: Reload,
     pub identities: Vec<Identity>,
     pub authorizers: Vec<Authorizer>,

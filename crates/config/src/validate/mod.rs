@@ -15,10 +15,12 @@ mod routes;
 mod ssh;
 mod telemetry;
 mod tls;
+mod tracing;
 mod values;
 
 pub use clusters::DEFAULT_TUNNEL_WINDOW;
 pub use listeners::DEFAULT_INSPECTION_TIMEOUT;
+pub use tracing::tracing_from_env;
 
 use crate::problems::{Problem, Problems};
 use crate::{model, raw};
@@ -32,6 +34,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
     let admin = telemetry::admin(&mut problems, raw.admin);
     let access_log = telemetry::access_log(&mut problems, raw.access_log);
     let metrics = telemetry::metrics(&mut problems, raw.metrics);
+    let tracing = raw.tracing.map(|t| tracing::tracing(&mut problems, t));
 
     let mut names = Names::default();
     let identities = tls::identities(&mut problems, raw.identities, &mut names);
@@ -47,6 +50,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         admin,
         metrics,
         access_log,
+        tracing,
         identities,
         authorizers,
         reload,

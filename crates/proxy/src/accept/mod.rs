@@ -105,6 +105,8 @@ pub(crate) struct Context {
     pub global: Arc<GlobalLimit>,
     /// TLS handshakes, terminated and originated, by result.
     pub handshakes: Arc<tls::HandshakeStats>,
+    /// Where connections' spans go; `None`: tracing is off.
+    pub tracer: Option<telemetry::trace::Tracer>,
 }
 
 /// Accepts until `stop`; each connection gets the listener's settings current at accept,

@@ -15,6 +15,7 @@ use crate::attributes::Attributes;
 use crate::error::{Error, Kind};
 use crate::relay::Leg;
 use cluster::{Cluster, Lease};
+use telemetry::trace::{Span, SpanKind};
 
 /// Dials the cluster (the route's, or the one the authorizer chose): a tunnel through it,
 /// or TCP with the cluster's PROXY header and TLS.
@@ -26,21 +27,62 @@ pub(crate) async fn dial(
     handshakes: &tls::HandshakeStats,
 ) -> Result<(Leg, Lease), Error> {
     if let Some(settings) = &cluster.config.tunnel {
-        return tunnel_through(cluster, settings, route, attributes, routing, handshakes).await;
+        let mut span = attributes.span.child("CONNECT", SpanKind::Client);
+        let dialed = tunnel_through(
+            cluster,
+            settings,
+            route,
+            attributes,
+            routing,
+            handshakes,
+            span.as_mut(),
+        )
+        .await;
+        return traced(span, dialed);
     }
-    // Before dialing: a header that cannot be sent refuses the connection, dialing nothing.
-    let header = proxy_out::header(&cluster.config, attributes, routing)?;
-    let target = routing.and_then(|r| r.address.as_deref());
-    let (stream, lease) = match target {
-        None => cluster.connect().await?,
-        Some(address) => {
-            let authorization = route.authorization.as_ref();
-            cluster.connect_to(address, authorization).await?
+    let mut span = attributes.span.child("connect", SpanKind::Client);
+    if let Some(span) = &mut span {
+        span.set("causeway.cluster", cluster.name().to_string());
+    }
+    let dialed = async {
+        // Before dialing: a header that cannot be sent refuses the connection, dialing
+        // nothing.
+        let header = proxy_out::header(&cluster.config, attributes, routing)?;
+        let target = routing.and_then(|r| r.address.as_deref());
+        let (stream, lease) = match target {
+            None => cluster.connect_traced(span.as_mut()).await?,
+            Some(address) => {
+                let authorization = route.authorization.as_ref();
+                cluster.connect_to(address, authorization).await?
+            }
+        };
+        let sni = attributes.sni();
+        let leg = cluster.originate(stream, header, sni, handshakes);
+        Ok((leg.await?, lease))
+    }
+    .await;
+    traced(span, dialed)
+}
+
+/// The dial's span ended with where it went, or why it could not.
+pub(crate) fn traced(
+    mut span: Option<Span>,
+    dialed: Result<(Leg, Lease), Error>,
+) -> Result<(Leg, Lease), Error> {
+    if let Some(span) = &mut span {
+        match &dialed {
+            Ok((_, lease)) => {
+                let address = &lease.endpoint.address;
+                let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
+                span.set("server.address", host.trim_matches(['[', ']']).to_string());
+                if let Ok(port) = port.parse::<u16>() {
+                    span.set("server.port", port);
+                }
+            }
+            Err(error) => span.fail(error.code(), error.to_string()),
         }
-    };
-    let sni = attributes.sni();
-    let leg = cluster.originate(stream, header, sni, handshakes);
-    Ok((leg.await?, lease))
+    }
+    dialed
 }
 
 /// Opens the tunnel a tunnel cluster carries the connection in: the authority and headers
@@ -52,6 +94,7 @@ async fn tunnel_through(
     attributes: &Attributes,
     routing: Option<&authz::Routing>,
     handshakes: &tls::HandshakeStats,
+    span: Option<&mut Span>,
 ) -> Result<(Leg, Lease), Error> {
     let value = |name: &str| placeholder(attributes, &route.name, name);
     let authority = match routing.and_then(|r| r.address.as_deref()) {
@@ -78,9 +121,24 @@ async fn tunnel_through(
     if let Some(routing) = routing {
         headers.extend(routing.headers.iter().cloned());
     }
+    if let Some(span) = span {
+        // The terminator (another Causeway, an Envoy) continues the trace from here.
+        headers.retain(|(name, _)| !is_trace_header(name));
+        headers.push(("traceparent".into(), span.context().traceparent()));
+        if let Some(state) = &span.context().state {
+            headers.push(("tracestate".into(), state.to_string()));
+        }
+        span.set("http.request.method", "CONNECT");
+        span.set("causeway.tunnel.authority", authority.clone());
+        span.set("causeway.cluster", cluster.name().to_string());
+    }
     cluster
         .tunnel(settings, &authority, &headers, attributes.sni(), handshakes)
         .await
+}
+
+fn is_trace_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("tracestate")
 }
 
 /// The value of a template placeholder for a connection (docs/tunnels.md).

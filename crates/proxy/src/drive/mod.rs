@@ -28,6 +28,12 @@ pub(crate) fn serve(
     slot: Slot,
     context: Arc<Context>,
 ) -> impl Future<Output = ()> + Send {
+    let name = match slot.listener.config.protocol {
+        config::ListenerProtocol::Ssh => "ssh session",
+        _ => "connection",
+    };
+    let mut attributes = attributes;
+    crate::end::trace::start(context.tracer.as_ref(), &mut attributes, name, None);
     // Boxed, the SSH and CONNECT drivers: their state would size every stream's task.
     match slot.listener.config.protocol {
         config::ListenerProtocol::Ssh => Either::Left(Box::pin(async move {
@@ -87,6 +93,7 @@ mod tests {
             access_log: None,
             global: Default::default(),
             handshakes: Default::default(),
+            tracer: None,
         });
         let attributes = crate::attributes::accepted(&listener.name, address, address);
         let slot = crate::accept::admission::admit(

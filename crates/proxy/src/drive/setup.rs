@@ -13,6 +13,7 @@ use crate::relay::Leg;
 use crate::route::Route;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use telemetry::trace::SpanKind;
 use tokio::net::TcpStream;
 
 /// A connection that knows its route, its TLS terminated where the route says so.
@@ -33,12 +34,25 @@ pub(crate) async fn client_named(
     context: &Context,
 ) -> bool {
     let log = context.access_log.as_ref();
+    let expects_header = slot.listener.config.proxy_protocol.is_some();
+    let phase = expects_header.then(|| attributes.span.child("proxy_header", SpanKind::Internal));
     if !crate::proxy_header::read(downstream, attributes, &slot.listener, log).await {
         return false;
+    }
+    if let Some(mut span) = phase.flatten() {
+        span.set("client.address", attributes.source.ip().to_string());
+        span.set("client.port", attributes.source.port());
     }
     match slot.admit_source(attributes.source.ip()) {
         Ok(()) => true,
         Err(refusal) => {
+            let reason = refusal.reason();
+            attributes.span.with(|s| {
+                s.fail(
+                    reason,
+                    "refused: too many connections from this source".into(),
+                )
+            });
             tracing::warn!(id = attributes.id, listener = %slot.listener.name, source = %attributes.source, reason = refusal.reason(), "connection refused: {}", refusal.reason().replace('_', " "));
             false
         }
@@ -59,14 +73,22 @@ pub(crate) async fn accept(
     }
     let listener = &*slot.listener;
     let log = context.access_log.as_ref();
-    if let Err(error) = Box::pin(inspect_first_bytes(&downstream, &mut attributes, listener)).await
-    {
+    let inspects = listener.config.inspect.is_some_and(|i| i.tls)
+        || listener.config.protocol != config::ListenerProtocol::Tcp;
+    let mut phase = inspects
+        .then(|| attributes.span.child("inspect", SpanKind::Internal))
+        .flatten();
+    let inspected = Box::pin(inspect_first_bytes(&downstream, &mut attributes, listener)).await;
+    if let Err(error) = inspected {
+        end::trace::failed(phase.as_mut(), &error);
+        drop(phase);
         listener.stats.inspection_failed.fetch_add(1, Relaxed);
         end::refused(*attributes, None, error, log);
         return None;
     }
     let logon_inside_tls =
         listener.config.protocol == config::ListenerProtocol::Fix && attributes.protocol.is_none();
+    drop(phase);
     let found = match logon_inside_tls {
         false => listener.routes.find(&attributes),
         true => listener.routes.find_before_logon(&attributes),
@@ -80,14 +102,20 @@ pub(crate) async fn accept(
     let mut downstream = match &route.terminate {
         None => Leg::Plain(downstream),
         Some(server) => {
+            let mut phase = attributes.span.child("tls handshake", SpanKind::Internal);
             let handshake =
                 crate::terminate::tls::handshake(downstream, &route, server, &context.handshakes);
             match Box::pin(handshake).await {
                 Ok((leg, session)) => {
+                    if let Some(span) = &mut phase {
+                        crate::end::trace::tls_session(span, &session);
+                    }
                     attributes.session = Some(session);
                     leg
                 }
                 Err(error) => {
+                    end::trace::failed(phase.as_mut(), &error);
+                    drop(phase);
                     listener.stats.tls_handshake_failed.fetch_add(1, Relaxed);
                     end::refused(*attributes, Some(&route), error, log);
                     return None;

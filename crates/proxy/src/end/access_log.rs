@@ -163,6 +163,12 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
     if let Some(decision) = a.authz {
         line["authz"] = json!(decision);
     }
+    // The line leads to its trace.
+    if let Some(span) = a.span.context() {
+        line["trace_id"] = json!(span.trace_id_hex());
+        line["span_id"] = json!(span.span_id_hex());
+        line["trace_sampled"] = json!(span.sampled);
+    }
     protocol_fields(a, &mut line);
     tls_fields(a, &mut line);
     line

@@ -9,6 +9,7 @@ pub mod failback;
 pub(crate) mod refuse;
 pub mod registry;
 pub mod sessions;
+pub(crate) mod trace;
 
 use crate::authorize;
 use crate::error::{Error, Kind};
@@ -32,11 +33,18 @@ pub(crate) async fn supervise(
 ) -> Result<(), Error> {
     // Boxed, and only for routes that re-check: the others carry a pointer's worth.
     let mut recheck = authorize::recheck(route, &live.attributes).map(Box::pin);
+    // Likewise only for connections whose span is recorded.
+    let mut continuing = trace::continuations(&live.attributes).map(Box::pin);
     tokio::select! {
         r = work => r,
         e = timeouts(&route.config, &live.counters) => Err(e),
         e = async { match recheck.as_mut() { Some(r) => r.await, None => pending().await } } => Err(e),
-        reason = live.close_requested() => Err(Error::internal(reason.kind())),
+        reason = live.close_requested() => {
+            let error = Error::internal(reason.kind());
+            live.attributes.span.with(|s| s.event("close_requested", vec![("causeway.reason", error.code().into())]));
+            Err(error)
+        }
+        () = async { match continuing.as_mut() { Some(c) => c.await, None => pending().await } } => unreachable!("continuations never end"),
     }
 }
 
@@ -111,6 +119,7 @@ pub(crate) fn finish(
     if let Some(log) = log {
         log.closed(&live, Some(route), endpoint.map(|e| &**e), result);
     }
+    trace::end(&live, Some(route), result);
 }
 
 /// A connection refused before it was registered (PROXY header, inspection, no route, TLS
@@ -122,12 +131,10 @@ pub(crate) fn refused(
     log: Option<&AccessLog>,
 ) {
     tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
+    let live = Live::new(attributes);
+    let result = Err(error);
     if let Some(log) = log {
-        log.closed(
-            &Live::new(attributes),
-            route.map(|r| &**r),
-            None,
-            &Err(error),
-        );
+        log.closed(&live, route.map(|r| &**r), None, &result);
     }
+    trace::end(&live, route.map(|r| &**r), &result);
 }

@@ -100,6 +100,10 @@ impl Gateway {
             self.context.connections.wait().await;
         }
         self.stop_health_checks.cancel();
+        // The drained connections' spans, exported before the process ends.
+        if let Some(tracer) = &self.context.tracer {
+            tracer.flush(std::time::Duration::from_secs(5)).await;
+        }
         ShutdownReport { drained, closed }
     }
 }

@@ -43,6 +43,8 @@ pub enum StartError {
     Authorizer(String),
     #[error("listener `{listener}`: {why}")]
     Ssh { listener: String, why: String },
+    #[error("{0}")]
+    Tracing(String),
 }
 
 /// One listener while it runs: the socket's accept loop, and the version of its settings
@@ -88,6 +90,10 @@ impl Gateway {
             })?),
             None => None,
         };
+        let tracer = (config.tracing.as_ref())
+            .map(telemetry::trace::Tracer::start)
+            .transpose()
+            .map_err(StartError::Tracing)?;
         let gateway = Gateway {
             state: Mutex::new(State {
                 config: config.clone(),
@@ -102,6 +108,7 @@ impl Gateway {
                 access_log,
                 global: Default::default(),
                 handshakes: Default::default(),
+                tracer,
             }),
             identities: Default::default(),
             stop_health_checks: CancellationToken::new(),

@@ -16,6 +16,9 @@ impl Source for Gateway {
             let dropped = log.dropped.load(Relaxed);
             out.counter("causeway_access_log_dropped_total", vec![], dropped);
         }
+        if let Some(tracer) = &self.context.tracer {
+            report_traces(tracer.stats(), out);
+        }
         let draining = f64::from(u8::from(self.is_draining()));
         out.gauge("causeway_draining", vec![], draining);
         for (result, count) in [("ok", &self.reloads.ok), ("failed", &self.reloads.failed)] {
@@ -43,5 +46,21 @@ impl Source for Gateway {
         for cluster in &clusters {
             cluster.report(&closed, &live, out);
         }
+    }
+}
+
+fn report_traces(stats: &telemetry::trace::TraceStats, out: &mut Out<'_>) {
+    let exported = stats.exported.load(Relaxed);
+    out.counter("causeway_trace_spans_exported_total", vec![], exported);
+    for (reason, count) in [
+        ("queue_full", &stats.dropped_queue_full),
+        ("export_failed", &stats.dropped_export_failed),
+    ] {
+        let labels = vec![("reason", reason.into())];
+        out.counter(
+            "causeway_trace_spans_dropped_total",
+            labels,
+            count.load(Relaxed),
+        );
     }
 }

@@ -85,6 +85,10 @@ pub struct Connection {
     pub ssh_user: Option<String>,
     pub ssh_channel: Option<&'static str>,
     pub ssh_session: Option<u64>,
+    /// The trace of the connection's span (tracing on), and the span now (a continued
+    /// span's id changes every `span_max_duration`).
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
 }
 
 fn connections(gateway: &Gateway) -> Vec<Connection> {
@@ -98,6 +102,7 @@ fn connections(gateway: &Gateway) -> Vec<Connection> {
             let peer = session.and_then(|s| s.peer.as_ref());
             let login = live.attributes.ssh();
             let channel = login.and_then(|l| l.channel.as_ref());
+            let span = live.attributes.span.context();
             Connection {
                 id: live.attributes.id,
                 listener: live.attributes.listener.to_string(),
@@ -117,6 +122,8 @@ fn connections(gateway: &Gateway) -> Vec<Connection> {
                 ssh_user: login.map(|l| l.user.clone()),
                 ssh_channel: channel.map(|c| c.kind),
                 ssh_session: channel.map(|c| c.session),
+                trace_id: span.as_ref().map(|s| s.trace_id_hex()),
+                span_id: span.as_ref().map(|s| s.span_id_hex()),
             }
         })
         .collect()

@@ -162,6 +162,7 @@ mod tests {
             proxy: None,
             authz: None,
             protocol: None,
+            span: Default::default(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::relay::Leg;
 use crate::socket;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use telemetry::trace::Span;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -164,6 +165,15 @@ impl Cluster {
     /// Dials an endpoint, moving on to the next one on failure, at most `connect_attempts`
     /// times.
     pub async fn connect(&self) -> Result<(TcpStream, Lease), Error> {
+        self.connect_traced(None).await
+    }
+
+    /// [`Self::connect`], each failed attempt an event of `span` (retries and failover seen
+    /// in the connection's trace).
+    pub async fn connect_traced(
+        &self,
+        mut span: Option<&mut Span>,
+    ) -> Result<(TcpStream, Lease), Error> {
         let attempts = self.config.connect_attempts as usize;
         let mut tried = Vec::with_capacity(attempts.min(self.endpoints.len()));
         let mut last = String::from("no endpoint");
@@ -187,6 +197,19 @@ impl Cluster {
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("timed out after {:?}", self.config.connect_timeout),
             };
+            if let Some(span) = span.as_deref_mut() {
+                span.event(
+                    "connect_failed",
+                    vec![
+                        ("server.address", endpoint.address.clone().into()),
+                        (
+                            "causeway.endpoint.priority",
+                            u64::from(endpoint.priority).into(),
+                        ),
+                        ("causeway.error", failure.clone().into()),
+                    ],
+                );
+            }
             last = format!("{}: {failure}", endpoint.address);
             tracing::debug!(cluster = %self.config.name, error = %last, "connect failed");
             if endpoint.connect_failed(self.config.passive_ejection.as_ref()) {

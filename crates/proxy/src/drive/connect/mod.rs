@@ -25,6 +25,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+use telemetry::trace::{SpanContext, SpanKind};
 
 mod destination;
 mod http2;
@@ -79,6 +80,15 @@ pub(crate) async fn serve(accepted: Accepted, listener: Arc<Listener>, context: 
         () = served => {}
         _ = outer.close_requested() => {}
     }
+}
+
+/// A tunnel refused with `status`: its span (ended as the attributes go) says why.
+fn refused(attributes: &Attributes, why: &'static str, status: StatusCode) -> StatusCode {
+    attributes.span.with(|span| {
+        span.set("http.response.status_code", status.as_u16());
+        span.fail(why, format!("tunnel refused: {status}"));
+    });
+    status
 }
 
 /// HTTP/2 by ALPN over TLS, by the client's preface over plaintext (prior knowledge).
@@ -171,20 +181,21 @@ impl Terminator {
         let slot = admission::admit(listener, global, None, attributes.source.ip())
             .map_err(|refusal| {
                 tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = refusal.reason(), "tunnel refused: {}", refusal.reason().replace('_', " "));
-                StatusCode::SERVICE_UNAVAILABLE
+                refused(&attributes, refusal.reason(), StatusCode::SERVICE_UNAVAILABLE)
             })?;
         let destination = self.destination(host, port).await.inspect_err(|status| {
             tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, %status, "tunnel destination refused");
             if *status == StatusCode::FORBIDDEN {
                 listener.stats.authz_denied.fetch_add(1, Relaxed);
             }
+            refused(&attributes, "destination_refused", *status);
         })?;
         match Box::pin(authorize::check(route, &attributes)).await {
             Ok((decision, _)) => attributes.authz = decision,
             Err((decision, _)) => {
                 tracing::info!(id = attributes.id, route = %route.config.name, authority = %authority, decision, "tunnel not authorized");
                 listener.stats.authz_denied.fetch_add(1, Relaxed);
-                return Err(StatusCode::FORBIDDEN);
+                return Err(refused(&attributes, "denied", StatusCode::FORBIDDEN));
             }
         }
         let cluster = match &destination {
@@ -205,7 +216,14 @@ impl Terminator {
             }
             Err(error) => {
                 tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = error.code(), "tunnel destination unreachable: {error}");
-                Err(StatusCode::BAD_GATEWAY)
+                let status = StatusCode::BAD_GATEWAY;
+                attributes
+                    .span
+                    .with(|s| s.set("http.response.status_code", status.as_u16()));
+                attributes
+                    .span
+                    .with(|s| s.fail(error.code(), error.to_string()));
+                Err(status)
             }
         }
     }
@@ -215,6 +233,7 @@ impl Terminator {
     fn tunnel_attributes(&self, request: &Parts, host: &str, port: u16) -> Attributes {
         let mut attributes = self.outer.attributes.clone();
         attributes.id = next_id();
+        attributes.span = Default::default();
         attributes.authz = None;
         let peer = (attributes.session.as_ref())
             .and_then(|s| s.peer.as_ref())
@@ -233,7 +252,34 @@ impl Terminator {
             port,
         };
         attributes.protocol = Some(Box::new(Protocol::Tunnel(target)));
+        let peer = peer.map(str::to_string);
+        self.start_span(request, &mut attributes, peer.as_deref());
         attributes
+    }
+
+    /// The tunnel's SERVER span: a child of the edge's CONNECT span when the edge is one
+    /// this terminator trusts (as for `client_address_header`); from anyone else a trace of
+    /// its own, linked to what the sender claimed.
+    fn start_span(&self, request: &Parts, attributes: &mut Attributes, peer: Option<&str>) {
+        let Some(tracer) = self.context.tracer.as_ref() else {
+            return;
+        };
+        let header = |name| request.headers.get(name).and_then(|v| v.to_str().ok());
+        let sent = header("traceparent")
+            .and_then(|parent| SpanContext::from_headers(parent, header("tracestate")));
+        let trusted =
+            (self.settings().client_address_header.as_ref()).is_some_and(|h| h.trusts(peer));
+        let parent = sent.as_ref().filter(|_| trusted);
+        end::trace::start(Some(tracer), attributes, "tunnel", parent);
+        attributes.span.with(|span| {
+            if let (Some(claimed), None) = (&sent, parent) {
+                span.link(claimed.clone());
+            }
+            if let Some(outer) = self.outer.attributes.span.context() {
+                span.link(outer);
+            }
+            span.set("http.request.method", "CONNECT");
+        });
     }
 
     /// The tunnel's destination: the named cluster's endpoints, or the address asked for
@@ -244,16 +290,21 @@ impl Terminator {
         destination: &Destination,
         attributes: &Attributes,
     ) -> Result<(Leg, Lease), Error> {
-        let (stream, lease) = match destination {
-            Destination::Cluster(_) => cluster.connect().await?,
-            Destination::Addresses(addresses) => connect_first(cluster, addresses).await?,
-        };
-        let header = proxy_out::header(&cluster.config, attributes, None)?;
-        let handshakes = &self.context.handshakes;
-        let leg = cluster
-            .originate(stream, header, attributes.sni(), handshakes)
-            .await?;
-        Ok((leg, lease))
+        let mut span = attributes.span.child("connect", SpanKind::Client);
+        let dialed = async {
+            let (stream, lease) = match destination {
+                Destination::Cluster(_) => cluster.connect_traced(span.as_mut()).await?,
+                Destination::Addresses(addresses) => connect_first(cluster, addresses).await?,
+            };
+            let header = proxy_out::header(&cluster.config, attributes, None)?;
+            let handshakes = &self.context.handshakes;
+            let leg = cluster
+                .originate(stream, header, attributes.sni(), handshakes)
+                .await?;
+            Ok((leg, lease))
+        }
+        .await;
+        crate::dial::traced(span, dialed)
     }
 
     /// Relays an opened tunnel until it ends (or the connection it came in on is closed),

@@ -7,7 +7,7 @@
 
 use super::{Gate, UPSTREAM_ANSWER};
 use crate::accept::admission::{self, Slot};
-use crate::attributes::{Attributes, Protocol, SshChannel, next_id};
+use crate::attributes::{Attributes, Protocol, SpanSlot, SshChannel, next_id};
 use crate::end::{self, registry::Live, registry::Upstream};
 use crate::route::Route;
 use ssh::audit::SftpAudit;
@@ -16,6 +16,7 @@ use ssh::russh::server::{Msg, Session};
 use ssh::russh::{self, Channel, ChannelId, ChannelMsg, client};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use telemetry::trace::SpanKind;
 use tokio_util::sync::CancellationToken;
 
 /// Bytes (each message counted 64 more) a client may send on a channel before the request
@@ -183,6 +184,13 @@ impl Gate {
 fn channel_attributes(session: &Attributes, kind: &'static str) -> Attributes {
     let mut attributes = session.clone();
     attributes.id = next_id();
+    // A span of its own, within its session's.
+    let span = session.span.child("ssh channel", SpanKind::Internal);
+    attributes.span = span.map(SpanSlot::new).unwrap_or_default();
+    attributes.span.with(|s| {
+        s.set("causeway.connection.id", attributes.id);
+        s.set("causeway.ssh.channel", kind);
+    });
     if let Some(Protocol::Ssh(login)) = attributes.protocol.as_deref_mut() {
         login.channel = Some(SshChannel {
             kind,

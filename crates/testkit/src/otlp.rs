@@ -1,0 +1,278 @@
+//! OTLP trace receivers for tests, over gRPC (tonic) and HTTP/protobuf (hyper): they keep
+//! every span that arrives, flattened into what tests assert on.
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// One span as it arrived, ids in lowercase hex, every attribute as text.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    pub service: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    /// `server`, `client`, `internal`...
+    pub kind: &'static str,
+    pub attributes: BTreeMap<String, String>,
+    pub events: Vec<String>,
+    /// `trace_id-span_id` of each link.
+    pub links: Vec<String>,
+    /// The status message when the span ended in error.
+    pub error: Option<String>,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+}
+
+impl ReceivedSpan {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+#[derive(Default)]
+struct Kept {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    /// The request headers of the last export (`authorization`, API keys...).
+    headers: Mutex<Vec<(String, String)>>,
+    seen: watch::Sender<usize>,
+}
+
+impl Kept {
+    fn keep(&self, request: ExportTraceServiceRequest, headers: Vec<(String, String)>) {
+        let mut spans = self.spans.lock().unwrap();
+        spans.extend(flatten(request));
+        *self.headers.lock().unwrap() = headers;
+        self.seen.send_replace(spans.len());
+    }
+}
+
+pub struct OtlpReceiver {
+    pub address: SocketAddr,
+    kept: Arc<Kept>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl OtlpReceiver {
+    /// `http://ADDRESS`: the endpoint to configure.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.kept.spans.lock().unwrap().clone()
+    }
+
+    pub fn last_headers(&self) -> Vec<(String, String)> {
+        self.kept.headers.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 10 s) until the spans received satisfy `done`; returns them.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let mut seen = self.kept.seen.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let spans = self.spans();
+                if done(&spans) {
+                    return spans;
+                }
+                let _ = seen.changed().await;
+            }
+        });
+        match waited.await {
+            Ok(spans) => spans,
+            Err(_) => panic!(
+                "timed out waiting for spans: {what}; got {:#?}",
+                self.spans()
+            ),
+        }
+    }
+
+    /// An OTLP/gRPC receiver on 127.0.0.1.
+    pub async fn grpc() -> OtlpReceiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let kept = Arc::new(Kept::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = TraceServiceServer::new(Grpc(kept.clone()));
+        let server = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            );
+        tokio::spawn(server);
+        OtlpReceiver {
+            address,
+            kept,
+            _stop: stop,
+        }
+    }
+
+    /// An OTLP/HTTP receiver on 127.0.0.1 taking protobuf at `/v1/traces`.
+    pub async fn http() -> OtlpReceiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let kept = Arc::new(Kept::default());
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = kept.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                    _ = &mut stopped => return,
+                };
+                let kept = serving.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let kept = kept.clone();
+                    async move { Ok::<_, std::convert::Infallible>(http_export(&kept, request).await) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let connection =
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+                tokio::spawn(connection);
+            }
+        });
+        OtlpReceiver {
+            address,
+            kept,
+            _stop: stop,
+        }
+    }
+}
+
+async fn http_export(
+    kept: &Kept,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    use http_body_util::BodyExt;
+    use prost::Message;
+    let answer = |status: u16| {
+        let mut response = hyper::Response::new(http_body_util::Full::default());
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+        response
+    };
+    let right = request.uri().path() == "/v1/traces"
+        && request
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/x-protobuf");
+    if !right {
+        return answer(404);
+    }
+    let headers = (request.headers().iter())
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let Ok(body) = request.into_body().collect().await else {
+        return answer(400);
+    };
+    match ExportTraceServiceRequest::decode(body.to_bytes()) {
+        Ok(export) => {
+            kept.keep(export, headers);
+            answer(200)
+        }
+        Err(_) => answer(400),
+    }
+}
+
+struct Grpc(Arc<Kept>);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = (request.metadata().clone().into_headers().iter())
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        self.0.keep(request.into_inner(), headers);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
+    let mut out = Vec::new();
+    for resource_spans in request.resource_spans {
+        let resource = resource_spans.resource.unwrap_or_default();
+        let service = text_of(&resource.attributes, "service.name").unwrap_or_default();
+        for scope in resource_spans.scope_spans {
+            for span in scope.spans {
+                out.push(ReceivedSpan {
+                    service: service.clone(),
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    kind: kind_name(span.kind),
+                    name: span.name,
+                    attributes: (span.attributes.iter())
+                        .map(|kv| {
+                            (
+                                kv.key.clone(),
+                                text(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                            )
+                        })
+                        .collect(),
+                    events: span.events.into_iter().map(|e| e.name).collect(),
+                    links: (span.links.iter())
+                        .map(|l| format!("{}-{}", hex(&l.trace_id), hex(&l.span_id)))
+                        .collect(),
+                    error: span.status.filter(|s| s.code == 2).map(|s| s.message),
+                    start_unix_nano: span.start_time_unix_nano,
+                    end_unix_nano: span.end_time_unix_nano,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match kind {
+        1 => "internal",
+        2 => "server",
+        3 => "client",
+        4 => "producer",
+        5 => "consumer",
+        _ => "unspecified",
+    }
+}
+
+fn text_of(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
+    let kv = attributes.iter().find(|kv| kv.key == key)?;
+    Some(text(kv.value.as_ref()?.value.as_ref()))
+}
+
+fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
