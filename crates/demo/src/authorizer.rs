@@ -30,6 +30,8 @@ pub enum Verdict {
 struct Service {
     verdict: Arc<Mutex<Verdict>>,
     requests: Arc<Mutex<Vec<CheckRequest>>>,
+    /// The `traceparent` metadata of each request (empty when none was sent).
+    traceparents: Arc<Mutex<Vec<String>>>,
     seen: watch::Sender<usize>,
 }
 
@@ -41,6 +43,14 @@ impl Authorization for Service {
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         let verdict = self.verdict.lock().unwrap().clone();
         {
+            let traceparent = request.metadata().get("traceparent");
+            let traceparent = traceparent
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            self.traceparents
+                .lock()
+                .unwrap()
+                .push(traceparent.to_string());
             let mut requests = self.requests.lock().unwrap();
             requests.push(request.into_inner());
             self.seen.send_replace(requests.len());
@@ -93,6 +103,7 @@ impl TestAuthorizer {
         let service = Service {
             verdict: Arc::new(Mutex::new(verdict)),
             requests: Arc::default(),
+            traceparents: Arc::default(),
             seen: watch::Sender::new(0),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -120,6 +131,11 @@ impl TestAuthorizer {
     /// The requests received so far.
     pub fn requests(&self) -> Vec<CheckRequest> {
         self.service.requests.lock().unwrap().clone()
+    }
+
+    /// The `traceparent` each request carried in its gRPC metadata ("" for none).
+    pub fn traceparents(&self) -> Vec<String> {
+        self.service.traceparents.lock().unwrap().clone()
     }
 
     /// Waits (at most 10 s) until at least `n` requests have arrived.

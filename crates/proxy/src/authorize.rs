@@ -7,7 +7,7 @@ use crate::route::Route;
 use authz::{CheckInput, Outcome, Routing};
 use config::{FailureMode, RuleAction};
 use std::future::Future;
-use telemetry::trace::SpanKind;
+use telemetry::trace::{Span, SpanKind};
 
 /// What authorization knows of the connection.
 fn input(route: &Route, a: &Attributes) -> CheckInput {
@@ -114,7 +114,7 @@ async fn check_with(
     authenticating: Option<Option<&str>>,
 ) -> Decision {
     let mut phase = attributes.span.child("authorize", SpanKind::Internal);
-    let decision = decide(route, attributes, authenticating).await;
+    let decision = decide(route, attributes, authenticating, phase.as_ref()).await;
     if let Some(phase) = &mut phase {
         match &decision {
             Ok((how, _)) => phase.set("causeway.authz", how.unwrap_or("none")),
@@ -131,6 +131,7 @@ async fn decide(
     route: &Route,
     attributes: &Attributes,
     authenticating: Option<Option<&str>>,
+    phase: Option<&Span>,
 ) -> Decision {
     let Some(settings) = &route.config.authorization else {
         return Ok((None, None));
@@ -168,7 +169,7 @@ async fn decide(
             RuleAction::Deny => Err(("default_deny", denied())),
         };
     };
-    match call(authorizer, &mut input, attributes).await {
+    match call(authorizer, &mut input, phase).await {
         Outcome::Allowed(routing) => Ok((Some("ext_authz_allow"), routing.map(Box::new))),
         Outcome::Denied(why) => {
             tracing::info!(id = attributes.id, route = %route.config.name, authorizer = authorizer.name(), reason = %why, "denied by the authorizer");
@@ -203,10 +204,10 @@ async fn decide(
 async fn call(
     authorizer: &authz::ExtAuthz,
     input: &mut CheckInput,
-    attributes: &Attributes,
+    phase: Option<&Span>,
 ) -> Outcome {
     const CHECK: &str = "envoy.service.auth.v3.Authorization/Check";
-    let mut span = attributes.span.child(CHECK, SpanKind::Client);
+    let mut span = phase.map(|p| p.child(CHECK, SpanKind::Client));
     if let Some(span) = &mut span {
         span.set("rpc.system", "grpc");
         span.set("rpc.service", "envoy.service.auth.v3.Authorization");

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// examples/fix.yaml with the venues at the given addresses, listening on port 0.
-fn gateway(venue1: &str, standby: &str, venue2: &str, extra: &str) -> TestGateway {
+pub(crate) fn gateway(venue1: &str, standby: &str, venue2: &str, extra: &str) -> TestGateway {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let yaml = std::fs::read_to_string(root.join("examples/fix.yaml"))
         .unwrap()
@@ -26,7 +26,7 @@ fn gateway(venue1: &str, standby: &str, venue2: &str, extra: &str) -> TestGatewa
 }
 
 /// Logs on as `sender` to `target`; the first answer.
-async fn log_on(
+pub(crate) async fn log_on(
     gw: &TestGateway,
     sender: &str,
     target: &str,

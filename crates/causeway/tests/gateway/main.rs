@@ -25,6 +25,7 @@ mod ssh_security;
 mod tls_inspector;
 mod tls_revocation;
 mod tls_termination;
+mod tracing;
 mod tunnel_lifecycle;
 mod tunnel_security;
 mod tunnels;

@@ -27,7 +27,7 @@ async fn http1_connect(
 }
 
 /// [`http1_connect`] over an open connection (TLS, say).
-async fn connect_over<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn connect_over<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: BufReader<S>,
     authority: &str,
     headers: &str,
@@ -313,14 +313,19 @@ async fn an_http2_connection_that_never_answers_a_ping_is_closed() {
 }
 
 /// A terminator requiring client certificates (from `ca`), believing `x-causeway-client`
-/// only from `spiffe://causeway.test/edge`.
-fn mtls_terminator(ca: &Ca, dir: &std::path::Path, target: SocketAddr) -> TestGateway {
+/// only from `spiffe://causeway.test/edge`; `top` at the top of its configuration.
+pub(crate) fn mtls_terminator(
+    ca: &Ca,
+    dir: &std::path::Path,
+    target: SocketAddr,
+    top: &str,
+) -> TestGateway {
     let ca_file = ca.write(dir, "ca");
     let (cert, key) = ca
         .server(&["terminator.causeway.test"])
         .write(dir, "terminator");
     TestGateway::start(&format!(
-        r#"identities:
+        r#"{top}identities:
   - {{ name: terminator, cert: "{}", key: "{}" }}
   - {{ name: ca, bundle: "{}" }}
 listeners:
@@ -349,7 +354,7 @@ async fn the_client_address_header_is_believed_only_from_a_trusted_peer() {
         let echo = Backend::silent_echo().await;
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new("tunnel CA");
-        let gw = mtls_terminator(&ca, dir.path(), echo.address);
+        let gw = mtls_terminator(&ca, dir.path(), echo.address, "");
         let claimed = "203.0.113.9:4242";
         let header = format!("x-causeway-client: {claimed}\r\n");
         let mut open = Vec::new();

@@ -8,9 +8,9 @@ use testkit::{Backend, Client, TestGateway, bounded, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Pair {
-    edge: TestGateway,
-    terminator: TestGateway,
+pub(crate) struct Pair {
+    pub edge: TestGateway,
+    pub terminator: TestGateway,
     _dir: tempfile::TempDir,
 }
 
@@ -23,17 +23,19 @@ fn pair(
     edge_cert: bool,
     extra: &str,
 ) -> Pair {
-    pair_with(protocol, authority, allowed_ports, edge_cert, extra, "")
+    pair_with(protocol, authority, allowed_ports, edge_cert, extra, "", "")
 }
 
-/// [`pair`], with `terminator_extra` among the terminator's `connect` settings.
-fn pair_with(
+/// [`pair`], with `terminator_extra` among the terminator's `connect` settings and
+/// `terminator_top` at the top of its configuration.
+pub(crate) fn pair_with(
     protocol: &str,
     authority: &str,
     allowed_ports: &str,
     edge_cert: bool,
     extra: &str,
     terminator_extra: &str,
+    terminator_top: &str,
 ) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("tunnel CA");
@@ -45,7 +47,7 @@ fn pair_with(
         .spiffe("spiffe://causeway.test/edge")
         .write(dir.path(), "edge");
     let terminator = TestGateway::start(&format!(
-        r#"identities:
+        r#"{terminator_top}identities:
   - {{ name: terminator, cert: "{}", key: "{}" }}
   - {{ name: ca, bundle: "{}" }}
 listeners:
@@ -271,6 +273,7 @@ async fn post_tunnels_for_intermediaries_that_refuse_connect() {
             true,
             &edge_extra,
             "          accept_post: true\n",
+            "",
         );
         let (mut client, banner) = Client::greeted(p.edge.address("edge")).await;
         assert_eq!(banner, "banner");

@@ -12,13 +12,15 @@ use tokio::net::TcpStream;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+// One per process: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Transport {
     Grpc {
         client: TraceServiceClient<Channel>,
         headers: MetadataMap,
         timeout: Duration,
     },
-    Http(Box<HttpExporter>),
+    Http(HttpExporter),
 }
 
 impl Transport {
@@ -48,9 +50,7 @@ impl Transport {
                     timeout: config.timeout,
                 })
             }
-            config::OtlpProtocol::HttpProtobuf => {
-                Ok(Transport::Http(Box::new(HttpExporter::new(config)?)))
-            }
+            config::OtlpProtocol::HttpProtobuf => Ok(Transport::Http(HttpExporter::new(config)?)),
         }
     }
 

@@ -1,0 +1,448 @@
+//! OpenTelemetry traces (docs/observability.md): a SERVER span per connection with a span
+//! for each phase, exported over OTLP/gRPC and OTLP/HTTP to in-test receivers; the
+//! authorizer told the context of its call; one trace across a tunnel; trace ids in the
+//! access log and `/connections`; a collector that is down costs connections nothing.
+
+use serde_json::Value;
+use std::path::Path;
+use testkit::authorizer::{TestAuthorizer, Verdict};
+use testkit::otlp::{OtlpReceiver, ReceivedSpan};
+use testkit::pki::Ca;
+use testkit::tls_peer::{client_config, connect};
+use testkit::{Backend, Client, TestGateway, bounded, closed_port, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The `tracing` section for `receiver` (`protocol`: grpc or http/protobuf), exporting
+/// every 20 ms so tests do not wait.
+pub(crate) fn tracing_yaml(receiver: &OtlpReceiver, protocol: &str) -> String {
+    format!(
+        "tracing:\n  endpoint: {}\n  protocol: {protocol}\n  service_name: causeway-test\n  batch: {{ schedule_delay: 20ms }}\n",
+        receiver.endpoint()
+    )
+}
+
+fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+fn one<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
+    let found = named(spans, name);
+    assert_eq!(found.len(), 1, "one `{name}` span: {spans:#?}");
+    found[0]
+}
+
+/// The child of `parent` named `name`.
+fn child<'a>(spans: &'a [ReceivedSpan], parent: &ReceivedSpan, name: &str) -> &'a ReceivedSpan {
+    let found: Vec<_> = (spans.iter())
+        .filter(|s| s.name == name && s.parent_span_id == parent.span_id)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one `{name}` in `{}`: {spans:#?}",
+        parent.name
+    );
+    assert_eq!(found[0].trace_id, parent.trace_id);
+    found[0]
+}
+
+fn log_lines(path: &Path) -> Vec<Value> {
+    (std::fs::read_to_string(path).unwrap_or_default().lines())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_one_server_span_with_a_span_for_each_phase() {
+    bounded(async {
+        let otlp = OtlpReceiver::grpc().await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let echo = Backend::echo("echo").await;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        // The preferred endpoint is down: the dial's span shows the failed attempt.
+        let gw = TestGateway::start(&format!(
+            r#"{}access_log: {{ path: "{}" }}
+authorizers:
+  - {{ name: iam, address: "{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - name: checked
+        authorization: {{ ext_authz: iam }}
+        cluster: echo
+clusters:
+  - name: echo
+    endpoints: [{{ address: "{}", priority: 0 }}, {{ address: "{}", priority: 1 }}]
+"#,
+            tracing_yaml(&otlp, "grpc"),
+            log.path().display(),
+            authorizer.address,
+            closed_port(),
+            echo.address,
+        ));
+        let (mut client, greeting) = Client::greeted(gw.address("edge")).await;
+        assert_eq!(greeting, "echo");
+        client.assert_echo("traced").await;
+        // While it lives, /connections names its trace.
+        let live = gw.gateway.connections_snapshot();
+        let trace_id = live[0].trace_id.clone().expect("a trace id");
+        drop(client);
+
+        let spans = otlp
+            .wait_until("the connection's span", |s| {
+                !named(s, "connection").is_empty()
+            })
+            .await;
+        let connection = one(&spans, "connection");
+        assert_eq!(connection.kind, "server");
+        assert_eq!(connection.service, "causeway-test");
+        assert_eq!(connection.trace_id, trace_id);
+        assert!(connection.parent_span_id.is_empty(), "a trace starts here");
+        for (key, value) in [
+            ("client.address", "127.0.0.1"),
+            ("network.peer.address", "127.0.0.1"),
+            ("network.transport", "tcp"),
+            ("causeway.listener", "edge"),
+            ("causeway.route", "checked"),
+            ("causeway.cluster", "echo"),
+            ("causeway.endpoint", &echo.address.to_string()),
+            ("causeway.authz", "ext_authz_allow"),
+            ("causeway.bytes.upstream", "7"),
+            ("causeway.bytes.downstream", "12"),
+        ] {
+            assert_eq!(connection.attr(key), Some(value), "{key}: {connection:#?}");
+        }
+        assert!(connection.attr("causeway.close_reason").is_some());
+        // Phases: authorization (with the ext_authz call inside) and the dial.
+        let authorize = child(&spans, connection, "authorize");
+        assert_eq!(authorize.attr("causeway.authz"), Some("ext_authz_allow"));
+        let check = child(
+            &spans,
+            authorize,
+            "envoy.service.auth.v3.Authorization/Check",
+        );
+        assert_eq!(check.kind, "client");
+        assert_eq!(check.attr("rpc.system"), Some("grpc"));
+        let dial = child(&spans, connection, "connect");
+        assert_eq!(dial.kind, "client");
+        assert_eq!(
+            dial.attr("server.port"),
+            Some(&*echo.address.port().to_string())
+        );
+        assert_eq!(
+            dial.events,
+            ["connect_failed"],
+            "the down endpoint was tried first"
+        );
+        // The authorizer was told the context of its call: its trace joins ours.
+        let sent = format!("00-{}-{}-01", check.trace_id, check.span_id);
+        assert_eq!(authorizer.traceparents(), [sent]);
+        // The access-log line leads to the trace.
+        eventually("the access-log line", || !log_lines(log.path()).is_empty()).await;
+        let line = &log_lines(log.path())[0];
+        assert_eq!(line["trace_id"], connection.trace_id.as_str());
+        assert_eq!(line["span_id"], connection.span_id.as_str());
+        eventually("the exported spans are counted", || {
+            gw.metric("causeway_trace_spans_exported_total", &[]) >= 4.0
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_over_otlp_http_and_its_refusals() {
+    bounded(async {
+        let otlp = OtlpReceiver::http().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("trace CA");
+        let (cert, key) = ca
+            .server(&["echo.causeway.test"])
+            .write(dir.path(), "server");
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&format!(
+            r#"{}identities:
+  - {{ name: server, cert: "{}", key: "{}" }}
+  - {{ name: ca, bundle: "{}" }}
+listeners:
+  - name: tls
+    address: 127.0.0.1:0
+    routes:
+      - terminate: {{ identities: [server], client_certificate: required, trust: ca }}
+        cluster: echo
+clusters:
+  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
+"#,
+            tracing_yaml(&otlp, "http/protobuf"),
+            cert.display(),
+            key.display(),
+            ca.write(dir.path(), "ca").display(),
+            echo.address,
+        ));
+        let client = ca.spiffe("spiffe://causeway.test/client");
+        let config = client_config(&ca.der(), Some(&client), &[]);
+        let mut tls = connect(gw.address("tls"), "echo.causeway.test", config)
+            .await
+            .unwrap();
+        let mut greeting = [0u8; 5];
+        tls.read_exact(&mut greeting).await.unwrap();
+        tls.write_all(b"x\n").await.unwrap();
+        let mut echoed = [0u8; 2];
+        tls.read_exact(&mut echoed).await.unwrap();
+        tls.shutdown().await.unwrap();
+        while tls.read(&mut echoed).await.is_ok_and(|n| n > 0) {}
+        // A client without a certificate: its span ends with the handshake's failure.
+        let config = client_config(&ca.der(), None, &[]);
+        if let Ok(mut refused) = connect(gw.address("tls"), "echo.causeway.test", config).await {
+            let _ = refused.read(&mut greeting).await;
+        }
+        let spans = otlp
+            .wait_until("both connections", |s| named(s, "connection").len() == 2)
+            .await;
+        let mut connections = named(&spans, "connection");
+        connections.sort_by_key(|s| s.error.is_some());
+        let (good, refused) = (connections[0], connections[1]);
+        let handshake = child(&spans, good, "tls handshake");
+        assert_eq!(handshake.attr("tls.protocol.version"), Some("1.3"));
+        assert_eq!(
+            handshake.attr("tls.client.server_name"),
+            Some("echo.causeway.test")
+        );
+        let spiffe = Some("spiffe://causeway.test/client");
+        assert_eq!(handshake.attr("causeway.tls.peer.spiffe_id"), spiffe);
+        assert_eq!(good.attr("causeway.tls.peer.spiffe_id"), spiffe);
+        assert_eq!(good.error, None);
+        let failed = child(&spans, refused, "tls handshake");
+        assert!(failed.error.is_some(), "{failed:#?}");
+        let why = Some("downstream_tls_no_certificate");
+        assert_eq!(refused.attr("error.type"), why, "{refused:#?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnelled_connection_is_one_trace_from_the_edge_to_the_terminator() {
+    bounded(async {
+        let otlp = OtlpReceiver::grpc().await;
+        let echo = Backend::echo("banner").await;
+        let tracing = tracing_yaml(&otlp, "grpc");
+        let (authority, port) = (echo.address.to_string(), echo.address.port().to_string());
+        let p = crate::tunnels::pair_with("http2", &authority, &port, true, &tracing, "", &tracing);
+        let (mut client, banner) = Client::greeted(p.edge.address("edge")).await;
+        assert_eq!(banner, "banner");
+        client.assert_echo("across").await;
+        drop(client);
+        let spans = otlp
+            .wait_until("the edge's and the terminator's spans", |s| {
+                !named(s, "tunnel").is_empty() && !named(s, "CONNECT").is_empty()
+            })
+            .await;
+        let tunnel = one(&spans, "tunnel");
+        let connect = one(&spans, "CONNECT");
+        assert_eq!(connect.kind, "client");
+        assert_eq!(tunnel.kind, "server");
+        assert_eq!(
+            tunnel.trace_id, connect.trace_id,
+            "one trace across the tunnel"
+        );
+        assert_eq!(
+            tunnel.parent_span_id, connect.span_id,
+            "the tunnel is the CONNECT's child"
+        );
+        assert_eq!(tunnel.attr("causeway.tunnel.port"), Some(&*port));
+        // The edge's connection is the CONNECT's parent.
+        let edge = spans
+            .iter()
+            .find(|s| s.span_id == connect.parent_span_id)
+            .expect("the edge connection's span");
+        assert_eq!((edge.name.as_str(), edge.kind), ("connection", "server"));
+        assert_eq!(edge.attr("causeway.listener"), Some("edge"));
+        // The terminator dialed the backend within the tunnel's span.
+        child(&spans, tunnel, "connect");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_connections_nothing_but_dropped_spans() {
+    bounded(async {
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&format!(
+            r#"tracing:
+  endpoint: http://{}
+  timeout: 200ms
+  batch: {{ schedule_delay: 20ms }}
+listeners:
+  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}
+clusters:
+  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
+"#,
+            closed_port(),
+            echo.address,
+        ));
+        for i in 0..20 {
+            let (mut client, greeting) = Client::greeted(gw.address("edge")).await;
+            assert_eq!(greeting, "echo");
+            client.assert_echo(&format!("still here {i}")).await;
+        }
+        eventually("spans are counted as dropped", || {
+            gw.metric(
+                "causeway_trace_spans_dropped_total",
+                &[("reason", "export_failed")],
+            ) >= 20.0
+        })
+        .await;
+        assert_eq!(gw.metric("causeway_trace_spans_exported_total", &[]), 0.0);
+    })
+    .await;
+}
+
+/// A `traceparent` is believed only from an edge the terminator trusts (as for the client
+/// address header): from anyone else the tunnel's span starts a trace of its own, linked to
+/// what the caller claimed; from a trusted edge it continues the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_trusted_callers_trace_is_continued() {
+    bounded(async {
+        let otlp = OtlpReceiver::grpc().await;
+        let echo = Backend::silent_echo().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("tunnel CA");
+        let top = tracing_yaml(&otlp, "grpc");
+        let gw = crate::tunnel_security::mtls_terminator(&ca, dir.path(), echo.address, &top);
+        let claimed_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let header = format!("traceparent: 00-{claimed_trace}-00f067aa0ba902b7-01\r\n");
+        for peer in [
+            "spiffe://causeway.test/other",
+            "spiffe://causeway.test/edge",
+        ] {
+            let config = client_config(&ca.der(), Some(&ca.spiffe(peer)), &[]);
+            let tls = connect(gw.address("connect"), "terminator.causeway.test", config)
+                .await
+                .unwrap();
+            let stream = tokio::io::BufReader::new(tls);
+            let authority = echo.address.to_string();
+            let (status, tunnel) =
+                crate::tunnel_security::connect_over(stream, &authority, &header).await;
+            assert_eq!(status, Some(200), "{peer}");
+            drop(tunnel);
+        }
+        let spans = otlp
+            .wait_until("two tunnels", |s| named(s, "tunnel").len() == 2)
+            .await;
+        let claimed = format!("{claimed_trace}-00f067aa0ba902b7");
+        let (continued, linked): (Vec<&ReceivedSpan>, Vec<&ReceivedSpan>) = named(&spans, "tunnel")
+            .into_iter()
+            .partition(|s| s.trace_id == claimed_trace);
+        assert_eq!((continued.len(), linked.len()), (1, 1), "{spans:#?}");
+        assert_eq!(continued[0].parent_span_id, "00f067aa0ba902b7");
+        assert!(
+            linked[0].parent_span_id.is_empty(),
+            "an untrusted caller's trace is not ours"
+        );
+        assert!(linked[0].links.contains(&claimed), "{:#?}", linked[0]);
+    })
+    .await;
+}
+
+/// What an inspecting listener read is on the connection's span: FIX CompIDs (never the
+/// Logon's password), the MQ channel and queue manager, the SSH user; with an `inspect`
+/// phase before the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_mq_and_ssh_sessions_carry_what_was_read_of_them() {
+    bounded(async {
+        let otlp = OtlpReceiver::grpc().await;
+        let tracing = tracing_yaml(&otlp, "grpc");
+        // FIX: examples/fix.yaml.
+        let (venue1, _) = testkit::fix::acceptor("VENUE1").await;
+        let (venue2, _) = testkit::fix::acceptor("VENUE2").await;
+        let (v1, v2) = (venue1.address.to_string(), venue2.address.to_string());
+        let fix = crate::fix::gateway(&v1, &v1, &v2, &tracing);
+        let (session, answer) = crate::fix::log_on(&fix, "CLIENT1", "VENUE1").await;
+        assert_eq!(answer.msg_type(), "A");
+        drop(session);
+        // MQ: a plaintext first segment.
+        let app = Backend::echo("app").await;
+        let mq = TestGateway::start(&format!(
+            r#"{tracing}listeners:
+  - name: mq
+    address: 127.0.0.1:0
+    protocol: mq
+    routes: [{{ match: {{ mq: {{ channel: [APP1.SVRCONN] }} }}, cluster: app }}]
+clusters:
+  - {{ name: app, endpoints: [{{ address: "{}" }}] }}
+"#,
+            app.address
+        ));
+        let first = protocols::mq::encode_initial(
+            protocols::mq::Segment::Tsh,
+            false,
+            "APP1.SVRCONN",
+            "QM1",
+        );
+        let mut stream = tokio::net::TcpStream::connect(mq.address("mq"))
+            .await
+            .unwrap();
+        stream.write_all(&first).await.unwrap();
+        let mut greeting = [0u8; 4];
+        stream.read_exact(&mut greeting).await.unwrap();
+        drop(stream);
+        // SSH: a login that runs one command.
+        let sshd = testkit::ssh::Sshd::start().await;
+        let yaml = crate::sftp::gateway_yaml(
+            &sshd.address.to_string(),
+            ", allow: { exec: true }",
+            &crate::sftp::pinned(),
+        );
+        let ssh = TestGateway::start(&format!("{tracing}{yaml}"));
+        let client = testkit::ssh::Client::new(ssh.address("sftp"));
+        let mut command = client.command("ssh", &client.key("alice"));
+        command.arg("alice@127.0.0.1").arg("true");
+        let out = command.output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let spans = otlp
+            .wait_until("the FIX, MQ and SSH spans", |s| {
+                named(s, "connection").len() == 2
+                    && !named(s, "ssh session").is_empty()
+                    && !named(s, "ssh channel").is_empty()
+            })
+            .await;
+        let by_listener = |name: &str| {
+            *named(&spans, "connection")
+                .iter()
+                .find(|s| s.attr("causeway.listener") == Some(name))
+                .unwrap_or_else(|| panic!("{name}: {spans:#?}"))
+        };
+        let fix_span = by_listener("fix");
+        assert_eq!(
+            fix_span.attr("causeway.fix.sender_comp_id"),
+            Some("CLIENT1")
+        );
+        assert_eq!(fix_span.attr("causeway.fix.target_comp_id"), Some("VENUE1"));
+        child(&spans, fix_span, "inspect");
+        let mq_span = by_listener("mq");
+        assert_eq!(mq_span.attr("causeway.mq.channel"), Some("APP1.SVRCONN"));
+        assert_eq!(mq_span.attr("causeway.mq.queue_manager"), Some("QM1"));
+        child(&spans, mq_span, "inspect");
+        let session = one(&spans, "ssh session");
+        assert_eq!(session.kind, "server");
+        assert_eq!(session.attr("causeway.ssh.user"), Some("alice"));
+        assert_eq!(session.attr("causeway.ssh.auth_method"), Some("publickey"));
+        child(&spans, session, "authorize");
+        let channel = child(&spans, session, "ssh channel");
+        assert_eq!(channel.attr("causeway.ssh.channel"), Some("exec"));
+        // Never a secret: the FIX Logon carried a password.
+        for span in &spans {
+            assert!(
+                !span.attributes.values().any(|v| v.contains("hunter2")),
+                "{span:#?}"
+            );
+        }
+    })
+    .await;
+}
