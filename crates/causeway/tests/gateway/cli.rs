@@ -644,3 +644,68 @@ async fn the_process_log_can_be_json() {
     })
     .await
 }
+
+/// A config without `tracing`: the standard OpenTelemetry variables alone turn it on, as
+/// they do for any OpenTelemetry SDK (OTLP/HTTP by default, `/v1/traces` added to the base).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_otel_environment_alone_turns_tracing_on() {
+    testkit::bounded(async {
+        let backend = Backend::echo("b").await;
+        let otlp = testkit::otlp::OtlpReceiver::http().await;
+        let config = temp_config(&format!(
+            "admin: {{ enabled: false }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            backend.address
+        ));
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config.path())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint())
+            .env("OTEL_SERVICE_NAME", "from-the-environment")
+            .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "20")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let address: SocketAddr = loop {
+            let line = lines.next_line().await.unwrap().expect("the gateway logs");
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if event["message"] == "listening" {
+                break event["address"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        let mut client = testkit::Client::connect(address).await;
+        assert_eq!(client.line().await.as_deref(), Some("b"));
+        client.assert_echo("traced by the environment").await;
+        drop(client);
+        let spans = otlp
+            .wait_until("the connection's span", |s| s.iter().any(|s| s.name == "connection"))
+            .await;
+        assert_eq!(spans[0].service, "from-the-environment");
+    })
+    .await
+}
+
+/// A wrong `OTEL_*` value is a configuration error that names the variable.
+#[test]
+fn a_wrong_otel_variable_is_named() {
+    let config = temp_config(
+        "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{ cluster: c }]\nclusters:\n  - { name: c, endpoints: [{ address: \"127.0.0.1:1\" }] }\n",
+    );
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(config.path())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("OTEL_TRACES_SAMPLER", "sometimes")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("OTEL_TRACES_SAMPLER `sometimes`"),
+        "{stderr}"
+    );
+}

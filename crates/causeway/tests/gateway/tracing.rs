@@ -446,3 +446,98 @@ clusters:
     })
     .await;
 }
+
+/// Causeway edge → Envoy terminator with its OpenTelemetry tracer, both exporting to one
+/// receiver: Envoy's span of the CONNECT joins the edge's trace, as the CONNECT's child, and
+/// the edge's access-log line names that trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_terminator_joins_the_edges_trace() {
+    bounded(async {
+        let otlp = OtlpReceiver::grpc().await;
+        let echo = Backend::echo("banner").await;
+        let envoy_address = closed_port();
+        let _envoy = crate::tunnels::Envoy::start(
+            &format!(
+                r#"layered_runtime:
+  layers:
+  - name: static
+    static_layer:
+      tracing.opentelemetry.flush_interval_ms: 50
+      tracing.opentelemetry.min_flush_spans: 1
+static_resources:
+  listeners:
+  - name: connect
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: connect
+          codec_type: HTTP2
+          http2_protocol_options: {{ allow_connect: true }}
+          upgrade_configs: [{{ upgrade_type: CONNECT }}]
+          tracing:
+            random_sampling: {{ value: 100 }}
+            provider:
+              name: envoy.tracers.opentelemetry
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                grpc_service: {{ envoy_grpc: {{ cluster_name: otlp }}, timeout: 1s }}
+                service_name: envoy-terminator
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ connect_matcher: {{}} }}
+                route: {{ cluster: backend, upgrade_configs: [{{ upgrade_type: CONNECT, connect_config: {{}} }}] }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+{}{}"#,
+                envoy_address.port(),
+                crate::tunnels::envoy_cluster("backend", echo.address, false),
+                crate::tunnels::envoy_cluster("otlp", otlp.address, true),
+            ),
+            envoy_address,
+        )
+        .await;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let edge = TestGateway::start(&format!(
+            r#"{}access_log: {{ path: "{}" }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes: [{{ cluster: envoy }}]
+clusters:
+  - name: envoy
+    endpoints: [{{ address: "{envoy_address}" }}]
+    tunnel: {{ protocol: http2, authority: "{}" }}
+"#,
+            tracing_yaml(&otlp, "grpc"),
+            log.path().display(),
+            echo.address
+        ));
+        let (mut client, banner) = Client::greeted(edge.address("edge")).await;
+        assert_eq!(banner, "banner");
+        client.assert_echo("through Envoy").await;
+        drop(client);
+        let spans = otlp
+            .wait_until("Envoy's span and the edge's CONNECT", |s| {
+                s.iter().any(|s| s.service == "envoy-terminator") && !named(s, "CONNECT").is_empty()
+            })
+            .await;
+        let connect = one(&spans, "CONNECT");
+        let envoy = spans
+            .iter()
+            .find(|s| s.service == "envoy-terminator")
+            .unwrap();
+        assert_eq!(envoy.trace_id, connect.trace_id, "Envoy joined the edge's trace: {spans:#?}");
+        assert_eq!(envoy.parent_span_id, connect.span_id, "{envoy:#?}");
+        eventually("the access-log line", || !log_lines(log.path()).is_empty()).await;
+        assert_eq!(log_lines(log.path())[0]["trace_id"], connect.trace_id.as_str());
+    })
+    .await;
+}

