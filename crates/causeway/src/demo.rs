@@ -413,6 +413,33 @@ pub fn authorizer(address: SocketAddr, verdict: &str) -> ExitCode {
     })
 }
 
+pub fn trace_receiver(address: SocketAddr, protocol: &str) -> ExitCode {
+    use demo::otlp::OtlpReceiver;
+    on_runtime(1, async {
+        let receiver = match protocol {
+            "grpc" => OtlpReceiver::grpc_at(address).await,
+            "http" => OtlpReceiver::http_at(address).await,
+            _ => {
+                eprintln!("protocol `{protocol}`: use grpc or http");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("OTLP/{protocol} trace receiver on {address}; Ctrl-C stops it");
+        let mut printed = 0;
+        loop {
+            tokio::select! {
+                count = receiver.more_than(printed) => {
+                    for span in &receiver.spans()[printed..count] {
+                        println!("{span}");
+                    }
+                    printed = count;
+                }
+                _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            }
+        }
+    })
+}
+
 /// Runs `body` on a runtime of `workers` threads; a runtime that cannot start is a failure.
 fn on_runtime(workers: usize, body: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match serve::runtime(workers) {

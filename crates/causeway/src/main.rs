@@ -81,6 +81,13 @@ enum Command {
     /// Print an argon2id hash of the password read from standard input (its first line),
     /// for `password_hash` of an SSH user. The password never goes into the config.
     HashPassword,
+    /// Run an OTLP trace receiver (a test aid for the examples) that prints each span it
+    /// receives on one line: PROTOCOL is `grpc` or `http` (protobuf at `/v1/traces`).
+    TraceReceiver {
+        address: SocketAddr,
+        #[arg(long, default_value = "grpc")]
+        protocol: String,
+    },
     /// Run a test ext_authz server (a test aid for the examples), answering every check
     /// with VERDICT: `allow`, `deny`, `cluster:NAME` or `address:IP:PORT`.
     Authorizer {
@@ -148,6 +155,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Authorizer { address, verdict } => demo::authorizer(address, &verdict),
+        Command::TraceReceiver { address, protocol } => demo::trace_receiver(address, &protocol),
         Command::FixAcceptor { address, comp_id } => demo::fix_acceptor(address, comp_id),
     }
 }

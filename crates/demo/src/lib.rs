@@ -7,6 +7,7 @@
 pub mod authorizer;
 mod backend;
 pub mod fix;
+pub mod otlp;
 pub mod pki;
 pub mod sftp_server;
 

@@ -8,7 +8,6 @@ mod backend;
 mod client;
 pub mod fix;
 mod gateway;
-pub mod otlp;
 pub mod spire;
 pub mod ssh;
 pub mod tls_peer;
@@ -16,6 +15,6 @@ mod wait;
 
 pub use backend::{Backend, echo};
 pub use client::{Client, closed_port};
-pub use demo::{pki, sftp_server};
+pub use demo::{otlp, pki, sftp_server};
 pub use gateway::TestGateway;
 pub use wait::{TEST_TIMEOUT, accepting, bounded, eventually};

@@ -541,3 +541,54 @@ clusters:
     })
     .await;
 }
+
+/// examples/tracing.yaml with `causeway trace-receiver` (the real binary) as its collector:
+/// the receiver prints the connection's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tracing_example_runs_as_documented() {
+    bounded(async {
+        use tokio::io::AsyncBufReadExt;
+        let collector = closed_port();
+        let mut receiver = tokio::process::Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .args(["trace-receiver", &collector.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut printed = tokio::io::BufReader::new(receiver.stdout.take().unwrap()).lines();
+        let first = printed.next_line().await.unwrap().unwrap();
+        assert!(first.starts_with("OTLP/grpc trace receiver on"), "{first}");
+        let echo = Backend::echo("traced").await;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let yaml = std::fs::read_to_string(root.join("examples/tracing.yaml"))
+            .unwrap()
+            .replace("127.0.0.1:4317", &collector.to_string())
+            .replace("127.0.0.1:10500", "127.0.0.1:0")
+            .replace("127.0.0.1:10501", &echo.address.to_string())
+            .replace("schedule_delay: 1s", "schedule_delay: 20ms")
+            .replace("access_log: {}", "");
+        let gw = TestGateway::start(&yaml);
+        let (mut client, greeting) = Client::greeted(gw.address("traced")).await;
+        assert_eq!(greeting, "traced");
+        client.assert_echo("hello").await;
+        drop(client);
+        let line = loop {
+            let line = printed
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the receiver prints spans");
+            if line.contains("server \"connection\"") {
+                break line;
+            }
+        };
+        for part in [
+            "causeway-edge",
+            "causeway.listener=\"traced\"",
+            "causeway.route=\"default\"",
+        ] {
+            assert!(line.contains(part), "{part}: {line}");
+        }
+    })
+    .await;
+}

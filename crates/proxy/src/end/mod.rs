@@ -11,6 +11,7 @@ pub mod registry;
 pub mod sessions;
 pub(crate) mod trace;
 
+use crate::attributes::Attributes;
 use crate::authorize;
 use crate::error::{Error, Kind};
 use crate::relay::Counters;
@@ -31,20 +32,40 @@ pub(crate) async fn supervise(
     route: &Route,
     work: Pin<&mut impl Future<Output = Result<(), Error>>>,
 ) -> Result<(), Error> {
-    // Boxed, and only for routes that re-check: the others carry a pointer's worth.
-    let mut recheck = authorize::recheck(route, &live.attributes).map(Box::pin);
-    // Likewise only for connections whose span is recorded.
-    let mut continuing = trace::continuations(&live.attributes).map(Box::pin);
+    let mut midlife = midlife(route, &live.attributes);
     tokio::select! {
         r = work => r,
         e = timeouts(&route.config, &live.counters) => Err(e),
-        e = async { match recheck.as_mut() { Some(r) => r.await, None => pending().await } } => Err(e),
+        e = async { match midlife.as_mut() { Some(m) => m.await, None => pending().await } } => Err(e),
         reason = live.close_requested() => {
             let error = Error::internal(reason.kind());
             live.attributes.span.with(|s| s.event("close_requested", vec![("causeway.reason", error.code().into())]));
             Err(error)
         }
-        () = async { match continuing.as_mut() { Some(c) => c.await, None => pending().await } } => unreachable!("continuations never end"),
+    }
+}
+
+type Midlife<'a> = Pin<Box<dyn Future<Output = Error> + Send + 'a>>;
+
+/// What happens while a connection lives: periodic re-authorization (ends it when denied)
+/// and its span's continuations. Boxed, and only for connections that have either: the
+/// others carry a pointer's worth.
+fn midlife<'a>(route: &'a Route, attributes: &'a Attributes) -> Option<Midlife<'a>> {
+    let recheck = authorize::recheck(route, attributes);
+    let continuing = trace::continuations(attributes);
+    match (recheck, continuing) {
+        (None, None) => None,
+        (Some(r), None) => Some(Box::pin(r)),
+        (None, Some(c)) => Some(Box::pin(async move {
+            c.await;
+            pending().await
+        })),
+        (Some(r), Some(c)) => Some(Box::pin(async move {
+            tokio::select! {
+                e = r => e,
+                () = c => pending().await,
+            }
+        })),
     }
 }
 

@@ -1,5 +1,6 @@
-//! OTLP trace receivers for tests, over gRPC (tonic) and HTTP/protobuf (hyper): they keep
-//! every span that arrives, flattened into what tests assert on.
+//! OTLP trace receivers, over gRPC (tonic) and HTTP/protobuf (hyper): they keep every span
+//! that arrives, flattened into what tests assert on (and what `causeway trace-receiver`
+//! prints).
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -33,6 +34,39 @@ pub struct ReceivedSpan {
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
 }
+
+impl std::fmt::Display for ReceivedSpan {
+    /// One line: ids, service, kind, name, duration, then every attribute.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.end_unix_nano.saturating_sub(self.start_unix_nano) / 1000;
+        write!(
+            f,
+            "trace={} span={} parent={} {} {} \"{}\" {micros}us",
+            self.trace_id,
+            self.span_id,
+            if self.parent_span_id.is_empty() {
+                "-"
+            } else {
+                &self.parent_span_id
+            },
+            self.service,
+            self.kind,
+            self.name
+        )?;
+        for (key, value) in &self.attributes {
+            write!(f, " {key}={value:?}")?;
+        }
+        for event in &self.events {
+            write!(f, " event={event}")?;
+        }
+        if let Some(error) = &self.error {
+            write!(f, " error={error:?}")?;
+        }
+        Ok(())
+    }
+}
+
+const LOCAL_ANY_PORT: &str = "127.0.0.1:0";
 
 impl ReceivedSpan {
     pub fn attr(&self, key: &str) -> Option<&str> {
@@ -77,6 +111,12 @@ impl OtlpReceiver {
         self.kept.headers.lock().unwrap().clone()
     }
 
+    /// Waits until more than `seen` spans have arrived; how many there are.
+    pub async fn more_than(&self, seen: usize) -> usize {
+        let mut count = self.kept.seen.subscribe();
+        *count.wait_for(|n| *n > seen).await.unwrap()
+    }
+
     /// Waits (at most 10 s) until the spans received satisfy `done`; returns them.
     pub async fn wait_until(
         &self,
@@ -104,7 +144,11 @@ impl OtlpReceiver {
 
     /// An OTLP/gRPC receiver on 127.0.0.1.
     pub async fn grpc() -> OtlpReceiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::grpc_at(LOCAL_ANY_PORT.parse().unwrap()).await
+    }
+
+    pub async fn grpc_at(address: SocketAddr) -> OtlpReceiver {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let address = listener.local_addr().unwrap();
         let kept = Arc::new(Kept::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -127,7 +171,11 @@ impl OtlpReceiver {
 
     /// An OTLP/HTTP receiver on 127.0.0.1 taking protobuf at `/v1/traces`.
     pub async fn http() -> OtlpReceiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::http_at(LOCAL_ANY_PORT.parse().unwrap()).await
+    }
+
+    pub async fn http_at(address: SocketAddr) -> OtlpReceiver {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let address = listener.local_addr().unwrap();
         let kept = Arc::new(Kept::default());
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
