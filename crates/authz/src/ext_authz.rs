@@ -119,7 +119,7 @@ impl ExtAuthz {
                 }
             }
         };
-        self.stats.observe(started.elapsed());
+        self.stats.latency.observe(started.elapsed());
         self.count(&outcome);
         if let (Some(cache), Some(key)) = (&self.cache, key)
             && matches!(outcome, Outcome::Allowed(_) | Outcome::Denied(_))

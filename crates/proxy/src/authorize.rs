@@ -302,17 +302,7 @@ pub(crate) fn report(
         }
         let hits = s.cache_hits.load(Relaxed);
         out.counter("causeway_authz_cache_hits_total", l(None), hits);
-        let (buckets, sum, count) = s.histogram();
-        let name = "causeway_authz_check_duration_seconds_bucket";
-        for (le, n) in buckets {
-            out.counter(name, l(Some(("le", le.to_string()))), n);
-        }
-        out.counter(name, l(Some(("le", "+Inf".into()))), count);
-        out.gauge("causeway_authz_check_duration_seconds_sum", l(None), sum);
-        out.counter(
-            "causeway_authz_check_duration_seconds_count",
-            l(None),
-            count,
-        );
+        let name = "causeway_authz_check_duration_seconds";
+        out.histogram(name, l(None), &s.latency);
     }
 }

@@ -73,7 +73,7 @@ mod tests {
             help("causeway_fix_sessions_total"),
             Some("FIX sessions a route took")
         );
-        assert!(help("causeway_authz_check_duration_seconds_count").is_some());
+        assert!(help("causeway_authz_check_duration_seconds").is_some());
         assert!(
             families
                 .iter()

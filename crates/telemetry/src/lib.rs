@@ -6,6 +6,7 @@
 //! interval), so both always agree. Names and labels: docs/metrics.md.
 
 mod help;
+pub mod histogram;
 pub mod trace;
 
 use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder};
@@ -18,6 +19,9 @@ pub struct Telemetry {
     recorders: Vec<Box<dyn Recorder + Send + Sync>>,
     prometheus: PrometheusHandle,
     published: Mutex<HashMap<Key, Published>>,
+    /// The histograms of the last publish, rendered by us (the exporter has none).
+    histograms: Mutex<Vec<histogram::Series>>,
+    help: HashMap<String, String>,
 }
 
 enum Published {
@@ -47,7 +51,8 @@ impl Telemetry {
         }
         // HELP for every family, counter or gauge alike (the text exposition needs no type
         // for it; the type comes from how the family is registered).
-        for (family, text) in help::families() {
+        let help = help::families();
+        for (family, text) in &help {
             for recorder in &recorders {
                 recorder.describe_counter(family.clone().into(), None, text.clone().into());
                 recorder.describe_gauge(family.clone().into(), None, text.clone().into());
@@ -57,23 +62,33 @@ impl Telemetry {
             recorders,
             prometheus: handle,
             published: Mutex::new(HashMap::new()),
+            histograms: Mutex::new(Vec::new()),
+            help: help.into_iter().collect(),
         })
     }
 
     /// Publishes what `source` reports now, then renders the Prometheus text.
     pub fn render(&self, source: &dyn Source) -> String {
         self.publish(source);
-        self.prometheus.render()
+        let mut text = self.prometheus.render();
+        let histograms = self.histograms.lock().unwrap();
+        text.push_str(&histogram::render(&histograms, |name| self.help.get(name).cloned()));
+        text
     }
 
     /// Publishes what changed since the last time.
     pub fn publish(&self, source: &dyn Source) {
         let mut published = self.published.lock().unwrap();
+        let mut histograms = Vec::new();
         let mut out = Out {
             recorders: &self.recorders,
             published: &mut published,
+            histograms: &mut histograms,
         };
         source.report(&mut out);
+        // Families together, each with its HELP and TYPE once.
+        histograms.sort_by_key(|s| s.name);
+        *self.histograms.lock().unwrap() = histograms;
     }
 
     /// Publishes every `interval` until the process ends (statsd needs pushing).
@@ -102,17 +117,57 @@ pub type Labels = Vec<(&'static str, String)>;
 
 /// Where a source reports its series.
 pub struct Out<'a> {
+    /// Prometheus first, then statsd when configured.
     recorders: &'a [Box<dyn Recorder + Send + Sync>],
     published: &'a mut HashMap<Key, Published>,
+    histograms: &'a mut Vec<histogram::Series>,
 }
 
 impl Out<'_> {
+    /// A histogram as it is now: rendered as one for Prometheus; to statsd, its bucket
+    /// series (`le` label), `_sum` and `_count`.
+    pub fn histogram(&mut self, name: &'static str, labels: Labels, h: &histogram::Histogram) {
+        let snapshot = h.snapshot();
+        if self.recorders.len() > 1 {
+            let statsd = &self.recorders[1..];
+            for (i, n) in snapshot.cumulative.iter().enumerate() {
+                let mut labels = labels.clone();
+                labels.push(("le", snapshot.le(i)));
+                let key = key(&format!("{name}_bucket"), labels);
+                self.publish_counter(statsd, key, *n);
+            }
+            let count = key(&format!("{name}_count"), labels.clone());
+            self.publish_counter(statsd, count, snapshot.count());
+            let sum = key(&format!("{name}_sum"), labels.clone());
+            self.publish_gauge(statsd, sum, snapshot.sum);
+        }
+        self.histograms.push(histogram::Series {
+            name,
+            labels,
+            snapshot,
+        });
+    }
+
     /// Publishes the growth of a total kept by the gateway. A total can dip for a moment
     /// (a counter carried over a reload); only growth past the highest value is published,
     /// so the exported counter never goes back.
     pub fn counter(&mut self, name: &'static str, labels: Labels, total: u64) {
-        let key = key(name, labels);
         let recorders = self.recorders;
+        self.publish_counter(recorders, key(name, labels), total);
+    }
+
+    /// Sets a gauge to what the source says it is now.
+    pub fn gauge(&mut self, name: &'static str, labels: Labels, value: f64) {
+        let recorders = self.recorders;
+        self.publish_gauge(recorders, key(name, labels), value);
+    }
+
+    fn publish_counter(
+        &mut self,
+        recorders: &[Box<dyn Recorder + Send + Sync>],
+        key: Key,
+        total: u64,
+    ) {
         let entry = self.published.entry(key.clone()).or_insert_with(|| {
             let handles = recorders
                 .iter()
@@ -130,10 +185,12 @@ impl Out<'_> {
         }
     }
 
-    /// Sets a gauge to what the source says it is now.
-    pub fn gauge(&mut self, name: &'static str, labels: Labels, value: f64) {
-        let key = key(name, labels);
-        let recorders = self.recorders;
+    fn publish_gauge(
+        &mut self,
+        recorders: &[Box<dyn Recorder + Send + Sync>],
+        key: Key,
+        value: f64,
+    ) {
         let entry = self.published.entry(key.clone()).or_insert_with(|| {
             Published::Gauge(
                 recorders
@@ -150,9 +207,9 @@ impl Out<'_> {
     }
 }
 
-fn key(name: &'static str, labels: Labels) -> Key {
+fn key(name: &str, labels: Labels) -> Key {
     Key::from_parts(
-        name,
+        name.to_string(),
         labels
             .into_iter()
             .map(|(k, v)| Label::new(k, v))

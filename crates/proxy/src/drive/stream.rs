@@ -51,13 +51,13 @@ pub(crate) async fn serve<T, F>(
     // Boxed: the dial state is large and short-lived; kept inline it would size every
     // connection's task for its whole life.
     let replay = accepted.replay.take();
-    let dial = upstream(listener, route, live, routing.as_deref(), replay, &context);
-    let dialed = tokio::select! {
+    // The authorizer's answer moves into the dial, and goes with it.
+    let dial = upstream(listener, route, live, routing, replay, &context);
+    // The lease (the endpoint's count of this connection) is held until the end.
+    let (mut upstream, _lease) = match tokio::select! {
         dialed = Box::pin(dial) => dialed,
         reason = live.close_requested() => Err(Error::internal(reason.kind())),
-    };
-    // The lease (the endpoint's count of this connection) is held until the end.
-    let (mut upstream, _lease) = match dialed {
+    } {
         Ok((upstream, lease)) => (upstream, lease),
         Err(error) => {
             let why = "upstream unavailable";
@@ -121,10 +121,11 @@ async fn upstream(
     listener: &Listener,
     route: &Arc<crate::route::Route>,
     live: &Live,
-    routing: Option<&authz::Routing>,
+    routing: Option<Box<authz::Routing>>,
     replay: Option<Box<[u8]>>,
     context: &Context,
 ) -> Result<(Leg, Lease), Error> {
+    let routing = routing.as_deref();
     let attributes = &live.attributes;
     let cluster: &Arc<Cluster> = match routing.and_then(|r| r.cluster.as_deref()) {
         None => &route.cluster,

@@ -45,28 +45,36 @@ pub(crate) async fn supervise(
     }
 }
 
-type Midlife<'a> = Pin<Box<dyn Future<Output = Error> + Send + 'a>>;
-
 /// What happens while a connection lives: periodic re-authorization (ends it when denied)
-/// and its span's continuations. Boxed, and only for connections that have either: the
-/// others carry a pointer's worth.
-fn midlife<'a>(route: &'a Route, attributes: &'a Attributes) -> Option<Midlife<'a>> {
+/// and its span's continuations. Boxed (a thin pointer), and only for connections that have
+/// either: the others carry a pointer's worth.
+fn midlife<'a>(
+    route: &'a Route,
+    attributes: &'a Attributes,
+) -> Option<Pin<Box<impl Future<Output = Error> + Send + 'a>>> {
     let recheck = authorize::recheck(route, attributes);
     let continuing = trace::continuations(attributes);
-    match (recheck, continuing) {
-        (None, None) => None,
-        (Some(r), None) => Some(Box::pin(r)),
-        (None, Some(c)) => Some(Box::pin(async move {
-            c.await;
-            pending().await
-        })),
-        (Some(r), Some(c)) => Some(Box::pin(async move {
-            tokio::select! {
-                e = r => e,
-                () = c => pending().await,
-            }
-        })),
+    if recheck.is_none() && continuing.is_none() {
+        return None;
     }
+    Some(Box::pin(async move {
+        let recheck = async {
+            match recheck {
+                Some(r) => r.await,
+                None => pending().await,
+            }
+        };
+        let continuing = async {
+            if let Some(c) = continuing {
+                c.await;
+            }
+            pending().await
+        };
+        tokio::select! {
+            e = recheck => e,
+            e = continuing => e,
+        }
+    }))
 }
 
 /// Ends with the route's idle timeout or maximum duration, whichever comes first; never
