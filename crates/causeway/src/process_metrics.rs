@@ -34,7 +34,20 @@ impl Source for Reported {
         if let Some(start) = start_time() {
             out.gauge("process_start_time_seconds", vec![], start);
         }
+        out.fractional_counter("process_cpu_seconds_total", cpu_seconds());
     }
+}
+
+/// User and system CPU time of the whole process (every thread), from getrusage(2).
+fn cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value for getrusage(2) to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage(2) writes the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Resident set size: /proc/self/statm's second field, in pages.

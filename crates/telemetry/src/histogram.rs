@@ -15,8 +15,20 @@ pub const LATENCY: &[f64] = &[
 /// Bucket bounds in seconds for how long connections live: up to a month (FIX and MQ
 /// sessions last days).
 pub const LIFETIME: &[f64] = &[
-    0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14_400.0, 43_200.0, 86_400.0,
-    259_200.0, 604_800.0, 2_592_000.0,
+    0.1,
+    1.0,
+    10.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    14_400.0,
+    43_200.0,
+    86_400.0,
+    259_200.0,
+    604_800.0,
+    2_592_000.0,
 ];
 
 #[derive(Debug)]
@@ -117,13 +129,41 @@ pub(crate) fn render(series: &[Series], help: impl Fn(&str) -> Option<String>) -
             let _ = writeln!(out, "{}_bucket{} {n}", s.name, labels(Some(&le)));
         }
         let _ = writeln!(out, "{}_sum{} {}", s.name, labels(None), s.snapshot.sum);
-        let _ = writeln!(out, "{}_count{} {}", s.name, labels(None), s.snapshot.count());
+        let _ = writeln!(
+            out,
+            "{}_count{} {}",
+            s.name,
+            labels(None),
+            s.snapshot.count()
+        );
+    }
+    out
+}
+
+/// A counter whose total is not a whole number, without labels.
+pub(crate) struct Fractional {
+    pub name: &'static str,
+    pub total: f64,
+}
+
+pub(crate) fn render_fractional(
+    counters: &[Fractional],
+    help: impl Fn(&str) -> Option<String>,
+) -> String {
+    let mut out = String::new();
+    for c in counters {
+        if let Some(text) = help(c.name) {
+            let _ = writeln!(out, "# HELP {} {}", c.name, escape_help(&text));
+        }
+        let _ = writeln!(out, "# TYPE {} counter\n{} {}", c.name, c.name, c.total);
     }
     out
 }
 
 fn escape_value(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn escape_help(v: &str) -> String {
@@ -152,7 +192,10 @@ mod tests {
             |_| Some("what x is".into()),
         );
         assert!(text.starts_with("# HELP x_seconds what x is\n# TYPE x_seconds histogram\n"));
-        assert!(text.contains("x_seconds_bucket{l=\"a\\\"b\",le=\"+Inf\"} 4\n"), "{text}");
+        assert!(
+            text.contains("x_seconds_bucket{l=\"a\\\"b\",le=\"+Inf\"} 4\n"),
+            "{text}"
+        );
         assert!(text.contains("x_seconds_count{l=\"a\\\"b\"} 4\n"), "{text}");
     }
 }

@@ -19,8 +19,9 @@ pub struct Telemetry {
     recorders: Vec<Box<dyn Recorder + Send + Sync>>,
     prometheus: PrometheusHandle,
     published: Mutex<HashMap<Key, Published>>,
-    /// The histograms of the last publish, rendered by us (the exporter has none).
-    histograms: Mutex<Vec<histogram::Series>>,
+    /// The histograms and fractional counters of the last publish, rendered by us (the
+    /// exporter has neither).
+    histograms: Mutex<(Vec<histogram::Series>, Vec<histogram::Fractional>)>,
     help: HashMap<String, String>,
 }
 
@@ -62,7 +63,7 @@ impl Telemetry {
             recorders,
             prometheus: handle,
             published: Mutex::new(HashMap::new()),
-            histograms: Mutex::new(Vec::new()),
+            histograms: Mutex::default(),
             help: help.into_iter().collect(),
         })
     }
@@ -71,24 +72,27 @@ impl Telemetry {
     pub fn render(&self, source: &dyn Source) -> String {
         self.publish(source);
         let mut text = self.prometheus.render();
-        let histograms = self.histograms.lock().unwrap();
-        text.push_str(&histogram::render(&histograms, |name| self.help.get(name).cloned()));
+        let (histograms, fractional) = &*self.histograms.lock().unwrap();
+        let help = |name: &str| self.help.get(name).cloned();
+        text.push_str(&histogram::render(histograms, help));
+        text.push_str(&histogram::render_fractional(fractional, help));
         text
     }
 
     /// Publishes what changed since the last time.
     pub fn publish(&self, source: &dyn Source) {
         let mut published = self.published.lock().unwrap();
-        let mut histograms = Vec::new();
+        let (mut histograms, mut fractional) = (Vec::new(), Vec::new());
         let mut out = Out {
             recorders: &self.recorders,
             published: &mut published,
             histograms: &mut histograms,
+            fractional: &mut fractional,
         };
         source.report(&mut out);
         // Families together, each with its HELP and TYPE once.
         histograms.sort_by_key(|s| s.name);
-        *self.histograms.lock().unwrap() = histograms;
+        *self.histograms.lock().unwrap() = (histograms, fractional);
     }
 
     /// Publishes every `interval` until the process ends (statsd needs pushing).
@@ -121,9 +125,19 @@ pub struct Out<'a> {
     recorders: &'a [Box<dyn Recorder + Send + Sync>],
     published: &'a mut HashMap<Key, Published>,
     histograms: &'a mut Vec<histogram::Series>,
+    fractional: &'a mut Vec<histogram::Fractional>,
 }
 
 impl Out<'_> {
+    /// A counter of a fractional total (`process_cpu_seconds_total`): to statsd, a gauge.
+    pub fn fractional_counter(&mut self, name: &'static str, total: f64) {
+        if self.recorders.len() > 1 {
+            let statsd = &self.recorders[1..];
+            self.publish_gauge(statsd, key(name, vec![]), total);
+        }
+        self.fractional.push(histogram::Fractional { name, total });
+    }
+
     /// A histogram as it is now: rendered as one for Prometheus; to statsd, its bucket
     /// series (`le` label), `_sum` and `_count`.
     pub fn histogram(&mut self, name: &'static str, labels: Labels, h: &histogram::Histogram) {

@@ -54,9 +54,23 @@ pub fn failure_reason(error: &io::Error) -> &'static str {
 
 /// Handshakes counted by side (`downstream`: we terminate, `upstream`: we originate) and
 /// result (`ok` or a failure reason). One lock per handshake: nothing next to the crypto.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HandshakeStats {
     counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// How long the handshakes that succeeded took: terminated, originated.
+    pub downstream_latency: telemetry::histogram::Histogram,
+    pub upstream_latency: telemetry::histogram::Histogram,
+}
+
+impl Default for HandshakeStats {
+    fn default() -> Self {
+        let latency = || telemetry::histogram::Histogram::new(telemetry::histogram::LATENCY);
+        HandshakeStats {
+            counts: Mutex::default(),
+            downstream_latency: latency(),
+            upstream_latency: latency(),
+        }
+    }
 }
 
 impl HandshakeStats {
@@ -67,6 +81,15 @@ impl HandshakeStats {
             .unwrap()
             .entry((side, result))
             .or_default() += 1;
+    }
+
+    /// A handshake that succeeded, and how long it took.
+    pub fn succeeded(&self, side: &'static str, took: std::time::Duration) {
+        self.record(side, "ok");
+        match side {
+            "downstream" => self.downstream_latency.observe(took),
+            _ => self.upstream_latency.observe(took),
+        }
     }
 
     pub fn snapshot(&self) -> Vec<((&'static str, &'static str), u64)> {

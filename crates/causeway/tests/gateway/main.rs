@@ -15,6 +15,7 @@ mod limits;
 mod load_balancing;
 mod metrics;
 mod mq;
+mod prometheus;
 mod proxy_protocol;
 mod relay;
 mod reload;

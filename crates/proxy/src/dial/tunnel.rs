@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Counts for metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TunnelStats {
+    /// From dialing (or picking a pooled connection) to the proxy's 2xx.
+    pub open_latency: telemetry::histogram::Histogram,
     /// Tunnels the proxies opened.
     pub opened: AtomicU64,
     /// Tunnels that could not be opened (refused, unreachable, HTTP errors).
@@ -27,6 +29,18 @@ pub struct TunnelStats {
     pub active: AtomicU64,
     /// HTTP/2 connections opened to the proxies.
     pub connections: AtomicU64,
+}
+
+impl Default for TunnelStats {
+    fn default() -> Self {
+        TunnelStats {
+            open_latency: telemetry::histogram::Histogram::new(telemetry::histogram::LATENCY),
+            opened: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Counts a tunnel as active for as long as its leg lives.
@@ -153,12 +167,14 @@ impl Cluster {
         };
         // From dialing the proxy to its answer: a proxy that accepts and never answers
         // does not hold the client for good.
+        let started = std::time::Instant::now();
         let opened = tokio::time::timeout(settings.answer_timeout, open)
             .await
             .unwrap_or_else(|_| Err(Error::new(Side::Upstream, Kind::TunnelTimeout)));
         match opened {
             Ok((io, slot, lease)) => {
                 stats.opened.fetch_add(1, Relaxed);
+                stats.open_latency.observe(started.elapsed());
                 stats.active.fetch_add(1, Relaxed);
                 let active = Active(self.tunnels.clone());
                 let keep = Some(Box::new((slot, active)) as _);

@@ -131,7 +131,9 @@ pub(crate) fn finish(
         Ok(()) => "closed".to_string(),
         Err(e) => e.code(),
     };
-    let duration_ms = counters.started().elapsed().as_millis() as u64;
+    let lived = counters.started().elapsed();
+    route.ended.record(reason.clone(), Some(lived));
+    let duration_ms = lived.as_millis() as u64;
     let (cluster, endpoint) = match live.upstream() {
         Some(u) => (Some(u.cluster.name()), Some(&u.endpoint)),
         None => (None, None),
@@ -161,6 +163,9 @@ pub(crate) fn refused(
 ) {
     tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
     let live = Live::new(attributes);
+    if let Some(route) = route {
+        route.ended.record(error.code(), None);
+    }
     let result = Err(error);
     if let Some(log) = log {
         log.closed(&live, route.map(|r| &**r), None, &result);

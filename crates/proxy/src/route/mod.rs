@@ -17,6 +17,43 @@ pub struct Route {
     pub authorizer: Option<Arc<authz::ExtAuthz>>,
     /// Connections this route has taken (this version of it: a reload starts a new count).
     pub connections: std::sync::atomic::AtomicU64,
+    /// How its connections ended; shared by every version of the route across reloads.
+    pub ended: Arc<Ended>,
+}
+
+/// How a route's connections ended: how long they lived, and why they closed.
+#[derive(Debug)]
+pub struct Ended {
+    pub lifetimes: telemetry::histogram::Histogram,
+    /// By close reason (`closed`, `idle_timeout`, `upstream_reset`...). A lock per closed
+    /// connection, never per byte.
+    by_reason: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+impl Default for Ended {
+    fn default() -> Self {
+        Ended {
+            lifetimes: telemetry::histogram::Histogram::new(telemetry::histogram::LIFETIME),
+            by_reason: Default::default(),
+        }
+    }
+}
+
+impl Ended {
+    /// A connection ended for `reason`, after living `lived` (`None`: refused before it
+    /// was registered, not timed).
+    pub fn record(&self, reason: String, lived: Option<std::time::Duration>) {
+        if let Some(lived) = lived {
+            self.lifetimes.observe(lived);
+        }
+        let mut counts = self.by_reason.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(reason).or_default() += 1;
+    }
+
+    fn by_reason(&self) -> Vec<(String, u64)> {
+        let counts = self.by_reason.lock().unwrap_or_else(|e| e.into_inner());
+        counts.iter().map(|(r, n)| (r.clone(), *n)).collect()
+    }
 }
 
 #[derive(Debug)]
@@ -43,6 +80,11 @@ impl RouteTable {
                     r.connections.load(std::sync::atomic::Ordering::Relaxed)
                 })
         };
+        let ended_before = |name: &str| {
+            previous
+                .and_then(|p| p.routes.iter().find(|r| r.config.name == name))
+                .map_or_else(Default::default, |r| r.ended.clone())
+        };
         let routes = routes
             .iter()
             .map(|r| {
@@ -59,6 +101,7 @@ impl RouteTable {
                         .and_then(|a| a.ext_authz.as_ref())
                         .map(|name| authorizers[name].clone()),
                     connections: count_before(&r.name).into(),
+                    ended: ended_before(&r.name),
                 })
             })
             .collect();
@@ -142,7 +185,14 @@ impl RouteTable {
                 ("route", route.config.name.clone()),
             ];
             let total = route.connections.load(std::sync::atomic::Ordering::Relaxed);
-            out.counter("causeway_route_connections_total", labels, total);
+            out.counter("causeway_route_connections_total", labels.clone(), total);
+            for (reason, count) in route.ended.by_reason() {
+                let mut labels = labels.clone();
+                labels.push(("reason", reason));
+                out.counter("causeway_connections_closed_total", labels, count);
+            }
+            let name = "causeway_connection_duration_seconds";
+            out.histogram(name, labels, &route.ended.lifetimes);
         }
     }
 }

@@ -28,9 +28,10 @@ pub(crate) async fn handshake(
         .terminate
         .as_ref()
         .map_or(std::time::Duration::from_secs(10), |t| t.handshake_timeout);
+    let started = std::time::Instant::now();
     let reason = match tokio::time::timeout(timeout, acceptor.accept(downstream)).await {
         Ok(Ok(stream)) => {
-            handshakes.record("downstream", "ok");
+            handshakes.succeeded("downstream", started.elapsed());
             let session = stream.get_ref().1;
             let details = Box::new(TlsSession {
                 sni: session.server_name().map(str::to_string),
@@ -76,10 +77,25 @@ pub(crate) fn report(
         let labels = vec![("side", side.into()), ("result", result.into())];
         out.counter("causeway_tls_handshakes_total", labels, count);
     }
+    for (side, latency) in [
+        ("downstream", &handshakes.downstream_latency),
+        ("upstream", &handshakes.upstream_latency),
+    ] {
+        let labels = vec![("side", side.into())];
+        out.histogram("causeway_tls_handshake_duration_seconds", labels, latency);
+    }
     for identity in identities {
         let l = || vec![("identity", identity.name.to_string())];
         if let Some(left) = identity.current().and_then(|m| m.seconds_left()) {
             out.gauge("causeway_tls_certificate_expiry_seconds", l(), left);
+            // The same as a time, so an alert reads `… - time() < 14 * 86400`.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            let at = now.map_or(0.0, |n| n.as_secs_f64()) + left;
+            out.gauge(
+                "causeway_tls_certificate_expiry_timestamp_seconds",
+                l(),
+                at.round(),
+            );
         }
         let s = &identity.stats;
         out.counter(

@@ -17,6 +17,9 @@ impl Cluster {
         if self.config.tunnel.is_some() {
             self.report_tunnels(out);
         }
+        let cluster = vec![("cluster", self.name().to_string())];
+        let name = "causeway_upstream_connect_duration_seconds";
+        out.histogram(name, cluster, &self.connect_latency);
         for e in &self.endpoints {
             let labels = || -> Labels {
                 vec![
@@ -102,6 +105,11 @@ impl Cluster {
                 count.load(Relaxed),
             );
         }
+        out.histogram(
+            "causeway_tunnel_open_duration_seconds",
+            l(None),
+            &t.open_latency,
+        );
         let connections = t.connections.load(Relaxed);
         out.counter(
             "causeway_tunnel_http2_connections_total",

@@ -32,6 +32,8 @@ pub struct Cluster {
     pub tls: Option<tls::Origination>,
     /// HTTP/2 connections to the endpoints, when they are tunnel proxies.
     pub tunnels: Arc<crate::dial::tunnel::Pool>,
+    /// How long the TCP connects that succeeded took.
+    pub connect_latency: telemetry::histogram::Histogram,
     /// Bumped on every health transition, so waiters need no polling.
     health_generation: watch::Sender<u64>,
     stop: CancellationToken,
@@ -93,6 +95,7 @@ impl Cluster {
                 .as_ref()
                 .map(|t| tls::Origination::new(t, identities)),
             tunnels: Default::default(),
+            connect_latency: telemetry::histogram::Histogram::new(telemetry::histogram::LATENCY),
             health_generation: watch::Sender::new(0),
             stop,
             recovered,
@@ -184,10 +187,12 @@ impl Cluster {
             tried.push(index);
             let endpoint = &self.endpoints[index];
             endpoint.stats.connect_attempts.fetch_add(1, Relaxed);
+            let started = std::time::Instant::now();
             let outcome =
                 tokio::time::timeout(self.config.connect_timeout, connect::connect(endpoint)).await;
             let failure = match outcome {
                 Ok(Ok(stream)) => {
+                    self.connect_latency.observe(started.elapsed());
                     endpoint.connect_succeeded();
                     if let Err(e) = socket::apply(&stream, &self.config.socket) {
                         tracing::debug!(endpoint = %endpoint.address, error = %e, "socket options");
@@ -296,9 +301,10 @@ impl Cluster {
             origination.handshake_timeout,
             connector.connect(name, stream),
         );
+        let started = std::time::Instant::now();
         let reason = match handshake.await {
             Ok(Ok(tls)) => {
-                handshakes.record("upstream", "ok");
+                handshakes.succeeded("upstream", started.elapsed());
                 return Ok(Leg::Tls(Box::new(tls.into())));
             }
             Ok(Err(e)) => tls::failure_reason(&e),
