@@ -323,6 +323,14 @@ pub struct Statsd {
     pub address: Spanned<String>,
     pub prefix: Option<String>,
     pub flush_interval: Option<Spanned<HumanDuration>>,
+    pub mode: Option<StatsdMode>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsdMode {
+    Dogstatsd,
+    Plain,
 }
 
 #[derive(Deserialize)]

@@ -134,6 +134,32 @@ clusters:
     .await
 }
 
+/// Receives statsd datagrams until `done` holds for the lines seen; every line must parse
+/// as `NAME:VALUE|TYPE[|#TAGS]` with a number and a known type.
+async fn statsd_until(
+    socket: &tokio::net::UdpSocket,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while !done(&seen) {
+        let n = socket.recv(&mut buf).await.unwrap();
+        assert!(n <= 1432, "a datagram fits the MTU: {n} bytes");
+        for line in String::from_utf8_lossy(&buf[..n]).lines() {
+            // Names never hold `:` (tag values may, after the `|#`).
+            let (name, rest) = line.split_once(':').unwrap_or((line, ""));
+            let mut parts = rest.split('|');
+            let value = parts.next().unwrap_or_default();
+            let kind = parts.next().unwrap_or_default();
+            assert!(!name.is_empty() && !name.contains(' '), "{line}");
+            assert!(value.parse::<f64>().is_ok(), "a number: {line}");
+            assert!(kind == "c" || kind == "g", "a counter or gauge: {line}");
+            seen.push(line.to_string());
+        }
+    }
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statsd_lines_reach_a_udp_socket() {
     testkit::bounded(async {
@@ -146,16 +172,40 @@ async fn statsd_lines_reach_a_udp_socket() {
         );
         let gw = Process::start(&yaml);
         let (_client, _) = Client::greeted(gw.address).await;
-        let mut seen = String::new();
-        let mut buf = vec![0u8; 65536];
-        while !(seen.contains("gw.causeway_listener_connections_accepted_total:1|c")
-            && seen.contains("gw.causeway_endpoint_connections_active:1|g"))
-        {
-            let n = statsd.recv(&mut buf).await.unwrap();
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            seen.push('\n');
-        }
-        assert!(seen.contains("|#listener:front"), "tags carry the labels: {seen}");
+        let has = |seen: &[String], line: &str| seen.iter().any(|l| l.starts_with(line));
+        let seen = statsd_until(&statsd, |seen| {
+            has(seen, "gw.listener_connections_accepted_total:1|c|#listener:front")
+                && has(seen, "gw.endpoint_connections_active:1|g|#cluster:backend,endpoint:")
+        })
+        .await;
+        assert!(!seen.iter().any(|l| l.contains("causeway_")), "no stutter: {seen:?}");
+    })
+    .await
+}
+
+/// Plain statsd (labels folded into dotted names, as Envoy names its stats) to an IPv6
+/// statsd address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_statsd_to_an_ipv6_address() {
+    testkit::bounded(async {
+        let statsd = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+        let echo = Backend::echo("echo").await;
+        let yaml = format!(
+            "admin: {{ enabled: false }}\nmetrics:\n  statsd: {{ address: \"{}\", mode: plain, flush_interval: 100ms }}\nlisteners:\n  - name: front\n    address: 127.0.0.1:0\n    routes: [{{ name: main, cluster: backend }}]\nclusters:\n  - {{ name: backend, endpoints: [{{ address: \"{}\" }}] }}\n",
+            statsd.local_addr().unwrap(),
+            echo.address
+        );
+        let gw = Process::start(&yaml);
+        let (mut client, _) = Client::greeted(gw.address).await;
+        client.assert_echo("counted").await;
+        drop(client);
+        let has = |seen: &[String], line: &str| seen.iter().any(|l| l == line);
+        let seen = statsd_until(&statsd, |seen| {
+            has(seen, "causeway.listener.front.connections_accepted_total:1|c")
+                && has(seen, "causeway.connection.front.main.duration_seconds_count:1|c")
+        })
+        .await;
+        assert!(!seen.iter().any(|l| l.contains("|#")), "no tags in plain mode: {seen:?}");
     })
     .await
 }

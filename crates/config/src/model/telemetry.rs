@@ -30,6 +30,15 @@ pub struct Statsd {
     pub prefix: String,
     #[serde(serialize_with = "as_text")]
     pub flush_interval: Duration,
+    pub mode: StatsdMode,
+}
+
+/// How labels travel: DogStatsD tags, or folded into dotted names (plain statsd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsdMode {
+    Dogstatsd,
+    Plain,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

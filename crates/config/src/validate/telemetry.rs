@@ -83,5 +83,9 @@ fn statsd(problems: &mut Problems, s: raw::Statsd) -> model::Statsd {
         flush_interval: s.flush_interval.map_or(Duration::from_secs(1), |f| {
             problems.positive(&f, "metrics.statsd.flush_interval")
         }),
+        mode: match s.mode {
+            None | Some(raw::StatsdMode::Dogstatsd) => model::StatsdMode::Dogstatsd,
+            Some(raw::StatsdMode::Plain) => model::StatsdMode::Plain,
+        },
     }
 }
