@@ -102,12 +102,15 @@ async fn fails_over_to_the_standby_and_back_leaving_live_connections_alone() {
             "the active's connections went down with it"
         );
         gw.wait_health("venue", active.address, false).await;
+        let failover = || gw.metric("causeway_cluster_failover_active", &[("cluster", "venue")]);
+        assert_eq!(failover(), 1.0, "failed over to the standby");
         let (mut on_standby, name) = Client::greeted(address).await;
         assert_eq!(name, "standby");
         on_standby.assert_echo("2").await;
 
         active.resume().await;
         gw.wait_health("venue", active.address, true).await;
+        assert_eq!(failover(), 0.0, "back on the preferred endpoint");
         let (mut back, name) = Client::greeted(address).await;
         assert_eq!(
             name, "active",

@@ -6,15 +6,18 @@ use crate::cli::Process;
 use std::time::Duration;
 use testkit::{Backend, Client, closed_port};
 
-/// A PromQL instant query's first value; `None` while the result is empty (or NaN).
+/// A PromQL instant query's first value; `None` while the result is empty (or NaN), or
+/// while Prometheus starts.
 async fn query(prometheus: std::net::SocketAddr, promql: &str) -> Option<f64> {
-    let encoded: String = (promql.bytes())
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let (status, body) = http(prometheus, "GET", &format!("/api/v1/query?query={encoded}")).await;
+    let (status, body) = http(
+        prometheus,
+        "GET",
+        &format!("/api/v1/query?query={}", encode(promql)),
+    )
+    .await;
+    if status == 503 {
+        return None; // accepting connections, not yet ready to answer
+    }
     assert_eq!(status, 200, "{promql}: {body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     let value = answer["data"]["result"][0]["value"][1].as_str()?;
@@ -78,6 +81,68 @@ async fn a_real_prometheus_scrapes_and_queries_histograms_and_counters() {
         let connect = "histogram_quantile(0.99, sum by (le) (causeway_upstream_connect_duration_seconds_bucket))";
         assert!(answered(listen, connect).await <= 0.0005 * 2.0 + 0.1);
         assert!(answered(listen, "process_cpu_seconds_total").await > 0.0);
+        // Every dashboard query and alert expression runs on this Prometheus, and names
+        // only documented metrics.
+        for expr in observability_queries() {
+            let (status, body) = http(listen, "GET", &format!("/api/v1/query?query={}", encode(&expr))).await;
+            assert_eq!(status, 200, "{expr}: {body}");
+            assert_documented(&expr);
+        }
     })
     .await
+}
+
+fn encode(promql: &str) -> String {
+    (promql.bytes())
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn repo_file(path: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::read_to_string(root.join(path)).unwrap()
+}
+
+/// The PromQL of deploy/observability: the dashboard's targets (Grafana's variables given
+/// values) and the alert rules' expressions.
+fn observability_queries() -> Vec<String> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&repo_file("deploy/observability/dashboard.json")).unwrap();
+    let mut queries: Vec<String> = (dashboard["panels"].as_array().unwrap().iter())
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*")
+        })
+        .collect();
+    let alerts = repo_file("deploy/observability/alerts.yaml");
+    queries.extend(
+        (alerts.lines())
+            .filter_map(|l| l.trim().strip_prefix("expr: "))
+            .map(str::to_string),
+    );
+    assert!(queries.len() > 25, "{queries:?}");
+    queries
+}
+
+/// Every metric `expr` names is a family in docs/metrics.md (a histogram's `_bucket` by its
+/// family).
+fn assert_documented(expr: &str) {
+    let page = repo_file("docs/metrics.md");
+    let names = expr
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("causeway_") || w.starts_with("process_"));
+    for name in names {
+        let family = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(
+            page.contains(&format!("`{family}`")),
+            "{name} in {expr} is not in docs/metrics.md"
+        );
+    }
 }

@@ -17,9 +17,14 @@ impl Cluster {
         if self.config.tunnel.is_some() {
             self.report_tunnels(out);
         }
-        let cluster = vec![("cluster", self.name().to_string())];
+        let cluster = || vec![("cluster", self.name().to_string())];
         let name = "causeway_upstream_connect_duration_seconds";
-        out.histogram(name, cluster, &self.connect_latency);
+        out.histogram(name, cluster(), &self.connect_latency);
+        // Failed over: no endpoint of the most preferred priority can take a connection.
+        let preferred_down = (self.levels.first())
+            .is_some_and(|level| level.iter().all(|i| !self.endpoints[*i].is_available()));
+        let failover = f64::from(u8::from(preferred_down && self.levels.len() > 1));
+        out.gauge("causeway_cluster_failover_active", cluster(), failover);
         for e in &self.endpoints {
             let labels = || -> Labels {
                 vec![
