@@ -592,3 +592,77 @@ async fn the_tracing_example_runs_as_documented() {
     })
     .await;
 }
+
+/// A long-lived connection's span is ended every `span_max_duration` and continued in a
+/// new one of the same trace, linked to the one before; a drain shows as an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_connection_is_continued_in_linked_spans_while_it_lives() {
+    bounded(async {
+        let otlp = OtlpReceiver::grpc().await;
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&format!(
+            r#"tracing:
+  endpoint: {}
+  span_max_duration: 200ms
+  batch: {{ schedule_delay: 20ms }}
+drain: {{ timeout: 100ms }}
+listeners:
+  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}
+clusters:
+  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
+"#,
+            otlp.endpoint(),
+            echo.address,
+        ));
+        let (mut client, _) = Client::greeted(gw.address("edge")).await;
+        client.assert_echo("still here").await;
+        // Two stretches are exported while the connection lives.
+        let spans = otlp
+            .wait_until("two continued stretches", |s| {
+                named(s, "connection").len() >= 2
+            })
+            .await;
+        let mut stretches = named(&spans, "connection");
+        stretches.sort_by_key(|s| s.start_unix_nano);
+        let (first, second) = (stretches[0], stretches[1]);
+        assert_eq!(first.attr("causeway.span.continued"), Some("true"));
+        assert_eq!(second.trace_id, first.trace_id, "one trace");
+        assert!(
+            second
+                .links
+                .contains(&format!("{}-{}", first.trace_id, first.span_id))
+        );
+        assert_eq!(
+            second.attr("causeway.listener"),
+            Some("edge"),
+            "attributes carried on"
+        );
+        assert!(
+            first.end_unix_nano - first.start_unix_nano >= 150_000_000,
+            "{first:#?}"
+        );
+        // The last stretch ends with the connection: a drain closes it, as an event.
+        gw.shutdown().await;
+        let spans = otlp
+            .wait_until("the last stretch", |s| {
+                named(s, "connection")
+                    .iter()
+                    .any(|s| s.attr("causeway.close_reason").is_some())
+            })
+            .await;
+        let last = named(&spans, "connection")
+            .into_iter()
+            .find(|s| s.attr("causeway.close_reason").is_some())
+            .unwrap();
+        assert_eq!(
+            last.attr("error.type"),
+            Some("shutdown"),
+            "{last:#?}"
+        );
+        assert!(
+            last.events.contains(&"close_requested".to_string()),
+            "{last:#?}"
+        );
+    })
+    .await;
+}
