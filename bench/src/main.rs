@@ -189,8 +189,8 @@ fn compare(args: CompareArgs) -> bench::Result<()> {
         .only
         .iter()
         .map(|name| {
-            Kind::all()
-                .into_iter()
+            (Kind::all().into_iter())
+                .chain(Kind::extra())
                 .find(|k| k.name() == name)
                 .ok_or_else(|| format!("unknown target {name}"))
         })

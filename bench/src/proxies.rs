@@ -18,6 +18,10 @@ pub enum Kind {
     CausewayTunnel,
     /// The same topology with two Envoys (tcp_proxy tunneling_config → HCM CONNECT).
     EnvoyTunnel,
+    /// Causeway with tracing on, every connection sampled, spans sent to a collector.
+    CausewayTraced,
+    /// Causeway with tracing on, 1 % of connections sampled.
+    CausewayTracedSampled,
 }
 
 impl Kind {
@@ -30,7 +34,14 @@ impl Kind {
             Kind::Envoy => "envoy",
             Kind::CausewayTunnel => "causeway-tunnel",
             Kind::EnvoyTunnel => "envoy-tunnel",
+            Kind::CausewayTraced => "causeway-traced",
+            Kind::CausewayTracedSampled => "causeway-traced-0.01",
         }
+    }
+
+    /// Targets run only when asked for (`--only`): what tracing costs.
+    pub fn extra() -> [Kind; 2] {
+        [Kind::CausewayTraced, Kind::CausewayTracedSampled]
     }
 
     pub fn all() -> [Kind; 7] {
@@ -61,6 +72,8 @@ pub struct Proxy {
     pub address: SocketAddr,
     /// The processes (two for a tunnel topology: the inside one first).
     children: Vec<Child>,
+    /// Processes beside it whose memory is not the proxy's (a trace collector).
+    helpers: Vec<Child>,
 }
 
 fn free_port() -> u16 {
@@ -76,6 +89,7 @@ impl Proxy {
             kind: Kind::Direct,
             address: backend,
             children: Vec::new(),
+            helpers: Vec::new(),
         }
     }
 
@@ -90,7 +104,7 @@ impl Proxy {
         let port = free_port();
         let address: SocketAddr = ([127, 0, 0, 1], port).into();
         let launch = Launch::new(kind, bins, workers, dir)?;
-        let mut children = Vec::new();
+        let (mut children, mut helpers) = (Vec::new(), Vec::new());
         let command = match kind {
             Kind::Direct => return Ok(Proxy::direct(backend)),
             Kind::CausewayTunnel => launch.causeway_tunnel(address, backend, &mut children)?,
@@ -99,12 +113,17 @@ impl Proxy {
             Kind::HaProxy => launch.haproxy(address, backend)?,
             Kind::Nginx => launch.nginx(address, backend)?,
             Kind::Envoy => launch.envoy_alone(port, backend)?,
+            Kind::CausewayTraced => launch.causeway_traced(address, backend, 1.0, &mut helpers)?,
+            Kind::CausewayTracedSampled => {
+                launch.causeway_traced(address, backend, 0.01, &mut helpers)?
+            }
         };
         children.push(launch.spawn(command)?);
         let proxy = Proxy {
             kind,
             address,
             children,
+            helpers,
         };
         proxy.wait_ready(dir)?;
         Ok(proxy)
@@ -142,7 +161,8 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        for mut child in self.children.drain(..).rev() {
+        let helpers = std::mem::take(&mut self.helpers);
+        for mut child in self.children.drain(..).rev().chain(helpers) {
             // SIGTERM lets nginx's master take its workers down with it.
             // SAFETY: kill(2) on our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -234,6 +254,27 @@ impl<'a> Launch<'a> {
             "causeway.yaml",
             format!(
                 "listeners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
+            ),
+        )
+    }
+
+    /// [`Self::causeway_alone`] with tracing on, sampling `ratio` of the connections, its
+    /// spans exported over OTLP/gRPC to `causeway trace-receiver --quiet` (into `helpers`).
+    fn causeway_traced(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+        ratio: f64,
+        helpers: &mut Vec<Child>,
+    ) -> crate::Result<Command> {
+        let collector: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut receiver = Command::new(&self.bins.causeway);
+        receiver.args(["trace-receiver", &collector.to_string(), "--quiet"]);
+        helpers.push(self.spawn(receiver)?);
+        self.causeway(
+            "causeway-traced.yaml",
+            format!(
+                "tracing: {{ endpoint: \"http://{collector}\", sampler: {{ ratio: {ratio} }} }}\nlisteners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
             ),
         )
     }
@@ -403,7 +444,10 @@ fn tree_rss_kib(root: u32) -> u64 {
 pub fn version(kind: Kind, bins: &Binaries) -> String {
     let (bin, args): (&Path, &[&str]) = match kind {
         Kind::Direct => return "-".into(),
-        Kind::Causeway | Kind::CausewayTunnel => (&bins.causeway, &["--version"]),
+        Kind::Causeway
+        | Kind::CausewayTunnel
+        | Kind::CausewayTraced
+        | Kind::CausewayTracedSampled => (&bins.causeway, &["--version"]),
         Kind::HaProxy => (&bins.haproxy, &["-v"]),
         Kind::Nginx => (&bins.nginx, &["-v"]),
         Kind::Envoy | Kind::EnvoyTunnel => (&bins.envoy, &["--version"]),

@@ -413,7 +413,7 @@ pub fn authorizer(address: SocketAddr, verdict: &str) -> ExitCode {
     })
 }
 
-pub fn trace_receiver(address: SocketAddr, protocol: &str) -> ExitCode {
+pub fn trace_receiver(address: SocketAddr, protocol: &str, quiet: bool) -> ExitCode {
     use demo::otlp::OtlpReceiver;
     on_runtime(1, async {
         let receiver = match protocol {
@@ -425,6 +425,12 @@ pub fn trace_receiver(address: SocketAddr, protocol: &str) -> ExitCode {
             }
         };
         println!("OTLP/{protocol} trace receiver on {address}; Ctrl-C stops it");
+        if quiet {
+            let receiver = receiver.only_count();
+            let _ = tokio::signal::ctrl_c().await;
+            println!("{} spans received", receiver.count());
+            return ExitCode::SUCCESS;
+        }
         let mut printed = 0;
         loop {
             tokio::select! {

@@ -87,6 +87,9 @@ enum Command {
         address: SocketAddr,
         #[arg(long, default_value = "grpc")]
         protocol: String,
+        /// Print nothing but, at the end, how many spans arrived (for benchmarks).
+        #[arg(long)]
+        quiet: bool,
     },
     /// Run a test ext_authz server (a test aid for the examples), answering every check
     /// with VERDICT: `allow`, `deny`, `cluster:NAME` or `address:IP:PORT`.
@@ -155,7 +158,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Authorizer { address, verdict } => demo::authorizer(address, &verdict),
-        Command::TraceReceiver { address, protocol } => demo::trace_receiver(address, &protocol),
+        Command::TraceReceiver {
+            address,
+            protocol,
+            quiet,
+        } => demo::trace_receiver(address, &protocol, quiet),
         Command::FixAcceptor { address, comp_id } => demo::fix_acceptor(address, comp_id),
     }
 }

@@ -80,10 +80,18 @@ struct Kept {
     /// The request headers of the last export (`authorization`, API keys...).
     headers: Mutex<Vec<(String, String)>>,
     seen: watch::Sender<usize>,
+    /// Count spans without keeping them (a benchmark's collector).
+    only_count: std::sync::atomic::AtomicBool,
 }
 
 impl Kept {
     fn keep(&self, request: ExportTraceServiceRequest, headers: Vec<(String, String)>) {
+        if self.only_count.load(std::sync::atomic::Ordering::Relaxed) {
+            let spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans);
+            let n: usize = spans.map(|s| s.spans.len()).sum();
+            self.seen.send_modify(|seen| *seen += n);
+            return;
+        }
         let mut spans = self.spans.lock().unwrap();
         spans.extend(flatten(request));
         *self.headers.lock().unwrap() = headers;
@@ -101,6 +109,17 @@ impl OtlpReceiver {
     /// `http://ADDRESS`: the endpoint to configure.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// From now on only counts what arrives ([`Self::count`]), keeping nothing.
+    pub fn only_count(self) -> Self {
+        (self.kept.only_count).store(true, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    /// Spans received so far.
+    pub fn count(&self) -> usize {
+        *self.kept.seen.borrow()
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {

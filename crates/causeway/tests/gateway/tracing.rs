@@ -654,11 +654,7 @@ clusters:
             .into_iter()
             .find(|s| s.attr("causeway.close_reason").is_some())
             .unwrap();
-        assert_eq!(
-            last.attr("error.type"),
-            Some("shutdown"),
-            "{last:#?}"
-        );
+        assert_eq!(last.attr("error.type"), Some("shutdown"), "{last:#?}");
         assert!(
             last.events.contains(&"close_requested".to_string()),
             "{last:#?}"
