@@ -337,6 +337,7 @@ pub enum StatsdMode {
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
     pub path: Option<String>,
+    pub otlp: Option<bool>,
     pub open_connections_interval: Option<Spanned<HumanDuration>>,
     pub max_queued_lines: Option<Spanned<usize>>,
 }

@@ -2,6 +2,12 @@
 //! that arrives, flattened into what tests assert on (and what `causeway trace-receiver`
 //! prints).
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -74,9 +80,19 @@ impl ReceivedSpan {
     }
 }
 
+/// One log record as it arrived (the access log's: its body is the JSON line).
+#[derive(Debug, Clone)]
+pub struct ReceivedLog {
+    pub service: String,
+    pub body: String,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
 #[derive(Default)]
 struct Kept {
     spans: Mutex<Vec<ReceivedSpan>>,
+    logs: Mutex<Vec<ReceivedLog>>,
     /// The request headers of the last export (`authorization`, API keys...).
     headers: Mutex<Vec<(String, String)>>,
     seen: watch::Sender<usize>,
@@ -96,6 +112,27 @@ impl Kept {
         spans.extend(flatten(request));
         *self.headers.lock().unwrap() = headers;
         self.seen.send_replace(spans.len());
+    }
+
+    fn keep_logs(&self, request: ExportLogsServiceRequest) {
+        let mut logs = self.logs.lock().unwrap();
+        for resource_logs in request.resource_logs {
+            let resource = resource_logs.resource.unwrap_or_default();
+            let service = text_of(&resource.attributes, "service.name").unwrap_or_default();
+            for record in resource_logs
+                .scope_logs
+                .into_iter()
+                .flat_map(|s| s.log_records)
+            {
+                logs.push(ReceivedLog {
+                    service: service.clone(),
+                    body: text(record.body.as_ref().and_then(|b| b.value.as_ref())),
+                    trace_id: hex(&record.trace_id),
+                    span_id: hex(&record.span_id),
+                });
+            }
+        }
+        self.seen.send_modify(|_| {});
     }
 }
 
@@ -120,6 +157,31 @@ impl OtlpReceiver {
     /// Spans received so far.
     pub fn count(&self) -> usize {
         *self.kept.seen.borrow()
+    }
+
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        self.kept.logs.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 10 s) until `n` log records have arrived; returns them.
+    pub async fn wait_for_logs(&self, n: usize) -> Vec<ReceivedLog> {
+        let mut seen = self.kept.seen.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let logs = self.logs();
+                if logs.len() >= n {
+                    return logs;
+                }
+                let _ = seen.changed().await;
+            }
+        });
+        match waited.await {
+            Ok(logs) => logs,
+            Err(_) => panic!(
+                "timed out waiting for {n} log records; got {:#?}",
+                self.logs()
+            ),
+        }
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
@@ -174,6 +236,7 @@ impl OtlpReceiver {
         let service = TraceServiceServer::new(Grpc(kept.clone()));
         let server = tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(LogsServiceServer::new(Grpc(kept.clone())))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 async {
@@ -235,12 +298,10 @@ async fn http_export(
         *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
         response
     };
-    let right = request.uri().path() == "/v1/traces"
-        && request
-            .headers()
-            .get("content-type")
-            .is_some_and(|v| v == "application/x-protobuf");
-    if !right {
+    let path = request.uri().path().to_string();
+    let protobuf =
+        (request.headers().get("content-type")).is_some_and(|v| v == "application/x-protobuf");
+    if !protobuf || (path != "/v1/traces" && path != "/v1/logs") {
         return answer(404);
     }
     let headers = (request.headers().iter())
@@ -249,7 +310,17 @@ async fn http_export(
     let Ok(body) = request.into_body().collect().await else {
         return answer(400);
     };
-    match ExportTraceServiceRequest::decode(body.to_bytes()) {
+    let body = body.to_bytes();
+    if path == "/v1/logs" {
+        return match ExportLogsServiceRequest::decode(body) {
+            Ok(export) => {
+                kept.keep_logs(export);
+                answer(200)
+            }
+            Err(_) => answer(400),
+        };
+    }
+    match ExportTraceServiceRequest::decode(body) {
         Ok(export) => {
             kept.keep(export, headers);
             answer(200)
@@ -271,6 +342,17 @@ impl TraceService for Grpc {
             .collect();
         self.0.keep(request.into_inner(), headers);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.keep_logs(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
 

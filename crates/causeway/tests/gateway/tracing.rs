@@ -662,3 +662,68 @@ clusters:
     })
     .await;
 }
+
+/// `access_log.otlp`: each access-log line also goes to the collector as an OTLP log
+/// record, carrying its connection's trace and span ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_reach_the_collector_as_log_records_in_their_trace() {
+    bounded(async {
+        let otlp = OtlpReceiver::http().await;
+        let echo = Backend::echo("echo").await;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let gw = TestGateway::start(&format!(
+            r#"{}access_log: {{ path: "{}", otlp: true }}
+listeners:
+  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}
+clusters:
+  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
+"#,
+            tracing_yaml(&otlp, "http/protobuf"),
+            log.path().display(),
+            echo.address,
+        ));
+        let (mut client, _) = Client::greeted(gw.address("edge")).await;
+        client.assert_echo("logged").await;
+        drop(client);
+        let records = otlp.wait_for_logs(1).await;
+        let record = &records[0];
+        assert_eq!(record.service, "causeway-test");
+        let line: Value = serde_json::from_str(&record.body).expect("the JSON line");
+        assert_eq!(line["event"], "close");
+        assert_eq!(
+            line["trace_id"],
+            record.trace_id.as_str(),
+            "in the connection's trace"
+        );
+        assert_eq!(line["span_id"], record.span_id.as_str());
+        // The same line in the file.
+        eventually("the file's line", || !log_lines(log.path()).is_empty()).await;
+        assert_eq!(
+            log_lines(log.path())[0]["trace_id"],
+            record.trace_id.as_str()
+        );
+        eventually("the record is counted", || {
+            gw.metric("causeway_access_log_otlp_exported_total", &[]) >= 1.0
+        })
+        .await;
+    })
+    .await;
+}
+
+#[test]
+fn access_log_otlp_needs_a_collector() {
+    let config = config::parse(
+        "access_log: { otlp: true }\nlisteners:\n  - { name: l, address: 127.0.0.1:0, routes: [{ cluster: c }] }\nclusters:\n  - { name: c, endpoints: [{ address: \"127.0.0.1:1\" }] }\n",
+        "test.yaml",
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let error = runtime
+        .block_on(async { proxy::Gateway::start(&config).map(|_| ()) })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("access_log.otlp") && error.contains("tracing"),
+        "{error}"
+    );
+}

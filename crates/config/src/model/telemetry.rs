@@ -14,6 +14,8 @@ pub struct AccessLog {
     pub open_connections_interval: Option<Duration>,
     /// Lines waiting for the writer at most; more are dropped and counted.
     pub max_queued_lines: usize,
+    /// Also send each line as an OTLP log record to the tracing collector.
+    pub otlp: bool,
 }
 
 /// Prometheus metrics are always served by the admin API; statsd is optional.

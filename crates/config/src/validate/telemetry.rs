@@ -61,6 +61,7 @@ pub(super) fn access_log(
         max_queued_lines: a.max_queued_lines.map_or(DEFAULT_QUEUED_LINES, |m| {
             problems.at_least(&m, 1, "access_log.max_queued_lines")
         }),
+        otlp: a.otlp.unwrap_or(false),
     })
 }
 

@@ -18,6 +18,8 @@ use std::time::SystemTime;
 #[derive(Clone)]
 pub struct AccessLog {
     lines: mpsc::SyncSender<String>,
+    /// Each line also as an OTLP log record, when configured.
+    pub otlp: Option<telemetry::trace::LogSink>,
     /// Lines dropped because the queue was full (the writer could not keep up).
     pub dropped: Arc<AtomicU64>,
     /// Set to have the writer open its file again before its next line.
@@ -26,7 +28,10 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Opens the destination (appending to a file) and starts the writer thread.
-    pub fn start(config: &config::AccessLog) -> io::Result<AccessLog> {
+    pub fn start(
+        config: &config::AccessLog,
+        otlp: Option<telemetry::trace::LogSink>,
+    ) -> io::Result<AccessLog> {
         let path = config.path.clone();
         let mut out = open(path.as_deref())?;
         let (lines, receiver) = mpsc::sync_channel::<String>(config.max_queued_lines);
@@ -55,6 +60,7 @@ impl AccessLog {
         let dropped = Arc::new(AtomicU64::new(0));
         Ok(AccessLog {
             lines,
+            otlp,
             dropped,
             reopen,
         })
@@ -68,8 +74,12 @@ impl AccessLog {
         let _ = self.lines.try_send(String::new());
     }
 
-    /// Queues a line; drops it (counted) when the writer is that far behind.
-    fn send(&self, line: String) {
+    /// Queues a line (and, with OTLP, a log record in the connection's trace); drops it
+    /// (counted) when the writer is that far behind.
+    fn send(&self, line: String, live: &Live) {
+        if let Some(otlp) = &self.otlp {
+            otlp.emit(line.clone(), live.attributes.span.context());
+        }
         if self.lines.try_send(line).is_err() {
             self.dropped.fetch_add(1, Relaxed);
         }
@@ -93,7 +103,7 @@ impl AccessLog {
         if let Err(e) = result {
             line["detail"] = json!(e.to_string());
         }
-        self.send(line.to_string());
+        self.send(line.to_string(), live);
     }
 
     /// A line for every connection open now.
@@ -106,7 +116,7 @@ impl AccessLog {
                 upstream.map(|u| &*u.route),
                 upstream.map(|u| &*u.endpoint),
             );
-            self.send(line.to_string());
+            self.send(line.to_string(), &live);
         }
     }
 

@@ -75,25 +75,38 @@ pub struct Gateway {
     pub reloads: ReloadStats,
 }
 
+/// The access log, with its OTLP sink when it asks for one (to the tracing collector).
+fn start_access_log(
+    settings: &config::AccessLog,
+    tracing: Option<&config::Tracing>,
+) -> Result<AccessLog, StartError> {
+    let otlp = match (settings.otlp, tracing) {
+        (false, _) => None,
+        (true, Some(tracing)) => {
+            Some(telemetry::trace::LogSink::start(tracing).map_err(StartError::Tracing)?)
+        }
+        (true, None) => {
+            let why = "access_log.otlp sends the access log to the tracing collector: configure `tracing` (or OTEL_EXPORTER_OTLP_ENDPOINT)";
+            return Err(StartError::Tracing(why.into()));
+        }
+    };
+    AccessLog::start(settings, otlp).map_err(|source| StartError::AccessLog {
+        path: (settings.path.as_ref()).map_or("stdout".into(), |p| p.display().to_string()),
+        source,
+    })
+}
+
 impl Gateway {
     /// Binds every listener and starts serving. Must be called inside a tokio runtime.
     pub fn start(config: &config::Config) -> Result<Gateway, StartError> {
-        let access_log = match &config.access_log {
-            Some(settings) => Some(AccessLog::start(settings).map_err(|source| {
-                StartError::AccessLog {
-                    path: settings
-                        .path
-                        .as_ref()
-                        .map_or("stdout".into(), |p| p.display().to_string()),
-                    source,
-                }
-            })?),
-            None => None,
-        };
         let tracer = (config.tracing.as_ref())
             .map(telemetry::trace::Tracer::start)
             .transpose()
             .map_err(StartError::Tracing)?;
+        let access_log = match &config.access_log {
+            Some(settings) => Some(start_access_log(settings, config.tracing.as_ref())?),
+            None => None,
+        };
         let gateway = Gateway {
             state: Mutex::new(State {
                 config: config.clone(),

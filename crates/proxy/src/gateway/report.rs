@@ -15,9 +15,16 @@ impl Source for Gateway {
         if let Some(log) = &self.context.access_log {
             let dropped = log.dropped.load(Relaxed);
             out.counter("causeway_access_log_dropped_total", vec![], dropped);
+            if let Some(otlp) = &log.otlp {
+                let exported = "causeway_access_log_otlp_exported_total";
+                let dropped = "causeway_access_log_otlp_dropped_total";
+                report_export(otlp.stats(), exported, dropped, out);
+            }
         }
         if let Some(tracer) = &self.context.tracer {
-            report_traces(tracer.stats(), out);
+            let exported = "causeway_trace_spans_exported_total";
+            let dropped = "causeway_trace_spans_dropped_total";
+            report_export(tracer.stats(), exported, dropped, out);
         }
         let draining = f64::from(u8::from(self.is_draining()));
         out.gauge("causeway_draining", vec![], draining);
@@ -49,18 +56,19 @@ impl Source for Gateway {
     }
 }
 
-fn report_traces(stats: &telemetry::trace::TraceStats, out: &mut Out<'_>) {
-    let exported = stats.exported.load(Relaxed);
-    out.counter("causeway_trace_spans_exported_total", vec![], exported);
+/// What an OTLP export sent, and what it dropped by reason.
+fn report_export(
+    stats: &telemetry::trace::ExportStats,
+    exported: &'static str,
+    dropped: &'static str,
+    out: &mut Out<'_>,
+) {
+    out.counter(exported, vec![], stats.exported.load(Relaxed));
     for (reason, count) in [
         ("queue_full", &stats.dropped_queue_full),
         ("export_failed", &stats.dropped_export_failed),
     ] {
         let labels = vec![("reason", reason.into())];
-        out.counter(
-            "causeway_trace_spans_dropped_total",
-            labels,
-            count.load(Relaxed),
-        );
+        out.counter(dropped, labels, count.load(Relaxed));
     }
 }

@@ -1,14 +1,16 @@
-//! The export task: ended spans gathered into batches (full, or after the schedule delay),
-//! turned into OTLP and sent; a failed batch is counted as dropped, never retried (a
-//! collector that is down must not grow our memory).
+//! The export task: ended spans (or log records) gathered into batches (full, or after the
+//! schedule delay), turned into OTLP and sent; a failed batch is counted as dropped, never
+//! retried (a collector that is down must not grow our memory).
 
-use super::TraceStats;
+use super::ExportStats;
 use super::otlp::Transport;
 use super::span::{Recording, SpanContext, SpanKind, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as proto;
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
@@ -20,22 +22,72 @@ pub(super) struct Ended {
     pub end: SystemTime,
 }
 
-pub(super) enum Message {
-    Span(Ended),
+pub(super) enum Message<T> {
+    Item(T),
     /// Export what is gathered now, then say so.
     Flush(oneshot::Sender<()>),
 }
 
-pub(super) struct Exporter {
+/// One kind of telemetry the export task carries: spans, or log records.
+pub(super) trait Signal: Send + 'static {
+    /// What is queued (cheap to make on a connection's path).
+    type Item: Send + 'static;
+    /// Its OTLP form, made by the export task.
+    type Record: Send + 'static;
+    const WHAT: &'static str;
+    fn record(item: Self::Item) -> Self::Record;
+    fn send(
+        transport: &mut Transport,
+        resource: Resource,
+        scope: InstrumentationScope,
+        records: Vec<Self::Record>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Spans.
+pub(super) struct Spans;
+
+impl Signal for Spans {
+    type Item = Ended;
+    type Record = proto::Span;
+    const WHAT: &'static str = "spans";
+
+    fn record(item: Ended) -> proto::Span {
+        to_proto(item)
+    }
+
+    async fn send(
+        transport: &mut Transport,
+        resource: Resource,
+        scope: InstrumentationScope,
+        spans: Vec<proto::Span>,
+    ) -> Result<(), String> {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![proto::ResourceSpans {
+                resource: Some(resource),
+                scope_spans: vec![proto::ScopeSpans {
+                    scope: Some(scope),
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        transport.export_spans(request).await
+    }
+}
+
+pub(super) struct Exporter<S: Signal> {
     transport: Transport,
     resource: Resource,
     max_batch: usize,
     delay: Duration,
-    stats: Arc<TraceStats>,
+    stats: Arc<ExportStats>,
+    signal: PhantomData<S>,
 }
 
-impl Exporter {
-    pub fn new(config: &config::Tracing, transport: Transport, stats: Arc<TraceStats>) -> Self {
+impl<S: Signal> Exporter<S> {
+    pub fn new(config: &config::Tracing, transport: Transport, stats: Arc<ExportStats>) -> Self {
         let mut attributes = vec![
             key_value(
                 "service.name",
@@ -64,14 +116,15 @@ impl Exporter {
             max_batch: config.batch.max_export_batch_size,
             delay: config.batch.schedule_delay,
             stats,
+            signal: PhantomData,
         }
     }
 
-    /// Until every sender is gone: wait for a span, gather a batch, export it.
-    pub async fn run(mut self, mut queue: mpsc::Receiver<Message>) {
+    /// Until every sender is gone: wait for an item, gather a batch, export it.
+    pub async fn run(mut self, mut queue: mpsc::Receiver<Message<S::Item>>) {
         let mut batch = Vec::with_capacity(self.max_batch);
         while let Some(first) = queue.recv().await {
-            let mut flushed = self.take(first, &mut batch);
+            let mut flushed = Self::take(first, &mut batch);
             if flushed.is_none() && batch.len() < self.max_batch {
                 let deadline = tokio::time::sleep(self.delay);
                 tokio::pin!(deadline);
@@ -79,7 +132,7 @@ impl Exporter {
                     tokio::select! {
                         () = &mut deadline => break,
                         next = queue.recv() => match next {
-                            Some(m) => flushed = self.take(m, &mut batch),
+                            Some(m) => flushed = Self::take(m, &mut batch),
                             None => break,
                         },
                     }
@@ -93,41 +146,32 @@ impl Exporter {
         self.export(&mut batch).await;
     }
 
-    fn take(&self, message: Message, batch: &mut Vec<proto::Span>) -> Option<oneshot::Sender<()>> {
+    fn take(message: Message<S::Item>, batch: &mut Vec<S::Record>) -> Option<oneshot::Sender<()>> {
         match message {
-            Message::Span(ended) => {
-                batch.push(to_proto(ended));
+            Message::Item(item) => {
+                batch.push(S::record(item));
                 None
             }
             Message::Flush(done) => Some(done),
         }
     }
 
-    async fn export(&mut self, batch: &mut Vec<proto::Span>) {
+    async fn export(&mut self, batch: &mut Vec<S::Record>) {
         if batch.is_empty() {
             return;
         }
-        let spans = std::mem::take(batch);
-        let count = spans.len() as u64;
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![proto::ResourceSpans {
-                resource: Some(self.resource.clone()),
-                scope_spans: vec![proto::ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: "causeway".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+        let records = std::mem::take(batch);
+        let count = records.len() as u64;
+        let scope = InstrumentationScope {
+            name: "causeway".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
         };
-        match self.transport.export(request).await {
+        let resource = self.resource.clone();
+        match S::send(&mut self.transport, resource, scope, records).await {
             Ok(()) => self.stats.exported.fetch_add(count, Relaxed),
             Err(error) => {
-                tracing::debug!(%error, spans = count, "span export failed");
+                tracing::debug!(%error, count, "export of {} failed", S::WHAT);
                 self.stats.dropped_export_failed.fetch_add(count, Relaxed)
             }
         };
@@ -191,14 +235,14 @@ fn to_proto(ended: Ended) -> proto::Span {
     }
 }
 
-fn nanos(at: SystemTime) -> u64 {
+pub(super) fn nanos(at: SystemTime) -> u64 {
     let since = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn key_value(key: &'static str, value: Value) -> KeyValue {
+pub(super) fn key_value(key: &'static str, value: Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(any(value)),
@@ -206,7 +250,7 @@ fn key_value(key: &'static str, value: Value) -> KeyValue {
     }
 }
 
-fn any(value: Value) -> AnyValue {
+pub(super) fn any(value: Value) -> AnyValue {
     let value = match value {
         Value::Str(s) => any_value::Value::StringValue(s.into_owned()),
         Value::Int(i) => any_value::Value::IntValue(i),

@@ -7,8 +7,11 @@
 //! unsampled span must cost no more than its two ids.
 
 mod export;
+mod logs;
 mod otlp;
 mod span;
+
+pub use logs::LogSink;
 
 pub use span::{Attributes, Span, SpanContext, SpanKind, Value};
 
@@ -19,9 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
-/// Spans by fate, for `causeway_trace_spans_*`.
+/// Spans (or log records) by fate, for `causeway_trace_spans_*` and
+/// `causeway_access_log_otlp_*`.
 #[derive(Debug, Default)]
-pub struct TraceStats {
+pub struct ExportStats {
     pub exported: AtomicU64,
     /// The queue was full (the collector slow or down for long).
     pub dropped_queue_full: AtomicU64,
@@ -36,8 +40,8 @@ pub struct Tracer(Arc<Inner>);
 struct Inner {
     sampler: config::Sampler,
     span_max_duration: Duration,
-    queue: mpsc::Sender<export::Message>,
-    stats: Arc<TraceStats>,
+    queue: mpsc::Sender<export::Message<export::Ended>>,
+    stats: Arc<ExportStats>,
 }
 
 impl Tracer {
@@ -46,8 +50,8 @@ impl Tracer {
     pub fn start(config: &config::Tracing) -> Result<Tracer, String> {
         let transport = otlp::Transport::new(&config.exporter)?;
         let (queue, receiver) = mpsc::channel(config.batch.max_queue_size);
-        let stats = Arc::new(TraceStats::default());
-        let exporter = export::Exporter::new(config, transport, stats.clone());
+        let stats = Arc::new(ExportStats::default());
+        let exporter = export::Exporter::<export::Spans>::new(config, transport, stats.clone());
         tokio::spawn(exporter.run(receiver));
         Ok(Tracer(Arc::new(Inner {
             sampler: config.sampler,
@@ -57,7 +61,7 @@ impl Tracer {
         })))
     }
 
-    pub fn stats(&self) -> &TraceStats {
+    pub fn stats(&self) -> &ExportStats {
         &self.0.stats
     }
 
@@ -99,7 +103,7 @@ impl Tracer {
             recording,
             end: SystemTime::now(),
         };
-        if self.0.queue.try_send(export::Message::Span(ended)).is_err() {
+        if self.0.queue.try_send(export::Message::Item(ended)).is_err() {
             self.0.stats.dropped_queue_full.fetch_add(1, Relaxed);
         }
     }

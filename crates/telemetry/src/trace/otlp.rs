@@ -1,8 +1,11 @@
-//! OTLP transports: gRPC (`TraceService/Export`) and HTTP/protobuf (a POST), each with the
-//! configured headers, timeout and TLS (mTLS) towards the collector.
+//! OTLP transports: gRPC (`TraceService/Export`, `LogsService/Export`) and HTTP/protobuf (a
+//! POST to `/v1/traces` or `/v1/logs`), each with the configured headers, timeout and TLS
+//! (mTLS) towards the collector.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
@@ -16,7 +19,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Transport {
     Grpc {
-        client: TraceServiceClient<Channel>,
+        channel: Channel,
         headers: MetadataMap,
         timeout: Duration,
     },
@@ -45,7 +48,7 @@ impl Transport {
                     };
                 }
                 Ok(Transport::Grpc {
-                    client: TraceServiceClient::new(endpoint.connect_lazy()),
+                    channel: endpoint.connect_lazy(),
                     headers,
                     timeout: config.timeout,
                 })
@@ -54,33 +57,58 @@ impl Transport {
         }
     }
 
-    pub async fn export(&mut self, request: ExportTraceServiceRequest) -> Result<(), String> {
+    pub async fn export_spans(&mut self, request: ExportTraceServiceRequest) -> Result<(), String> {
         match self {
             Transport::Grpc {
-                client,
+                channel,
                 headers,
                 timeout,
             } => {
-                let mut call = tonic::Request::new(request);
-                *call.metadata_mut() = headers.clone();
-                call.set_timeout(*timeout);
-                match tokio::time::timeout(*timeout, client.export(call)).await {
-                    Err(_) => Err("timed out".into()),
-                    Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
-                    Ok(Ok(_)) => Ok(()),
-                }
+                let mut client = TraceServiceClient::new(channel.clone());
+                let call = grpc_call(request, headers, *timeout);
+                answered(*timeout, async { client.export(call).await.map(|_| ()) }).await
             }
-            Transport::Http(http) => {
-                let timeout = http.timeout;
-                match tokio::time::timeout(timeout, http.post(request.encode_to_vec())).await {
-                    Err(_) => {
-                        http.connection = None;
-                        Err("timed out".into())
-                    }
-                    Ok(result) => result,
-                }
-            }
+            Transport::Http(http) => http.export(Signal::Traces, request.encode_to_vec()).await,
         }
+    }
+
+    pub async fn export_logs(&mut self, request: ExportLogsServiceRequest) -> Result<(), String> {
+        match self {
+            Transport::Grpc {
+                channel,
+                headers,
+                timeout,
+            } => {
+                let mut client = LogsServiceClient::new(channel.clone());
+                let call = grpc_call(request, headers, *timeout);
+                answered(*timeout, async { client.export(call).await.map(|_| ()) }).await
+            }
+            Transport::Http(http) => http.export(Signal::Logs, request.encode_to_vec()).await,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Signal {
+    Traces,
+    Logs,
+}
+
+fn grpc_call<T>(message: T, headers: &MetadataMap, timeout: Duration) -> tonic::Request<T> {
+    let mut call = tonic::Request::new(message);
+    *call.metadata_mut() = headers.clone();
+    call.set_timeout(timeout);
+    call
+}
+
+async fn answered(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<(), tonic::Status>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => Err("timed out".into()),
+        Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+        Ok(Ok(())) => Ok(()),
     }
 }
 
@@ -153,8 +181,27 @@ impl HttpExporter {
         })
     }
 
-    async fn post(&mut self, body: Vec<u8>) -> Result<(), String> {
-        let mut request = http::Request::post(self.uri.path())
+    /// POSTs `body` to the signal's path, bounded by the timeout.
+    async fn export(&mut self, signal: Signal, body: Vec<u8>) -> Result<(), String> {
+        let path = match signal {
+            Signal::Traces => self.uri.path().to_string(),
+            // The traces URL's `/v1/traces` becomes `/v1/logs`.
+            Signal::Logs => match self.uri.path().strip_suffix("/v1/traces") {
+                Some(base) => format!("{base}/v1/logs"),
+                None => "/v1/logs".into(),
+            },
+        };
+        match tokio::time::timeout(self.timeout, self.post(&path, body)).await {
+            Err(_) => {
+                self.connection = None;
+                Err("timed out".into())
+            }
+            Ok(result) => result,
+        }
+    }
+
+    async fn post(&mut self, path: &str, body: Vec<u8>) -> Result<(), String> {
+        let mut request = http::Request::post(path)
             .header(http::header::HOST, &self.authority)
             .header(http::header::CONTENT_TYPE, "application/x-protobuf");
         for (name, value) in &self.headers {
