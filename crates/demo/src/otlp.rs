@@ -229,12 +229,35 @@ impl OtlpReceiver {
     }
 
     pub async fn grpc_at(address: SocketAddr) -> OtlpReceiver {
+        Self::grpc_serving(address, tonic::transport::Server::builder()).await
+    }
+
+    /// An OTLP/gRPC receiver on 127.0.0.1 over TLS with `cert_pem`/`key_pem`, requiring a
+    /// client certificate from `client_ca_pem` when given (mTLS).
+    pub async fn grpc_tls(
+        cert_pem: &str,
+        key_pem: &str,
+        client_ca_pem: Option<&str>,
+    ) -> OtlpReceiver {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
+        if let Some(ca) = client_ca_pem {
+            tls = tls.client_ca_root(Certificate::from_pem(ca));
+        }
+        let server = tonic::transport::Server::builder().tls_config(tls).unwrap();
+        Self::grpc_serving(LOCAL_ANY_PORT.parse().unwrap(), server).await
+    }
+
+    async fn grpc_serving(
+        address: SocketAddr,
+        mut server: tonic::transport::Server,
+    ) -> OtlpReceiver {
         let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let address = listener.local_addr().unwrap();
         let kept = Arc::new(Kept::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = TraceServiceServer::new(Grpc(kept.clone()));
-        let server = tonic::transport::Server::builder()
+        let server = server
             .add_service(service)
             .add_service(LogsServiceServer::new(Grpc(kept.clone())))
             .serve_with_incoming_shutdown(

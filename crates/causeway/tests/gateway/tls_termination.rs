@@ -427,6 +427,13 @@ async fn handshakes_and_identities_are_in_metrics_and_the_access_log() {
         assert_eq!(sample("causeway_tls_handshakes_total{side=\"downstream\",result=\"unknown_ca\"}"), 1.0);
         let left = sample("causeway_tls_certificate_expiry_seconds{identity=\"server\"}");
         assert!(left > 3600.0 && left <= 86400.0, "{left}");
+        // The same as a Unix time, for alerts on `… - time()`.
+        let at = sample("causeway_tls_certificate_expiry_timestamp_seconds{identity=\"server\"}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert!((at - (now.as_secs_f64() + left)).abs() < 5.0, "{at} vs now + {left}");
+        // Its handshake took a moment, in the histogram.
+        let handshakes = "causeway_tls_handshake_duration_seconds_count{side=\"downstream\"}";
+        assert_eq!(sample(handshakes), 1.0);
         assert_eq!(sample("causeway_tls_identity_rotations_total{identity=\"server\"}"), 0.0);
         assert_eq!(
             sample("causeway_listener_connections_rejected_total{listener=\"edge\",reason=\"tls_handshake_failed\"}"),

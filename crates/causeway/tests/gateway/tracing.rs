@@ -260,6 +260,12 @@ async fn a_tunnelled_connection_is_one_trace_from_the_edge_to_the_terminator() {
         assert_eq!(edge.attr("causeway.listener"), Some("edge"));
         // The terminator dialed the backend within the tunnel's span.
         child(&spans, tunnel, "connect");
+        // How long the tunnel took to open, in the edge's histogram.
+        let opened = [("cluster", "tunnel")];
+        let count = p
+            .edge
+            .metric("causeway_tunnel_open_duration_seconds_count", &opened);
+        assert_eq!(count, 1.0);
     })
     .await;
 }
@@ -726,4 +732,83 @@ fn access_log_otlp_needs_a_collector() {
         error.contains("access_log.otlp") && error.contains("tracing"),
         "{error}"
     );
+}
+
+/// Spans to a collector over mTLS (its CA checked, our certificate presented), with the
+/// configured headers on every export; `/config` shows the header names, never their
+/// values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_collector_over_mtls_with_headers() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("collector CA");
+        let server = ca.server(&["localhost"]);
+        let otlp = OtlpReceiver::grpc_tls(&server.cert_pem, &server.key_pem, Some(&ca.pem())).await;
+        let (cert, key) = ca
+            .spiffe("spiffe://causeway.test/gateway")
+            .write(dir.path(), "gateway");
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&format!(
+            r#"tracing:
+  endpoint: https://localhost:{}
+  headers: {{ x-api-key: s3cret }}
+  tls: {{ ca: "{}", certificate: "{}", key: "{}" }}
+  batch: {{ schedule_delay: 20ms }}
+listeners:
+  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}
+clusters:
+  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
+"#,
+            otlp.address.port(),
+            ca.write(dir.path(), "ca").display(),
+            cert.display(),
+            key.display(),
+            echo.address,
+        ));
+        let (mut client, _) = Client::greeted(gw.address("edge")).await;
+        client.assert_echo("secured").await;
+        drop(client);
+        otlp.wait_until("the span, over mTLS", |s| {
+            !named(s, "connection").is_empty()
+        })
+        .await;
+        let headers = otlp.last_headers();
+        assert!(
+            headers.contains(&("x-api-key".into(), "s3cret".into())),
+            "{headers:?}"
+        );
+        let shown = serde_json::to_string(&gw.gateway.config()).unwrap();
+        assert!(
+            shown.contains("x-api-key") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    })
+    .await;
+}
+
+/// A collector whose certificate is not from the configured CA gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_with_an_unknown_certificate_gets_no_spans() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, theirs) = (Ca::new("our CA"), Ca::new("another CA"));
+        let server = theirs.server(&["localhost"]);
+        let otlp = OtlpReceiver::grpc_tls(&server.cert_pem, &server.key_pem, None).await;
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&format!(
+            "tracing:\n  endpoint: https://localhost:{}\n  tls: {{ ca: \"{}\" }}\n  timeout: 500ms\n  batch: {{ schedule_delay: 20ms }}\nlisteners:\n  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{}\" }}] }}\n",
+            otlp.address.port(),
+            ours.write(dir.path(), "ca").display(),
+            echo.address,
+        ));
+        let (mut client, _) = Client::greeted(gw.address("edge")).await;
+        client.assert_echo("refused").await;
+        drop(client);
+        eventually("the span is dropped", || {
+            gw.metric("causeway_trace_spans_dropped_total", &[("reason", "export_failed")]) >= 1.0
+        })
+        .await;
+        assert!(otlp.spans().is_empty());
+    })
+    .await;
 }

@@ -52,8 +52,10 @@ fn midlife<'a>(
     route: &'a Route,
     attributes: &'a Attributes,
 ) -> Option<Pin<Box<impl Future<Output = Error> + Send + 'a>>> {
-    let recheck = authorize::recheck(route, attributes);
-    let continuing = trace::continuations(attributes);
+    // Each boxed on its own: a re-check's state (its gRPC call) is large, and a connection
+    // whose span is continued but never re-checked must not carry room for one.
+    let recheck = authorize::recheck(route, attributes).map(Box::pin);
+    let continuing = trace::continuations(attributes).map(Box::pin);
     if recheck.is_none() && continuing.is_none() {
         return None;
     }
