@@ -134,7 +134,7 @@ pub(crate) fn finish(
         Err(e) => e.code(),
     };
     let lived = counters.started().elapsed();
-    route.ended.record(reason.clone(), Some(lived));
+    route.ended.record(&reason, Some(lived));
     let duration_ms = lived.as_millis() as u64;
     let (cluster, endpoint) = match live.upstream() {
         Some(u) => (Some(u.cluster.name()), Some(&u.endpoint)),
@@ -166,7 +166,7 @@ pub(crate) fn refused(
     tracing::warn!(id = attributes.id, listener = %attributes.listener, source = %attributes.source, route = route.map(|r| r.config.name.as_str()), reason = error.code(), "connection refused: {error}");
     let live = Live::new(attributes);
     if let Some(route) = route {
-        route.ended.record(error.code(), None);
+        route.ended.record(&error.code(), None);
     }
     let result = Err(error);
     if let Some(log) = log {

@@ -42,12 +42,17 @@ impl Default for Ended {
 impl Ended {
     /// A connection ended for `reason`, after living `lived` (`None`: refused before it
     /// was registered, not timed).
-    pub fn record(&self, reason: String, lived: Option<std::time::Duration>) {
+    pub fn record(&self, reason: &str, lived: Option<std::time::Duration>) {
         if let Some(lived) = lived {
             self.lifetimes.observe(lived);
         }
         let mut counts = self.by_reason.lock().unwrap_or_else(|e| e.into_inner());
-        *counts.entry(reason).or_default() += 1;
+        match counts.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(reason.to_string(), 1);
+            }
+        }
     }
 
     fn by_reason(&self) -> Vec<(String, u64)> {

@@ -73,7 +73,7 @@ impl Signal for Spans {
                 ..Default::default()
             }],
         };
-        transport.export_spans(request).await
+        transport.export(request).await
     }
 }
 

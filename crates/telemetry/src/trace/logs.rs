@@ -105,6 +105,6 @@ impl Signal for Records {
                 ..Default::default()
             }],
         };
-        transport.export_logs(request).await
+        transport.export(request).await
     }
 }

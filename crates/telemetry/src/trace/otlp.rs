@@ -57,34 +57,42 @@ impl Transport {
         }
     }
 
-    pub async fn export_spans(&mut self, request: ExportTraceServiceRequest) -> Result<(), String> {
+    /// Sends one export request, bounded by the timeout.
+    pub async fn export<R: Request>(&mut self, request: R) -> Result<(), String> {
         match self {
             Transport::Grpc {
                 channel,
                 headers,
                 timeout,
             } => {
-                let mut client = TraceServiceClient::new(channel.clone());
                 let call = grpc_call(request, headers, *timeout);
-                answered(*timeout, async { client.export(call).await.map(|_| ()) }).await
+                answered(*timeout, R::send(channel.clone(), call)).await
             }
-            Transport::Http(http) => http.export(Signal::Traces, request.encode_to_vec()).await,
+            Transport::Http(http) => http.export(R::SIGNAL, request.encode_to_vec()).await,
         }
     }
+}
 
-    pub async fn export_logs(&mut self, request: ExportLogsServiceRequest) -> Result<(), String> {
-        match self {
-            Transport::Grpc {
-                channel,
-                headers,
-                timeout,
-            } => {
-                let mut client = LogsServiceClient::new(channel.clone());
-                let call = grpc_call(request, headers, *timeout);
-                answered(*timeout, async { client.export(call).await.map(|_| ()) }).await
-            }
-            Transport::Http(http) => http.export(Signal::Logs, request.encode_to_vec()).await,
-        }
+/// An OTLP export request: spans or log records, each to its own gRPC service (or path).
+pub(super) trait Request: Message + Sized + Send + 'static {
+    const SIGNAL: Signal;
+    fn send(
+        channel: Channel,
+        call: tonic::Request<Self>,
+    ) -> impl std::future::Future<Output = Result<(), tonic::Status>> + Send;
+}
+
+impl Request for ExportTraceServiceRequest {
+    const SIGNAL: Signal = Signal::Traces;
+    async fn send(channel: Channel, call: tonic::Request<Self>) -> Result<(), tonic::Status> {
+        TraceServiceClient::new(channel).export(call).await.map(|_| ())
+    }
+}
+
+impl Request for ExportLogsServiceRequest {
+    const SIGNAL: Signal = Signal::Logs;
+    async fn send(channel: Channel, call: tonic::Request<Self>) -> Result<(), tonic::Status> {
+        LogsServiceClient::new(channel).export(call).await.map(|_| ())
     }
 }
 
