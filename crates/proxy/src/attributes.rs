@@ -23,7 +23,7 @@ pub struct Attributes {
     /// The PROXY header of a trusted load balancer (whose source became `source`).
     pub proxy: Option<Box<ProxyInfo>>,
     /// How authorization decided (`rule_allow`, `ext_authz_allow`...); `None`: not checked.
-    pub authz: Option<&'static str>,
+    pub authz: Option<Decision>,
     /// What the listener's protocol said (FIX Logon, MQ channel). (Boxed: most connections
     /// have none.)
     pub protocol: Option<Box<Protocol>>,
@@ -69,6 +69,36 @@ impl SpanSlot {
     pub fn context(&self) -> Option<SpanContext> {
         let slot = self.0.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
         slot.as_ref().map(|s| s.context().clone())
+    }
+}
+
+/// How authorization decided, for the access log, metrics and spans. One byte on every
+/// connection's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    RuleAllow,
+    RuleDeny,
+    DefaultAllow,
+    DefaultDeny,
+    ExtAuthzAllow,
+    ExtAuthzDeny,
+    /// The authorizer did not answer and its failure mode let the connection in.
+    ExtAuthzFailedAllow,
+    ExtAuthzFailedDeny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::RuleAllow => "rule_allow",
+            Decision::RuleDeny => "rule_deny",
+            Decision::DefaultAllow => "default_allow",
+            Decision::DefaultDeny => "default_deny",
+            Decision::ExtAuthzAllow => "ext_authz_allow",
+            Decision::ExtAuthzDeny => "ext_authz_deny",
+            Decision::ExtAuthzFailedAllow => "ext_authz_failed_allow",
+            Decision::ExtAuthzFailedDeny => "ext_authz_failed_deny",
+        }
     }
 }
 

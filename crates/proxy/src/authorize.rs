@@ -2,6 +2,7 @@
 //! order, then its external service; periodic re-checks while it lives.
 
 use crate::attributes::Attributes;
+use crate::attributes::Decision;
 use crate::error::{Error, Kind};
 use crate::route::Route;
 use authz::{CheckInput, Outcome, Routing};
@@ -87,10 +88,7 @@ fn input(route: &Route, a: &Attributes) -> CheckInput {
 
 /// Ok: allowed (how, and where the authorizer sends the connection, if it says); Err: how it
 /// was refused and the error that closes the connection.
-pub(crate) async fn check(
-    route: &Route,
-    attributes: &Attributes,
-) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
+pub(crate) async fn check(route: &Route, attributes: &Attributes) -> Checked {
     check_with(route, attributes, None).await
 }
 
@@ -100,11 +98,13 @@ pub(crate) async fn authenticate(
     route: &Route,
     attributes: &Attributes,
     password: Option<&str>,
-) -> Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)> {
+) -> Checked {
     check_with(route, attributes, Some(password)).await
 }
 
-type Decision = Result<(Option<&'static str>, Option<Box<Routing>>), (&'static str, Error)>;
+/// Ok: allowed (how — `None` when the route has no authorization — and where the authorizer
+/// sends the connection, if it says); Err: how it was refused and the error that closes it.
+pub(crate) type Checked = Result<(Option<Decision>, Option<Box<Routing>>), (Decision, Error)>;
 
 /// `authenticating`: `Some(password)` when the authorizer authenticates the client. Traced
 /// as the `authorize` phase, with the decision.
@@ -112,14 +112,14 @@ async fn check_with(
     route: &Route,
     attributes: &Attributes,
     authenticating: Option<Option<&str>>,
-) -> Decision {
+) -> Checked {
     let mut phase = attributes.span.child("authorize", SpanKind::Internal);
     let decision = decide(route, attributes, authenticating, phase.as_ref()).await;
     if let Some(phase) = &mut phase {
         match &decision {
-            Ok((how, _)) => phase.set("causeway.authz", how.unwrap_or("none")),
+            Ok((how, _)) => phase.set("causeway.authz", how.map_or("none", Decision::as_str)),
             Err((how, error)) => {
-                phase.set("causeway.authz", *how);
+                phase.set("causeway.authz", how.as_str());
                 phase.fail(error.code(), error.to_string());
             }
         }
@@ -132,7 +132,7 @@ async fn decide(
     attributes: &Attributes,
     authenticating: Option<Option<&str>>,
     phase: Option<&Span>,
-) -> Decision {
+) -> Checked {
     let Some(settings) = &route.config.authorization else {
         return Ok((None, None));
     };
@@ -158,22 +158,22 @@ async fn decide(
     // authenticates, a rule's allow still needs its yes.
     match authz::rules::evaluate(&settings.rules, &input) {
         Some(RuleAction::Allow) if !input.authenticates => {
-            return Ok((Some("rule_allow"), None));
+            return Ok((Some(Decision::RuleAllow), None));
         }
-        Some(RuleAction::Deny) => return Err(("rule_deny", denied())),
+        Some(RuleAction::Deny) => return Err((Decision::RuleDeny, denied())),
         _ => {}
     }
     let Some(authorizer) = &route.authorizer else {
         return match settings.default {
-            RuleAction::Allow => Ok((Some("default_allow"), None)),
-            RuleAction::Deny => Err(("default_deny", denied())),
+            RuleAction::Allow => Ok((Some(Decision::DefaultAllow), None)),
+            RuleAction::Deny => Err((Decision::DefaultDeny, denied())),
         };
     };
     match call(authorizer, &mut input, phase).await {
-        Outcome::Allowed(routing) => Ok((Some("ext_authz_allow"), routing.map(Box::new))),
+        Outcome::Allowed(routing) => Ok((Some(Decision::ExtAuthzAllow), routing.map(Box::new))),
         Outcome::Denied(why) => {
             tracing::info!(id = attributes.id, route = %route.config.name, authorizer = authorizer.name(), reason = %why, "denied by the authorizer");
-            Err(("ext_authz_deny", denied()))
+            Err((Decision::ExtAuthzDeny, denied()))
         }
         failure => {
             let why = match failure {
@@ -184,14 +184,14 @@ async fn decide(
             match authorizer.config.failure_mode {
                 // Nobody is let in unauthenticated, whatever the failure mode.
                 FailureMode::Allow if !input.authenticates => {
-                    Ok((Some("ext_authz_failed_allow"), None))
+                    Ok((Some(Decision::ExtAuthzFailedAllow), None))
                 }
                 FailureMode::Allow => Err((
-                    "ext_authz_failed_deny",
+                    Decision::ExtAuthzFailedDeny,
                     Error::internal(Kind::AuthzUnavailable),
                 )),
                 FailureMode::Deny => Err((
-                    "ext_authz_failed_deny",
+                    Decision::ExtAuthzFailedDeny,
                     Error::internal(Kind::AuthzUnavailable),
                 )),
             }

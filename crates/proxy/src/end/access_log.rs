@@ -171,7 +171,7 @@ fn fields(live: &Live, event: &str, route: Option<&Route>, endpoint: Option<&End
         line["proxy_protocol_peer"] = json!(proxy.balancer.to_string());
     }
     if let Some(decision) = a.authz {
-        line["authz"] = json!(decision);
+        line["authz"] = json!(decision.as_str());
     }
     // The line leads to its trace.
     if let Some(span) = a.span.context() {

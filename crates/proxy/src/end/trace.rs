@@ -69,7 +69,7 @@ fn describe(span: &mut Span, live: &Live, route: Option<&Route>) {
         c.downstream_bytes.load(Relaxed),
     );
     if let Some(decision) = a.authz {
-        span.set("causeway.authz", decision);
+        span.set("causeway.authz", decision.as_str());
     }
     if let Some(proxy) = &a.proxy {
         span.set("causeway.proxy_protocol.peer", proxy.balancer.to_string());

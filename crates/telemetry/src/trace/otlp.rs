@@ -85,14 +85,20 @@ pub(super) trait Request: Message + Sized + Send + 'static {
 impl Request for ExportTraceServiceRequest {
     const SIGNAL: Signal = Signal::Traces;
     async fn send(channel: Channel, call: tonic::Request<Self>) -> Result<(), tonic::Status> {
-        TraceServiceClient::new(channel).export(call).await.map(|_| ())
+        TraceServiceClient::new(channel)
+            .export(call)
+            .await
+            .map(|_| ())
     }
 }
 
 impl Request for ExportLogsServiceRequest {
     const SIGNAL: Signal = Signal::Logs;
     async fn send(channel: Channel, call: tonic::Request<Self>) -> Result<(), tonic::Status> {
-        LogsServiceClient::new(channel).export(call).await.map(|_| ())
+        LogsServiceClient::new(channel)
+            .export(call)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -193,7 +193,7 @@ impl Terminator {
         match Box::pin(authorize::check(route, &attributes)).await {
             Ok((decision, _)) => attributes.authz = decision,
             Err((decision, _)) => {
-                tracing::info!(id = attributes.id, route = %route.config.name, authority = %authority, decision, "tunnel not authorized");
+                tracing::info!(id = attributes.id, route = %route.config.name, authority = %authority, decision = decision.as_str(), "tunnel not authorized");
                 listener.stats.authz_denied.fetch_add(1, Relaxed);
                 return Err(refused(&attributes, "denied", StatusCode::FORBIDDEN));
             }
