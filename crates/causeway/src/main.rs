@@ -100,20 +100,38 @@ enum Command {
     },
 }
 
+/// The file parsed and checked, then every file it names opened and read.
+fn validate(path: &std::path::Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let checked = runtime
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.block_on(async { proxy::check_files(&loaded).map_err(|e| e.to_string()) }));
+    match checked {
+        Ok(()) => {
+            println!("{}: valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log, cli.log_format);
     match cli.command {
-        Command::Validate { config } => match config::load(&config) {
-            Ok(_) => {
-                println!("{}: valid", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Validate { config } => validate(&config),
         Command::Run { config } => match config::load(&config) {
             Ok(loaded) => serve::run(&config, loaded),
             Err(e) => {

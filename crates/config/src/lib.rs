@@ -7,6 +7,7 @@
 
 mod diff;
 mod duration;
+mod env;
 mod error;
 pub mod model;
 mod problems;
@@ -25,11 +26,14 @@ pub use validate::{DEFAULT_INSPECTION_TIMEOUT, DEFAULT_TUNNEL_WINDOW, tracing_fr
 
 use std::path::Path;
 
-/// Reads and validates a configuration file. A file without a `tracing` section takes it
-/// from the standard `OTEL_*` environment variables, as OpenTelemetry SDKs do.
+/// Reads and validates a configuration file, its `${VAR}` and `${VAR:-default}` references
+/// replaced by the environment's values. A file without a `tracing` section takes it from
+/// the standard `OTEL_*` environment variables, as OpenTelemetry SDKs do.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(&file, &e))?;
+    let text = env::substitute(&text, |name| std::env::var(name).ok())
+        .map_err(|problems| ConfigError::new(&file, problems))?;
     let mut config = parse(&text, &file)?;
     if config.tracing.is_none() {
         config.tracing = tracing_from_env(|name| std::env::var(name).ok())

@@ -28,4 +28,4 @@ pub mod terminate;
 
 pub use error::{Error, Kind, Side};
 pub use gateway::snapshot;
-pub use gateway::{Gateway, ReloadStats, ReloadSummary, ShutdownReport, StartError};
+pub use gateway::{Gateway, ReloadStats, ReloadSummary, ShutdownReport, StartError, check_files};

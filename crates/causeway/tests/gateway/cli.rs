@@ -46,6 +46,8 @@ pub(crate) mod tempfile_lite {
     }
 }
 
+/// Every example validates from the repository root, as the docs run them (their files —
+/// certificates, keys — are opened and read too).
 #[test]
 fn validate_accepts_every_example() {
     let mut checked = 0;
@@ -55,6 +57,7 @@ fn validate_accepts_every_example() {
             let out = Command::new(BIN)
                 .args(["validate", "--config"])
                 .arg(&path)
+                .current_dir(repo_file(""))
                 .output()
                 .unwrap();
             assert!(
@@ -86,6 +89,70 @@ fn validate_reports_file_line_col_and_exits_1() {
         file.path().display()
     );
     assert_eq!(stderr.trim(), expected);
+}
+
+/// `${VAR}` and `${VAR:-default}` take the environment's values; an unset variable without
+/// a default is reported at its place.
+#[test]
+fn configuration_values_come_from_the_environment() {
+    let file = temp_config(
+        "listeners:\n  - name: l\n    address: ${LISTEN_ADDRESS}\n    routes: [{ cluster: c }]\nclusters:\n  - { name: c, endpoints: [{ address: \"${BACKEND:-127.0.0.1:9}\" }] }\n",
+    );
+    let validate = |listen: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command.args(["validate", "--config"]).arg(file.path());
+        command.env_remove("LISTEN_ADDRESS").env_remove("BACKEND");
+        if let Some(address) = listen {
+            command.env("LISTEN_ADDRESS", address);
+        }
+        command.output().unwrap()
+    };
+    let out = validate(Some("127.0.0.1:10000"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = validate(None);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = format!(
+        "{}:3:14: environment variable `LISTEN_ADDRESS` is not set (a default: `${{LISTEN_ADDRESS:-VALUE}}`)",
+        file.path().display()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), expected);
+}
+
+/// `validate` opens every file the configuration names, as `run` would: a missing key or
+/// an unreadable SSH host key is reported with its path, before anything runs.
+#[test]
+fn validate_opens_the_files_the_configuration_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-key.pem");
+    let ca = testkit::pki::Ca::new("validate CA");
+    let (cert, _) = ca.server(&["x.test"]).write(dir.path(), "server");
+    let identity = format!(
+        "identities:\n  - {{ name: server, cert: \"{}\", key: \"{}\" }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ terminate: {{ identities: [server] }}, cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"127.0.0.1:9\" }}] }}\n",
+        cert.display(),
+        missing.display()
+    );
+    // The SFTP tests' gateway, its host key gone.
+    let ssh = crate::sftp::gateway_yaml("127.0.0.1:9", "", &crate::sftp::pinned())
+        .replace("gateway_host_ed25519", "no-such-host-key");
+    let host_key = std::path::PathBuf::from("no-such-host-key");
+    for (yaml, path) in [(identity, missing), (ssh, host_key)] {
+        let file = temp_config(&yaml);
+        let out = Command::new(BIN)
+            .args(["validate", "--config"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "names the file: {stderr}"
+        );
+    }
 }
 
 #[test]

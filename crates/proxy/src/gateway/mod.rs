@@ -96,6 +96,20 @@ fn start_access_log(
     })
 }
 
+/// Opens and reads every file the configuration names — certificates, keys, bundles, CRLs,
+/// SSH host keys and authorized_keys, the TLS files of authorizers and of the collector —
+/// as a start would, binding and serving nothing (`causeway validate`). Call inside a tokio
+/// runtime. The first problem, with its path.
+pub fn check_files(config: &config::Config) -> Result<(), StartError> {
+    reload::identities_for(config, &[], &Default::default())?;
+    reload::authorizers_for(config, &[], &HashMap::new())?;
+    reload::ssh_servers(config)?;
+    if let Some(tracing) = &config.tracing {
+        telemetry::trace::Tracer::start(tracing).map_err(StartError::Tracing)?;
+    }
+    Ok(())
+}
+
 impl Gateway {
     /// Binds every listener and starts serving. Must be called inside a tokio runtime.
     pub fn start(config: &config::Config) -> Result<Gateway, StartError> {
