@@ -4,6 +4,7 @@ mod demo;
 mod logging;
 mod process_metrics;
 mod serve;
+mod systemd;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -91,6 +92,12 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Ask a running gateway to reload its configuration file (SIGHUP to PID): systemd's
+    /// `ExecReload` without /bin/kill.
+    Reload {
+        #[arg(long)]
+        pid: i32,
+    },
     /// Run a test ext_authz server (a test aid for the examples), answering every check
     /// with VERDICT: `allow`, `deny`, `cluster:NAME` or `address:IP:PORT`.
     Authorizer {
@@ -176,6 +183,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Authorizer { address, verdict } => demo::authorizer(address, &verdict),
+        Command::Reload { pid } => {
+            // SAFETY: kill(2) sends a signal; it touches no memory of ours.
+            if pid <= 0 || unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+                eprintln!(
+                    "cannot signal process {pid}: {}",
+                    std::io::Error::last_os_error()
+                );
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
         Command::TraceReceiver {
             address,
             protocol,

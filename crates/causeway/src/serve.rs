@@ -30,6 +30,8 @@ pub fn run(path: &Path, config: config::Config) -> ExitCode {
             }
         };
         tracing::info!(workers = config.workers, "causeway running");
+        crate::systemd::ready();
+        crate::systemd::spawn_watchdog();
         running.serve_until_stopped().await;
         ExitCode::SUCCESS
     })
@@ -155,6 +157,7 @@ impl Running {
             }
         };
         tracing::info!("{why}: draining (a second signal stops at once)");
+        crate::systemd::stopping();
         tokio::select! {
             report = self.gateway.shutdown() => {
                 tracing::info!(drained = report.drained, closed = report.closed, "stopped");
@@ -241,7 +244,15 @@ impl ProcessControl {
     }
 
     /// Reads the configuration file again and applies it; an invalid file changes nothing.
+    /// systemd is told a reload is under way until it is over.
     fn reload_now(&self) -> Result<ReloadSummary, String> {
+        crate::systemd::reloading();
+        let reloaded = self.read_and_apply();
+        crate::systemd::reloaded();
+        reloaded
+    }
+
+    fn read_and_apply(&self) -> Result<ReloadSummary, String> {
         let Some(path) = &self.path else {
             return Err("no configuration file to reload (built-in configuration)".into());
         };

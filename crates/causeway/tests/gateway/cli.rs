@@ -776,3 +776,56 @@ fn a_wrong_otel_variable_is_named() {
         "{stderr}"
     );
 }
+
+/// Under systemd (`Type=notify`): READY=1 once serving, WATCHDOG=1 at half of WATCHDOG_USEC,
+/// RELOADING=1 then READY=1 around a SIGHUP reload (`causeway reload --pid`, the unit's
+/// ExecReload), STOPPING=1 when the drain begins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_speaks_systemds_notify_protocol() {
+    testkit::bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let socket_path = dir.path().join("notify");
+        let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+        let backend = Backend::echo("b").await;
+        let config = temp_config(&format!(
+            "admin: {{ enabled: false }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            backend.address
+        ));
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config.path())
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "200000")
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap().to_string();
+        // The next message that is not a watchdog heartbeat (counted).
+        let mut heartbeats = 0;
+        let mut next = async || loop {
+            let mut buf = [0u8; 512];
+            let n = socket.recv(&mut buf).await.unwrap();
+            let message = String::from_utf8_lossy(&buf[..n]).to_string();
+            match message.trim_end() {
+                "WATCHDOG=1" => heartbeats += 1,
+                _ => return message,
+            }
+        };
+        let said = next().await;
+        assert!(said.starts_with("READY=1"), "{said:?}");
+        let reload = Command::new(BIN).args(["reload", "--pid", &pid]).status().unwrap();
+        assert!(reload.success());
+        let said = next().await;
+        assert!(said.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{said:?}");
+        let said = next().await;
+        assert!(said.starts_with("READY=1"), "{said:?}");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+        let said = next().await;
+        assert!(said.starts_with("STOPPING=1"), "{said:?}");
+        assert!(child.wait().await.unwrap().success());
+        assert!(heartbeats >= 1, "the watchdog heartbeat came at 100 ms");
+    })
+    .await
+}
