@@ -21,6 +21,15 @@ pub(crate) fn tracing_yaml(receiver: &OtlpReceiver, protocol: &str) -> String {
     )
 }
 
+/// A gateway with `top` (tracing, access log...) and one listener, `edge`, in front of
+/// `echo`.
+fn edge_gateway(top: &str, echo: &Backend) -> TestGateway {
+    TestGateway::start(&format!(
+        "{top}\nlisteners:\n  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{}\" }}] }}\n",
+        echo.address
+    ))
+}
+
 fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
     spans.iter().filter(|s| s.name == name).collect()
 }
@@ -274,19 +283,16 @@ async fn a_tunnelled_connection_is_one_trace_from_the_edge_to_the_terminator() {
 async fn a_collector_that_is_down_costs_connections_nothing_but_dropped_spans() {
     bounded(async {
         let echo = Backend::echo("echo").await;
-        let gw = TestGateway::start(&format!(
-            r#"tracing:
+        let gw = edge_gateway(
+            &format!(
+                r#"tracing:
   endpoint: http://{}
   timeout: 200ms
-  batch: {{ schedule_delay: 20ms }}
-listeners:
-  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}
-clusters:
-  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
-"#,
-            closed_port(),
-            echo.address,
-        ));
+  batch: {{ schedule_delay: 20ms }}"#,
+                closed_port(),
+            ),
+            &echo,
+        );
         for i in 0..20 {
             let (mut client, greeting) = Client::greeted(gw.address("edge")).await;
             assert_eq!(greeting, "echo");
@@ -606,20 +612,17 @@ async fn a_long_connection_is_continued_in_linked_spans_while_it_lives() {
     bounded(async {
         let otlp = OtlpReceiver::grpc().await;
         let echo = Backend::echo("echo").await;
-        let gw = TestGateway::start(&format!(
-            r#"tracing:
+        let gw = edge_gateway(
+            &format!(
+                r#"tracing:
   endpoint: {}
   span_max_duration: 200ms
   batch: {{ schedule_delay: 20ms }}
-drain: {{ timeout: 100ms }}
-listeners:
-  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}
-clusters:
-  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
-"#,
-            otlp.endpoint(),
-            echo.address,
-        ));
+drain: {{ timeout: 100ms }}"#,
+                otlp.endpoint(),
+            ),
+            &echo,
+        );
         let (mut client, _) = Client::greeted(gw.address("edge")).await;
         client.assert_echo("still here").await;
         // Two stretches are exported while the connection lives.
@@ -677,17 +680,14 @@ async fn access_log_lines_reach_the_collector_as_log_records_in_their_trace() {
         let otlp = OtlpReceiver::http().await;
         let echo = Backend::echo("echo").await;
         let log = tempfile::NamedTempFile::new().unwrap();
-        let gw = TestGateway::start(&format!(
-            r#"{}access_log: {{ path: "{}", otlp: true }}
-listeners:
-  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}
-clusters:
-  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
-"#,
-            tracing_yaml(&otlp, "http/protobuf"),
-            log.path().display(),
-            echo.address,
-        ));
+        let gw = edge_gateway(
+            &format!(
+                r#"{}access_log: {{ path: "{}", otlp: true }}"#,
+                tracing_yaml(&otlp, "http/protobuf"),
+                log.path().display(),
+            ),
+            &echo,
+        );
         let (mut client, _) = Client::greeted(gw.address("edge")).await;
         client.assert_echo("logged").await;
         drop(client);
@@ -748,23 +748,20 @@ async fn spans_reach_a_collector_over_mtls_with_headers() {
             .spiffe("spiffe://causeway.test/gateway")
             .write(dir.path(), "gateway");
         let echo = Backend::echo("echo").await;
-        let gw = TestGateway::start(&format!(
-            r#"tracing:
+        let gw = edge_gateway(
+            &format!(
+                r#"tracing:
   endpoint: https://localhost:{}
   headers: {{ x-api-key: s3cret }}
   tls: {{ ca: "{}", certificate: "{}", key: "{}" }}
-  batch: {{ schedule_delay: 20ms }}
-listeners:
-  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}
-clusters:
-  - {{ name: echo, endpoints: [{{ address: "{}" }}] }}
-"#,
-            otlp.address.port(),
-            ca.write(dir.path(), "ca").display(),
-            cert.display(),
-            key.display(),
-            echo.address,
-        ));
+  batch: {{ schedule_delay: 20ms }}"#,
+                otlp.address.port(),
+                ca.write(dir.path(), "ca").display(),
+                cert.display(),
+                key.display(),
+            ),
+            &echo,
+        );
         let (mut client, _) = Client::greeted(gw.address("edge")).await;
         client.assert_echo("secured").await;
         drop(client);
@@ -795,12 +792,14 @@ async fn a_collector_with_an_unknown_certificate_gets_no_spans() {
         let server = theirs.server(&["localhost"]);
         let otlp = OtlpReceiver::grpc_tls(&server.cert_pem, &server.key_pem, None).await;
         let echo = Backend::echo("echo").await;
-        let gw = TestGateway::start(&format!(
-            "tracing:\n  endpoint: https://localhost:{}\n  tls: {{ ca: \"{}\" }}\n  timeout: 500ms\n  batch: {{ schedule_delay: 20ms }}\nlisteners:\n  - {{ name: edge, address: 127.0.0.1:0, routes: [{{ cluster: echo }}] }}\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{}\" }}] }}\n",
-            otlp.address.port(),
-            ours.write(dir.path(), "ca").display(),
-            echo.address,
-        ));
+        let gw = edge_gateway(
+            &format!(
+                "tracing:\n  endpoint: https://localhost:{}\n  tls: {{ ca: \"{}\" }}\n  timeout: 500ms\n  batch: {{ schedule_delay: 20ms }}\n",
+                otlp.address.port(),
+                ours.write(dir.path(), "ca").display(),
+            ),
+            &echo,
+        );
         let (mut client, _) = Client::greeted(gw.address("edge")).await;
         client.assert_echo("refused").await;
         drop(client);
