@@ -811,3 +811,38 @@ async fn a_collector_with_an_unknown_certificate_gets_no_spans() {
     })
     .await;
 }
+
+/// Behind a load balancer: the `proxy_header` phase, and `client.address` on the
+/// connection's span is the client the PROXY header named, `network.peer.address` the
+/// balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_header_phase_names_the_real_client() {
+    bounded(async {
+        let otlp = OtlpReceiver::grpc().await;
+        let echo = Backend::echo("echo").await;
+        let gw = TestGateway::start(&format!(
+            "{}listeners:\n  - name: edge\n    address: 127.0.0.1:0\n    proxy_protocol: {{ mode: required, trusted_sources: [127.0.0.1/32] }}\n    routes: [{{ cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{}\" }}] }}\n",
+            tracing_yaml(&otlp, "grpc"),
+            echo.address
+        ));
+        let mut stream = tokio::net::TcpStream::connect(gw.address("edge")).await.unwrap();
+        stream
+            .write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 443\r\n")
+            .await
+            .unwrap();
+        let mut greeting = [0u8; 5];
+        stream.read_exact(&mut greeting).await.unwrap();
+        drop(stream);
+        let spans = otlp
+            .wait_until("the connection's span", |s| !named(s, "connection").is_empty())
+            .await;
+        let connection = one(&spans, "connection");
+        assert_eq!(connection.attr("client.address"), Some("192.0.2.7"));
+        assert_eq!(connection.attr("client.port"), Some("40000"));
+        assert_eq!(connection.attr("network.peer.address"), Some("127.0.0.1"));
+        assert_eq!(connection.attr("causeway.proxy_protocol.peer").map(|p| p.starts_with("127.0.0.1:")), Some(true));
+        let phase = child(&spans, connection, "proxy_header");
+        assert_eq!(phase.attr("client.address"), Some("192.0.2.7"));
+    })
+    .await;
+}
