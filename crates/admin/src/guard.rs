@@ -6,6 +6,8 @@
 //! - Cross-site requests: browsers add `Origin` to them; no tool an operator runs does.
 //! - `POST` changes the gateway: it needs the `Causeway-Admin` header, which no form and no
 //!   simple cross-site request can carry.
+//! - Off loopback: every request carries `Authorization: Bearer <token>`, the token read
+//!   from `admin.token_file`.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -15,8 +17,54 @@ use axum::response::{IntoResponse, Response};
 /// The header a `POST` must carry (any value).
 pub const CONTROL_HEADER: &str = "causeway-admin";
 
-pub async fn guard(request: Request, next: Next) -> Response {
-    match refusal(request.method(), request.headers()) {
+/// The control API's bearer token, read from its file at start.
+#[derive(Clone)]
+pub struct Token(Vec<u8>);
+
+impl Token {
+    /// The file's content without surrounding whitespace; an empty file is refused.
+    pub fn read(path: &std::path::Path) -> Result<Token, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("admin.token_file {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.len() < 16 {
+            return Err(format!(
+                "admin.token_file {}: the token must be at least 16 characters",
+                path.display()
+            ));
+        }
+        Ok(Token(token.as_bytes().to_vec()))
+    }
+
+    /// Whether `Authorization` carries this token, compared in constant time.
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        let given = (headers.get(header::AUTHORIZATION))
+            .and_then(|h| h.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        let mut differs = u8::from(given.len() != self.0.len());
+        for (i, expected) in self.0.iter().enumerate() {
+            differs |= expected ^ given.get(i).copied().unwrap_or(0);
+        }
+        differs == 0
+    }
+}
+
+pub async fn guard(token: std::sync::Arc<Option<Token>>, request: Request, next: Next) -> Response {
+    if let Some(token) = token.as_ref()
+        && !token.admits(request.headers())
+    {
+        tracing::warn!(method = %request.method(), path = %request.uri().path(), "admin request refused: no valid bearer token");
+        let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+        return (
+            StatusCode::UNAUTHORIZED,
+            challenge,
+            "a bearer token is required\n",
+        )
+            .into_response();
+    }
+    // A page rebound to our address cannot know the token: with one, any Host will do.
+    let check_host = token.is_none();
+    match refusal(request.method(), request.headers(), check_host) {
         None => next.run(request).await,
         Some(why) => {
             tracing::warn!(method = %request.method(), path = %request.uri().path(), "admin request refused: {why}");
@@ -26,9 +74,9 @@ pub async fn guard(request: Request, next: Next) -> Response {
 }
 
 /// Why a request is refused, if it is.
-fn refusal(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
+fn refusal(method: &Method, headers: &HeaderMap, check_host: bool) -> Option<&'static str> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if host.is_some_and(|h| !literal_host(h)) {
+    if check_host && host.is_some_and(|h| !literal_host(h)) {
         return Some("Host must be an IP address or localhost");
     }
     if headers.contains_key(header::ORIGIN) {

@@ -1,20 +1,24 @@
-//! The admin HTTP API, on loopback unless the configuration says otherwise.
+//! The admin HTTP API, in two parts:
 //!
-//! `GET /ready` (200 serving, 503 draining), `GET /live`, `GET /metrics`, `GET /config`, `GET /clusters`,
-//! `GET /connections`, `POST /reload`, `POST /drain`, `POST /logging?level=…` — every request
-//! through [`guard`].
+//! - the **control API** (`/config`, `/clusters`, `/connections`, `POST /reload`,
+//!   `POST /drain`, `POST /logging`, `POST /connections/{id}/close`, and the probes too), on
+//!   loopback, a unix socket, or — with a bearer token — anywhere;
+//! - the **probe listener** (`GET /` the status page, `/status.json`, `/ready`, `/live`,
+//!   `/metrics`): read-only, safe to bind on the address kubelet and Prometheus reach.
+//!
+//! Every control request passes [`guard`].
 
+mod control;
 mod guard;
+mod probes;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use proxy::Gateway;
-use proxy::snapshot;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+
+pub use guard::Token;
 
 /// What the API asks of the process that runs the gateway.
 pub trait Control: Send + Sync + 'static {
@@ -33,118 +37,80 @@ struct Api {
     control: Arc<dyn Control>,
 }
 
-/// Binds the admin API and serves it until the process ends.
+/// Where the admin API ended up listening.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The control API's TCP address (`None` on a unix socket).
+    pub control: Option<SocketAddr>,
+    pub probes: Option<SocketAddr>,
+}
+
+/// Binds the control API (and the probe listener, when configured) and serves them until
+/// the process ends.
 pub async fn serve(
-    address: SocketAddr,
+    settings: &config::Admin,
     gateway: Arc<Gateway>,
     control: Arc<dyn Control>,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
-    let app = router(Arc::new(Api { gateway, control }));
+) -> Result<Bound, String> {
+    let token = match &settings.token_file {
+        Some(path) => Some(Token::read(path)?),
+        None => None,
+    };
+    let api = Arc::new(Api { gateway, control });
+    let control_app = control::router(api.clone(), token);
+    let bound_control = match &settings.address {
+        config::AdminAddress::Tcp(address) => {
+            Some(serve_tcp(*address, control_app, "admin API").await?)
+        }
+        config::AdminAddress::Unix(path) => {
+            serve_unix(path, control_app)?;
+            None
+        }
+    };
+    let probes = match settings.probes {
+        Some(address) => Some(serve_tcp(address, probes::router(api), "probe listener").await?),
+        None => None,
+    };
+    Ok(Bound {
+        control: bound_control,
+        probes,
+    })
+}
+
+async fn serve_tcp(
+    address: SocketAddr,
+    app: Router,
+    what: &'static str,
+) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("{what} cannot listen on {address}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("{what} stopped: {e}");
+        }
+    });
+    tracing::info!(address = %bound, "{what} ready");
+    Ok(bound)
+}
+
+/// A unix socket readable and writable by the owner and group only; a socket file left by a
+/// previous run is replaced.
+fn serve_unix(path: &Path, app: Router) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let cannot =
+        |e: std::io::Error| format!("admin API cannot listen on unix:{}: {e}", path.display());
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(path).map_err(cannot)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(cannot)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(cannot)?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("admin API stopped: {e}");
         }
     });
-    tracing::info!(address = %bound, "admin API ready");
-    Ok(bound)
-}
-
-fn router(api: Arc<Api>) -> Router {
-    Router::new()
-        .route("/ready", get(ready))
-        .route("/live", get(|| async { "live\n" }))
-        .route("/metrics", get(metrics))
-        .route("/config", get(config))
-        .route("/clusters", get(clusters))
-        .route("/connections", get(connections))
-        .route("/reload", post(reload))
-        .route("/drain", post(drain))
-        .route("/logging", post(logging))
-        .layer(axum::middleware::from_fn(guard::guard))
-        .with_state(api)
-}
-
-async fn ready(State(api): State<Arc<Api>>) -> Response {
-    if api.gateway.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    } else {
-        (StatusCode::OK, "ready\n").into_response()
-    }
-}
-
-async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        api.control.metrics(),
-    )
-        .into_response()
-}
-
-async fn config(State(api): State<Arc<Api>>) -> Json<config::Config> {
-    Json(api.gateway.config())
-}
-
-async fn clusters(State(api): State<Arc<Api>>) -> Json<Vec<snapshot::Cluster>> {
-    Json(api.gateway.clusters_snapshot())
-}
-
-async fn connections(State(api): State<Arc<Api>>) -> Json<Vec<snapshot::Connection>> {
-    Json(api.gateway.connections_snapshot())
-}
-
-async fn reload(State(api): State<Arc<Api>>) -> Response {
-    match api.control.reload() {
-        Ok(summary) => (StatusCode::OK, Json(summary)).into_response(),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": error })),
-        )
-            .into_response(),
-    }
-}
-
-async fn drain(State(api): State<Arc<Api>>) -> Response {
-    api.control.drain();
-    (StatusCode::ACCEPTED, "draining\n").into_response()
-}
-
-/// `POST /logging?level=FILTER`: the process log's filter from now on.
-async fn logging(State(api): State<Arc<Api>>, uri: axum::http::Uri) -> Response {
-    let level = uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("level="))
-            .map(percent_decoded)
-    });
-    let Some(level) = level.filter(|l| !l.is_empty()) else {
-        return (StatusCode::BAD_REQUEST, "give ?level=FILTER\n").into_response();
-    };
-    match api.control.set_log_level(&level) {
-        Ok(()) => (StatusCode::OK, format!("log level: {level}\n")).into_response(),
-        Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
-    }
-}
-
-/// `%3D` and friends as the bytes they stand for (`+` as a space, as forms send it).
-fn percent_decoded(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        let hex = |i: usize| tail.get(i).and_then(|c| (*c as char).to_digit(16));
-        match (b, hex(0), hex(1)) {
-            (b'%', Some(hi), Some(lo)) => {
-                bytes.push((hi * 16 + lo) as u8);
-                rest = &tail[2..];
-                continue;
-            }
-            (b'+', _, _) => bytes.push(b' '),
-            _ => bytes.push(b),
-        }
-        rest = tail;
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
+    tracing::info!(address = %format!("unix:{}", path.display()), "admin API ready");
+    Ok(())
 }

@@ -241,7 +241,7 @@ fn print_echo_and_tls(running: &serve::Running, backends: &Backends, dir: &str) 
         "  standby echo backend {} (priority 1)",
         backends.standby.address
     );
-    if let Some(admin) = running.admin {
+    if let Some(admin) = running.admin.as_ref().and_then(|a| a.control) {
         println!("  admin API            http://{admin}/  (try /clusters and /connections)");
     }
     println!();

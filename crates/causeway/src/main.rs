@@ -121,7 +121,8 @@ fn validate(path: &std::path::Path) -> ExitCode {
         .build();
     let checked = runtime
         .map_err(|e| e.to_string())
-        .and_then(|r| r.block_on(async { proxy::check_files(&loaded).map_err(|e| e.to_string()) }));
+        .and_then(|r| r.block_on(async { proxy::check_files(&loaded).map_err(|e| e.to_string()) }))
+        .and_then(|()| admin_token_readable(&loaded));
     match checked {
         Ok(()) => {
             println!("{}: valid", path.display());
@@ -131,6 +132,14 @@ fn validate(path: &std::path::Path) -> ExitCode {
             eprintln!("{}: {e}", path.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The admin token file, read as a start reads it.
+fn admin_token_readable(config: &config::Config) -> Result<(), String> {
+    match config.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
+        Some(path) => admin::Token::read(path).map(drop),
+        None => Ok(()),
     }
 }
 

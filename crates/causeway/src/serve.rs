@@ -3,11 +3,9 @@
 
 use crate::process_metrics::Reported;
 use proxy::{Gateway, ReloadSummary};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use telemetry::Telemetry;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -53,7 +51,8 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 /// A started gateway with its admin API and signal handlers.
 pub struct Running {
     pub gateway: Arc<Gateway>,
-    pub admin: Option<SocketAddr>,
+    /// Where the admin API listens (`control` is `None` on a unix socket).
+    pub admin: Option<admin::Bound>,
     control: Arc<ProcessControl>,
     signals: Signals,
     /// Events in the configuration file's directory, when `reload.watch` is on.
@@ -96,11 +95,7 @@ impl Running {
             drain_requested: Notify::new(),
         });
         let admin = match &config.admin {
-            Some(admin) => Some(
-                admin::serve(admin.address, gateway.clone(), control.clone())
-                    .await
-                    .map_err(|e| format!("admin API cannot listen on {}: {e}", admin.address))?,
-            ),
+            Some(admin) => Some(admin::serve(admin, gateway.clone(), control.clone()).await?),
             None => None,
         };
         let changes = match (&control.path, config.reload.watch) {
@@ -261,7 +256,7 @@ impl ProcessControl {
             // Success and failure to apply are logged and counted by the gateway.
             Ok(config) => self.gateway.reload(&config).map_err(|e| e.to_string()),
             Err(e) => {
-                self.gateway.reloads.failed.fetch_add(1, Relaxed);
+                self.gateway.reloads.record(Err(&e.to_string()));
                 tracing::error!("reload refused, the previous configuration stays:\n{e}");
                 Err(e.to_string())
             }

@@ -46,6 +46,8 @@ pub enum Kind {
     Shutdown,
     /// A preferred endpoint came back and the cluster's failback policy is `close`.
     Failback,
+    /// An operator closed it through the admin API.
+    ClosedByOperator,
     /// The client did not send what is inspected (e.g. its TLS ClientHello) in time.
     InspectionTimeout,
     /// What the client sent is not what the protocol says it should be.
@@ -118,6 +120,7 @@ impl Error {
             Kind::MaxDuration => "max_duration",
             Kind::Shutdown => "shutdown",
             Kind::Failback => "failback",
+            Kind::ClosedByOperator => "closed_by_operator",
             Kind::InspectionTimeout => "inspection_timeout",
             Kind::Malformed(_) => "malformed",
             Kind::Tls(reason) => return format!("{}_tls_{reason}", self.side.as_str()),
@@ -159,6 +162,7 @@ impl fmt::Display for Error {
             Kind::MaxDuration => write!(f, "maximum connection duration reached"),
             Kind::Shutdown => write!(f, "gateway shut down before the connection ended"),
             Kind::Failback => write!(f, "closed so the client reconnects to a recovered endpoint"),
+            Kind::ClosedByOperator => write!(f, "closed by an operator (admin API)"),
             Kind::InspectionTimeout => write!(f, "did not send its first bytes in time"),
             Kind::Malformed(why) => write!(f, "malformed: {why}"),
             Kind::Tls(reason) => write!(f, "TLS handshake failed: {}", reason.replace('_', " ")),

@@ -28,4 +28,7 @@ pub mod terminate;
 
 pub use error::{Error, Kind, Side};
 pub use gateway::snapshot;
-pub use gateway::{Gateway, ReloadStats, ReloadSummary, ShutdownReport, StartError, check_files};
+pub use gateway::{
+    Gateway, LastReload, ReloadStats, ReloadSummary, ShutdownReport, StartError, Status,
+    check_files,
+};

@@ -16,7 +16,12 @@ pub(crate) async fn http(admin: SocketAddr, method: &str, path: &str) -> (u16, S
 }
 
 /// One HTTP/1.0 request with exactly the `headers` given (each line ending in CRLF).
-async fn http_with(admin: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String) {
+pub(crate) async fn http_with(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(admin)
         .await
         .expect("admin API reachable");

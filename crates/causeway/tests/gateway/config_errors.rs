@@ -158,7 +158,7 @@ fn drain_settings_must_fit_their_window() {
 }
 
 #[test]
-fn admin_api_stays_on_loopback_unless_allowed() {
+fn admin_api_stays_on_loopback_unless_a_token_guards_it() {
     let e = error_of(&format!("admin: {{ address: 0.0.0.0:9901 }}\n{GOOD}"));
     assert!(
         e.starts_with(
@@ -166,20 +166,32 @@ fn admin_api_stays_on_loopback_unless_allowed() {
         ),
         "{e}"
     );
-    let allowed = config::parse(
-        &format!("admin: {{ address: 0.0.0.0:9901, allow_non_loopback: true }}\n{GOOD}"),
+    let e = error_of(&format!(
+        "admin: {{ address: 0.0.0.0:9901, allow_non_loopback: true }}\n{GOOD}"
+    ));
+    assert!(e.contains("admin.allow_non_loopback is gone"), "{e}");
+    let e = error_of(&format!(
+        "admin: {{ address: \"unix:admin.sock\" }}\n{GOOD}"
+    ));
+    assert!(e.contains("a unix socket needs an absolute path"), "{e}");
+    let e = error_of(&format!("admin: {{ probes: pod-ip }}\n{GOOD}"));
+    assert!(
+        e.starts_with("bad.yaml:1:18: admin.probes `pod-ip` must be IP:PORT"),
+        "{e}"
+    );
+    let guarded = config::parse(
+        &format!(
+            "admin: {{ address: 0.0.0.0:9901, token_file: /etc/causeway/token, probes: 0.0.0.0:9902 }}\n{GOOD}"
+        ),
         "ok",
     )
+    .unwrap()
+    .admin
     .unwrap();
-    assert_eq!(
-        allowed.admin.unwrap().address,
-        "0.0.0.0:9901".parse().unwrap()
-    );
+    assert_eq!(guarded.address.to_string(), "0.0.0.0:9901");
+    assert_eq!(guarded.probes, Some("0.0.0.0:9902".parse().unwrap()));
     let default = config::parse(GOOD, "ok").unwrap();
-    assert_eq!(
-        default.admin.unwrap().address,
-        "127.0.0.1:9901".parse().unwrap()
-    );
+    assert_eq!(default.admin.unwrap().address.to_string(), "127.0.0.1:9901");
     let off = config::parse(&format!("admin: {{ enabled: false }}\n{GOOD}"), "ok").unwrap();
     assert!(off.admin.is_none());
 }

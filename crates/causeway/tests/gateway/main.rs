@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admin;
+mod admin_split;
 mod authz;
 mod authz_cache;
 mod authz_tls;
@@ -23,6 +24,7 @@ mod routing;
 mod sftp;
 mod ssh_channels;
 mod ssh_security;
+mod status_page;
 mod tls_inspector;
 mod tls_revocation;
 mod tls_termination;

@@ -45,5 +45,36 @@ pub enum StatsdMode {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Admin {
-    pub address: SocketAddr,
+    /// The control API (`/config`, `/connections`, `POST /reload`...): TCP, on loopback
+    /// unless a token guards it, or a unix socket.
+    pub address: AdminAddress,
+    /// The file holding the bearer token every control request must carry; required when
+    /// `address` is not loopback.
+    pub token_file: Option<std::path::PathBuf>,
+    /// The read-only listener (status page, `/ready`, `/live`, `/metrics`), safe to bind
+    /// where probes and scrapers reach it.
+    pub probes: Option<SocketAddr>,
+}
+
+/// Where the control API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAddress {
+    Tcp(SocketAddr),
+    /// `unix:/run/causeway/admin.sock`: reachable only through the file's permissions.
+    Unix(std::path::PathBuf),
+}
+
+impl std::fmt::Display for AdminAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminAddress::Tcp(address) => write!(f, "{address}"),
+            AdminAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl Serialize for AdminAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }

@@ -10,7 +10,10 @@ use serde_saphyr::Spanned;
 pub struct Admin {
     pub enabled: Option<bool>,
     pub address: Option<Spanned<String>>,
-    pub allow_non_loopback: Option<bool>,
+    /// Gone: a control API off loopback needs `token_file` (named in the error).
+    pub allow_non_loopback: Option<Spanned<bool>>,
+    pub token_file: Option<Spanned<String>>,
+    pub probes: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -9,40 +9,87 @@ use std::time::Duration;
 pub const DEFAULT_ADMIN_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
 
-/// On by default, on loopback; reachable from the network only when the config says so.
+/// On by default, on loopback. Off loopback the control API needs a bearer token; the
+/// read-only probe listener may bind anywhere.
 pub(super) fn admin(problems: &mut Problems, raw: Option<raw::Admin>) -> Option<model::Admin> {
     let Some(raw) = raw else {
         return Some(model::Admin {
-            address: DEFAULT_ADMIN_ADDRESS,
+            address: model::AdminAddress::Tcp(DEFAULT_ADMIN_ADDRESS),
+            token_file: None,
+            probes: None,
         });
     };
     if raw.enabled == Some(false) {
         return None;
     }
+    if let Some(old) = &raw.allow_non_loopback {
+        problems.add(
+            old.referenced,
+            "admin.allow_non_loopback is gone: a control API off loopback needs admin.token_file (and probes and metrics belong on admin.probes)",
+        );
+    }
+    let token_file = raw.token_file.map(|t| std::path::PathBuf::from(t.value));
     let address = match &raw.address {
-        None => DEFAULT_ADMIN_ADDRESS,
-        Some(a) => match a.value.parse::<SocketAddr>() {
-            Ok(address) => {
-                if !address.ip().is_loopback() && raw.allow_non_loopback != Some(true) {
-                    problems.add(
-                        a.referenced,
-                        format!(
-                            "the admin API on {address} would be reachable from the network: bind it to 127.0.0.1 or [::1], or set admin.allow_non_loopback: true"
-                        ),
-                    );
-                }
-                address
-            }
-            Err(_) => {
-                problems.add(
-                    a.referenced,
-                    format!("admin address `{}` must be IP:PORT", a.value),
-                );
-                DEFAULT_ADMIN_ADDRESS
-            }
-        },
+        None => model::AdminAddress::Tcp(DEFAULT_ADMIN_ADDRESS),
+        Some(a) => admin_address(problems, a, token_file.is_some()),
     };
-    Some(model::Admin { address })
+    let probes = raw.probes.as_ref().map(|p| {
+        p.value.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.add(
+                p.referenced,
+                format!("admin.probes `{}` must be IP:PORT", p.value),
+            );
+            DEFAULT_ADMIN_ADDRESS
+        })
+    });
+    Some(model::Admin {
+        address,
+        token_file,
+        probes,
+    })
+}
+
+/// `IP:PORT` (loopback, or anywhere with a token) or `unix:/path`.
+fn admin_address(
+    problems: &mut Problems,
+    raw: &serde_saphyr::Spanned<String>,
+    has_token: bool,
+) -> model::AdminAddress {
+    if let Some(path) = raw.value.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            problems.add(
+                raw.referenced,
+                format!(
+                    "admin address `{}`: a unix socket needs an absolute path",
+                    raw.value
+                ),
+            );
+        }
+        return model::AdminAddress::Unix(path.into());
+    }
+    match raw.value.parse::<SocketAddr>() {
+        Ok(address) => {
+            if !address.ip().is_loopback() && !has_token {
+                problems.add(
+                    raw.referenced,
+                    format!(
+                        "the admin API on {address} would be reachable from the network: bind it to 127.0.0.1, [::1] or a unix: socket, or set admin.token_file (and put probes and metrics on admin.probes)"
+                    ),
+                );
+            }
+            model::AdminAddress::Tcp(address)
+        }
+        Err(_) => {
+            problems.add(
+                raw.referenced,
+                format!(
+                    "admin address `{}` must be IP:PORT or unix:/path",
+                    raw.value
+                ),
+            );
+            model::AdminAddress::Tcp(DEFAULT_ADMIN_ADDRESS)
+        }
+    }
 }
 
 /// Access-log lines a slow disk may keep waiting (about 30 MiB): beyond, lines are dropped

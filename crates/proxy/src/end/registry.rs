@@ -23,13 +23,25 @@ use std::task::Poll;
 pub enum CloseReason {
     Shutdown = 1,
     Failback = 2,
+    /// An operator asked for it (`POST /connections/{id}/close`).
+    Operator = 3,
 }
 
 impl CloseReason {
+    fn from_u8(value: u8) -> Option<CloseReason> {
+        match value {
+            0 => None,
+            1 => Some(CloseReason::Shutdown),
+            2 => Some(CloseReason::Failback),
+            _ => Some(CloseReason::Operator),
+        }
+    }
+
     pub fn kind(self) -> Kind {
         match self {
             CloseReason::Shutdown => Kind::Shutdown,
             CloseReason::Failback => Kind::Failback,
+            CloseReason::Operator => Kind::ClosedByOperator,
         }
     }
 }
@@ -114,11 +126,7 @@ impl Live {
     }
 
     fn reason(&self) -> Option<CloseReason> {
-        match self.close.load(Ordering::Acquire) {
-            0 => None,
-            1 => Some(CloseReason::Shutdown),
-            _ => Some(CloseReason::Failback),
-        }
+        CloseReason::from_u8(self.close.load(Ordering::Acquire))
     }
 }
 
@@ -134,10 +142,8 @@ impl Registry {
     pub(crate) fn register(self: &Arc<Self>, live: Arc<Live>) -> Registration {
         let id = live.attributes.id;
         self.live.lock().unwrap().insert(id, live.clone());
-        match self.closing.load(Ordering::Acquire) {
-            0 => {}
-            1 => live.request_close(CloseReason::Shutdown),
-            _ => live.request_close(CloseReason::Failback),
+        if let Some(reason) = CloseReason::from_u8(self.closing.load(Ordering::Acquire)) {
+            live.request_close(reason);
         }
         Registration {
             registry: self.clone(),
@@ -177,6 +183,12 @@ impl Registry {
     pub fn close_all(&self, reason: CloseReason) -> usize {
         self.closing.store(reason as u8, Ordering::Release);
         self.close_where(reason, |_| true)
+    }
+
+    /// Asks the connection `id` to close; false when no such connection is live.
+    pub fn close(&self, id: u64, reason: CloseReason) -> bool {
+        let live = self.live.lock().unwrap().get(&id).cloned();
+        live.inspect(|l| l.request_close(reason)).is_some()
     }
 
     /// Asks every connection matching `which` to close; returns how many.

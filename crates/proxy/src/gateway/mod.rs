@@ -6,12 +6,14 @@ mod drain;
 mod reload;
 mod report;
 pub mod snapshot;
+mod status;
 
 pub use drain::ShutdownReport;
-pub use reload::{ReloadStats, ReloadSummary};
+pub use reload::{LastReload, ReloadStats, ReloadSummary};
 use reload::{
     authorizers_for, bind_all, futures_ready, identities_for, listener_state, ssh_servers,
 };
+pub use status::Status;
 
 use crate::accept::{self, Context, Listener, ListenerStats};
 use crate::dial::cluster::Cluster;
@@ -73,6 +75,7 @@ pub struct Gateway {
     stop_health_checks: CancellationToken,
     draining: AtomicBool,
     pub reloads: ReloadStats,
+    started: std::time::Instant,
 }
 
 /// The access log, with its OTLP sink when it asks for one (to the tracing collector).
@@ -141,6 +144,7 @@ impl Gateway {
             stop_health_checks: CancellationToken::new(),
             draining: AtomicBool::new(false),
             reloads: ReloadStats::default(),
+            started: std::time::Instant::now(),
         };
         gateway.context.global.set(config.max_connections);
         if let (Some(log), Some(settings)) = (&gateway.context.access_log, &config.access_log)

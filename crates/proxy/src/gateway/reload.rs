@@ -29,6 +29,45 @@ pub struct ReloadSummary {
 pub struct ReloadStats {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
+    last: std::sync::Mutex<Option<LastReload>>,
+}
+
+/// The last reload's outcome, for the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastReload {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub ok: bool,
+    /// What changed, or why it was refused.
+    pub detail: String,
+}
+
+impl ReloadStats {
+    /// Counts a reload and keeps its outcome.
+    pub fn record(&self, outcome: Result<&ReloadSummary, &str>) {
+        let counter = if outcome.is_ok() {
+            &self.ok
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Relaxed);
+        let detail = match outcome {
+            Ok(summary) => serde_json::to_string(summary).unwrap_or_default(),
+            Err(why) => why.to_string(),
+        };
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        *self.last.lock().unwrap() = Some(LastReload {
+            at,
+            ok: outcome.is_ok(),
+            detail,
+        });
+    }
+
+    pub fn last(&self) -> Option<LastReload> {
+        self.last.lock().unwrap().clone()
+    }
 }
 
 /// Running listeners by name.
@@ -53,11 +92,11 @@ impl Gateway {
         let result = self.apply(config);
         match &result {
             Ok(summary) => {
-                self.reloads.ok.fetch_add(1, Relaxed);
+                self.reloads.record(Ok(summary));
                 tracing::info!(?summary, "configuration reloaded");
             }
             Err(e) => {
-                self.reloads.failed.fetch_add(1, Relaxed);
+                self.reloads.record(Err(&e.to_string()));
                 tracing::error!("reload failed, the previous configuration stays: {e}");
             }
         }

@@ -10,6 +10,8 @@ use std::sync::atomic::Ordering::Relaxed;
 pub struct Cluster {
     pub name: String,
     pub load_balancing: config::LoadBalancing,
+    /// No endpoint of the most preferred priority can take a connection.
+    pub failover_active: bool,
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -37,6 +39,7 @@ impl Gateway {
             .map(|c| Cluster {
                 name: c.name().to_string(),
                 load_balancing: c.config.load_balancing,
+                failover_active: c.failed_over(),
                 endpoints: c
                     .endpoints
                     .iter()

@@ -20,10 +20,7 @@ impl Cluster {
         let cluster = || vec![("cluster", self.name().to_string())];
         let name = "causeway_upstream_connect_duration_seconds";
         out.histogram(name, cluster(), &self.connect_latency);
-        // Failed over: no endpoint of the most preferred priority can take a connection.
-        let preferred_down = (self.levels.first())
-            .is_some_and(|level| level.iter().all(|i| !self.endpoints[*i].is_available()));
-        let failover = f64::from(u8::from(preferred_down && self.levels.len() > 1));
+        let failover = f64::from(u8::from(self.failed_over()));
         out.gauge("causeway_cluster_failover_active", cluster(), failover);
         for e in &self.endpoints {
             let labels = || -> Labels {

@@ -117,6 +117,14 @@ impl Cluster {
         &self.config.name
     }
 
+    /// Failed over: no endpoint of the most preferred priority can take a connection, and a
+    /// less preferred one exists.
+    pub fn failed_over(&self) -> bool {
+        let preferred_down = (self.levels.first())
+            .is_some_and(|level| level.iter().all(|i| !self.endpoints[*i].is_available()));
+        preferred_down && self.levels.len() > 1
+    }
+
     pub fn endpoint(&self, address: &str) -> Option<&Arc<Endpoint>> {
         self.endpoints.iter().find(|e| e.address == address)
     }
