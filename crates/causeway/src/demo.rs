@@ -373,7 +373,7 @@ pub fn echo_server(address: SocketAddr, name: &str, proxy_protocol: bool) -> Exi
 }
 
 /// `causeway fix-acceptor ADDRESS --comp-id ID`: a FIX venue for the examples.
-pub fn fix_acceptor(address: SocketAddr, comp_id: String) -> ExitCode {
+pub fn fix_acceptor(address: SocketAddr, comp_id: String, name: Option<String>) -> ExitCode {
     on_runtime(1, async {
         let listener = match tokio::net::TcpListener::bind(address).await {
             Ok(l) => l,
@@ -384,7 +384,7 @@ pub fn fix_acceptor(address: SocketAddr, comp_id: String) -> ExitCode {
         };
         println!("FIX acceptor `{comp_id}` on {address}; Ctrl-C stops it");
         tokio::select! {
-            () = fixsim::run_acceptor(listener, comp_id) => {}
+            () = fixsim::run_acceptor(listener, comp_id, name) => {}
             _ = tokio::signal::ctrl_c() => {}
         }
         ExitCode::SUCCESS

@@ -78,6 +78,9 @@ enum Command {
         address: SocketAddr,
         #[arg(long, default_value = "VENUE1")]
         comp_id: String,
+        /// Sent as Text (58) in every Logon answer, to tell acceptors of one CompID apart.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Print an argon2id hash of the password read from standard input (its first line),
     /// for `password_hash` of an SSH user. The password never goes into the config.
@@ -208,6 +211,10 @@ fn main() -> ExitCode {
             protocol,
             quiet,
         } => demo::trace_receiver(address, &protocol, quiet),
-        Command::FixAcceptor { address, comp_id } => demo::fix_acceptor(address, comp_id),
+        Command::FixAcceptor {
+            address,
+            comp_id,
+            name,
+        } => demo::fix_acceptor(address, comp_id, name),
     }
 }

@@ -41,6 +41,9 @@ pub struct Transcript {
 pub struct Venue {
     pub logons: AtomicU64,
     pub transcripts: Mutex<Vec<Transcript>>,
+    /// Sent as Text (58) in the Logon answer: tells a client which of several acceptors
+    /// with the same CompID answered (the HA test's active and standby venues).
+    pub name: Option<String>,
 }
 
 impl Venue {
@@ -193,7 +196,14 @@ pub async fn accept(stream: TcpStream, comp_id: String, venue: Arc<Venue>) {
         // Counted before the answer goes out: whoever reads the answer sees the count.
         logged_on = true;
         venue.logons.fetch_add(1, Relaxed);
-        session.send("A", &[(98, "0"), (108, "30")]).await?;
+        match &venue.name {
+            Some(name) => {
+                session
+                    .send("A", &[(98, "0"), (108, "30"), (58, name)])
+                    .await?
+            }
+            None => session.send("A", &[(98, "0"), (108, "30")]).await?,
+        }
         while let Some(message) = session.receive().await? {
             match message.msg_type() {
                 "1" => {
@@ -229,9 +239,17 @@ pub async fn accept(stream: TcpStream, comp_id: String, venue: Arc<Venue>) {
     let _ = session.stream.shutdown().await;
 }
 
-/// Serves sessions as `comp_id` on `listener` until the task is dropped.
-pub async fn run_acceptor(listener: tokio::net::TcpListener, comp_id: String) {
-    let venue = Arc::new(Venue::default());
+/// Serves sessions as `comp_id` on `listener` until the task is dropped; `name`, when
+/// given, goes into each Logon answer's Text (58).
+pub async fn run_acceptor(
+    listener: tokio::net::TcpListener,
+    comp_id: String,
+    name: Option<String>,
+) {
+    let venue = Arc::new(Venue {
+        name,
+        ..Venue::default()
+    });
     while let Ok((stream, _)) = listener.accept().await {
         let (comp_id, venue) = (comp_id.clone(), venue.clone());
         tokio::spawn(async move {

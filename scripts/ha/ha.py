@@ -1,0 +1,73 @@
+"""HA, proven with real processes: see docs/high-availability.md. Run by scripts/ha-test."""
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+
+import net
+import scenarios
+from procs import REPLICAS, Processes
+from timeline import Timeline
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--results", required=True, help="where the figures go (JSON; the plot beside it as .svg)")
+    parser.add_argument("--only", help="comma-separated scenario numbers (1-4)")
+    args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4"}
+    network = net.Network(f"cwha{os.getpid()}")
+    workdir = tempfile.mkdtemp(prefix="causeway-ha-")
+    procs = Processes(network, args.binary, workdir)
+    started = time.monotonic()
+    try:
+        scenarios.say(f"network: {len(net.HOSTS)} namespaces on a bridge (logs in {workdir})")
+        network.create()
+        net.enter(network.ns("client"))
+        procs.start_peers()
+        for replica in REPLICAS:
+            procs.start_replica(replica)
+        scenarios.say("HAProxy has the three replicas UP")
+        scenarios.TIMELINE = Timeline()
+        scenarios.TIMELINE.sample_from(procs.stats_socket)
+        results = asyncio.run(run(procs, network, only))
+    except BaseException:
+        for name in sorted(os.listdir(workdir)):
+            if name.endswith(".log"):
+                with open(os.path.join(workdir, name), errors="replace") as f:
+                    tail = f.readlines()[-15:]
+                print(f"--- {name} (last lines)\n{''.join(tail)}", file=sys.stderr)
+        raise
+    finally:
+        plot = args.results.rsplit(".", 1)[0] + ".svg"
+        if scenarios.TIMELINE:
+            scenarios.TIMELINE.svg(plot)
+        procs.stop_all()
+        network.destroy()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    with open(args.results, "w") as f:
+        json.dump(results, f, indent=2)
+    scenarios.say(f"all scenarios passed in {results['seconds']} s; figures in {args.results}, plot in {plot}")
+    for name, figures in results.items():
+        print(f"  {name}: {figures}")
+
+
+async def run(procs, network, only):
+    results = {}
+    if "1" in only:
+        results["kill_one_replica"] = await scenarios.kill_one_replica(procs)
+    if "2" in only:
+        results["rolling_upgrade"] = await scenarios.rolling_upgrade(procs)
+    if "3" in only:
+        results["reload_storm"] = await scenarios.reload_storm(procs)
+    if "4" in only:
+        results["venue_link_down"] = await scenarios.venue_link_down(procs, network)
+    return results
+
+
+if __name__ == "__main__":
+    main()
