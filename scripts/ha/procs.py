@@ -63,8 +63,9 @@ defaults
   timeout connect 2s
   timeout client 1h
   timeout server 1h
-  retries 3
-  option redispatch
+  # No retries and no redispatch: a connection HAProxy sends to a replica that no longer
+  # accepts fails for the client, so the test sees whether readiness really failed first.
+  retries 0
   option httpchk GET /ready
 frontend echo
   bind {lb}:{ECHO_PORT}
