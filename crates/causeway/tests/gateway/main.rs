@@ -29,6 +29,7 @@ mod tls_inspector;
 mod tls_revocation;
 mod tls_termination;
 mod tracing;
+mod tunnel_drain;
 mod tunnel_lifecycle;
 mod tunnel_security;
 mod tunnels;

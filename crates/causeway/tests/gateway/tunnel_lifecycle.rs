@@ -20,13 +20,13 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 /// An echo backend (it says `echo` first) that reports when each of its connections ends.
-struct Watched {
-    backend: Backend,
+pub(crate) struct Watched {
+    pub(crate) backend: Backend,
     ended: mpsc::UnboundedReceiver<Instant>,
 }
 
 impl Watched {
-    async fn start() -> Watched {
+    pub(crate) async fn start() -> Watched {
         let (tell, ended) = mpsc::unbounded_channel();
         let backend = Backend::start(move |mut stream| {
             let tell = tell.clone();
@@ -72,7 +72,7 @@ fn authorized(
 }
 
 /// as there, ending with a newline).
-fn terminator(target: SocketAddr, log: &Path, top: &str, listener: &str, route: &str) -> String {
+pub(crate) fn terminator(target: SocketAddr, log: &Path, top: &str, listener: &str, route: &str) -> String {
     format!(
         r#"access_log: {{ path: "{}" }}
 {top}listeners:
@@ -92,7 +92,7 @@ clusters:
 
 /// How a client reaches the terminator.
 #[derive(Debug, Clone, Copy)]
-enum Via {
+pub(crate) enum Via {
     /// Its own HTTP/1.1 CONNECT: one TCP connection per tunnel.
     Http1,
     /// Through an edge gateway whose tunnel cluster carries every tunnel on one HTTP/2
@@ -101,7 +101,7 @@ enum Via {
 }
 
 /// Opens tunnels to `target` through the terminator at `terminator`.
-struct Tunnels {
+pub(crate) struct Tunnels {
     via: Via,
     terminator: SocketAddr,
     target: SocketAddr,
@@ -109,7 +109,7 @@ struct Tunnels {
 }
 
 impl Tunnels {
-    fn new(via: Via, terminator: SocketAddr, target: SocketAddr) -> Tunnels {
+    pub(crate) fn new(via: Via, terminator: SocketAddr, target: SocketAddr) -> Tunnels {
         let edge = match via {
             Via::Http1 => None,
             Via::Http2 => Some(TestGateway::start(&format!(
@@ -157,7 +157,7 @@ clusters:
         }
     }
 
-    async fn open(&self) -> Client {
+    pub(crate) async fn open(&self) -> Client {
         self.try_open()
             .await
             .unwrap_or_else(|e| panic!("{:?}: the tunnel did not open: {e}", self.via))

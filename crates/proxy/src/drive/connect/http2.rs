@@ -62,12 +62,24 @@ impl Terminator {
             settings.connection_idle_timeout,
         );
         let id = self.outer.attributes.id;
-        tokio::select! {
+        let ended = tokio::select! {
             () = self.accept_streams(&mut connection, &in_flight) => return,
-            ended = watchdog => match ended {
-                Ended::Idle => tracing::debug!(id, "tunnel connection idle: closed"),
-                Ended::NoPingAnswer => tracing::info!(id, "tunnel connection dropped: no answer to PING"),
-            },
+            () = self.context.stop_accepting.cancelled() => None,
+            ended = watchdog => Some(ended),
+        };
+        match ended {
+            None => {
+                // Draining: the listener stopped accepting, so this connection takes no new
+                // tunnel either (GOAWAY: the edge opens its next ones elsewhere); the open
+                // ones go on until they end or the drain closes them.
+                tracing::debug!(id, "draining: GOAWAY on the tunnel connection");
+                connection.graceful_shutdown();
+                return self.accept_streams(&mut connection, &in_flight).await;
+            }
+            Some(Ended::Idle) => tracing::debug!(id, "tunnel connection idle: closed"),
+            Some(Ended::NoPingAnswer) => {
+                tracing::info!(id, "tunnel connection dropped: no answer to PING")
+            }
         }
         // Say goodbye (GOAWAY) and let the peer see it, briefly.
         connection.graceful_shutdown();
