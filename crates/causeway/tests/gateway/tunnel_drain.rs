@@ -25,7 +25,9 @@ async fn a_draining_terminator_sends_goaway_and_ends_when_its_tunnels_do() {
 
         let drain = tokio::spawn(gw.shutdown());
         tokio::time::sleep(Duration::from_millis(500)).await;
-        first.assert_echo("the open tunnel goes on through the drain").await;
+        first
+            .assert_echo("the open tunnel goes on through the drain")
+            .await;
         drop(first);
 
         let report = tokio::time::timeout(Duration::from_secs(5), drain)

@@ -72,7 +72,13 @@ fn authorized(
 }
 
 /// as there, ending with a newline).
-pub(crate) fn terminator(target: SocketAddr, log: &Path, top: &str, listener: &str, route: &str) -> String {
+pub(crate) fn terminator(
+    target: SocketAddr,
+    log: &Path,
+    top: &str,
+    listener: &str,
+    route: &str,
+) -> String {
     format!(
         r#"access_log: {{ path: "{}" }}
 {top}listeners:
