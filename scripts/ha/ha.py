@@ -3,6 +3,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -14,6 +15,8 @@ from timeline import Timeline
 
 
 def main():
+    # SIGTERM (a CI timeout, Ctrl-C's cousin) unwinds through the cleanup too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--binary", required=True)
     parser.add_argument("--results", required=True, help="where the figures go (JSON; the plot beside it as .svg)")
@@ -43,11 +46,14 @@ def main():
                 print(f"--- {name} (last lines)\n{''.join(tail)}", file=sys.stderr)
         raise
     finally:
+        # Processes and namespaces first, whatever else fails.
+        try:
+            procs.stop_all()
+        finally:
+            network.destroy()
         plot = args.results.rsplit(".", 1)[0] + ".svg"
         if scenarios.TIMELINE:
             scenarios.TIMELINE.svg(plot)
-        procs.stop_all()
-        network.destroy()
     results["seconds"] = round(time.monotonic() - started, 1)
     with open(args.results, "w") as f:
         json.dump(results, f, indent=2)

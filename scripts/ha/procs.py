@@ -150,9 +150,13 @@ class Processes:
         return {r.split(",")[status].split(" ")[0] for r in rows[1:] if r.split(",")[1:2] == [replica]}
 
     def stop_all(self):
-        for name, process in list(self.running.items()):
+        for process in self.running.values():
             process.kill()
-            process.wait(10)
+        for process in self.running.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass  # the namespace sweep kills what is left
         self.running.clear()
 
 

@@ -24,7 +24,7 @@ pub(crate) fn router(api: Arc<Api>, token: Option<Token>) -> Router {
         .route("/reload", post(reload))
         .route("/drain", post(drain))
         .route("/logging", post(logging))
-        .merge(probes::routes())
+        .merge(probes::routes(proxy::Audience::Operator))
         .layer(axum::middleware::from_fn(move |request, next| {
             guard::guard(token.clone(), request, next)
         }))

@@ -9,10 +9,12 @@
 //! - Off loopback: every request carries `Authorization: Bearer <token>`, the token read
 //!   from `admin.token_file`.
 
+use crate::listen::Peer;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The header a `POST` must carry (any value).
 pub const CONTROL_HEADER: &str = "causeway-admin";
@@ -22,10 +24,20 @@ pub const CONTROL_HEADER: &str = "causeway-admin";
 pub struct Token(Vec<u8>);
 
 impl Token {
-    /// The file's content without surrounding whitespace; an empty file is refused.
+    /// The file's content without surrounding whitespace; a short token, or a file others
+    /// may read, is refused.
     pub fn read(path: &std::path::Path) -> Result<Token, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("admin.token_file {}: {e}", path.display()))?;
+        use std::os::unix::fs::MetadataExt;
+        let fail = |e: &dyn std::fmt::Display| format!("admin.token_file {}: {e}", path.display());
+        let mode = std::fs::metadata(path).map_err(|e| fail(&e))?.mode();
+        if mode & 0o007 != 0 {
+            let why = format!(
+                "others may read or write it (mode {:o}): chmod o-rwx (a Kubernetes Secret: defaultMode 0440)",
+                mode & 0o777
+            );
+            return Err(fail(&why));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| fail(&e))?;
         let token = text.trim();
         if token.len() < 16 {
             return Err(format!(
@@ -38,9 +50,12 @@ impl Token {
 
     /// Whether `Authorization` carries this token, compared in constant time.
     fn admits(&self, headers: &HeaderMap) -> bool {
+        // The scheme is case-insensitive (RFC 9110); the token is not.
         let given = (headers.get(header::AUTHORIZATION))
-            .and_then(|h| h.as_bytes().strip_prefix(b"Bearer "))
-            .unwrap_or_default();
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or(&b""[..], |(_, token)| token.trim().as_bytes());
         let mut differs = u8::from(given.len() != self.0.len());
         for (i, expected) in self.0.iter().enumerate() {
             differs |= expected ^ given.get(i).copied().unwrap_or(0);
@@ -50,10 +65,13 @@ impl Token {
 }
 
 pub async fn guard(token: std::sync::Arc<Option<Token>>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<Peer>().cloned();
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let peer = peer.map_or_else(|| "?".into(), |p| p.to_string());
     if let Some(token) = token.as_ref()
         && !token.admits(request.headers())
     {
-        tracing::warn!(method = %request.method(), path = %request.uri().path(), "admin request refused: no valid bearer token");
+        refused("token", &method, &path, &peer, "no valid bearer token");
         let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
         return (
             StatusCode::UNAUTHORIZED,
@@ -64,26 +82,63 @@ pub async fn guard(token: std::sync::Arc<Option<Token>>, request: Request, next:
     }
     // A page rebound to our address cannot know the token: with one, any Host will do.
     let check_host = token.is_none();
-    match refusal(request.method(), request.headers(), check_host) {
-        None => next.run(request).await,
-        Some(why) => {
-            tracing::warn!(method = %request.method(), path = %request.uri().path(), "admin request refused: {why}");
-            (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
-        }
+    if let Some((reason, why)) = refusal(request.method(), request.headers(), check_host) {
+        refused(reason, &method, &path, &peer, why);
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
+    if method == Method::POST {
+        // What changes the gateway is on record, with who asked.
+        tracing::info!(%method, path, %peer, "admin control request");
+    }
+    next.run(request).await
+}
+
+/// Requests refused, by reason: `token`, `host`, `origin`, `control_header`.
+static REFUSED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+const REASONS: [&str; 4] = ["token", "host", "origin", "control_header"];
+/// The second of the last warning: a peer that keeps knocking gets one line a second.
+static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+
+fn refused(reason: &str, method: &Method, path: &str, peer: &str, why: &str) {
+    let index = REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+    REFUSED[index].fetch_add(1, Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST_WARNING.swap(now, Relaxed) != now {
+        tracing::warn!(%method, path, peer, "admin request refused: {why} (further refusals this second are counted, not logged)");
+    }
+}
+
+pub(crate) fn report(out: &mut telemetry::Out<'_>) {
+    for (reason, count) in REASONS.iter().zip(&REFUSED) {
+        let labels = vec![("reason", reason.to_string())];
+        out.counter(
+            "causeway_admin_requests_refused_total",
+            labels,
+            count.load(Relaxed),
+        );
     }
 }
 
 /// Why a request is refused, if it is.
-fn refusal(method: &Method, headers: &HeaderMap, check_host: bool) -> Option<&'static str> {
+fn refusal(
+    method: &Method,
+    headers: &HeaderMap,
+    check_host: bool,
+) -> Option<(&'static str, &'static str)> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     if check_host && host.is_some_and(|h| !literal_host(h)) {
-        return Some("Host must be an IP address or localhost");
+        return Some(("host", "Host must be an IP address or localhost"));
     }
     if headers.contains_key(header::ORIGIN) {
-        return Some("requests from web pages (with Origin) are refused");
+        return Some((
+            "origin",
+            "requests from web pages (with Origin) are refused",
+        ));
     }
     if method == Method::POST && !headers.contains_key(CONTROL_HEADER) {
-        return Some("POST needs the Causeway-Admin header");
+        return Some(("control_header", "POST needs the Causeway-Admin header"));
     }
     None
 }

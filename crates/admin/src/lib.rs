@@ -10,15 +10,16 @@
 
 mod control;
 mod guard;
+mod listen;
 mod probes;
+mod unix;
 
-use axum::Router;
 use proxy::Gateway;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 pub use guard::Token;
+pub use listen::{CONNECTION_LIFETIME, HEADER_TIMEOUT, MAX_CONNECTIONS};
 
 /// What the API asks of the process that runs the gateway.
 pub trait Control: Send + Sync + 'static {
@@ -60,15 +61,18 @@ pub async fn serve(
     let control_app = control::router(api.clone(), token);
     let bound_control = match &settings.address {
         config::AdminAddress::Tcp(address) => {
-            Some(serve_tcp(*address, control_app, "admin API").await?)
+            Some(listen::serve_tcp(*address, control_app, listen::Which::Control).await?)
         }
         config::AdminAddress::Unix(path) => {
-            serve_unix(path, control_app)?;
+            listen::serve_unix(path, control_app)?;
             None
         }
     };
     let probes = match settings.probes {
-        Some(address) => Some(serve_tcp(address, probes::router(api), "probe listener").await?),
+        Some(address) => {
+            let app = probes::router(api);
+            Some(listen::serve_tcp(address, app, listen::Which::Probes).await?)
+        }
         None => None,
     };
     Ok(Bound {
@@ -77,40 +81,23 @@ pub async fn serve(
     })
 }
 
-async fn serve_tcp(
-    address: SocketAddr,
-    app: Router,
-    what: &'static str,
-) -> Result<SocketAddr, String> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| format!("{what} cannot listen on {address}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("{what} stopped: {e}");
-        }
-    });
-    tracing::info!(address = %bound, "{what} ready");
-    Ok(bound)
-}
-
-/// A unix socket readable and writable by the owner and group only; a socket file left by a
-/// previous run is replaced.
-fn serve_unix(path: &Path, app: Router) -> Result<(), String> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let cannot =
-        |e: std::io::Error| format!("admin API cannot listen on unix:{}: {e}", path.display());
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-        std::fs::remove_file(path).map_err(cannot)?;
+/// The admin listeners' series: connections open and refused per listener, requests the
+/// guard refused by reason.
+pub fn report(out: &mut telemetry::Out<'_>) {
+    for which in [listen::Which::Control, listen::Which::Probes] {
+        let labels = || vec![("listener", which.label().to_string())];
+        let slots = which.slots();
+        out.gauge(
+            "causeway_admin_connections_active",
+            labels(),
+            slots.open() as f64,
+        );
+        let refused = slots.refused.load(std::sync::atomic::Ordering::Relaxed);
+        out.counter(
+            "causeway_admin_connections_refused_total",
+            labels(),
+            refused,
+        );
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(cannot)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(cannot)?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("admin API stopped: {e}");
-        }
-    });
-    tracing::info!(address = %format!("unix:{}", path.display()), "admin API ready");
-    Ok(())
+    guard::report(out);
 }

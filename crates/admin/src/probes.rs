@@ -1,30 +1,61 @@
 //! The probe listener: what kubelet, a load balancer's health check, Prometheus and an
 //! operator's browser may read — and nothing that changes the gateway. No `POST` route
-//! exists here, so none can be reached, whoever can open the port.
+//! exists here, so none can be reached, whoever can open the port; and nothing a client
+//! told the gateway (its address, server name, identity) is shown here.
 
 use crate::Api;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use proxy::Audience;
 use std::sync::Arc;
 
-/// The status page: one file, no external assets; it reads `/status.json` every 2 s.
-const STATUS_PAGE: &str = include_str!("status.html");
+/// The status page: three files, no external assets; it reads `status.json` every 2 s.
+const PAGE: &str = include_str!("status.html");
+const SCRIPT: &str = include_str!("status.js");
+const STYLE: &str = include_str!("status.css");
+
+/// The page may load its own script, style and data, and nothing else; no framing.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 pub(crate) fn router(api: Arc<Api>) -> Router {
-    routes().with_state(api)
+    routes(Audience::Public).with_state(api)
 }
 
-/// The read-only routes, served by the control API too.
-pub(crate) fn routes() -> Router<Arc<Api>> {
+/// The read-only routes; the control API serves them too, for operators.
+pub(crate) fn routes(audience: Audience) -> Router<Arc<Api>> {
     Router::new()
-        .route("/", get(|| async { Html(STATUS_PAGE) }))
-        .route("/status.json", get(status))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", PAGE) }),
+        )
+        .route(
+            "/status.js",
+            get(|| async { asset("text/javascript", SCRIPT) }),
+        )
+        .route("/status.css", get(|| async { asset("text/css", STYLE) }))
+        .route(
+            "/status.json",
+            get(move |State(api): State<Arc<Api>>| async move { status(api, audience) }),
+        )
         .route("/ready", get(ready))
         .route("/live", get(|| async { "live\n" }))
         .route("/metrics", get(metrics))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn ready(State(api): State<Arc<Api>>) -> Response {
@@ -43,10 +74,13 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
         .into_response()
 }
 
-async fn status(State(api): State<Arc<Api>>) -> Response {
+fn status(api: Arc<Api>, audience: Audience) -> Response {
     (
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(api.gateway.status()),
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        axum::Json(api.gateway.status(audience)),
     )
         .into_response()
 }

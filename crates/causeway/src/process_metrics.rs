@@ -12,6 +12,7 @@ pub struct Reported(pub Arc<Gateway>);
 impl Source for Reported {
     fn report(&self, out: &mut Out<'_>) {
         self.0.report(out);
+        admin::report(out);
         let build = vec![
             ("version", env!("CARGO_PKG_VERSION").to_string()),
             ("commit", env!("CAUSEWAY_COMMIT").to_string()),

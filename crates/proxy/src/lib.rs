@@ -29,6 +29,6 @@ pub mod terminate;
 pub use error::{Error, Kind, Side};
 pub use gateway::snapshot;
 pub use gateway::{
-    Gateway, LastReload, ReloadStats, ReloadSummary, ShutdownReport, StartError, Status,
+    Audience, Gateway, LastReload, ReloadStats, ReloadSummary, ShutdownReport, StartError, Status,
     check_files,
 };

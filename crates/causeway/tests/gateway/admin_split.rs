@@ -8,14 +8,26 @@ use std::net::SocketAddr;
 use testkit::{Backend, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn yaml(backend: &Backend, admin: &str) -> String {
+pub(crate) fn yaml(backend: &Backend, admin: &str) -> String {
     format!(
         "admin: {{ {admin} }}\nlisteners:\n  - name: front\n    address: 127.0.0.1:0\n    routes: [{{ name: main, cluster: backend }}]\nclusters:\n  - {{ name: backend, endpoints: [{{ address: \"{}\" }}] }}\n",
         backend.address
     )
 }
 
-fn probes_address(gw: &mut Process) -> SocketAddr {
+/// `HEAD path`: the status and the response's headers, lowercased.
+async fn http_head(address: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _) = http(address, "GET", path).await;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let head = response.split_once("\r\n\r\n").map_or("", |(h, _)| h);
+    (status, head.to_lowercase())
+}
+
+pub(crate) fn probes_address(gw: &mut Process) -> SocketAddr {
     tokio::task::block_in_place(|| gw.wait_for_address("probe listener ready"))
 }
 
@@ -45,7 +57,34 @@ async fn the_probe_listener_is_read_only() {
         assert_eq!(status, 200, "{body}");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["listeners"][0]["routes"][0]["cluster"], "backend");
-        assert_eq!(json["longest_lived"][0]["bytes_upstream"], 6, "{json}");
+        let oldest = &json["longest_lived"][0];
+        assert_eq!(oldest["bytes_upstream"], 6, "{json}");
+        // Nothing a client told the gateway reaches the network-facing listener.
+        assert!(oldest.get("source").is_none(), "{oldest}");
+        let (_, full) = http(control, "GET", "/status.json").await;
+        let full: serde_json::Value = serde_json::from_str(&full).unwrap();
+        let source = full["longest_lived"][0]["source"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            !body.contains(&source),
+            "no client address on the probes: {body}"
+        );
+        assert!(
+            source.starts_with("127.0.0.1:"),
+            "operators see who: {full}"
+        );
+        let (_, page) = http(probes, "GET", "/").await;
+        let (_, headers) = http_head(probes, "/").await;
+        assert!(
+            headers.contains("content-security-policy: default-src 'none'"),
+            "{headers}"
+        );
+        assert!(
+            page.contains("<script src=\"status.js\"></script>"),
+            "{page}"
+        );
 
         for path in ["/config", "/connections", "/clusters"] {
             assert_eq!(http(probes, "GET", path).await.0, 404, "{path}");
@@ -76,6 +115,8 @@ async fn the_control_api_off_loopback_needs_the_bearer_token() {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "0123456789abcdef-secret\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mut gw = Process::start(&yaml(
             &echo,
             &format!("address: 127.0.0.1:0, token_file: {}", token_file.display()),
@@ -83,6 +124,19 @@ async fn the_control_api_off_loopback_needs_the_bearer_token() {
         let admin = admin_address(&mut gw);
         let host = format!("Host: {admin}\r\nCauseway-Admin: yes\r\n");
 
+        let lower = "Authorization: bearer 0123456789abcdef-secret\r\n";
+        let with_token = |extra: &str| format!("Host: {admin}\r\n{lower}{extra}");
+        assert_eq!(
+            http_with(admin, "POST", "/drain", &with_token("")).await.0,
+            403,
+            "a POST still needs Causeway-Admin with a token"
+        );
+        let origin = with_token("Origin: http://evil.example\r\nCauseway-Admin: yes\r\n");
+        assert_eq!(
+            http_with(admin, "POST", "/drain", &origin).await.0,
+            403,
+            "Origin is refused with a token"
+        );
         for auth in [
             "",
             "Authorization: Bearer wrong\r\n",
@@ -112,6 +166,30 @@ async fn the_control_api_off_loopback_needs_the_bearer_token() {
         assert_eq!(
             http_with(admin, "GET", "/ready", good).await,
             (200, "ready\n".into())
+        );
+        let metrics = http_with(admin, "GET", "/metrics", good).await.1;
+        assert!(
+            metrics.contains("causeway_admin_requests_refused_total{reason=\"token\"} 9"),
+            "{metrics}"
+        );
+
+        // A token file others may read is refused, before anything listens.
+        let readable = dir.path().join("readable");
+        std::fs::write(&readable, "0123456789abcdef-secret\n").unwrap();
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = dir.path().join("causeway.yaml");
+        let admin = format!("address: 127.0.0.1:0, token_file: {}", readable.display());
+        std::fs::write(&config, yaml(&echo, &admin)).unwrap();
+        let out = std::process::Command::new(crate::cli::BIN)
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("others may read or write it (mode 644)"),
+            "{stderr}"
         );
     })
     .await

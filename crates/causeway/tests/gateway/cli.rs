@@ -10,7 +10,7 @@ use testkit::Backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_causeway");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_causeway");
 
 fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

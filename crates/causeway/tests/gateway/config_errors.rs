@@ -194,6 +194,13 @@ fn admin_api_stays_on_loopback_unless_a_token_guards_it() {
     assert_eq!(default.admin.unwrap().address.to_string(), "127.0.0.1:9901");
     let off = config::parse(&format!("admin: {{ enabled: false }}\n{GOOD}"), "ok").unwrap();
     assert!(off.admin.is_none());
+    let e = error_of(&format!(
+        "admin: {{ enabled: false, probes: 0.0.0.0:9902 }}\n{GOOD}"
+    ));
+    assert!(
+        e.contains("admin.probes is set but admin.enabled is false"),
+        "{e}"
+    );
 }
 
 #[test]

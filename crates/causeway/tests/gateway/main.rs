@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admin;
+mod admin_limits;
 mod admin_split;
 mod authz;
 mod authz_cache;

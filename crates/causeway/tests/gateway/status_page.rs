@@ -4,6 +4,7 @@
 
 use crate::cli::Process;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -42,6 +43,8 @@ async fn the_status_page_renders_and_shows_a_failover_in_chromium() {
         let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
         let mut browser = Browser(
             Command::new("node")
+                // Its own process group: Chromium goes with it when the test ends early.
+                .process_group(0)
                 .arg(browser_dir.join("status-page.mjs"))
                 .args([format!("http://{probes}/"), "venue".into()])
                 .stdin(Stdio::piped())
@@ -84,7 +87,8 @@ struct Browser(std::process::Child);
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SAFETY: kill(2) on the process group the script leads.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
     }
 }

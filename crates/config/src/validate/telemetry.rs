@@ -20,6 +20,15 @@ pub(super) fn admin(problems: &mut Problems, raw: Option<raw::Admin>) -> Option<
         });
     };
     if raw.enabled == Some(false) {
+        let settings = [("probes", &raw.probes), ("token_file", &raw.token_file)];
+        for (name, setting) in settings {
+            if let Some(setting) = setting {
+                let why = format!(
+                    "admin.{name} is set but admin.enabled is false: nothing would listen (kubelet probes would fail)"
+                );
+                problems.add(setting.referenced, why);
+            }
+        }
         return None;
     }
     if let Some(old) = &raw.allow_non_loopback {

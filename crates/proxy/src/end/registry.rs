@@ -158,6 +158,22 @@ impl Registry {
         all
     }
 
+    /// The `n` oldest live connections, oldest first: picked under the lock without copying
+    /// the whole registry (the status page asks for ten of perhaps a hundred thousand).
+    pub fn oldest(&self, n: usize) -> Vec<Arc<Live>> {
+        let mut oldest: Vec<Arc<Live>> = Vec::with_capacity(n + 1);
+        for live in self.live.lock().unwrap().values() {
+            let id = live.attributes.id;
+            if oldest.len() == n && oldest.last().is_none_or(|l| l.attributes.id < id) {
+                continue;
+            }
+            let at = oldest.partition_point(|l| l.attributes.id < id);
+            oldest.insert(at, live.clone());
+            oldest.truncate(n);
+        }
+        oldest
+    }
+
     /// Bytes so far of the live connections, by the endpoint each reached.
     pub fn bytes_by_endpoint(&self) -> crate::dial::cluster::LiveBytes {
         let mut bytes = crate::dial::cluster::LiveBytes::new();

@@ -13,7 +13,7 @@ pub use reload::{LastReload, ReloadStats, ReloadSummary};
 use reload::{
     authorizers_for, bind_all, futures_ready, identities_for, listener_state, ssh_servers,
 };
-pub use status::Status;
+pub use status::{Audience, Status};
 
 use crate::accept::{self, Context, Listener, ListenerStats};
 use crate::dial::cluster::Cluster;

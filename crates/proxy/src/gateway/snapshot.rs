@@ -99,35 +99,38 @@ fn connections(gateway: &Gateway) -> Vec<Connection> {
         .registry()
         .snapshot()
         .iter()
-        .map(|live| {
-            let upstream = live.upstream();
-            let session = live.attributes.session.as_deref();
-            let peer = session.and_then(|s| s.peer.as_ref());
-            let login = live.attributes.ssh();
-            let channel = login.and_then(|l| l.channel.as_ref());
-            let span = live.attributes.span.context();
-            Connection {
-                id: live.attributes.id,
-                listener: live.attributes.listener.to_string(),
-                source: live.attributes.source.to_string(),
-                destination: live.attributes.destination.to_string(),
-                route: upstream.map(|u| u.route.config.name.clone()),
-                cluster: upstream.map(|u| u.cluster.name().to_string()),
-                endpoint: upstream.map(|u| u.endpoint.address.clone()),
-                age_ms: live.counters.started().elapsed().as_millis() as u64,
-                bytes_upstream: live.counters.upstream_bytes.load(Relaxed),
-                bytes_downstream: live.counters.downstream_bytes.load(Relaxed),
-                sni: live.attributes.sni().map(str::to_string),
-                tls_version: session.map(|s| s.version.clone()),
-                tls_cipher: session.map(|s| s.cipher.clone()),
-                peer_spiffe_id: peer.and_then(|p| p.spiffe_id.clone()),
-                peer_subject: peer.map(|p| p.subject.clone()),
-                ssh_user: login.map(|l| l.user.clone()),
-                ssh_channel: channel.map(|c| c.kind),
-                ssh_session: channel.map(|c| c.session),
-                trace_id: span.as_ref().map(|s| s.trace_id_hex()),
-                span_id: span.as_ref().map(|s| s.span_id_hex()),
-            }
-        })
+        .map(|l| connection(l))
         .collect()
+}
+
+/// What the admin API shows of one live connection.
+pub(super) fn connection(live: &crate::end::registry::Live) -> Connection {
+    let upstream = live.upstream();
+    let session = live.attributes.session.as_deref();
+    let peer = session.and_then(|s| s.peer.as_ref());
+    let login = live.attributes.ssh();
+    let channel = login.and_then(|l| l.channel.as_ref());
+    let span = live.attributes.span.context();
+    Connection {
+        id: live.attributes.id,
+        listener: live.attributes.listener.to_string(),
+        source: live.attributes.source.to_string(),
+        destination: live.attributes.destination.to_string(),
+        route: upstream.map(|u| u.route.config.name.clone()),
+        cluster: upstream.map(|u| u.cluster.name().to_string()),
+        endpoint: upstream.map(|u| u.endpoint.address.clone()),
+        age_ms: live.counters.started().elapsed().as_millis() as u64,
+        bytes_upstream: live.counters.upstream_bytes.load(Relaxed),
+        bytes_downstream: live.counters.downstream_bytes.load(Relaxed),
+        sni: live.attributes.sni().map(str::to_string),
+        tls_version: session.map(|s| s.version.clone()),
+        tls_cipher: session.map(|s| s.cipher.clone()),
+        peer_spiffe_id: peer.and_then(|p| p.spiffe_id.clone()),
+        peer_subject: peer.map(|p| p.subject.clone()),
+        ssh_user: login.map(|l| l.user.clone()),
+        ssh_channel: channel.map(|c| c.kind),
+        ssh_session: channel.map(|c| c.session),
+        trace_id: span.as_ref().map(|s| s.trace_id_hex()),
+        span_id: span.as_ref().map(|s| s.span_id_hex()),
+    }
 }
