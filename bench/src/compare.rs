@@ -168,9 +168,15 @@ impl Rounds<'_> {
                     duration: self.options.case_duration,
                     verify_content: false,
                 };
+                let cpu_before = target.cpu_seconds();
                 let outcome = self.client.block_on(case.run(target.address));
+                let cpu = target.cpu_seconds() - cpu_before;
                 if let Some(r) = results.record(target.kind, metric.label(), outcome) {
                     results.add(metric, target.kind, r.bytes_per_second / (1024.0 * 1024.0));
+                    let gib = r.bytes as f64 / (1024.0 * 1024.0 * 1024.0);
+                    if streams == 1 && target.kind != Kind::Direct && gib > 0.0 {
+                        results.add(Metric::CpuPerGib, target.kind, cpu / gib);
+                    }
                 }
             }
         }

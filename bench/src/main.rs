@@ -64,6 +64,10 @@ enum Cmd {
 
 #[derive(Args)]
 struct CompareArgs {
+    /// A 2-minute subset for contributors: 1 round, 1 s per case, 1000 idle connections,
+    /// written to bench/RESULTS-quick.md unless --output says otherwise.
+    #[arg(long)]
+    quick: bool,
     #[arg(long, default_value_t = 1)]
     workers: usize,
     #[arg(long, default_value_t = 3)]
@@ -90,8 +94,9 @@ struct CompareArgs {
     nginx_stream_module: PathBuf,
     #[arg(long, default_value = ".venv/bin/envoy")]
     envoy: PathBuf,
-    #[arg(long, default_value = "bench/RESULTS.md")]
-    output: PathBuf,
+    /// Where the report goes (default bench/RESULTS.md; bench/RESULTS-quick.md with --quick).
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 fn client<T>(f: impl std::future::Future<Output = bench::Result<T>>) -> bench::Result<T> {
@@ -205,15 +210,25 @@ fn compare(args: CompareArgs) -> bench::Result<()> {
     };
     let command = std::env::var("CAUSEWAY_BENCH_COMMAND")
         .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    let (rounds, seconds, idle_connections, idle_seconds, output) = match args.quick {
+        true => (1, 1.0, 1000, 1.0, "bench/RESULTS-quick.md"),
+        false => (
+            args.rounds,
+            args.seconds,
+            args.idle_connections,
+            args.idle_seconds,
+            "bench/RESULTS.md",
+        ),
+    };
     let text = compare::run(Options {
         kinds,
         workers: args.workers,
-        rounds: args.rounds,
-        case_duration: secs(args.seconds),
-        idle_connections: args.idle_connections,
-        idle_hold: secs(args.idle_seconds),
+        rounds,
+        case_duration: secs(seconds),
+        idle_connections,
+        idle_hold: secs(idle_seconds),
         binaries,
-        output: args.output,
+        output: args.output.unwrap_or_else(|| output.into()),
         command,
     })?;
     println!("{text}");

@@ -155,7 +155,14 @@ impl Proxy {
 
     /// Resident memory of the proxy and its child processes (nginx workers), in KiB.
     pub fn rss_kib(&self) -> u64 {
-        self.children.iter().map(|c| tree_rss_kib(c.id())).sum()
+        (self.children.iter())
+            .map(|c| tree_sum(c.id(), rss_of) as u64)
+            .sum()
+    }
+
+    /// CPU time (user + system) the proxy and its child processes have used, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.children.iter().map(|c| tree_sum(c.id(), cpu_of)).sum()
     }
 }
 
@@ -407,7 +414,7 @@ const ENVOY_CONNECT_TERMINATOR: &str = r#"      - name: envoy.filters.network.ht
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }"#;
 
-fn rss_of(pid: u32) -> u64 {
+fn rss_of(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -416,11 +423,25 @@ fn rss_of(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
-        .unwrap_or(0)
+        .unwrap_or(0.0)
 }
 
-fn tree_rss_kib(root: u32) -> u64 {
-    let mut total = rss_of(root);
+/// utime + stime of /proc/PID/stat (fields 14 and 15), in seconds.
+fn cpu_of(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = (after_name.split_whitespace().skip(11).take(2))
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    // SAFETY: sysconf(3) reads a constant.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// `of` summed over `root` and its direct children (nginx's workers).
+fn tree_sum(root: u32, of: fn(u32) -> f64) -> f64 {
+    let mut total = of(root);
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -433,7 +454,7 @@ fn tree_rss_kib(root: u32) -> u64 {
                     after.split_whitespace().nth(1)?.parse::<u32>().ok()
                 });
             if parent == Some(root) {
-                total += rss_of(pid);
+                total += of(pid);
             }
         }
     }

@@ -14,6 +14,7 @@ pub enum Metric {
     PingPong16P99,
     Throughput1,
     Throughput4,
+    CpuPerGib,
     ConnectionRate,
     IdleBytesPerConnection,
     FreshRss,
@@ -29,6 +30,7 @@ impl Metric {
             Metric::PingPong16P99 => "ping-pong, 16 conns, 100 B: p99 µs",
             Metric::Throughput1 => "throughput, 1 stream: MiB/s",
             Metric::Throughput4 => "throughput, 4 streams: MiB/s",
+            Metric::CpuPerGib => "throughput, 1 stream: CPU s per GiB echoed",
             Metric::ConnectionRate => "new connections/s (16 at once)",
             Metric::IdleBytesPerConnection => "memory per idle connection: bytes",
             Metric::FreshRss => "memory at start: RSS MiB",
@@ -42,7 +44,7 @@ impl Metric {
         )
     }
 
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 11] = [
         Metric::PingPong1P50,
         Metric::PingPong1P99,
         Metric::PingPong1P999,
@@ -50,6 +52,7 @@ impl Metric {
         Metric::PingPong16P99,
         Metric::Throughput1,
         Metric::Throughput4,
+        Metric::CpuPerGib,
         Metric::ConnectionRate,
         Metric::IdleBytesPerConnection,
         Metric::FreshRss,
