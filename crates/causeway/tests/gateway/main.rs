@@ -20,6 +20,7 @@ mod mq;
 mod prometheus;
 mod proxy_protocol;
 mod relay;
+mod relay_sizes;
 mod reload;
 mod routing;
 mod sftp;

@@ -54,13 +54,13 @@ fn handshakes(gw: &TestGateway, side: &str, result: &str) -> u64 {
 }
 
 /// A test PKI in a temporary directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
-    ca: Ca,
+    pub(crate) ca: Ca,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         Pki {
             dir: tempfile::tempdir().unwrap(),
             ca: Ca::new("test CA"),
@@ -186,7 +186,13 @@ async fn half_close_passes_through_a_terminated_session() {
     .await;
 }
 
-fn mtls_config(pki: &Pki, server: &Leaf, mode: &str, allowed: &str, echo: &Backend) -> String {
+pub(crate) fn mtls_config(
+    pki: &Pki,
+    server: &Leaf,
+    mode: &str,
+    allowed: &str,
+    echo: &Backend,
+) -> String {
     format!(
         r#"identities:
 {}  - {{ name: ca, bundle: "{}" }}
