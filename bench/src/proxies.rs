@@ -22,6 +22,8 @@ pub enum Kind {
     CausewayTraced,
     /// Causeway with tracing on, 1 % of connections sampled.
     CausewayTracedSampled,
+    /// Causeway copying through its buffer instead of splice(2) (`relay.splice: false`).
+    CausewayCopy,
 }
 
 impl Kind {
@@ -36,12 +38,17 @@ impl Kind {
             Kind::EnvoyTunnel => "envoy-tunnel",
             Kind::CausewayTraced => "causeway-traced",
             Kind::CausewayTracedSampled => "causeway-traced-0.01",
+            Kind::CausewayCopy => "causeway-copy",
         }
     }
 
-    /// Targets run only when asked for (`--only`): what tracing costs.
-    pub fn extra() -> [Kind; 2] {
-        [Kind::CausewayTraced, Kind::CausewayTracedSampled]
+    /// Targets run only when asked for (`--only`): what tracing costs, what splice saves.
+    pub fn extra() -> [Kind; 3] {
+        [
+            Kind::CausewayTraced,
+            Kind::CausewayTracedSampled,
+            Kind::CausewayCopy,
+        ]
     }
 
     pub fn all() -> [Kind; 7] {
@@ -109,7 +116,10 @@ impl Proxy {
             Kind::Direct => return Ok(Proxy::direct(backend)),
             Kind::CausewayTunnel => launch.causeway_tunnel(address, backend, &mut children)?,
             Kind::EnvoyTunnel => launch.envoy_tunnel(port, backend, &mut children)?,
-            Kind::Causeway => launch.causeway_alone(address, backend)?,
+            Kind::Causeway => launch.causeway_alone(address, backend, "")?,
+            Kind::CausewayCopy => {
+                launch.causeway_alone(address, backend, "relay: { splice: false }\n")?
+            }
             Kind::HaProxy => launch.haproxy(address, backend)?,
             Kind::Nginx => launch.nginx(address, backend)?,
             Kind::Envoy => launch.envoy_alone(port, backend)?,
@@ -256,11 +266,16 @@ impl<'a> Launch<'a> {
     }
 
     /// Like the rivals here, no per-connection log lines (`--log warn`).
-    fn causeway_alone(&self, address: SocketAddr, backend: SocketAddr) -> crate::Result<Command> {
+    fn causeway_alone(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+        extra: &str,
+    ) -> crate::Result<Command> {
         self.causeway(
-            "causeway.yaml",
+            &format!("{}.yaml", self.kind.name()),
             format!(
-                "listeners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
+                "{extra}listeners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
             ),
         )
     }
@@ -468,7 +483,8 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         Kind::Causeway
         | Kind::CausewayTunnel
         | Kind::CausewayTraced
-        | Kind::CausewayTracedSampled => (&bins.causeway, &["--version"]),
+        | Kind::CausewayTracedSampled
+        | Kind::CausewayCopy => (&bins.causeway, &["--version"]),
         Kind::HaProxy => (&bins.haproxy, &["-v"]),
         Kind::Nginx => (&bins.nginx, &["-v"]),
         Kind::Envoy | Kind::EnvoyTunnel => (&bins.envoy, &["--version"]),

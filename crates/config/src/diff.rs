@@ -103,6 +103,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
             watch,
             removed_cluster_connections,
         },
+        relay,
         identities,
         authorizers,
         listeners,
@@ -123,6 +124,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         settings: changed(&[
             ("max_connections", old.max_connections != *max_connections),
             ("drain", old.drain != *drain),
+            ("relay.splice", old.relay != *relay),
             (
                 "reload.removed_cluster_connections",
                 old.reload.removed_cluster_connections != *removed_cluster_connections,

@@ -139,3 +139,42 @@ async fn an_http2_tunnel_relays_every_size_byte_exact() {
     })
     .await
 }
+
+/// A hundred lagging bulk transfers at once: at most 64 pipes exist in the process (the
+/// other transfers copy), and every byte arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_lagging_transfers_share_at_most_64_pipes() {
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        let gw = TestGateway::start(&format!(
+            "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            echo.address
+        ));
+        let address = gw.address("l");
+        let transfers = (0..100).map(|i| {
+            tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+                round_trip(stream, 1 << 20, true, &format!("transfer {i}")).await;
+            })
+        });
+        let mut most = 0.0f64;
+        let all = futures_all(transfers.collect());
+        tokio::pin!(all);
+        loop {
+            tokio::select! {
+                () = &mut all => break,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {
+                    most = most.max(gw.metric("causeway_relay_pipes", &[]));
+                }
+            }
+        }
+        assert!(most > 0.0 && most <= 64.0, "pipes at most: {most}");
+    })
+    .await
+}
+
+async fn futures_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        task.await.unwrap();
+    }
+}

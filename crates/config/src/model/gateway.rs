@@ -19,6 +19,14 @@ pub struct Drain {
     pub spread: Duration,
 }
 
+/// How bytes move between plain TCP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Relay {
+    /// Forward with splice(2) through a pipe (no copy into user space) between two plain
+    /// TCP legs; off: read into a buffer and write.
+    pub splice: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reload {
     /// Reload when the configuration file changes (its directory is watched, so a

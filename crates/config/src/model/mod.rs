@@ -39,6 +39,7 @@ pub struct Config {
     /// OpenTelemetry traces; `None`: off (or as the `OTEL_*` environment says, at start).
     pub tracing: Option<Tracing>,
     pub reload: Reload,
+    pub relay: Relay,
     pub identities: Vec<Identity>,
     pub authorizers: Vec<Authorizer>,
     pub listeners: Vec<Listener>,

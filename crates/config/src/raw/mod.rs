@@ -24,6 +24,8 @@ pub struct Config {
     #[serde(default)]
     pub reload: Reload,
     #[serde(default)]
+    pub relay: Relay,
+    #[serde(default)]
     pub identities: Vec<Identity>,
     #[serde(default)]
     pub authorizers: Vec<Authorizer>,
@@ -311,6 +313,12 @@ pub enum Failback {
 pub struct AcceptRate {
     pub per_second: Spanned<u32>,
     pub burst: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Relay {
+    pub splice: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

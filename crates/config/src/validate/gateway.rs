@@ -51,6 +51,12 @@ pub(super) fn drain(problems: &mut Problems, raw: &raw::Drain) -> model::Drain {
     drain
 }
 
+pub(super) fn relay(raw: raw::Relay) -> model::Relay {
+    model::Relay {
+        splice: raw.splice.unwrap_or(true),
+    }
+}
+
 pub(super) fn reload(raw: raw::Reload) -> model::Reload {
     model::Reload {
         watch: raw.watch.unwrap_or(false),

@@ -42,6 +42,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
     let clusters = clusters::clusters(&mut problems, raw.clusters, &mut names);
     let listeners = listeners::listeners(&mut problems, raw.listeners, &names);
     let reload = gateway::reload(raw.reload);
+    let relay = gateway::relay(raw.relay);
 
     problems.into_result(|| model::Config {
         workers,
@@ -54,6 +55,7 @@ pub fn validate(raw: raw::Config) -> Result<model::Config, Vec<Problem>> {
         identities,
         authorizers,
         reload,
+        relay,
         listeners,
         clusters,
     })

@@ -107,6 +107,8 @@ pub(crate) struct Context {
     pub handshakes: Arc<tls::HandshakeStats>,
     /// Where connections' spans go; `None`: tracing is off.
     pub tracer: Option<telemetry::trace::Tracer>,
+    /// `relay.splice`: plain TCP relays forward with splice(2); changes on reload.
+    pub splice: std::sync::atomic::AtomicBool,
 }
 
 /// Accepts until `stop`; each connection gets the listener's settings current at accept,

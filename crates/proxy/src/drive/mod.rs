@@ -94,6 +94,7 @@ mod tests {
             global: Default::default(),
             handshakes: Default::default(),
             tracer: None,
+            splice: Default::default(),
         });
         let attributes = crate::attributes::accepted(&listener.name, address, address);
         let slot = crate::accept::admission::admit(
@@ -111,7 +112,7 @@ mod tests {
             TcpStream::connect(address).await.unwrap(),
             TcpStream::connect(address).await.unwrap(),
         );
-        let relay = relay::relay(&a, &b, &counters);
+        let relay = relay::relay(&a, &b, &counters, true);
         assert!(
             std::mem::size_of_val(&relay) <= 64,
             "the relay holds no buffers or readiness futures"

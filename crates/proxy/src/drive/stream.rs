@@ -65,16 +65,31 @@ pub(crate) async fn serve<T, F>(
             return end::finish(registration, route, &Err(error), log);
         }
     };
-    let counters = &live.counters;
-    let relay = async {
-        match (&mut accepted.downstream, &mut upstream) {
-            (Leg::Plain(down), Leg::Plain(up)) => relay::relay(down, up, counters).await,
-            (down, up) => relay::relay_streams(down, up, counters).await,
-        }
-    };
+    let splice = context.splice.load(std::sync::atomic::Ordering::Relaxed);
+    let relay = relay_legs(
+        &mut accepted.downstream,
+        &mut upstream,
+        &live.counters,
+        splice,
+    );
     let result = end::supervise(live, route, std::pin::pin!(relay)).await;
     relay::pass_on_abort(&result, &mut accepted.downstream, &mut upstream);
     end::finish(registration, route, &result, log);
+}
+
+/// Bytes both ways: between two plain sockets by the plain relay (splice when `splice`),
+/// else as streams. (An `async fn`: the flag lives in its state's padding, where a block
+/// would hold a reference to it — per connection, for its whole life.)
+async fn relay_legs(
+    downstream: &mut Leg,
+    upstream: &mut Leg,
+    counters: &relay::Counters,
+    splice: bool,
+) -> Result<(), Error> {
+    match (downstream, upstream) {
+        (Leg::Plain(down), Leg::Plain(up)) => relay::relay(down, up, counters, splice).await,
+        (down, up) => relay::relay_streams(down, up, counters).await,
+    }
 }
 
 /// A connection its route's authorization refused: told (a FIX Logout), counted, logged.

@@ -139,6 +139,7 @@ impl Gateway {
                 global: Default::default(),
                 handshakes: Default::default(),
                 tracer,
+                splice: Default::default(),
             }),
             identities: Default::default(),
             stop_health_checks: CancellationToken::new(),
@@ -147,6 +148,7 @@ impl Gateway {
             started: std::time::Instant::now(),
         };
         gateway.context.global.set(config.max_connections);
+        (gateway.context.splice).store(config.relay.splice, std::sync::atomic::Ordering::Relaxed);
         if let (Some(log), Some(settings)) = (&gateway.context.access_log, &config.access_log)
             && let Some(interval) = settings.open_connections_interval
         {

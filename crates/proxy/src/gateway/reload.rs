@@ -146,6 +146,7 @@ impl Gateway {
             summary.listeners_removed.push(name);
         }
         self.context.global.set(config.max_connections);
+        (self.context.splice).store(config.relay.splice, Relaxed);
         state.listeners = listeners;
         state.clusters = clusters;
         state.authorizers = authorizers;

@@ -28,6 +28,8 @@ impl Source for Gateway {
         }
         let draining = f64::from(u8::from(self.is_draining()));
         out.gauge("causeway_draining", vec![], draining);
+        let pipes = crate::relay::pipes() as f64;
+        out.gauge("causeway_relay_pipes", vec![], pipes);
         for (result, count) in [("ok", &self.reloads.ok), ("failed", &self.reloads.failed)] {
             let labels = vec![("result", result.into())];
             out.counter("causeway_reloads_total", labels, count.load(Relaxed));

@@ -10,8 +10,10 @@
 
 pub mod h2_stream;
 pub(crate) mod leg;
+mod splice;
 
 pub use leg::{Leg, TunnelIo};
+pub use splice::pipes;
 
 use crate::error::{Error, Kind, Side};
 use crate::socket;
@@ -96,17 +98,20 @@ pub(crate) fn pass_on_abort(result: &Result<(), Error>, downstream: &mut Leg, up
 /// A hand-written future rather than two `async fn`s joined: it holds no readiness futures,
 /// only which directions are done and, under backpressure, a boxed rest — a few dozen bytes
 /// per idle connection. Readiness wakers live in tokio's per-socket slots.
+/// `splice`: forward through a pipe with splice(2) (no copy into user space) whenever one
+/// is to be had, else by the scratch buffer.
 pub fn relay<'a>(
     downstream: &'a TcpStream,
     upstream: &'a TcpStream,
     counters: &'a Counters,
+    splice: bool,
 ) -> Relay<'a> {
     Relay {
         downstream,
         upstream,
         counters,
-        to_upstream: Direction::default(),
-        to_downstream: Direction::default(),
+        to_upstream: Direction::new(splice),
+        to_downstream: Direction::new(splice),
     }
 }
 
@@ -118,16 +123,26 @@ pub struct Relay<'a> {
     to_downstream: Direction,
 }
 
-#[derive(Default)]
 struct Direction {
     done: bool,
+    /// Forward with splice(2) when a pipe is to be had (in the padding beside `done`: the
+    /// relay stays as small as it was).
+    splice: bool,
     /// Bytes read but not yet taken by the receiver.
-    pending: Option<Box<Pending>>,
+    pending: Option<Box<Rest>>,
 }
 
 struct Pending {
     bytes: Vec<u8>,
     written: usize,
+}
+
+/// What the receiver of a plain relay has not taken yet.
+enum Rest {
+    /// Copied aside from the scratch buffer.
+    Copied(Pending),
+    /// Still in a pipe (splice): `left` bytes.
+    Piped { pipe: splice::Pipe, left: usize },
 }
 
 impl Future for Relay<'_> {
@@ -176,17 +191,25 @@ struct Ends<'a> {
     counter: &'a AtomicU64,
 }
 
-enum Step {
+enum Step<P> {
     Eof,
     NotReady,
     Written(usize),
     /// Read `usize` bytes; the receiver did not take all of them yet.
-    Pending(usize, Box<Pending>),
+    Pending(usize, P),
     ReadFailed(io::Error),
     WriteFailed(io::Error),
 }
 
 impl Direction {
+    fn new(splice: bool) -> Direction {
+        Direction {
+            done: false,
+            splice,
+            pending: None,
+        }
+    }
+
     /// Moves bytes until the source has none, the receiver is full, or the source ended.
     /// Ready(Ok) only when this direction is finished (`done`).
     fn poll(
@@ -198,10 +221,17 @@ impl Direction {
         loop {
             if let Some(pending) = &mut self.pending {
                 ready!(flush(cx, ends, pending))?;
-                self.pending = None;
+                if let Some(pending) = self.pending.take()
+                    && let Rest::Piped { pipe, .. } = *pending
+                {
+                    pipe.give_back();
+                }
             }
             ready!(ends.src.poll_read_ready(cx)).map_err(|e| Error::io(ends.src_side, &e))?;
-            let step = read_and_forward(ends);
+            let step = match self.splice.then(splice::Pipe::take).flatten() {
+                Some(pipe) => splice_and_forward(ends, pipe),
+                None => read_and_forward(ends),
+            };
             match step {
                 Step::Eof => {
                     socket::shutdown_write(ends.dst);
@@ -225,7 +255,7 @@ impl Direction {
 /// One read from the source into the thread's scratch buffer, written straight on to the
 /// receiver (what it does not take yet is returned as `Step::Pending`).
 #[inline]
-fn read_and_forward(ends: &Ends<'_>) -> Step {
+fn read_and_forward(ends: &Ends<'_>) -> Step<Box<Rest>> {
     SCRATCH.with_borrow_mut(|buf| {
         // A read shorter than the buffer drained the socket: say so (WouldBlock inside
         // try_io) so tokio clears the readiness now, instead of one more recv() that
@@ -252,14 +282,14 @@ fn read_and_forward(ends: &Ends<'_>) -> Step {
 }
 
 /// Writes `n` freshly read bytes on; what the receiver does not take is copied aside.
-fn forward(dst: &TcpStream, buf: &[u8], n: usize) -> Step {
+fn forward(dst: &TcpStream, buf: &[u8], n: usize) -> Step<Box<Rest>> {
     let rest = |from: usize| {
         Step::Pending(
             n,
-            Box::new(Pending {
+            Box::new(Rest::Copied(Pending {
                 bytes: buf[from..n].to_vec(),
                 written: 0,
-            }),
+            })),
         )
     };
     match dst.try_write(&buf[..n]) {
@@ -270,17 +300,73 @@ fn forward(dst: &TcpStream, buf: &[u8], n: usize) -> Step {
     }
 }
 
-/// Writes the rest the receiver did not take; the only time a direction owns a buffer.
-fn flush(cx: &mut Context<'_>, ends: &Ends<'_>, pending: &mut Pending) -> Poll<Result<(), Error>> {
-    while pending.written < pending.bytes.len() {
+/// One splice from the source into `pipe`, then on to the receiver; what it does not take
+/// stays in the pipe (`Step::Pending`). Unlike a short read, a short splice does not mean
+/// the socket is drained (the pipe's slots may be full): readiness is cleared only by
+/// EAGAIN itself.
+fn splice_and_forward(ends: &Ends<'_>, pipe: splice::Pipe) -> Step<Box<Rest>> {
+    use std::os::fd::AsRawFd;
+    let mut filled = Ok(0);
+    let _ = ends.src.try_io(Interest::READABLE, || {
+        filled = pipe.fill_from(ends.src.as_raw_fd());
+        match &filled {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Err(ErrorKind::WouldBlock.into()),
+            _ => Ok(()),
+        }
+    });
+    let n = match filled {
+        Ok(0) => return give_back(pipe, Step::Eof),
+        Ok(n) => n,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => return give_back(pipe, Step::NotReady),
+        Err(e) => return give_back(pipe, Step::ReadFailed(e)),
+    };
+    match drain(ends.dst, &pipe, n) {
+        Ok(w) if w == n => give_back(pipe, Step::Written(n)),
+        Ok(w) => Step::Pending(n, Box::new(Rest::Piped { pipe, left: n - w })),
+        Err(e) => Step::WriteFailed(e),
+    }
+}
+
+fn give_back(pipe: splice::Pipe, step: Step<Box<Rest>>) -> Step<Box<Rest>> {
+    pipe.give_back();
+    step
+}
+
+/// From the pipe on to `dst`, as much of `len` as it takes now (0 when it takes nothing:
+/// its write readiness is then cleared, so the next poll waits for room).
+fn drain(dst: &TcpStream, pipe: &splice::Pipe, len: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    match dst.try_io(Interest::WRITABLE, || pipe.drain_to(dst.as_raw_fd(), len)) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+        other => other,
+    }
+}
+
+/// Writes the rest the receiver did not take; the only time a direction owns a buffer (or
+/// a pipe).
+fn flush(cx: &mut Context<'_>, ends: &Ends<'_>, pending: &mut Rest) -> Poll<Result<(), Error>> {
+    loop {
+        let left = match pending {
+            Rest::Copied(p) => p.bytes.len() - p.written,
+            Rest::Piped { left, .. } => *left,
+        };
+        if left == 0 {
+            return Poll::Ready(Ok(()));
+        }
         ready!(ends.dst.poll_write_ready(cx)).map_err(|e| Error::io(ends.dst_side, &e))?;
-        match ends.dst.try_write(&pending.bytes[pending.written..]) {
-            Ok(n) => pending.written += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => return Poll::Ready(Err(Error::io(ends.dst_side, &e))),
+        let wrote = match pending {
+            Rest::Copied(p) => match ends.dst.try_write(&p.bytes[p.written..]) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+                other => other,
+            },
+            Rest::Piped { pipe, left } => drain(ends.dst, pipe, *left),
+        };
+        let n = wrote.map_err(|e| Error::io(ends.dst_side, &e))?;
+        match pending {
+            Rest::Copied(p) => p.written += n,
+            Rest::Piped { left, .. } => *left -= n,
         }
     }
-    Poll::Ready(Ok(()))
 }
 
 /// Relays between any two byte streams (TLS legs): the same contract as [`relay`] —
@@ -441,7 +527,7 @@ impl StreamDirection {
 /// One read from a stream into the thread's scratch buffer, written straight on to the
 /// other (what it does not take yet is returned as `Step::Pending`).
 #[inline]
-fn read_and_write<R, W>(cx: &mut Context<'_>, src: &mut R, dst: &mut W) -> Step
+fn read_and_write<R, W>(cx: &mut Context<'_>, src: &mut R, dst: &mut W) -> Step<Box<Pending>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
