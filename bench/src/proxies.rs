@@ -22,8 +22,8 @@ pub enum Kind {
     CausewayTraced,
     /// Causeway with tracing on, 1 % of connections sampled.
     CausewayTracedSampled,
-    /// Causeway copying through its buffer instead of splice(2) (`relay.splice: false`).
-    CausewayCopy,
+    /// Causeway relaying with splice(2) (`relay.splice: true`).
+    CausewaySplice,
 }
 
 impl Kind {
@@ -38,7 +38,7 @@ impl Kind {
             Kind::EnvoyTunnel => "envoy-tunnel",
             Kind::CausewayTraced => "causeway-traced",
             Kind::CausewayTracedSampled => "causeway-traced-0.01",
-            Kind::CausewayCopy => "causeway-copy",
+            Kind::CausewaySplice => "causeway-splice",
         }
     }
 
@@ -47,7 +47,7 @@ impl Kind {
         [
             Kind::CausewayTraced,
             Kind::CausewayTracedSampled,
-            Kind::CausewayCopy,
+            Kind::CausewaySplice,
         ]
     }
 
@@ -117,8 +117,8 @@ impl Proxy {
             Kind::CausewayTunnel => launch.causeway_tunnel(address, backend, &mut children)?,
             Kind::EnvoyTunnel => launch.envoy_tunnel(port, backend, &mut children)?,
             Kind::Causeway => launch.causeway_alone(address, backend, "")?,
-            Kind::CausewayCopy => {
-                launch.causeway_alone(address, backend, "relay: { splice: false }\n")?
+            Kind::CausewaySplice => {
+                launch.causeway_alone(address, backend, "relay: { splice: true }\n")?
             }
             Kind::HaProxy => launch.haproxy(address, backend)?,
             Kind::Nginx => launch.nginx(address, backend)?,
@@ -484,7 +484,7 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         | Kind::CausewayTunnel
         | Kind::CausewayTraced
         | Kind::CausewayTracedSampled
-        | Kind::CausewayCopy => (&bins.causeway, &["--version"]),
+        | Kind::CausewaySplice => (&bins.causeway, &["--version"]),
         Kind::HaProxy => (&bins.haproxy, &["-v"]),
         Kind::Nginx => (&bins.nginx, &["-v"]),
         Kind::Envoy | Kind::EnvoyTunnel => (&bins.envoy, &["--version"]),

@@ -1,4 +1,5 @@
-//! Every relay path carries every size byte-exact, half-close included: plain TCP, a TLS
+//! Every relay path carries every size byte-exact, half-close included: plain TCP (copying
+//! and splicing), a TLS
 //! session the gateway terminates, and an HTTP/2 CONNECT tunnel (edge and terminator), for
 //! 1 B to 64 MiB — sizes on each side of the relay's buffer boundaries — with a reader that
 //! takes everything at once and one that lags (the receiver cannot take it all: the rest
@@ -77,17 +78,27 @@ fn sizes() -> impl Iterator<Item = (usize, bool)> {
     (SIZES.into_iter().flat_map(|s| [(s, false), (s, true)])).chain([(LARGE, false)])
 }
 
+/// A plain gateway in front of `echo`, copying or splicing.
+fn plain(echo: &Backend, splice: bool) -> TestGateway {
+    TestGateway::start(&format!(
+        "relay: {{ splice: {splice} }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+        echo.address
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_tcp_relays_every_size_byte_exact() {
+async fn plain_tcp_relays_every_size_byte_exact_copying_and_splicing() {
     bounded(async {
         let echo = Backend::silent_echo().await;
-        let gw = TestGateway::start(&format!(
-            "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
-            echo.address
-        ));
-        for (size, lagging) in sizes() {
-            let stream = tokio::net::TcpStream::connect(gw.address("l")).await.unwrap();
-            round_trip(stream, size, lagging, &format!("plain {size} B lagging={lagging}")).await;
+        for splice in [false, true] {
+            let gw = plain(&echo, splice);
+            for (size, lagging) in sizes() {
+                let stream = tokio::net::TcpStream::connect(gw.address("l"))
+                    .await
+                    .unwrap();
+                let what = format!("plain splice={splice} {size} B lagging={lagging}");
+                round_trip(stream, size, lagging, &what).await;
+            }
         }
     })
     .await
@@ -146,10 +157,7 @@ async fn an_http2_tunnel_relays_every_size_byte_exact() {
 async fn a_hundred_lagging_transfers_share_at_most_64_pipes() {
     bounded(async {
         let echo = Backend::silent_echo().await;
-        let gw = TestGateway::start(&format!(
-            "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
-            echo.address
-        ));
+        let gw = plain(&echo, true);
         let address = gw.address("l");
         let transfers = (0..100).map(|i| {
             tokio::spawn(async move {

@@ -53,7 +53,9 @@ pub(super) fn drain(problems: &mut Problems, raw: &raw::Drain) -> model::Drain {
 
 pub(super) fn relay(raw: raw::Relay) -> model::Relay {
     model::Relay {
-        splice: raw.splice.unwrap_or(true),
+        // Off by default: on this machine splice halves the CPU per GiB but moves fewer
+        // bytes per second on one stream (bench/RESULTS-splice.md).
+        splice: raw.splice.unwrap_or(false),
     }
 }
 
