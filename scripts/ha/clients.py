@@ -18,6 +18,7 @@ class Echo:
         self.replica = None
         self.reader = self.writer = None
         self.pings = 0
+        self.stopping = False
 
     async def connect(self):
         self.reader, self.writer = await asyncio.wait_for(
@@ -28,8 +29,8 @@ class Echo:
         self.replica = greeting.decode().strip()
 
     async def keep(self):
-        """Pings until cancelled; a close or a wrong echo is logged, then it reconnects."""
-        while True:
+        """Pings until stopped; a close or a wrong echo is logged, then it reconnects."""
+        while not self.stopping:
             why = await self.serve()
             dropped_at, replica = time.monotonic(), self.replica
             self.writer.close()
@@ -84,11 +85,27 @@ async def open_all(count, log, period=1.0):
 
 
 async def close_all(clients, tasks):
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    for c in clients:
+        c.stopping = True
+    await stop(tasks)
     for c in clients:
         c.writer.close()
+
+
+async def stop(tasks, timeout=10):
+    """Cancels the tasks and waits for them to end. Python 3.11's `asyncio.wait_for` can
+    swallow a cancel that arrives as its inner read completes (fixed in 3.12), and the task
+    then goes on: so cancel again until every task has ended, within `timeout`."""
+    pending = set(tasks)
+    deadline = time.monotonic() + timeout
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} client tasks would not stop"
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if not task.cancelled() and task.exception():
+            raise task.exception()
 
 
 def spread(clients):

@@ -62,16 +62,26 @@ def main():
         print(f"  {name}: {figures}")
 
 
+# Each scenario's bound: a scenario that hangs fails with its name instead of holding CI.
+LIMITS = {"1": 120, "2": 180, "3": 180, "4": 120}
+
+
 async def run(procs, network, only):
+    scenario_runs = {
+        "1": ("kill_one_replica", lambda: scenarios.kill_one_replica(procs)),
+        "2": ("rolling_upgrade", lambda: scenarios.rolling_upgrade(procs)),
+        "3": ("reload_storm", lambda: scenarios.reload_storm(procs)),
+        "4": ("venue_link_down", lambda: scenarios.venue_link_down(procs, network)),
+    }
     results = {}
-    if "1" in only:
-        results["kill_one_replica"] = await scenarios.kill_one_replica(procs)
-    if "2" in only:
-        results["rolling_upgrade"] = await scenarios.rolling_upgrade(procs)
-    if "3" in only:
-        results["reload_storm"] = await scenarios.reload_storm(procs)
-    if "4" in only:
-        results["venue_link_down"] = await scenarios.venue_link_down(procs, network)
+    for number, (name, scenario) in scenario_runs.items():
+        if number not in only:
+            continue
+        try:
+            async with asyncio.timeout(LIMITS[number]):
+                results[name] = await scenario()
+        except TimeoutError:
+            raise AssertionError(f"scenario {number} ({name}) did not end within {LIMITS[number]} s")
     return results
 
 

@@ -94,8 +94,7 @@ async def rolling_upgrade(procs, count=300):
         await asyncio.to_thread(procs.start_replica, replica)
         mark(f"{replica} upgraded")
     await settle(conns, 1)
-    generator.cancel()
-    await asyncio.gather(generator, return_exceptions=True)
+    await clients.stop([generator])
     await clients.close_all(conns, tasks)
     first_close = DRAIN["timeout"] - DRAIN["spread"]
     early = [d for d in log.drops
@@ -172,9 +171,7 @@ async def venue_link_down(procs, network, sessions=30):
         failed_back = await all_on("VENUE-A", 20) - up_at
         say(f"  link up: every session back on the active venue within {failed_back:.2f} s")
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await clients.stop(tasks)
     logons = sum(len(s.logons) for s in fix)
     return {"sessions": sessions, "failover_s": round(failed_over, 2), "failback_s": round(failed_back, 2),
             "logons": logons}
