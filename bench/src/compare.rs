@@ -59,6 +59,7 @@ impl Drop for BackendProcess {
 pub fn run(options: Options) -> crate::Result<String> {
     let dir = std::env::temp_dir().join(format!("causeway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    crate::tls::Pki::write(&dir)?;
     let backend = BackendProcess::start()?;
     eprintln!("backend on {}", backend.address);
 
@@ -136,7 +137,7 @@ impl Rounds<'_> {
                 size: 100,
                 duration: self.options.case_duration,
             };
-            let outcome = self.client.block_on(case.run(target.address));
+            let outcome = self.client.block_on(case.run(&target.target(false)));
             if let Some(r) = results.record(target.kind, "ping-pong, 1 conn", outcome) {
                 results.add(Metric::PingPong1P50, target.kind, r.p50_us);
                 results.add(Metric::PingPong1P99, target.kind, r.p99_us);
@@ -152,7 +153,7 @@ impl Rounds<'_> {
                 size: 100,
                 duration: self.options.case_duration,
             };
-            let outcome = self.client.block_on(case.run(target.address));
+            let outcome = self.client.block_on(case.run(&target.target(false)));
             if let Some(r) = results.record(target.kind, "ping-pong, 16 conns", outcome) {
                 results.add(Metric::PingPong16P50, target.kind, r.p50_us);
                 results.add(Metric::PingPong16P99, target.kind, r.p99_us);
@@ -162,7 +163,9 @@ impl Rounds<'_> {
 
     fn throughput(&self, results: &mut Results) {
         for (streams, metric) in [(1, Metric::Throughput1), (4, Metric::Throughput4)] {
-            for target in self.targets {
+            // Bulk TLS is the cipher's work, alike everywhere: the TLS targets are here for
+            // handshakes, latency and memory.
+            for target in self.targets.iter().filter(|t| !t.kind.tls()) {
                 let case = Throughput {
                     streams,
                     duration: self.options.case_duration,
@@ -182,15 +185,30 @@ impl Rounds<'_> {
         }
     }
 
+    /// New connections/s; on a TLS target each a full handshake, then again each resuming
+    /// a session.
     fn connection_rate(&self, results: &mut Results) {
         for target in self.targets {
             let case = ConnectionRate {
                 concurrency: 16,
                 duration: self.options.case_duration,
             };
-            let outcome = self.client.block_on(case.run(target.address));
+            let outcome = self.client.block_on(case.run(&target.target(false)));
             if let Some(r) = results.record(target.kind, "new connections/s", outcome) {
                 results.add(Metric::ConnectionRate, target.kind, r.per_second);
+            }
+        }
+        for target in self.targets.iter().filter(|t| t.kind.tls()) {
+            let case = ConnectionRate {
+                concurrency: 16,
+                duration: self.options.case_duration,
+            };
+            let resuming = target.target(true);
+            let outcome = self.client.block_on(case.run(&resuming));
+            if let Some(r) = results.record(target.kind, "resumed TLS connections/s", outcome) {
+                results.add(Metric::ResumedRate, target.kind, r.per_second);
+                let share = resuming.tls.as_ref().map_or(0.0, |c| c.resumed_share());
+                results.add(Metric::ResumedShare, target.kind, share * 100.0);
             }
         }
     }
@@ -216,11 +234,13 @@ impl Rounds<'_> {
             hold: self.options.idle_hold,
             open_concurrency: 64,
         };
-        let outcome = self.client.block_on(hold.run(fresh.address, || async {
-            // Let the proxy settle after the last accept before reading its memory.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            fresh.rss_kib()
-        }));
+        let outcome = self
+            .client
+            .block_on(hold.run(&fresh.target(false), || async {
+                // Let the proxy settle after the last accept before reading its memory.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                fresh.rss_kib()
+            }));
         let Some(r) = results.record(fresh.kind, "idle hold", outcome) else {
             return;
         };

@@ -5,6 +5,8 @@ pub mod compare;
 pub mod modes;
 pub mod proxies;
 pub mod report;
+pub mod targets;
+pub mod tls;
 
 /// What went wrong in a run: the tool refuses to report figures from a broken run.
 pub type Result<T> = std::result::Result<T, String>;

@@ -1,7 +1,7 @@
 //! `bench`: the load modes one at a time against any address, an echo backend, and `compare`.
 
 use bench::compare::{self, Options};
-use bench::modes::{ConnectionRate, IdleHold, PingPong, Throughput};
+use bench::modes::{ConnectionRate, IdleHold, PingPong, Target, Throughput};
 use bench::proxies::{Binaries, Kind};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -32,6 +32,9 @@ enum Cmd {
         size: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// TLS 1.3 to the target (a proxy terminating TLS).
+        #[arg(long)]
+        tls: bool,
     },
     /// Bulk echo throughput over N streams.
     Throughput {
@@ -48,6 +51,12 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// TLS 1.3 to the target: each connection a full handshake...
+        #[arg(long)]
+        tls: bool,
+        /// ...or one that resumes a session.
+        #[arg(long, requires = "tls")]
+        resume: bool,
     },
     /// Open N connections, check they echo, hold them idle, check again.
     IdleHold {
@@ -56,6 +65,9 @@ enum Cmd {
         connections: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// TLS 1.3 to the target (a proxy terminating TLS).
+        #[arg(long)]
+        tls: bool,
     },
     /// Causeway, HAProxy, nginx and Envoy side by side, and the direct baseline; writes a
     /// Markdown report. `bench/compare` installs the rivals and runs this.
@@ -129,13 +141,14 @@ fn run(command: Cmd) -> bench::Result<()> {
             connections,
             size,
             seconds,
+            tls,
         } => client(
             PingPong {
                 connections,
                 size,
                 duration: secs(seconds),
             }
-            .run(target),
+            .run(&target_of(target, tls, false)),
         )
         .map(|r| println!("{r:?}")),
         Cmd::Throughput {
@@ -155,28 +168,41 @@ fn run(command: Cmd) -> bench::Result<()> {
             target,
             concurrency,
             seconds,
-        } => client(
-            ConnectionRate {
+            tls,
+            resume,
+        } => {
+            let target = target_of(target, tls, resume);
+            let case = ConnectionRate {
                 concurrency,
                 duration: secs(seconds),
-            }
-            .run(target),
-        )
-        .map(|r| println!("{r:?}")),
+            };
+            let r = client(case.run(&target))?;
+            let resumed = target.tls.as_ref().map(|c| c.resumed_share() * 100.0);
+            println!("{r:?}, resumed: {resumed:?} %");
+            Ok(())
+        }
         Cmd::IdleHold {
             target,
             connections,
             seconds,
+            tls,
         } => client(
             IdleHold {
                 connections,
                 hold: secs(seconds),
                 open_concurrency: 64,
             }
-            .run(target, || async { 0 }),
+            .run(&target_of(target, tls, false), || async { 0 }),
         )
         .map(|r| println!("{} connections held and echoing", r.connections)),
         Cmd::Compare(args) => compare(args),
+    }
+}
+
+fn target_of(address: SocketAddr, tls: bool, resume: bool) -> Target {
+    Target {
+        address,
+        tls: tls.then(|| bench::tls::Client::new(resume)),
     }
 }
 

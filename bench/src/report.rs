@@ -16,6 +16,10 @@ pub enum Metric {
     Throughput4,
     CpuPerGib,
     ConnectionRate,
+    /// TLS targets: new connections/s, each resuming a session.
+    ResumedRate,
+    /// TLS targets: the share of those handshakes that did resume, in %.
+    ResumedShare,
     IdleBytesPerConnection,
     FreshRss,
 }
@@ -31,7 +35,9 @@ impl Metric {
             Metric::Throughput1 => "throughput, 1 stream: MiB/s",
             Metric::Throughput4 => "throughput, 4 streams: MiB/s",
             Metric::CpuPerGib => "throughput, 1 stream: CPU s per GiB echoed",
-            Metric::ConnectionRate => "new connections/s (16 at once)",
+            Metric::ConnectionRate => "new connections/s (16 at once; TLS: full handshakes)",
+            Metric::ResumedRate => "TLS resumed handshakes/s (16 at once)",
+            Metric::ResumedShare => "TLS: % of those that resumed",
             Metric::IdleBytesPerConnection => "memory per idle connection: bytes",
             Metric::FreshRss => "memory at start: RSS MiB",
         }
@@ -40,11 +46,14 @@ impl Metric {
     pub fn higher_is_better(self) -> bool {
         matches!(
             self,
-            Metric::Throughput1 | Metric::Throughput4 | Metric::ConnectionRate
+            Metric::Throughput1
+                | Metric::Throughput4
+                | Metric::ConnectionRate
+                | Metric::ResumedRate
         )
     }
 
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 13] = [
         Metric::PingPong1P50,
         Metric::PingPong1P99,
         Metric::PingPong1P999,
@@ -54,6 +63,8 @@ impl Metric {
         Metric::Throughput4,
         Metric::CpuPerGib,
         Metric::ConnectionRate,
+        Metric::ResumedRate,
+        Metric::ResumedShare,
         Metric::IdleBytesPerConnection,
         Metric::FreshRss,
     ];
@@ -130,7 +141,12 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
         .filter(|k| *k != Kind::Direct)
         .collect();
     write_medians(&mut out, results, ctx);
-    write_ratios(&mut out, results, &proxies);
+    let plain: Vec<Kind> = proxies.iter().copied().filter(|k| !k.tls()).collect();
+    write_ratios(&mut out, results, Kind::Causeway, &plain);
+    let tls: Vec<Kind> = proxies.iter().copied().filter(|k| k.tls()).collect();
+    if tls.contains(&Kind::CausewayTls) {
+        write_ratios(&mut out, results, Kind::CausewayTls, &tls);
+    }
     if ctx.kinds.contains(&Kind::CausewayTunnel) && ctx.kinds.contains(&Kind::EnvoyTunnel) {
         write_tunnel_ratios(&mut out, results);
     }
@@ -145,7 +161,7 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
         }
     }
     let _ = writeln!(out, "\n## Targets\n");
-    for line in targets(results, direct) {
+    for line in crate::targets::verdicts(results) {
         let _ = writeln!(out, "- {line}");
     }
     out
@@ -165,8 +181,16 @@ fn write_header(out: &mut String, ctx: &Context) {
         "- Every proxy: {} worker thread(s)/process(es), no idle timeout, no connection cap, no access log; \
          one echo backend; client, proxy and backend share the machine. {} interleaved rounds \
          (each round runs every case against every target in turn), {} s per case; medians shown. \
-         Idle hold: {} connections, on a freshly started instance of each proxy every round.\n",
+         Idle hold: {} connections, on a freshly started instance of each proxy every round.",
         ctx.workers, ctx.rounds, ctx.case_seconds, ctx.idle_connections
+    );
+    let _ = writeln!(
+        out,
+        "- TLS targets (`*-tls`): TLS 1.3 terminated, the plaintext to the backend; one ECDSA \
+         P-256 certificate for all; key exchange {} only; the client does not verify the \
+         certificate (it would cost more than the server it measures); resumption with the \
+         tickets each server issues by default. No bulk throughput over TLS.\n",
+        crate::tls::KEY_EXCHANGE
     );
 }
 
@@ -204,23 +228,24 @@ fn write_medians(out: &mut String, results: &Results, ctx: &Context) {
     }
 }
 
-/// Every metric's median for each proxy but Causeway over Causeway's.
-fn write_ratios(out: &mut String, results: &Results, proxies: &[Kind]) {
+/// Every metric's median for each of `proxies` but `ours` over `ours`'.
+fn write_ratios(out: &mut String, results: &Results, ours: Kind, proxies: &[Kind]) {
+    let what = if ours.tls() {
+        "TLS termination: each rival's median / causeway-tls's"
+    } else {
+        "Ratios: each rival's median / Causeway's"
+    };
     let _ = write!(
         out,
-        "\n## Ratios: each rival's median / Causeway's\n\n\
+        "\n## {what}\n\n\
          Above 1 means the rival has more of the figure: better for throughput and connections/s, \
          worse for latency and memory.\n\n| case |"
     );
-    let rivals: Vec<Kind> = proxies
-        .iter()
-        .copied()
-        .filter(|k| *k != Kind::Causeway)
-        .collect();
+    let rivals: Vec<Kind> = proxies.iter().copied().filter(|k| *k != ours).collect();
     write_columns(out, &rivals);
     for metric in Metric::ALL {
         let _ = write!(out, "| {} |", metric.label());
-        let ours = results.median(metric, Kind::Causeway);
+        let ours = results.median(metric, ours);
         for k in &rivals {
             let cell = ratio(results.median(metric, *k), ours);
             let _ = write!(out, " {cell} |");
@@ -257,53 +282,6 @@ fn write_added_latency(out: &mut String, results: &Results, proxies: &[Kind], di
             let _ = writeln!(out, "| {} | {:.1} |", k.name(), p - direct);
         }
     }
-}
-
-/// The issue's targets, each met or missed by how much.
-pub fn targets(results: &Results, direct_p50: Option<f64>) -> Vec<String> {
-    let m = |metric, kind| results.median(metric, kind);
-    let mut lines = Vec::new();
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    if let Some(ours) = m(Metric::IdleBytesPerConnection, Kind::Causeway) {
-        lines.push(format!(
-            "memory per idle proxied connection ≤ 2048 bytes (aim ≤ 1024): {:.0} bytes — {}",
-            ours,
-            verdict(ours <= 2048.0)
-        ));
-    }
-    if let (Some(ours), Some(envoy)) = (
-        m(Metric::Throughput1, Kind::Causeway),
-        m(Metric::Throughput1, Kind::Envoy),
-    ) {
-        lines.push(format!(
-            "single-stream throughput ≥ Envoy's (aim 1.3×): {:.2}× Envoy — {}",
-            ours / envoy,
-            verdict(ours >= envoy)
-        ));
-    }
-    if let (Some(direct), Some(ours), Some(haproxy)) = (
-        direct_p50,
-        m(Metric::PingPong1P50, Kind::Causeway),
-        m(Metric::PingPong1P50, Kind::HaProxy),
-    ) {
-        lines.push(format!(
-            "p50 added latency ≤ HAProxy's: {:.1} µs vs {:.1} µs — {}",
-            ours - direct,
-            haproxy - direct,
-            verdict(ours - direct <= haproxy - direct)
-        ));
-    }
-    if let (Some(ours), Some(haproxy)) = (
-        m(Metric::ConnectionRate, Kind::Causeway),
-        m(Metric::ConnectionRate, Kind::HaProxy),
-    ) {
-        lines.push(format!(
-            "new connections/s ≥ HAProxy's: {:.2}× HAProxy — {}",
-            ours / haproxy,
-            verdict(ours >= haproxy)
-        ));
-    }
-    lines
 }
 
 #[cfg(test)]

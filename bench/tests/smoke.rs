@@ -1,7 +1,7 @@
 //! The benchmark in CI size: every mode for a moment through an in-process gateway, checking
 //! that every byte comes back. No timing is asserted.
 
-use bench::modes::{ConnectionRate, IdleHold, PingPong, Throughput};
+use bench::modes::{ConnectionRate, IdleHold, PingPong, Target, Throughput};
 use std::time::Duration;
 use testkit::{Backend, TestGateway, bounded};
 
@@ -18,7 +18,8 @@ async fn gateway() -> (Backend, TestGateway) {
 async fn every_mode_runs_and_every_byte_comes_back() {
     bounded(async {
         let (_echo, gw) = gateway().await;
-        let target = gw.address("bench");
+        let address = gw.address("bench");
+        let target = &Target::plain(address);
         let short = Duration::from_millis(300);
 
         let p = PingPong {
@@ -40,7 +41,7 @@ async fn every_mode_runs_and_every_byte_comes_back() {
                 duration: short,
                 verify_content: true,
             }
-            .run(target)
+            .run(address)
             .await
             .unwrap();
             assert!(t.bytes > 0, "{t:?}");
@@ -68,6 +69,62 @@ async fn every_mode_runs_and_every_byte_comes_back() {
             held.measured >= 200,
             "the gateway held every connection: {held:?}"
         );
+    })
+    .await
+}
+
+/// The TLS modes through a terminating gateway: handshakes full and resumed (each loop
+/// resumes its own sessions), ping-pong and idle hold over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_modes_handshake_resume_and_echo() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = bench::tls::Pki::write(dir.path()).unwrap();
+        let echo = Backend::silent_echo().await;
+        let gw = TestGateway::start(&format!(
+            "identities:\n  - {{ name: bench, cert: \"{}\", key: \"{}\" }}\nlisteners:\n  - name: bench\n    address: 127.0.0.1:0\n    routes: [{{ cluster: echo, terminate: {{ identities: [bench] }} }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{}\" }}] }}\n",
+            pki.cert.display(),
+            pki.key.display(),
+            echo.address
+        ));
+        let short = Duration::from_millis(300);
+        let address = gw.address("bench");
+        for resume in [false, true] {
+            let client = bench::tls::Client::new(resume);
+            let target = Target {
+                address,
+                tls: Some(client.clone()),
+            };
+            let case = ConnectionRate {
+                concurrency: 4,
+                duration: short,
+            };
+            let c = case.run(&target).await.unwrap();
+            assert!(c.connections > 8, "{c:?}");
+            let share = client.resumed_share();
+            match resume {
+                false => assert_eq!(share, 0.0),
+                // The first handshake of each of the 4 loops is a full one.
+                true => assert!(share > 0.5, "resumed {share}"),
+            }
+        }
+        let target = &Target {
+            address,
+            tls: Some(bench::tls::Client::new(false)),
+        };
+        let p = PingPong {
+            connections: 2,
+            size: 100,
+            duration: short,
+        };
+        assert!(p.run(target).await.unwrap().messages > 0);
+        let hold = IdleHold {
+            connections: 50,
+            hold: Duration::from_millis(50),
+            open_concurrency: 16,
+        };
+        let held = hold.run(target, || async { 0 }).await.unwrap();
+        assert_eq!(held.connections, 50);
     })
     .await
 }

@@ -1,7 +1,7 @@
 //! Connection rate: open, exchange a few bytes, close — as many times as possible.
 
+use super::Target;
 use socket2::SockRef;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,16 +21,17 @@ pub struct ConnectionRateResult {
 const HELLO: &[u8; 16] = b"connection-rate\n";
 
 impl ConnectionRate {
-    pub async fn run(self, target: SocketAddr) -> crate::Result<ConnectionRateResult> {
+    pub async fn run(self, target: &Target) -> crate::Result<ConnectionRateResult> {
         let started = Instant::now();
         let deadline = started + self.duration;
         let mut tasks = Vec::new();
         for _ in 0..self.concurrency {
+            let target = target.another_client();
             tasks.push(tokio::spawn(async move {
                 let mut done = 0u64;
                 let mut answer = [0u8; HELLO.len()];
                 while Instant::now() < deadline {
-                    let mut stream = super::connect(target).await?;
+                    let mut stream = super::open(&target).await?;
                     stream
                         .write_all(HELLO)
                         .await
@@ -44,7 +45,7 @@ impl ConnectionRate {
                     }
                     // The client closes first and would collect TIME_WAIT sockets by the
                     // ten thousand; an abortive close keeps the run about the proxy.
-                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    let _ = SockRef::from(stream.tcp()).set_linger(Some(Duration::ZERO));
                     drop(stream);
                     done += 1;
                 }

@@ -1,11 +1,10 @@
 //! Idle hold: open N connections, check each echoes, hold them idle, check again.
 //! The caller measures the proxy's memory while they are held.
 
+use super::{Conn, Target};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 #[derive(Debug, Clone, Copy)]
 pub struct IdleHold {
@@ -25,11 +24,7 @@ pub struct IdleHoldResult {
 impl IdleHold {
     /// Opens the connections, calls `while_held` once they are all open and checked, holds
     /// them for `hold`, checks every one again, then closes them.
-    pub async fn run<F, Fut>(
-        self,
-        target: SocketAddr,
-        while_held: F,
-    ) -> crate::Result<IdleHoldResult>
+    pub async fn run<F, Fut>(self, target: &Target, while_held: F) -> crate::Result<IdleHoldResult>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = u64>,
@@ -39,7 +34,7 @@ impl IdleHold {
         let mut next = 0usize;
         while streams.len() < self.connections {
             while opening.len() < self.open_concurrency && next < self.connections {
-                opening.spawn(open_and_check(target, next));
+                opening.spawn(open_and_check(target.clone(), next));
                 next += 1;
             }
             let opened = opening.join_next().await.expect("tasks pending");
@@ -59,15 +54,15 @@ impl IdleHold {
     }
 }
 
-async fn open_and_check(target: SocketAddr, i: usize) -> crate::Result<TcpStream> {
-    let mut stream = super::connect(target).await?;
+async fn open_and_check(target: Target, i: usize) -> crate::Result<Conn> {
+    let mut stream = super::open(&target).await?;
     check(&mut stream, i)
         .await
         .map_err(|e| format!("connection {i}: {e}"))?;
     Ok(stream)
 }
 
-async fn check(stream: &mut TcpStream, i: usize) -> crate::Result<()> {
+async fn check(stream: &mut Conn, i: usize) -> crate::Result<()> {
     let message = (i as u64).to_be_bytes();
     stream
         .write_all(&message)

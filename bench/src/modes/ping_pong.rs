@@ -1,7 +1,7 @@
 //! Latency: N connections each send a message, wait for its echo, and send the next.
 
+use super::Target;
 use hdrhistogram::Histogram;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,12 +21,15 @@ pub struct PingPongResult {
 }
 
 impl PingPong {
-    pub async fn run(self, target: SocketAddr) -> crate::Result<PingPongResult> {
+    pub async fn run(self, target: &Target) -> crate::Result<PingPongResult> {
         let deadline = Instant::now() + self.duration;
         let mut tasks = Vec::new();
         for c in 0..self.connections {
             tasks.push(tokio::spawn(one_connection(
-                target, self.size, deadline, c as u8,
+                target.clone(),
+                self.size,
+                deadline,
+                c as u8,
             )));
         }
         let mut all = new_histogram();
@@ -49,12 +52,12 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 async fn one_connection(
-    target: SocketAddr,
+    target: Target,
     size: usize,
     deadline: Instant,
     seed: u8,
 ) -> crate::Result<Histogram<u64>> {
-    let mut stream = super::connect(target).await?;
+    let mut stream = super::open(&target).await?;
     let mut histogram = new_histogram();
     let mut message = vec![0u8; size];
     let mut answer = vec![0u8; size];

@@ -78,3 +78,60 @@ pub fn peer_spiffe_id(stream: &server::TlsStream<TcpStream>) -> Option<String> {
     let cert = stream.get_ref().1.peer_certificates()?.first()?;
     tls::PeerIdentity::from_certificate(cert).ok()?.spiffe_id
 }
+
+/// What `openssl s_client` did: whether the backend's greeting (`echo`) came, and all it
+/// printed (`Reused, TLSv1.3` on a resumed session).
+pub struct OpensslSession {
+    pub greeted: bool,
+    pub said: String,
+}
+
+/// `openssl s_client` to `address` for `echo.causeway.test`, trusting `dir/client-ca.pem`,
+/// presenting `dir/client.pem` when `with_certificate`; it saves its session to
+/// `dir/session.pem` or, when `resume`, resumes the one saved there.
+pub async fn openssl_session(
+    address: SocketAddr,
+    dir: &std::path::Path,
+    with_certificate: bool,
+    resume: bool,
+) -> OpensslSession {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut command = tokio::process::Command::new("openssl");
+    command
+        .args(["s_client", "-connect", &address.to_string()])
+        .args(["-servername", "echo.causeway.test"])
+        .arg("-CAfile")
+        .arg(dir.join("client-ca.pem"));
+    if with_certificate {
+        command.arg("-cert").arg(dir.join("client.pem"));
+        command.arg("-key").arg(dir.join("client-key.pem"));
+    }
+    let mut child = command
+        .arg(if resume { "-sess_in" } else { "-sess_out" })
+        .arg(dir.join("session.pem"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl is installed (scripts/test installs it)");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut said, mut greeted) = (String::new(), false);
+    loop {
+        let mut line = String::new();
+        match stdout.read_line(&mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => said.push_str(&line),
+        }
+        if line.trim_end() == "echo" {
+            greeted = true;
+            break;
+        }
+    }
+    // The session (and its ticket) is saved by now; end the client.
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"Q\n").await;
+    drop(stdin);
+    let _ = child.wait().await;
+    OpensslSession { greeted, said }
+}

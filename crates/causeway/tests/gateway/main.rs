@@ -28,6 +28,7 @@ mod ssh_channels;
 mod ssh_security;
 mod status_page;
 mod tls_inspector;
+mod tls_resumption;
 mod tls_revocation;
 mod tls_termination;
 mod tracing;

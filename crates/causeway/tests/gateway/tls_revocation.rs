@@ -3,12 +3,11 @@
 //! changes reaches the next handshake.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use testkit::pki::{Ca, Leaf};
-use testkit::tls_peer::{client_config, connect};
+use testkit::tls_peer::{client_config, connect, openssl_session};
 use testkit::{Backend, TestGateway, bounded, eventually};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncReadExt;
 
 const CLIENT: &str = "spiffe://causeway.test/client/a";
 
@@ -60,47 +59,10 @@ fn rotations(gw: &TestGateway, identity: &str) -> f64 {
     gw.metric("causeway_tls_identity_rotations_total", &labels)
 }
 
-/// `openssl s_client` as `client`, saving its session to `session` (`-sess_out`) or
-/// resuming it (`-sess_in`); whether the backend's greeting came, and what openssl said.
+/// `openssl s_client` with `dir/client.pem`, saving or resuming `dir/session.pem`.
 async fn s_client(address: std::net::SocketAddr, dir: &Path, resume: bool) -> (bool, String) {
-    let session = dir.join("session.pem");
-    let mut child = tokio::process::Command::new("openssl")
-        .args(["s_client", "-connect", &address.to_string()])
-        .args(["-servername", "echo.causeway.test"])
-        .arg("-CAfile")
-        .arg(dir.join("client-ca.pem"))
-        .arg("-cert")
-        .arg(dir.join("client.pem"))
-        .arg("-key")
-        .arg(dir.join("client-key.pem"))
-        .arg(if resume { "-sess_in" } else { "-sess_out" })
-        .arg(&session)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("openssl is installed (scripts/test installs it)");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut said = String::new();
-    let mut greeted = false;
-    loop {
-        let mut line = String::new();
-        match stdout.read_line(&mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => said.push_str(&line),
-        }
-        if line.trim_end() == "echo" {
-            greeted = true;
-            break;
-        }
-    }
-    // The session (and its ticket) is saved by now; end the client.
-    let mut stdin = child.stdin.take().unwrap();
-    let _ = stdin.write_all(b"Q\n").await;
-    drop(stdin);
-    let _ = child.wait().await;
-    (greeted, said)
+    let session = openssl_session(address, dir, true, resume).await;
+    (session.greeted, session.said)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! The proxies under comparison: their configs (all with the same worker threads, no idle
 //! timeout, no connection caps), starting and stopping them, and their memory.
 
+mod tls;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +26,12 @@ pub enum Kind {
     CausewayTracedSampled,
     /// Causeway relaying with splice(2) (`relay.splice: true`).
     CausewaySplice,
+    /// Each proxy terminating TLS 1.3 (the same certificate and key exchange group), the
+    /// plaintext to the backend.
+    CausewayTls,
+    HaProxyTls,
+    NginxTls,
+    EnvoyTls,
 }
 
 impl Kind {
@@ -39,7 +47,19 @@ impl Kind {
             Kind::CausewayTraced => "causeway-traced",
             Kind::CausewayTracedSampled => "causeway-traced-0.01",
             Kind::CausewaySplice => "causeway-splice",
+            Kind::CausewayTls => "causeway-tls",
+            Kind::HaProxyTls => "haproxy-tls",
+            Kind::NginxTls => "nginx-tls",
+            Kind::EnvoyTls => "envoy-tls",
         }
+    }
+
+    /// Clients speak TLS 1.3 to it.
+    pub fn tls(self) -> bool {
+        matches!(
+            self,
+            Kind::CausewayTls | Kind::HaProxyTls | Kind::NginxTls | Kind::EnvoyTls
+        )
     }
 
     /// Targets run only when asked for (`--only`): what tracing costs, what splice saves.
@@ -51,7 +71,7 @@ impl Kind {
         ]
     }
 
-    pub fn all() -> [Kind; 7] {
+    pub fn all() -> [Kind; 11] {
         [
             Kind::Direct,
             Kind::Causeway,
@@ -60,6 +80,10 @@ impl Kind {
             Kind::Envoy,
             Kind::CausewayTunnel,
             Kind::EnvoyTunnel,
+            Kind::CausewayTls,
+            Kind::HaProxyTls,
+            Kind::NginxTls,
+            Kind::EnvoyTls,
         ]
     }
 }
@@ -127,6 +151,10 @@ impl Proxy {
             Kind::CausewayTracedSampled => {
                 launch.causeway_traced(address, backend, 0.01, &mut helpers)?
             }
+            Kind::CausewayTls => launch.causeway_tls(address, backend)?,
+            Kind::HaProxyTls => launch.haproxy_tls(address, backend)?,
+            Kind::NginxTls => launch.nginx_tls(address, backend)?,
+            Kind::EnvoyTls => launch.envoy_tls(port, backend)?,
         };
         children.push(launch.spawn(command)?);
         let proxy = Proxy {
@@ -139,19 +167,24 @@ impl Proxy {
         Ok(proxy)
     }
 
+    /// How clients reach it: plain, or TLS (resuming sessions when `resume`).
+    pub fn target(&self, resume: bool) -> crate::modes::Target {
+        crate::modes::Target {
+            address: self.address,
+            tls: self.kind.tls().then(|| crate::tls::Client::new(resume)),
+        }
+    }
+
     /// Waits until a connection through the proxy echoes.
     fn wait_ready(&self, dir: &Path) -> crate::Result<()> {
-        use std::io::{Read, Write};
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let attempt = std::net::TcpStream::connect(self.address).and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                s.write_all(b"ready?")?;
-                let mut answer = [0u8; 6];
-                s.read_exact(&mut answer)?;
-                Ok(answer == *b"ready?")
-            });
-            if let Ok(true) = attempt {
+            let attempt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(self.echoes_once());
+            if attempt.is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -161,6 +194,26 @@ impl Proxy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    async fn echoes_once(&self) -> crate::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let attempt = async {
+            let mut conn = crate::modes::open(&self.target(false)).await?;
+            conn.write_all(b"ready?").await.map_err(|e| e.to_string())?;
+            let mut answer = [0u8; 6];
+            conn.read_exact(&mut answer)
+                .await
+                .map_err(|e| e.to_string())?;
+            if answer == *b"ready?" {
+                Ok(())
+            } else {
+                Err("wrong echo".to_string())
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(2), attempt)
+            .await
+            .map_err(|_| "no answer".to_string())?
     }
 
     /// Resident memory of the proxy and its child processes (nginx workers), in KiB.
@@ -358,28 +411,25 @@ impl<'a> Launch<'a> {
     }
 
     fn envoy_alone(&self, port: u16, backend: SocketAddr) -> crate::Result<Command> {
-        self.envoy(
-            "envoy.yaml",
-            envoy_config(
-                port,
-                r#"      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: next
-          idle_timeout: 0s"#,
-                backend,
-                false,
-            ),
-        )
+        self.envoy("envoy.yaml", envoy_tcp_proxy(port, backend))
     }
 
     fn haproxy(&self, address: SocketAddr, backend: SocketAddr) -> crate::Result<Command> {
+        self.haproxy_binding(address, backend, "")
+    }
+
+    /// HAProxy with `bind_options` after its `bind ADDRESS`.
+    fn haproxy_binding(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+        bind_options: &str,
+    ) -> crate::Result<Command> {
         let workers = self.workers;
         let config = self.file(
             "haproxy.cfg",
             format!(
-                "global\n  nbthread {workers}\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 24h\n  timeout server 24h\nlisten bench\n  bind {address}\n  server echo {backend}\n"
+                "global\n  nbthread {workers}\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 24h\n  timeout server 24h\nlisten bench\n  bind {address}{bind_options}\n  server echo {backend}\n"
             ),
         )?;
         let mut c = Command::new(&self.bins.haproxy);
@@ -388,11 +438,22 @@ impl<'a> Launch<'a> {
     }
 
     fn nginx(&self, address: SocketAddr, backend: SocketAddr) -> crate::Result<Command> {
+        self.nginx_serving(address, backend, "", "")
+    }
+
+    /// nginx with `listen_options` after its `listen ADDRESS` and `directives` in the server.
+    fn nginx_serving(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+        listen_options: &str,
+        directives: &str,
+    ) -> crate::Result<Command> {
         let (workers, dir) = (self.workers, self.dir);
         let config = self.file(
             "nginx.conf",
             format!(
-                "load_module {module};\nworker_processes {workers};\nworker_rlimit_nofile 20000;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\nevents {{ worker_connections 19000; }}\nstream {{\n  server {{\n    listen {address};\n    proxy_pass {backend};\n    proxy_timeout 24h;\n    proxy_half_close on;\n  }}\n}}\n",
+                "load_module {module};\nworker_processes {workers};\nworker_rlimit_nofile 20000;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\nevents {{ worker_connections 19000; }}\nstream {{\n  server {{\n    listen {address}{listen_options};\n{directives}    proxy_pass {backend};\n    proxy_timeout 24h;\n    proxy_half_close on;\n  }}\n}}\n",
                 module = self.bins.nginx_stream_module.display(),
                 dir = dir.display()
             ),
@@ -484,10 +545,11 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         | Kind::CausewayTunnel
         | Kind::CausewayTraced
         | Kind::CausewayTracedSampled
-        | Kind::CausewaySplice => (&bins.causeway, &["--version"]),
-        Kind::HaProxy => (&bins.haproxy, &["-v"]),
-        Kind::Nginx => (&bins.nginx, &["-v"]),
-        Kind::Envoy | Kind::EnvoyTunnel => (&bins.envoy, &["--version"]),
+        | Kind::CausewaySplice
+        | Kind::CausewayTls => (&bins.causeway, &["--version"]),
+        Kind::HaProxy | Kind::HaProxyTls => (&bins.haproxy, &["-v"]),
+        Kind::Nginx | Kind::NginxTls => (&bins.nginx, &["-v"]),
+        Kind::Envoy | Kind::EnvoyTunnel | Kind::EnvoyTls => (&bins.envoy, &["--version"]),
     };
     match Command::new(bin).args(args).output() {
         Ok(out) => {
@@ -541,5 +603,20 @@ fn envoy_config(port: u16, filters: &str, upstream: SocketAddr, http2: bool) -> 
 "#,
         ip = upstream.ip(),
         uport = upstream.port()
+    )
+}
+
+/// Envoy's plain TCP proxy from `port` to `backend`.
+fn envoy_tcp_proxy(port: u16, backend: SocketAddr) -> String {
+    envoy_config(
+        port,
+        r#"      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: bench
+          cluster: next
+          idle_timeout: 0s"#,
+        backend,
+        false,
     )
 }

@@ -1,0 +1,81 @@
+//! Each proxy terminating TLS 1.3 with the bench certificate (`crate::tls::Pki`, written
+//! into the run's directory before any target starts), the plaintext to the backend. Session
+//! resumption as each ships it: tickets on in HAProxy, nginx and Envoy; Causeway's own
+//! choice (docs/tls.md).
+
+use super::{Launch, envoy_tcp_proxy};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The files `crate::tls::Pki::write` made in `dir`.
+fn pki_files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join("bench-tls.pem"),
+        dir.join("bench-tls-key.pem"),
+        dir.join("bench-tls-combined.pem"),
+    )
+}
+
+impl Launch<'_> {
+    pub(super) fn causeway_tls(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+    ) -> crate::Result<Command> {
+        let (cert, key, _) = pki_files(self.dir);
+        self.causeway(
+            "causeway-tls.yaml",
+            format!(
+                "identities:\n  - {{ name: bench, cert: {cert}, key: {key} }}\nlisteners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s, terminate: {{ identities: [bench], min_version: \"1.3\" }} }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n",
+                cert = cert.display(),
+                key = key.display()
+            ),
+        )
+    }
+
+    pub(super) fn haproxy_tls(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+    ) -> crate::Result<Command> {
+        let (_, _, combined) = pki_files(self.dir);
+        let options = format!(" ssl crt {} ssl-min-ver TLSv1.3", combined.display());
+        self.haproxy_binding(address, backend, &options)
+    }
+
+    pub(super) fn nginx_tls(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+    ) -> crate::Result<Command> {
+        let (cert, key, _) = pki_files(self.dir);
+        let directives = format!(
+            "    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.3;\n",
+            cert.display(),
+            key.display()
+        );
+        self.nginx_serving(address, backend, " ssl", &directives)
+    }
+
+    pub(super) fn envoy_tls(&self, port: u16, backend: SocketAddr) -> crate::Result<Command> {
+        let (cert, key, _) = pki_files(self.dir);
+        let transport = format!(
+            r#"    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_params: {{ tls_minimum_protocol_version: TLSv1_3 }}
+            tls_certificates:
+            - certificate_chain: {{ filename: {cert} }}
+              private_key: {{ filename: {key} }}
+      filters:
+"#,
+            cert = cert.display(),
+            key = key.display()
+        );
+        let config = envoy_tcp_proxy(port, backend).replacen("    - filters:\n", &transport, 1);
+        self.envoy("envoy-tls.yaml", config)
+    }
+}
