@@ -1,7 +1,12 @@
 //! The proxies under comparison: their configs (all with the same worker threads, no idle
 //! timeout, no connection caps), starting and stopping them, and their memory.
 
+mod envoy;
+mod process;
 mod tls;
+
+use envoy::{ENVOY_CONNECT_TERMINATOR, envoy_config, envoy_tcp_proxy};
+use process::{cpu_of, rss_of, tree_sum};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -469,74 +474,6 @@ impl<'a> Launch<'a> {
     }
 }
 
-/// The Envoy terminator's filters: an HTTP/2 connection manager that accepts CONNECT and
-/// sends each tunnel's bytes to the cluster `next`.
-const ENVOY_CONNECT_TERMINATOR: &str = r#"      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: inside
-          codec_type: HTTP2
-          stream_idle_timeout: 0s
-          http2_protocol_options: { allow_connect: true }
-          upgrade_configs: [{ upgrade_type: CONNECT }]
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { connect_matcher: {} }
-                route: { cluster: next, timeout: 0s, upgrade_configs: [{ upgrade_type: CONNECT, connect_config: {} }] }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }"#;
-
-fn rss_of(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
-/// utime + stime of /proc/PID/stat (fields 14 and 15), in seconds.
-fn cpu_of(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: f64 = (after_name.split_whitespace().skip(11).take(2))
-        .filter_map(|t| t.parse::<f64>().ok())
-        .sum();
-    // SAFETY: sysconf(3) reads a constant.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
-/// `of` summed over `root` and its direct children (nginx's workers).
-fn tree_sum(root: u32, of: fn(u32) -> f64) -> f64 {
-    let mut total = of(root);
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let after = s.rsplit_once(')')?.1.to_string();
-                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
-                });
-            if parent == Some(root) {
-                total += of(pid);
-            }
-        }
-    }
-    total
-}
-
 /// The version line each program prints about itself.
 pub fn version(kind: Kind, bins: &Binaries) -> String {
     let (bin, args): (&Path, &[&str]) = match kind {
@@ -566,57 +503,4 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         }
         Err(e) => format!("unavailable: {e}"),
     }
-}
-
-/// An Envoy config: one listener on `port` with `filters`, one cluster `next` to `upstream`
-/// (HTTP/2 when `http2`), no admin port, no caps.
-fn envoy_config(port: u16, filters: &str, upstream: SocketAddr, http2: bool) -> String {
-    let protocol = if http2 {
-        r#"
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }"#
-    } else {
-        ""
-    };
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: bench
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-{filters}
-  clusters:
-  - name: next
-    type: STATIC
-    connect_timeout: 5s{protocol}
-    circuit_breakers:
-      thresholds:
-      - {{ max_connections: 1000000, max_pending_requests: 1000000, max_requests: 1000000 }}
-    load_assignment:
-      cluster_name: next
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {uport} }} }} }}
-"#,
-        ip = upstream.ip(),
-        uport = upstream.port()
-    )
-}
-
-/// Envoy's plain TCP proxy from `port` to `backend`.
-fn envoy_tcp_proxy(port: u16, backend: SocketAddr) -> String {
-    envoy_config(
-        port,
-        r#"      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: next
-          idle_timeout: 0s"#,
-        backend,
-        false,
-    )
 }

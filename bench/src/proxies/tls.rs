@@ -3,7 +3,8 @@
 //! resumption as each ships it: tickets on in HAProxy, nginx and Envoy; Causeway's own
 //! choice (docs/tls.md).
 
-use super::{Launch, envoy_tcp_proxy};
+use super::Launch;
+use super::envoy::envoy_tcp_proxy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
