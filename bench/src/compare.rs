@@ -31,8 +31,9 @@ struct BackendProcess {
 impl BackendProcess {
     fn start() -> crate::Result<Self> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
-            .args(["backend", "--listen", "127.0.0.1:0"])
+        let mut command = Command::new(exe);
+        command.args(["backend", "--listen", "127.0.0.1:0"]);
+        let mut child = crate::proxies::dies_with_us(&mut command)
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("backend: {e}"))?;

@@ -95,7 +95,7 @@ struct CompareArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,causeway,haproxy,nginx,envoy,causeway-tunnel,envoy-tunnel"
+        default_value = "direct,causeway,haproxy,nginx,envoy,causeway-tunnel,envoy-tunnel,causeway-tls,haproxy-tls,nginx-tls,envoy-tls"
     )]
     only: Vec<String>,
     #[arg(long, default_value = "/usr/sbin/haproxy")]

@@ -257,6 +257,19 @@ impl Drop for Proxy {
     }
 }
 
+/// `command`, set to be killed when the run ends, even a run stopped by a signal that skips
+/// its cleanup.
+pub(crate) fn dies_with_us(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) only, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
 /// What starting one proxy takes: its programs, workers, config files in `dir` and one log
 /// file for all its processes.
 struct Launch<'a> {
@@ -289,7 +302,7 @@ impl<'a> Launch<'a> {
 
     /// Runs `command` with its output in the log.
     fn spawn(&self, mut command: Command) -> crate::Result<Child> {
-        command
+        dies_with_us(&mut command)
             .stdin(Stdio::null())
             .stdout(self.log.try_clone().map_err(|e| e.to_string())?)
             .stderr(self.log.try_clone().map_err(|e| e.to_string())?)

@@ -130,9 +130,9 @@ fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(provider)
 }
 
-/// The process's session-ticket keys, shared by every terminating route: AEAD-sealed
-/// tickets, keys rotated by rustls every 6 hours (a ticket outlives its key by at most one
-/// rotation). A resumed TLS 1.3 handshake still runs a fresh key exchange (psk_dhe_ke):
+/// The process's session-ticket keys, shared by every terminating route: tickets encrypted
+/// and authenticated (AES-256, HMAC-SHA256), keys rotated by rustls every 6 hours (the
+/// previous key still opens tickets for one more period). A resumed TLS 1.3 handshake still runs a fresh key exchange (psk_dhe_ke):
 /// a stolen ticket key does not open recorded traffic.
 fn ticketer() -> Arc<dyn rustls::server::ProducesTickets> {
     static TICKETER: std::sync::OnceLock<Arc<dyn rustls::server::ProducesTickets>> =
