@@ -128,11 +128,12 @@ impl Rounds<'_> {
         self.ping_pong_sixteen_connections(results);
         self.throughput(results);
         self.connection_rate(results);
+        self.inspected_connection_rate(results);
         self.idle_memory(results)
     }
 
     fn ping_pong_one_connection(&self, results: &mut Results) {
-        for target in self.targets {
+        for target in self.relaying_anything() {
             let case = PingPong {
                 connections: 1,
                 size: 100,
@@ -148,7 +149,7 @@ impl Rounds<'_> {
     }
 
     fn ping_pong_sixteen_connections(&self, results: &mut Results) {
-        for target in self.targets {
+        for target in self.relaying_anything() {
             let case = PingPong {
                 connections: 16,
                 size: 100,
@@ -166,7 +167,7 @@ impl Rounds<'_> {
         for (streams, metric) in [(1, Metric::Throughput1), (4, Metric::Throughput4)] {
             // Bulk TLS is the cipher's work, alike everywhere: the TLS targets are here for
             // handshakes, latency and memory.
-            for target in self.targets.iter().filter(|t| !t.kind.tls()) {
+            for target in self.relaying_anything().filter(|t| !t.kind.tls()) {
                 let case = Throughput {
                     streams,
                     duration: self.options.case_duration,
@@ -189,7 +190,7 @@ impl Rounds<'_> {
     /// New connections/s; on a TLS target each a full handshake, then again each resuming
     /// a session.
     fn connection_rate(&self, results: &mut Results) {
-        for target in self.targets {
+        for target in self.relaying_anything() {
             let case = ConnectionRate {
                 concurrency: 16,
                 duration: self.options.case_duration,
@@ -214,10 +215,49 @@ impl Rounds<'_> {
         }
     }
 
+    /// The targets that relay whatever the client sends (not the FIX and MQ ones, which
+    /// need their protocol's first message).
+    fn relaying_anything(&self) -> impl Iterator<Item = &Proxy> {
+        self.targets
+            .iter()
+            .filter(|t| t.kind.first_message().is_none())
+    }
+
+    /// New connections that open with a FIX Logon or an MQ initial segment: through the
+    /// inspecting listener, and through the plain route with the same bytes.
+    fn inspected_connection_rate(&self, results: &mut Results) {
+        let inspected = [
+            (Kind::CausewayFix, Metric::FixRate, Metric::FixFirstAnswer),
+            (Kind::CausewayMq, Metric::MqRate, Metric::MqFirstAnswer),
+        ];
+        for (kind, rate, first_answer) in inspected {
+            let Some(message) = kind.first_message() else {
+                continue;
+            };
+            let runs_on = |t: &&Proxy| t.kind == kind || t.kind == Kind::Causeway;
+            if !self.targets.iter().any(|t| t.kind == kind) {
+                continue;
+            }
+            for target in self.targets.iter().filter(runs_on) {
+                let case = ConnectionRate {
+                    concurrency: 16,
+                    duration: self.options.case_duration,
+                };
+                let mut client = target.target(false);
+                client.first_message = Some(message.clone().into());
+                let outcome = self.client.block_on(case.run(&client));
+                if let Some(r) = results.record(target.kind, rate.label(), outcome) {
+                    results.add(rate, target.kind, r.per_second);
+                    results.add(first_answer, target.kind, r.first_answer_p50_us);
+                }
+            }
+        }
+    }
+
     /// Memory on a fresh instance each round: proxies keep pools after a first hold
     /// (HAProxy, Envoy), so a second hold on the same process would read as free.
     fn idle_memory(&self, results: &mut Results) -> crate::Result<()> {
-        for target in self.targets {
+        for target in self.relaying_anything() {
             let fresh = start_target(target.kind, self.options, self.backend, self.dir)?;
             self.idle_hold(&fresh, results);
         }

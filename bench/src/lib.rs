@@ -2,6 +2,7 @@
 //! backend, or the backend itself for the direct baseline) and checks the answers.
 
 pub mod compare;
+pub mod first_messages;
 pub mod modes;
 pub mod proxies;
 pub mod report;

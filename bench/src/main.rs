@@ -57,6 +57,10 @@ enum Cmd {
         /// ...or one that resumes a session.
         #[arg(long, requires = "tls")]
         resume: bool,
+        /// Open each connection with a FIX Logon (`fix`) or an MQ initial segment (`mq`)
+        /// instead of 16 bytes, for an inspecting listener.
+        #[arg(long, value_parser = ["fix", "mq"])]
+        first_message: Option<String>,
     },
     /// Open N connections, check they echo, hold them idle, check again.
     IdleHold {
@@ -95,7 +99,7 @@ struct CompareArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,causeway,haproxy,nginx,envoy,causeway-tunnel,envoy-tunnel,causeway-tls,haproxy-tls,nginx-tls,envoy-tls"
+        default_value = "direct,causeway,haproxy,nginx,envoy,causeway-tunnel,envoy-tunnel,causeway-tls,haproxy-tls,nginx-tls,envoy-tls,causeway-fix,causeway-mq"
     )]
     only: Vec<String>,
     #[arg(long, default_value = "/usr/sbin/haproxy")]
@@ -170,8 +174,13 @@ fn run(command: Cmd) -> bench::Result<()> {
             seconds,
             tls,
             resume,
+            first_message,
         } => {
-            let target = target_of(target, tls, resume);
+            let mut target = target_of(target, tls, resume);
+            target.first_message = first_message.map(|m| match m.as_str() {
+                "fix" => bench::first_messages::fix_logon().into(),
+                _ => bench::first_messages::mq_initial().into(),
+            });
             let case = ConnectionRate {
                 concurrency,
                 duration: secs(seconds),
@@ -203,6 +212,7 @@ fn target_of(address: SocketAddr, tls: bool, resume: bool) -> Target {
     Target {
         address,
         tls: tls.then(|| bench::tls::Client::new(resume)),
+        first_message: None,
     }
 }
 

@@ -20,6 +20,12 @@ pub enum Metric {
     ResumedRate,
     /// TLS targets: the share of those handshakes that did resume, in %.
     ResumedShare,
+    /// New connections opening with a FIX Logon / an MQ initial segment: per second, and
+    /// the median time from connect to its echo (through the venue, the echo backend).
+    FixRate,
+    FixFirstAnswer,
+    MqRate,
+    MqFirstAnswer,
     IdleBytesPerConnection,
     FreshRss,
 }
@@ -38,6 +44,10 @@ impl Metric {
             Metric::ConnectionRate => "new connections/s (16 at once; TLS: full handshakes)",
             Metric::ResumedRate => "TLS resumed handshakes/s (16 at once)",
             Metric::ResumedShare => "TLS: % of those that resumed",
+            Metric::FixRate => "FIX Logon connections/s (16 at once)",
+            Metric::FixFirstAnswer => "FIX: connect → Logon echoed by the venue, p50 µs",
+            Metric::MqRate => "MQ initial-segment connections/s (16 at once)",
+            Metric::MqFirstAnswer => "MQ: connect → segment echoed by the server, p50 µs",
             Metric::IdleBytesPerConnection => "memory per idle connection: bytes",
             Metric::FreshRss => "memory at start: RSS MiB",
         }
@@ -50,10 +60,12 @@ impl Metric {
                 | Metric::Throughput4
                 | Metric::ConnectionRate
                 | Metric::ResumedRate
+                | Metric::FixRate
+                | Metric::MqRate
         )
     }
 
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 17] = [
         Metric::PingPong1P50,
         Metric::PingPong1P99,
         Metric::PingPong1P999,
@@ -65,6 +77,10 @@ impl Metric {
         Metric::ConnectionRate,
         Metric::ResumedRate,
         Metric::ResumedShare,
+        Metric::FixRate,
+        Metric::FixFirstAnswer,
+        Metric::MqRate,
+        Metric::MqFirstAnswer,
         Metric::IdleBytesPerConnection,
         Metric::FreshRss,
     ];

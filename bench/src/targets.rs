@@ -75,6 +75,19 @@ pub fn verdicts(results: &Results) -> Vec<String> {
             true,
         );
     }
+    for (kind, rate, first) in [
+        (Kind::CausewayFix, Metric::FixRate, Metric::FixFirstAnswer),
+        (Kind::CausewayMq, Metric::MqRate, Metric::MqFirstAnswer),
+    ] {
+        let plain = |metric| m(metric, Kind::Causeway);
+        let what = format!("{}: connections/s ≥ 0.9× the plain route's", kind.name());
+        check(&what, m(rate, kind), plain(rate).map(|p| 0.9 * p), false);
+        let what = format!(
+            "{}: connect → echo p50 µs ≤ 1.1× the plain route's",
+            kind.name()
+        );
+        check(&what, m(first, kind), plain(first).map(|p| 1.1 * p), true);
+    }
     let tunnel = |metric| m(metric, Kind::EnvoyTunnel);
     check(
         "tunnel p50 µs ≤ 0.8× Envoy→Envoy",

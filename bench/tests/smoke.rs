@@ -92,8 +92,8 @@ async fn the_tls_modes_handshake_resume_and_echo() {
         for resume in [false, true] {
             let client = bench::tls::Client::new(resume);
             let target = Target {
-                address,
                 tls: Some(client.clone()),
+                ..Target::plain(address)
             };
             let case = ConnectionRate {
                 concurrency: 4,
@@ -109,8 +109,8 @@ async fn the_tls_modes_handshake_resume_and_echo() {
             }
         }
         let target = &Target {
-            address,
             tls: Some(bench::tls::Client::new(false)),
+            ..Target::plain(address)
         };
         let p = PingPong {
             connections: 2,
@@ -125,6 +125,33 @@ async fn the_tls_modes_handshake_resume_and_echo() {
         };
         let held = hold.run(target, || async { 0 }).await.unwrap();
         assert_eq!(held.connections, 50);
+    })
+    .await
+}
+
+/// New connections through FIX and MQ inspecting listeners: the first message routes, the
+/// echo comes back whole, and its round trip is timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_through_inspecting_listeners_route_and_echo() {
+    use bench::first_messages::{CHANNEL, VENUE, fix_logon, mq_initial};
+    bounded(async {
+        let echo = Backend::silent_echo().await;
+        let gw = TestGateway::start(&format!(
+            "listeners:\n  - name: fix\n    address: 127.0.0.1:0\n    protocol: fix\n    routes: [{{ match: {{ fix: {{ target_comp_id: [{VENUE}] }} }}, cluster: echo }}]\n  - name: mq\n    address: 127.0.0.1:0\n    protocol: mq\n    routes: [{{ match: {{ mq: {{ channel: [{CHANNEL}] }} }}, cluster: echo }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{}\" }}] }}\n",
+            echo.address
+        ));
+        for (listener, message) in [("fix", fix_logon()), ("mq", mq_initial())] {
+            let target = Target {
+                first_message: Some(message.into()),
+                ..Target::plain(gw.address(listener))
+            };
+            let case = ConnectionRate {
+                concurrency: 4,
+                duration: Duration::from_millis(300),
+            };
+            let r = case.run(&target).await.unwrap();
+            assert!(r.connections > 8 && r.first_answer_p50_us > 0.0, "{r:?}");
+        }
     })
     .await
 }

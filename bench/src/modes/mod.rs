@@ -19,16 +19,22 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// Where a mode connects, and how: plain TCP, or TLS 1.3 through `tls`.
+/// Where a mode connects, and how: plain TCP, or TLS 1.3 through `tls`; what a new
+/// connection says first when the target must read it to route (connection rate).
 #[derive(Clone)]
 pub struct Target {
     pub address: SocketAddr,
     pub tls: Option<crate::tls::Client>,
+    pub first_message: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Target {
     pub fn plain(address: SocketAddr) -> Target {
-        Target { address, tls: None }
+        Target {
+            address,
+            tls: None,
+            first_message: None,
+        }
     }
 
     /// The target as one more client sees it: a TLS client gets a session store of its own.
@@ -36,6 +42,7 @@ impl Target {
         Target {
             address: self.address,
             tls: self.tls.as_ref().map(|c| c.another()),
+            first_message: self.first_message.clone(),
         }
     }
 }

@@ -37,6 +37,10 @@ pub enum Kind {
     HaProxyTls,
     NginxTls,
     EnvoyTls,
+    /// Causeway inspecting FIX (routing on the Logon's TargetCompID) and IBM MQ (on the
+    /// channel of the first segment): new connections only, against the plain route.
+    CausewayFix,
+    CausewayMq,
 }
 
 impl Kind {
@@ -56,6 +60,17 @@ impl Kind {
             Kind::HaProxyTls => "haproxy-tls",
             Kind::NginxTls => "nginx-tls",
             Kind::EnvoyTls => "envoy-tls",
+            Kind::CausewayFix => "causeway-fix",
+            Kind::CausewayMq => "causeway-mq",
+        }
+    }
+
+    /// What its clients say first, which it reads to route (None: anything goes).
+    pub fn first_message(self) -> Option<Vec<u8>> {
+        match self {
+            Kind::CausewayFix => Some(crate::first_messages::fix_logon()),
+            Kind::CausewayMq => Some(crate::first_messages::mq_initial()),
+            _ => None,
         }
     }
 
@@ -76,7 +91,7 @@ impl Kind {
         ]
     }
 
-    pub fn all() -> [Kind; 11] {
+    pub fn all() -> [Kind; 13] {
         [
             Kind::Direct,
             Kind::Causeway,
@@ -89,6 +104,8 @@ impl Kind {
             Kind::HaProxyTls,
             Kind::NginxTls,
             Kind::EnvoyTls,
+            Kind::CausewayFix,
+            Kind::CausewayMq,
         ]
     }
 }
@@ -160,6 +177,8 @@ impl Proxy {
             Kind::HaProxyTls => launch.haproxy_tls(address, backend)?,
             Kind::NginxTls => launch.nginx_tls(address, backend)?,
             Kind::EnvoyTls => launch.envoy_tls(port, backend)?,
+            Kind::CausewayFix => launch.causeway_inspecting(address, backend, "fix")?,
+            Kind::CausewayMq => launch.causeway_inspecting(address, backend, "mq")?,
         };
         children.push(launch.spawn(command)?);
         let proxy = Proxy {
@@ -177,6 +196,7 @@ impl Proxy {
         crate::modes::Target {
             address: self.address,
             tls: self.kind.tls().then(|| crate::tls::Client::new(resume)),
+            first_message: self.kind.first_message().map(Into::into),
         }
     }
 
@@ -203,17 +223,15 @@ impl Proxy {
 
     async fn echoes_once(&self) -> crate::Result<()> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let message = self.kind.first_message().unwrap_or(b"ready?".to_vec());
         let attempt = async {
             let mut conn = crate::modes::open(&self.target(false)).await?;
-            conn.write_all(b"ready?").await.map_err(|e| e.to_string())?;
-            let mut answer = [0u8; 6];
-            conn.read_exact(&mut answer)
-                .await
-                .map_err(|e| e.to_string())?;
-            if answer == *b"ready?" {
-                Ok(())
-            } else {
-                Err("wrong echo".to_string())
+            conn.write_all(&message).await.map_err(|e| e.to_string())?;
+            let mut answer = vec![0u8; message.len()];
+            (conn.read_exact(&mut answer).await).map_err(|e| e.to_string())?;
+            match answer == message {
+                true => Ok(()),
+                false => Err("wrong echo".to_string()),
             }
         };
         tokio::time::timeout(Duration::from_secs(2), attempt)
@@ -347,6 +365,27 @@ impl<'a> Launch<'a> {
             &format!("{}.yaml", self.kind.name()),
             format!(
                 "{extra}listeners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
+            ),
+        )
+    }
+
+    /// Causeway with a `protocol` (fix or mq) listener routing the bench's first message
+    /// ([`crate::first_messages`]) to the backend.
+    fn causeway_inspecting(
+        &self,
+        address: SocketAddr,
+        backend: SocketAddr,
+        protocol: &str,
+    ) -> crate::Result<Command> {
+        use crate::first_messages::{CHANNEL, VENUE};
+        let matching = match protocol {
+            "fix" => format!("{{ fix: {{ target_comp_id: [{VENUE}] }} }}"),
+            _ => format!("{{ mq: {{ channel: [{CHANNEL}] }} }}"),
+        };
+        self.causeway(
+            &format!("{}.yaml", self.kind.name()),
+            format!(
+                "listeners:\n  - name: bench\n    address: {address}\n    protocol: {protocol}\n    connection_limit: 1000000\n    routes: [{{ match: {matching}, cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
             ),
         )
     }
@@ -496,7 +535,9 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         | Kind::CausewayTraced
         | Kind::CausewayTracedSampled
         | Kind::CausewaySplice
-        | Kind::CausewayTls => (&bins.causeway, &["--version"]),
+        | Kind::CausewayTls
+        | Kind::CausewayFix
+        | Kind::CausewayMq => (&bins.causeway, &["--version"]),
         Kind::HaProxy | Kind::HaProxyTls => (&bins.haproxy, &["-v"]),
         Kind::Nginx | Kind::NginxTls => (&bins.nginx, &["-v"]),
         Kind::Envoy | Kind::EnvoyTunnel | Kind::EnvoyTls => (&bins.envoy, &["--version"]),
