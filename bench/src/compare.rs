@@ -164,10 +164,17 @@ impl Rounds<'_> {
     }
 
     fn throughput(&self, results: &mut Results) {
-        for (streams, metric) in [(1, Metric::Throughput1), (4, Metric::Throughput4)] {
+        let cases = [
+            (1, Metric::Throughput1),
+            (4, Metric::Throughput4),
+            (100, Metric::Throughput100),
+        ];
+        for (streams, metric) in cases {
             // Bulk TLS is the cipher's work, alike everywhere: the TLS targets are here for
-            // handshakes, latency and memory.
-            for target in self.relaying_anything().filter(|t| !t.kind.tls()) {
+            // handshakes, latency and memory. 100 streams: how a tunnel shares its
+            // connection (issue 20's tunnel row), for the tunnel targets.
+            let runs_on = |t: &&Proxy| !t.kind.tls() && (streams < 100 || t.kind.tunnel());
+            for target in self.relaying_anything().filter(runs_on) {
                 let case = Throughput {
                     streams,
                     duration: self.options.case_duration,

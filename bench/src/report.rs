@@ -14,6 +14,8 @@ pub enum Metric {
     PingPong16P99,
     Throughput1,
     Throughput4,
+    /// Tunnel targets: 100 streams at once over the edge's pooled connection.
+    Throughput100,
     CpuPerGib,
     ConnectionRate,
     /// TLS targets: new connections/s, each resuming a session.
@@ -40,6 +42,7 @@ impl Metric {
             Metric::PingPong16P99 => "ping-pong, 16 conns, 100 B: p99 µs",
             Metric::Throughput1 => "throughput, 1 stream: MiB/s",
             Metric::Throughput4 => "throughput, 4 streams: MiB/s",
+            Metric::Throughput100 => "throughput, 100 streams (tunnels): MiB/s",
             Metric::CpuPerGib => "throughput, 1 stream: CPU s per GiB echoed",
             Metric::ConnectionRate => "new connections/s (16 at once; TLS: full handshakes)",
             Metric::ResumedRate => "TLS resumed handshakes/s (16 at once)",
@@ -58,6 +61,7 @@ impl Metric {
             self,
             Metric::Throughput1
                 | Metric::Throughput4
+                | Metric::Throughput100
                 | Metric::ConnectionRate
                 | Metric::ResumedRate
                 | Metric::FixRate
@@ -65,7 +69,7 @@ impl Metric {
         )
     }
 
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 18] = [
         Metric::PingPong1P50,
         Metric::PingPong1P99,
         Metric::PingPong1P999,
@@ -73,6 +77,7 @@ impl Metric {
         Metric::PingPong16P99,
         Metric::Throughput1,
         Metric::Throughput4,
+        Metric::Throughput100,
         Metric::CpuPerGib,
         Metric::ConnectionRate,
         Metric::ResumedRate,
@@ -200,6 +205,10 @@ fn write_header(out: &mut String, ctx: &Context) {
          Idle hold: {} connections, on a freshly started instance of each proxy every round.",
         ctx.workers, ctx.rounds, ctx.case_seconds, ctx.idle_connections
     );
+    if !ctx.kinds.iter().any(|k| k.tls()) {
+        let _ = writeln!(out);
+        return;
+    }
     let _ = writeln!(
         out,
         "- TLS targets (`*-tls`): TLS 1.3 terminated, the plaintext to the backend; one ECDSA \

@@ -101,5 +101,11 @@ pub fn verdicts(results: &Results) -> Vec<String> {
         tunnel(Metric::Throughput1).map(|p| 1.2 * p),
         false,
     );
+    check(
+        "tunnel 100 streams MiB/s ≥ 1.2× Envoy→Envoy",
+        m(Metric::Throughput100, Kind::CausewayTunnel),
+        tunnel(Metric::Throughput100).map(|p| 1.2 * p),
+        false,
+    );
     lines
 }

@@ -65,6 +65,11 @@ impl Kind {
         }
     }
 
+    /// Edge → HTTP/2 CONNECT tunnel → terminator.
+    pub fn tunnel(self) -> bool {
+        matches!(self, Kind::CausewayTunnel | Kind::EnvoyTunnel)
+    }
+
     /// What its clients say first, which it reads to route (None: anything goes).
     pub fn first_message(self) -> Option<Vec<u8>> {
         match self {
