@@ -208,13 +208,12 @@ impl Proxy {
     /// Waits until a connection through the proxy echoes.
     fn wait_ready(&self, dir: &Path) -> crate::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
         loop {
-            let attempt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?
-                .block_on(self.echoes_once());
-            if attempt.is_ok() {
+            if runtime.block_on(self.echoes_once()).is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
