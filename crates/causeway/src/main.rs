@@ -1,5 +1,6 @@
 //! `causeway`: run, validate, demo.
 
+mod allocator;
 mod demo;
 mod logging;
 mod process_metrics;
@@ -147,6 +148,7 @@ fn admin_token_readable(config: &config::Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     logging::init(&cli.log, cli.log_format);
     match cli.command {
