@@ -168,8 +168,13 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
     if tls.contains(&Kind::CausewayTls) {
         write_ratios(&mut out, results, Kind::CausewayTls, &tls);
     }
-    if ctx.kinds.contains(&Kind::CausewayTunnel) && ctx.kinds.contains(&Kind::EnvoyTunnel) {
-        write_tunnel_ratios(&mut out, results);
+    for (ours, envoy) in [
+        (Kind::CausewayTunnel, Kind::EnvoyTunnel),
+        (Kind::CausewayTunnelMtls, Kind::EnvoyTunnelMtls),
+    ] {
+        if ctx.kinds.contains(&ours) && ctx.kinds.contains(&envoy) {
+            write_tunnel_ratios(&mut out, results, ours, envoy);
+        }
     }
     let direct = results.median(Metric::PingPong1P50, Kind::Direct);
     if let Some(direct) = direct {
@@ -280,18 +285,21 @@ fn write_ratios(out: &mut String, results: &Results, ours: Kind, proxies: &[Kind
 }
 
 /// Envoy's tunnel topology over Causeway's, metric by metric.
-fn write_tunnel_ratios(out: &mut String, results: &Results) {
+fn write_tunnel_ratios(out: &mut String, results: &Results, ours: Kind, envoy: Kind) {
+    let between = match ours {
+        Kind::CausewayTunnelMtls => "mutual TLS 1.3, ALPN h2",
+        _ => "plaintext, h2c",
+    };
     let _ = write!(
         out,
-        "\n## Tunnels: Envoy's median / Causeway's, same topology\n\n\
-         Edge → HTTP/2 CONNECT tunnel (plaintext) → terminator → backend, both ends the same \
-         program. Above 1 means Envoy has more of the figure.\n\n| case | envoy-tunnel / causeway-tunnel |\n|---|---:|\n"
+        "\n## Tunnels ({between}): Envoy's median / Causeway's, same topology\n\n\
+         Edge → HTTP/2 CONNECT tunnel ({between}) → terminator → backend, both ends the same \
+         program. Above 1 means Envoy has more of the figure.\n\n| case | {} / {} |\n|---|---:|\n",
+        envoy.name(),
+        ours.name()
     );
     for metric in Metric::ALL {
-        let ratio = ratio(
-            results.median(metric, Kind::EnvoyTunnel),
-            results.median(metric, Kind::CausewayTunnel),
-        );
+        let ratio = ratio(results.median(metric, envoy), results.median(metric, ours));
         let _ = writeln!(out, "| {} | {ratio} |", metric.label());
     }
 }

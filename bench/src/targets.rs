@@ -88,24 +88,35 @@ pub fn verdicts(results: &Results) -> Vec<String> {
         );
         check(&what, m(first, kind), plain(first).map(|p| 1.1 * p), true);
     }
-    let tunnel = |metric| m(metric, Kind::EnvoyTunnel);
-    check(
-        "tunnel p50 µs ≤ 0.8× Envoy→Envoy",
-        m(Metric::PingPong1P50, Kind::CausewayTunnel),
-        tunnel(Metric::PingPong1P50).map(|p| 0.8 * p),
-        true,
-    );
-    check(
-        "tunnel single-stream MiB/s ≥ 1.2× Envoy→Envoy",
-        m(Metric::Throughput1, Kind::CausewayTunnel),
-        tunnel(Metric::Throughput1).map(|p| 1.2 * p),
-        false,
-    );
-    check(
-        "tunnel 100 streams MiB/s ≥ 1.2× Envoy→Envoy",
-        m(Metric::Throughput100, Kind::CausewayTunnel),
-        tunnel(Metric::Throughput100).map(|p| 1.2 * p),
-        false,
-    );
+    let tunnels = [
+        (Kind::CausewayTunnel, Kind::EnvoyTunnel, "h2c"),
+        (
+            Kind::CausewayTunnelMtls,
+            Kind::EnvoyTunnelMtls,
+            "h2 over mTLS",
+        ),
+    ];
+    for (ours, envoy, between) in tunnels {
+        let theirs = |metric| m(metric, envoy);
+        for (metric, what, factor, at_most) in [
+            (Metric::PingPong1P50, "p50 µs ≤ 0.8×", 0.8, true),
+            (
+                Metric::Throughput1,
+                "single-stream MiB/s ≥ 1.2×",
+                1.2,
+                false,
+            ),
+            (
+                Metric::Throughput100,
+                "100 streams MiB/s ≥ 1.2×",
+                1.2,
+                false,
+            ),
+        ] {
+            let what = format!("tunnel ({between}) {what} Envoy→Envoy");
+            let bound = theirs(metric).map(|p| factor * p);
+            check(&what, m(metric, ours), bound, at_most);
+        }
+    }
     lines
 }

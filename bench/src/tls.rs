@@ -27,21 +27,32 @@ pub struct Pki {
     pub key: PathBuf,
     /// Certificate then key in one file (HAProxy's `crt`).
     pub combined: PathBuf,
+    /// The CA that signed it: what the mTLS tunnels' two ends trust.
+    pub ca: PathBuf,
 }
 
 impl Pki {
-    /// A throwaway CA and an ECDSA P-256 server certificate for [`SERVER_NAME`], in `dir`.
+    /// Where [`Pki::write`] puts the files in `dir`.
+    pub fn files(dir: &Path) -> Pki {
+        Pki {
+            cert: dir.join("bench-tls.pem"),
+            key: dir.join("bench-tls-key.pem"),
+            combined: dir.join("bench-tls-combined.pem"),
+            ca: dir.join("bench-ca.pem"),
+        }
+    }
+
+    /// A throwaway CA and an ECDSA P-256 certificate for [`SERVER_NAME`] (good for servers
+    /// and clients: the mTLS tunnels' two ends both present it), in `dir`.
     pub fn write(dir: &Path) -> crate::Result<Pki> {
-        let leaf = testkit::pki::Ca::new("bench CA").server(&[SERVER_NAME]);
-        let (cert, key) = leaf.write(dir, "bench-tls");
-        let combined = dir.join("bench-tls-combined.pem");
-        std::fs::write(&combined, format!("{}{}", leaf.cert_pem, leaf.key_pem))
-            .map_err(|e| format!("{}: {e}", combined.display()))?;
-        Ok(Pki {
-            cert,
-            key,
-            combined,
-        })
+        let authority = testkit::pki::Ca::new("bench CA");
+        authority.write(dir, "bench-ca");
+        let leaf = authority.server(&[SERVER_NAME]);
+        leaf.write(dir, "bench-tls");
+        let pki = Pki::files(dir);
+        std::fs::write(&pki.combined, format!("{}{}", leaf.cert_pem, leaf.key_pem))
+            .map_err(|e| format!("{}: {e}", pki.combined.display()))?;
+        Ok(pki)
     }
 }
 

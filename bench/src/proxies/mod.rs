@@ -4,8 +4,9 @@
 mod envoy;
 mod process;
 mod tls;
+mod tunnel;
 
-use envoy::{ENVOY_CONNECT_TERMINATOR, envoy_config, envoy_tcp_proxy};
+use envoy::envoy_tcp_proxy;
 use process::{cpu_of, rss_of, tree_sum};
 
 use std::net::SocketAddr;
@@ -25,6 +26,9 @@ pub enum Kind {
     CausewayTunnel,
     /// The same topology with two Envoys (tcp_proxy tunneling_config → HCM CONNECT).
     EnvoyTunnel,
+    /// Both tunnel topologies with mutual TLS between the two ends.
+    CausewayTunnelMtls,
+    EnvoyTunnelMtls,
     /// Causeway with tracing on, every connection sampled, spans sent to a collector.
     CausewayTraced,
     /// Causeway with tracing on, 1 % of connections sampled.
@@ -53,6 +57,8 @@ impl Kind {
             Kind::Envoy => "envoy",
             Kind::CausewayTunnel => "causeway-tunnel",
             Kind::EnvoyTunnel => "envoy-tunnel",
+            Kind::CausewayTunnelMtls => "causeway-tunnel-mtls",
+            Kind::EnvoyTunnelMtls => "envoy-tunnel-mtls",
             Kind::CausewayTraced => "causeway-traced",
             Kind::CausewayTracedSampled => "causeway-traced-0.01",
             Kind::CausewaySplice => "causeway-splice",
@@ -67,7 +73,13 @@ impl Kind {
 
     /// Edge → HTTP/2 CONNECT tunnel → terminator.
     pub fn tunnel(self) -> bool {
-        matches!(self, Kind::CausewayTunnel | Kind::EnvoyTunnel)
+        matches!(
+            self,
+            Kind::CausewayTunnel
+                | Kind::EnvoyTunnel
+                | Kind::CausewayTunnelMtls
+                | Kind::EnvoyTunnelMtls
+        )
     }
 
     /// What its clients say first, which it reads to route (None: anything goes).
@@ -96,7 +108,7 @@ impl Kind {
         ]
     }
 
-    pub fn all() -> [Kind; 13] {
+    pub fn all() -> [Kind; 15] {
         [
             Kind::Direct,
             Kind::Causeway,
@@ -105,6 +117,8 @@ impl Kind {
             Kind::Envoy,
             Kind::CausewayTunnel,
             Kind::EnvoyTunnel,
+            Kind::CausewayTunnelMtls,
+            Kind::EnvoyTunnelMtls,
             Kind::CausewayTls,
             Kind::HaProxyTls,
             Kind::NginxTls,
@@ -165,8 +179,14 @@ impl Proxy {
         let (mut children, mut helpers) = (Vec::new(), Vec::new());
         let command = match kind {
             Kind::Direct => return Ok(Proxy::direct(backend)),
-            Kind::CausewayTunnel => launch.causeway_tunnel(address, backend, &mut children)?,
-            Kind::EnvoyTunnel => launch.envoy_tunnel(port, backend, &mut children)?,
+            Kind::CausewayTunnel | Kind::CausewayTunnelMtls => {
+                let mtls = kind == Kind::CausewayTunnelMtls;
+                launch.causeway_tunnel(address, backend, mtls, &mut children)?
+            }
+            Kind::EnvoyTunnel | Kind::EnvoyTunnelMtls => {
+                let mtls = kind == Kind::EnvoyTunnelMtls;
+                launch.envoy_tunnel(port, backend, mtls, &mut children)?
+            }
             Kind::Causeway => launch.causeway_alone(address, backend, "")?,
             Kind::CausewaySplice => {
                 launch.causeway_alone(address, backend, "relay: { splice: true }\n")?
@@ -415,62 +435,6 @@ impl<'a> Launch<'a> {
         )
     }
 
-    /// Starts the terminator (into `children`); the edge's command on `address`.
-    fn causeway_tunnel(
-        &self,
-        address: SocketAddr,
-        backend: SocketAddr,
-        children: &mut Vec<Child>,
-    ) -> crate::Result<Command> {
-        let workers = self.workers;
-        let inside: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        children.push(self.spawn(self.causeway(
-            "causeway-terminator.yaml",
-            format!(
-                "listeners:\n  - name: inside\n    address: {inside}\n    connection_limit: 1000000\n    routes:\n      - connect: {{ allowed_cidrs: [{ip}/32], allowed_ports: [\"{bport}\"], max_concurrent_streams: 100000 }}\n        cluster: echo\n        idle_timeout: 0s\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n",
-                ip = backend.ip(),
-                bport = backend.port()
-            ),
-        )?)?);
-        self.causeway(
-            "causeway-edge.yaml",
-            format!(
-                "listeners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: inside, idle_timeout: 0s }}]\nclusters:\n  - name: inside\n    endpoints: [{{ address: \"{inside}\" }}]\n    tunnel: {{ protocol: http2, authority: \"{backend}\", max_connections: {workers}, max_concurrent_streams: 100000 }}\n"
-            ),
-        )
-    }
-
-    /// Starts the terminator (into `children`); the edge's command on `port`.
-    fn envoy_tunnel(
-        &self,
-        port: u16,
-        backend: SocketAddr,
-        children: &mut Vec<Child>,
-    ) -> crate::Result<Command> {
-        let inside = free_port();
-        children.push(self.spawn(self.envoy(
-            "envoy-terminator.yaml",
-            envoy_config(inside, ENVOY_CONNECT_TERMINATOR, backend, false),
-        )?)?);
-        self.envoy(
-            "envoy-edge.yaml",
-            envoy_config(
-                port,
-                &format!(
-                    r#"      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: next
-          idle_timeout: 0s
-          tunneling_config: {{ hostname: "{backend}" }}"#
-                ),
-                ([127, 0, 0, 1], inside).into(),
-                true,
-            ),
-        )
-    }
-
     fn envoy_alone(&self, port: u16, backend: SocketAddr) -> crate::Result<Command> {
         self.envoy("envoy.yaml", envoy_tcp_proxy(port, backend))
     }
@@ -536,6 +500,7 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         Kind::Direct => return "-".into(),
         Kind::Causeway
         | Kind::CausewayTunnel
+        | Kind::CausewayTunnelMtls
         | Kind::CausewayTraced
         | Kind::CausewayTracedSampled
         | Kind::CausewaySplice
@@ -544,7 +509,9 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         | Kind::CausewayMq => (&bins.causeway, &["--version"]),
         Kind::HaProxy | Kind::HaProxyTls => (&bins.haproxy, &["-v"]),
         Kind::Nginx | Kind::NginxTls => (&bins.nginx, &["-v"]),
-        Kind::Envoy | Kind::EnvoyTunnel | Kind::EnvoyTls => (&bins.envoy, &["--version"]),
+        Kind::Envoy | Kind::EnvoyTunnel | Kind::EnvoyTunnelMtls | Kind::EnvoyTls => {
+            (&bins.envoy, &["--version"])
+        }
     };
     match Command::new(bin).args(args).output() {
         Ok(out) => {

@@ -5,18 +5,9 @@
 
 use super::Launch;
 use super::envoy::envoy_tcp_proxy;
+use crate::tls::Pki;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
-
-/// The files `crate::tls::Pki::write` made in `dir`.
-fn pki_files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    (
-        dir.join("bench-tls.pem"),
-        dir.join("bench-tls-key.pem"),
-        dir.join("bench-tls-combined.pem"),
-    )
-}
 
 impl Launch<'_> {
     pub(super) fn causeway_tls(
@@ -24,7 +15,7 @@ impl Launch<'_> {
         address: SocketAddr,
         backend: SocketAddr,
     ) -> crate::Result<Command> {
-        let (cert, key, _) = pki_files(self.dir);
+        let Pki { cert, key, .. } = Pki::files(self.dir);
         self.causeway(
             "causeway-tls.yaml",
             format!(
@@ -40,7 +31,7 @@ impl Launch<'_> {
         address: SocketAddr,
         backend: SocketAddr,
     ) -> crate::Result<Command> {
-        let (_, _, combined) = pki_files(self.dir);
+        let Pki { combined, .. } = Pki::files(self.dir);
         let options = format!(" ssl crt {} ssl-min-ver TLSv1.3", combined.display());
         self.haproxy_binding(address, backend, &options)
     }
@@ -50,7 +41,7 @@ impl Launch<'_> {
         address: SocketAddr,
         backend: SocketAddr,
     ) -> crate::Result<Command> {
-        let (cert, key, _) = pki_files(self.dir);
+        let Pki { cert, key, .. } = Pki::files(self.dir);
         let directives = format!(
             "    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.3;\n",
             cert.display(),
@@ -60,7 +51,7 @@ impl Launch<'_> {
     }
 
     pub(super) fn envoy_tls(&self, port: u16, backend: SocketAddr) -> crate::Result<Command> {
-        let (cert, key, _) = pki_files(self.dir);
+        let Pki { cert, key, .. } = Pki::files(self.dir);
         let transport = format!(
             r#"    - transport_socket:
         name: envoy.transport_sockets.tls
