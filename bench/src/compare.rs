@@ -1,7 +1,7 @@
 //! The side-by-side run: one backend, every proxy started once, every case run against every
 //! target in turn, round after round; then medians, ratios and memory into a report.
 
-use crate::modes::{ConnectionRate, IdleHold, PingPong, Throughput};
+use crate::modes::{ConnectionRate, IdleHold, PingPong, SftpTransfer, Throughput};
 use crate::proxies::{Binaries, Kind, Proxy};
 use crate::report::{self, Metric, Results};
 use std::io::BufRead;
@@ -129,6 +129,7 @@ impl Rounds<'_> {
         self.throughput(results);
         self.connection_rate(results);
         self.inspected_connection_rate(results);
+        self.sftp(results);
         self.idle_memory(results)
     }
 
@@ -225,9 +226,58 @@ impl Rounds<'_> {
     /// The targets that relay whatever the client sends (not the FIX and MQ ones, which
     /// need their protocol's first message).
     fn relaying_anything(&self) -> impl Iterator<Item = &Proxy> {
-        self.targets
-            .iter()
-            .filter(|t| t.kind.first_message().is_none())
+        self.targets.iter().filter(|t| t.kind.relays_anything())
+    }
+
+    /// A put and a get of the 256 MiB file, direct to the sshd and through the gateway, in
+    /// turn; the ciphers each client negotiated go into the report's notes.
+    fn sftp(&self, results: &mut Results) {
+        use crate::proxies::sftp::{FILE_NAME, USER};
+        let Some(gateway) = self.targets.iter().find(|t| t.kind == Kind::CausewaySftp) else {
+            return;
+        };
+        let Some(origin) = &gateway.sftp else { return };
+        let transfer = |server, key: &Path| SftpTransfer {
+            server,
+            user: USER.into(),
+            key: key.to_path_buf(),
+        };
+        let paths = [
+            (
+                Kind::Direct,
+                transfer(origin.sshd.address, &origin.direct_key),
+            ),
+            (
+                Kind::CausewaySftp,
+                transfer(gateway.address, &origin.gateway_key),
+            ),
+        ];
+        let local = self.dir.join(FILE_NAME);
+        let got = self.dir.join(format!("{FILE_NAME}-got"));
+        for (kind, transfer) in &paths {
+            let outcome = transfer.put(&local, FILE_NAME);
+            if let Some(rate) = results.record(*kind, Metric::SftpPut.label(), outcome) {
+                results.add(Metric::SftpPut, *kind, rate / (1024.0 * 1024.0));
+            }
+        }
+        for (kind, transfer) in &paths {
+            let outcome = transfer.get(FILE_NAME, &got, &local);
+            if let Some(rate) = results.record(*kind, Metric::SftpGet.label(), outcome) {
+                results.add(Metric::SftpGet, *kind, rate / (1024.0 * 1024.0));
+            }
+            if let Ok(cipher) = transfer.cipher() {
+                let leg = match kind {
+                    Kind::Direct => "client → sshd (direct)",
+                    _ => "client → gateway",
+                };
+                results.note(format!("SFTP cipher, {leg}: {cipher}"));
+            }
+        }
+        results.note(
+            "SFTP cipher, gateway → sshd: aes256-gcm@openssh.com (the gateway's first choice \
+             where it is the client; OpenSSH offers it)"
+                .into(),
+        );
     }
 
     /// New connections that open with a FIX Logon or an MQ initial segment: through the

@@ -30,6 +30,9 @@ pub enum Metric {
     MqFirstAnswer,
     IdleBytesPerConnection,
     FreshRss,
+    /// SFTP put and get of one 256 MiB file with OpenSSH's client: MiB/s.
+    SftpPut,
+    SftpGet,
 }
 
 impl Metric {
@@ -53,6 +56,8 @@ impl Metric {
             Metric::MqFirstAnswer => "MQ: connect → segment echoed by the server, p50 µs",
             Metric::IdleBytesPerConnection => "memory per idle connection: bytes",
             Metric::FreshRss => "memory at start: RSS MiB",
+            Metric::SftpPut => "SFTP put, 256 MiB: MiB/s",
+            Metric::SftpGet => "SFTP get, 256 MiB: MiB/s",
         }
     }
 
@@ -66,10 +71,12 @@ impl Metric {
                 | Metric::ResumedRate
                 | Metric::FixRate
                 | Metric::MqRate
+                | Metric::SftpPut
+                | Metric::SftpGet
         )
     }
 
-    pub const ALL: [Metric; 18] = [
+    pub const ALL: [Metric; 20] = [
         Metric::PingPong1P50,
         Metric::PingPong1P99,
         Metric::PingPong1P999,
@@ -88,6 +95,8 @@ impl Metric {
         Metric::MqFirstAnswer,
         Metric::IdleBytesPerConnection,
         Metric::FreshRss,
+        Metric::SftpPut,
+        Metric::SftpGet,
     ];
 }
 
@@ -96,6 +105,8 @@ pub struct Results {
     samples: BTreeMap<(Metric, Kind), Vec<f64>>,
     /// Cases a target failed (its cells stay empty), with the error.
     failures: Vec<String>,
+    /// Facts found while running (the SFTP ciphers), each once.
+    notes: Vec<String>,
 }
 
 impl Results {
@@ -108,6 +119,12 @@ impl Results {
                 self.failures.push(format!("{}: {case}: {e}", kind.name()));
                 None
             }
+        }
+    }
+
+    pub fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
         }
     }
 
@@ -162,7 +179,9 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
         .filter(|k| *k != Kind::Direct)
         .collect();
     write_medians(&mut out, results, ctx);
-    let plain: Vec<Kind> = proxies.iter().copied().filter(|k| !k.tls()).collect();
+    let plain: Vec<Kind> = (proxies.iter().copied())
+        .filter(|k| !k.tls() && k.relays_anything())
+        .collect();
     write_ratios(&mut out, results, Kind::Causeway, &plain);
     let tls: Vec<Kind> = proxies.iter().copied().filter(|k| k.tls()).collect();
     if tls.contains(&Kind::CausewayTls) {
@@ -175,6 +194,9 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
         if ctx.kinds.contains(&ours) && ctx.kinds.contains(&envoy) {
             write_tunnel_ratios(&mut out, results, ours, envoy);
         }
+    }
+    if ctx.kinds.contains(&Kind::CausewaySftp) {
+        write_sftp(&mut out, results);
     }
     let direct = results.median(Metric::PingPong1P50, Kind::Direct);
     if let Some(direct) = direct {
@@ -301,6 +323,36 @@ fn write_tunnel_ratios(out: &mut String, results: &Results, ours: Kind, envoy: K
     for metric in Metric::ALL {
         let ratio = ratio(results.median(metric, envoy), results.median(metric, ours));
         let _ = writeln!(out, "| {} | {ratio} |", metric.label());
+    }
+}
+
+/// SFTP through the gateway against OpenSSH direct, and the ciphers each leg used.
+fn write_sftp(out: &mut String, results: &Results) {
+    let _ = write!(
+        out,
+        "\n## SFTP: through Causeway / direct to the same OpenSSH sshd\n\n\
+         OpenSSH's `sftp` (default algorithms) puts and gets one 256 MiB file; through the \
+         gateway its SSH session is terminated and re-originated to the sshd (audit log on). \
+         Above 1 means faster through the gateway.\n\n| case | direct MiB/s | causeway-sftp MiB/s | ratio |\n|---|---:|---:|---:|\n"
+    );
+    for metric in [Metric::SftpPut, Metric::SftpGet] {
+        let (direct, ours) = (
+            results.median(metric, Kind::Direct),
+            results.median(metric, Kind::CausewaySftp),
+        );
+        let cell = |v: Option<f64>| v.map_or("-".into(), fmt_value);
+        let ratio = ratio(ours, direct);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {ratio} |",
+            metric.label(),
+            cell(direct),
+            cell(ours)
+        );
+    }
+    let _ = writeln!(out);
+    for note in &results.notes {
+        let _ = writeln!(out, "- {note}");
     }
 }
 

@@ -88,6 +88,13 @@ pub fn verdicts(results: &Results) -> Vec<String> {
         );
         check(&what, m(first, kind), plain(first).map(|p| 1.1 * p), true);
     }
+    for (metric, what) in [
+        (Metric::SftpPut, "SFTP put MiB/s ≥ 0.9× direct OpenSSH"),
+        (Metric::SftpGet, "SFTP get MiB/s ≥ 0.9× direct OpenSSH"),
+    ] {
+        let direct = m(metric, Kind::Direct).map(|d| 0.9 * d);
+        check(what, m(metric, Kind::CausewaySftp), direct, false);
+    }
     let tunnels = [
         (Kind::CausewayTunnel, Kind::EnvoyTunnel, "h2c"),
         (

@@ -155,3 +155,35 @@ async fn connections_through_inspecting_listeners_route_and_echo() {
     })
     .await
 }
+
+/// The SFTP case's transfers against a real sshd: a put and a get that come back byte for
+/// byte, a get of different bytes refused, and the cipher read from the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_transfers_put_get_and_check_their_bytes() {
+    bounded(async {
+        let sshd = testkit::ssh::Sshd::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let transfer = bench::modes::SftpTransfer {
+            server: sshd.address,
+            user: "alice".into(),
+            key: testkit::ssh::private_key(dir.path(), "upstream_ed25519"),
+        };
+        let (local, got, other) = (
+            dir.path().join("one"),
+            dir.path().join("got"),
+            dir.path().join("other"),
+        );
+        std::fs::write(&local, vec![7u8; 1 << 20]).unwrap();
+        std::fs::write(&other, vec![8u8; 1 << 20]).unwrap();
+        tokio::task::spawn_blocking(move || {
+            assert!(transfer.put(&local, "one").unwrap() > 0.0);
+            assert!(transfer.get("one", &got, &local).unwrap() > 0.0);
+            let refused = transfer.get("one", &got, &other).unwrap_err();
+            assert!(refused.contains("differs"), "{refused}");
+            assert!(transfer.cipher().unwrap().contains('@'));
+        })
+        .await
+        .unwrap();
+    })
+    .await
+}

@@ -4,11 +4,13 @@
 mod connection_rate;
 mod idle_hold;
 mod ping_pong;
+mod sftp;
 mod throughput;
 
 pub use connection_rate::{ConnectionRate, ConnectionRateResult};
 pub use idle_hold::{IdleHold, IdleHoldResult};
 pub use ping_pong::{PingPong, PingPongResult};
+pub use sftp::SftpTransfer;
 pub use throughput::{Throughput, ThroughputResult};
 
 use std::io;

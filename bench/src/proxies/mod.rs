@@ -2,11 +2,12 @@
 //! timeout, no connection caps), starting and stopping them, and their memory.
 
 mod envoy;
+mod plain;
 mod process;
+pub mod sftp;
 mod tls;
 mod tunnel;
 
-use envoy::envoy_tcp_proxy;
 use process::{cpu_of, rss_of, tree_sum};
 
 use std::net::SocketAddr;
@@ -45,6 +46,9 @@ pub enum Kind {
     /// channel of the first segment): new connections only, against the plain route.
     CausewayFix,
     CausewayMq,
+    /// SFTP: OpenSSH's client through Causeway's SSH listener (terminated, re-originated)
+    /// to an OpenSSH sshd; the direct baseline is the same sshd.
+    CausewaySftp,
 }
 
 impl Kind {
@@ -68,6 +72,7 @@ impl Kind {
             Kind::EnvoyTls => "envoy-tls",
             Kind::CausewayFix => "causeway-fix",
             Kind::CausewayMq => "causeway-mq",
+            Kind::CausewaySftp => "causeway-sftp",
         }
     }
 
@@ -91,6 +96,11 @@ impl Kind {
         }
     }
 
+    /// Relays whatever bytes its clients send (the echo cases run on it).
+    pub fn relays_anything(self) -> bool {
+        self.first_message().is_none() && self != Kind::CausewaySftp
+    }
+
     /// Clients speak TLS 1.3 to it.
     pub fn tls(self) -> bool {
         matches!(
@@ -108,7 +118,7 @@ impl Kind {
         ]
     }
 
-    pub fn all() -> [Kind; 15] {
+    pub fn all() -> [Kind; 16] {
         [
             Kind::Direct,
             Kind::Causeway,
@@ -125,6 +135,7 @@ impl Kind {
             Kind::EnvoyTls,
             Kind::CausewayFix,
             Kind::CausewayMq,
+            Kind::CausewaySftp,
         ]
     }
 }
@@ -146,6 +157,8 @@ pub struct Proxy {
     children: Vec<Child>,
     /// Processes beside it whose memory is not the proxy's (a trace collector).
     helpers: Vec<Child>,
+    /// The SFTP server behind `causeway-sftp`.
+    pub sftp: Option<sftp::SftpOrigin>,
 }
 
 fn free_port() -> u16 {
@@ -162,6 +175,7 @@ impl Proxy {
             address: backend,
             children: Vec::new(),
             helpers: Vec::new(),
+            sftp: None,
         }
     }
 
@@ -176,7 +190,7 @@ impl Proxy {
         let port = free_port();
         let address: SocketAddr = ([127, 0, 0, 1], port).into();
         let launch = Launch::new(kind, bins, workers, dir)?;
-        let (mut children, mut helpers) = (Vec::new(), Vec::new());
+        let (mut children, mut helpers, mut sftp) = (Vec::new(), Vec::new(), None);
         let command = match kind {
             Kind::Direct => return Ok(Proxy::direct(backend)),
             Kind::CausewayTunnel | Kind::CausewayTunnelMtls => {
@@ -204,6 +218,12 @@ impl Proxy {
             Kind::EnvoyTls => launch.envoy_tls(port, backend)?,
             Kind::CausewayFix => launch.causeway_inspecting(address, backend, "fix")?,
             Kind::CausewayMq => launch.causeway_inspecting(address, backend, "mq")?,
+            Kind::CausewaySftp => {
+                let origin = sftp::SftpOrigin::start(dir)?;
+                let command = launch.causeway_sftp(address, &origin)?;
+                sftp = Some(origin);
+                command
+            }
         };
         children.push(launch.spawn(command)?);
         let proxy = Proxy {
@@ -211,6 +231,7 @@ impl Proxy {
             address,
             children,
             helpers,
+            sftp,
         };
         proxy.wait_ready(dir)?;
         Ok(proxy)
@@ -247,6 +268,9 @@ impl Proxy {
 
     async fn echoes_once(&self) -> crate::Result<()> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if self.kind == Kind::CausewaySftp {
+            return self.greets_in_ssh().await;
+        }
         let message = self.kind.first_message().unwrap_or(b"ready?".to_vec());
         let attempt = async {
             let mut conn = crate::modes::open(&self.target(false)).await?;
@@ -261,6 +285,24 @@ impl Proxy {
         tokio::time::timeout(Duration::from_secs(2), attempt)
             .await
             .map_err(|_| "no answer".to_string())?
+    }
+
+    /// An SSH server's first words: its version line.
+    async fn greets_in_ssh(&self) -> crate::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let attempt = async {
+            let mut conn =
+                (tokio::net::TcpStream::connect(self.address).await).map_err(|e| e.to_string())?;
+            let mut greeting = [0u8; 8];
+            (conn.read_exact(&mut greeting).await).map_err(|e| e.to_string())?;
+            match &greeting == b"SSH-2.0-" {
+                true => Ok(()),
+                false => Err("not an SSH server".to_string()),
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(2), attempt)
+            .await
+            .map_err(|_| "no greeting".to_string())?
     }
 
     /// Resident memory of the proxy and its child processes (nginx workers), in KiB.
@@ -377,121 +419,6 @@ impl<'a> Launch<'a> {
             .args(["--disable-hot-restart", "-l", "warning"]);
         Ok(c)
     }
-
-    /// Like the rivals here, no per-connection log lines (`--log warn`).
-    fn causeway_alone(
-        &self,
-        address: SocketAddr,
-        backend: SocketAddr,
-        extra: &str,
-    ) -> crate::Result<Command> {
-        self.causeway(
-            &format!("{}.yaml", self.kind.name()),
-            format!(
-                "{extra}listeners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
-            ),
-        )
-    }
-
-    /// Causeway with a `protocol` (fix or mq) listener routing the bench's first message
-    /// ([`crate::first_messages`]) to the backend.
-    fn causeway_inspecting(
-        &self,
-        address: SocketAddr,
-        backend: SocketAddr,
-        protocol: &str,
-    ) -> crate::Result<Command> {
-        use crate::first_messages::{CHANNEL, VENUE};
-        let matching = match protocol {
-            "fix" => format!("{{ fix: {{ target_comp_id: [{VENUE}] }} }}"),
-            _ => format!("{{ mq: {{ channel: [{CHANNEL}] }} }}"),
-        };
-        self.causeway(
-            &format!("{}.yaml", self.kind.name()),
-            format!(
-                "listeners:\n  - name: bench\n    address: {address}\n    protocol: {protocol}\n    connection_limit: 1000000\n    routes: [{{ match: {matching}, cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
-            ),
-        )
-    }
-
-    /// [`Self::causeway_alone`] with tracing on, sampling `ratio` of the connections, its
-    /// spans exported over OTLP/gRPC to `causeway trace-receiver --quiet` (into `helpers`).
-    fn causeway_traced(
-        &self,
-        address: SocketAddr,
-        backend: SocketAddr,
-        ratio: f64,
-        helpers: &mut Vec<Child>,
-    ) -> crate::Result<Command> {
-        let collector: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let mut receiver = Command::new(&self.bins.causeway);
-        receiver.args(["trace-receiver", &collector.to_string(), "--quiet"]);
-        helpers.push(self.spawn(receiver)?);
-        self.causeway(
-            "causeway-traced.yaml",
-            format!(
-                "tracing: {{ endpoint: \"http://{collector}\", sampler: {{ ratio: {ratio} }} }}\nlisteners:\n  - name: bench\n    address: {address}\n    connection_limit: 1000000\n    routes: [{{ cluster: echo, idle_timeout: 0s }}]\nclusters:\n  - {{ name: echo, endpoints: [{{ address: \"{backend}\" }}] }}\n"
-            ),
-        )
-    }
-
-    fn envoy_alone(&self, port: u16, backend: SocketAddr) -> crate::Result<Command> {
-        self.envoy("envoy.yaml", envoy_tcp_proxy(port, backend))
-    }
-
-    fn haproxy(&self, address: SocketAddr, backend: SocketAddr) -> crate::Result<Command> {
-        self.haproxy_binding(address, backend, "")
-    }
-
-    /// HAProxy with `bind_options` after its `bind ADDRESS`.
-    fn haproxy_binding(
-        &self,
-        address: SocketAddr,
-        backend: SocketAddr,
-        bind_options: &str,
-    ) -> crate::Result<Command> {
-        let workers = self.workers;
-        let config = self.file(
-            "haproxy.cfg",
-            format!(
-                "global\n  nbthread {workers}\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 24h\n  timeout server 24h\nlisten bench\n  bind {address}{bind_options}\n  server echo {backend}\n"
-            ),
-        )?;
-        let mut c = Command::new(&self.bins.haproxy);
-        c.arg("-db").arg("-f").arg(config);
-        Ok(c)
-    }
-
-    fn nginx(&self, address: SocketAddr, backend: SocketAddr) -> crate::Result<Command> {
-        self.nginx_serving(address, backend, "", "")
-    }
-
-    /// nginx with `listen_options` after its `listen ADDRESS` and `directives` in the server.
-    fn nginx_serving(
-        &self,
-        address: SocketAddr,
-        backend: SocketAddr,
-        listen_options: &str,
-        directives: &str,
-    ) -> crate::Result<Command> {
-        let (workers, dir) = (self.workers, self.dir);
-        let config = self.file(
-            "nginx.conf",
-            format!(
-                "load_module {module};\nworker_processes {workers};\nworker_rlimit_nofile 20000;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log warn;\nevents {{ worker_connections 19000; }}\nstream {{\n  server {{\n    listen {address}{listen_options};\n{directives}    proxy_pass {backend};\n    proxy_timeout 24h;\n    proxy_half_close on;\n  }}\n}}\n",
-                module = self.bins.nginx_stream_module.display(),
-                dir = dir.display()
-            ),
-        )?;
-        let mut c = Command::new(&self.bins.nginx);
-        c.arg("-e")
-            .arg(dir.join("nginx-error.log"))
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(config);
-        Ok(c)
-    }
 }
 
 /// The version line each program prints about itself.
@@ -506,7 +433,8 @@ pub fn version(kind: Kind, bins: &Binaries) -> String {
         | Kind::CausewaySplice
         | Kind::CausewayTls
         | Kind::CausewayFix
-        | Kind::CausewayMq => (&bins.causeway, &["--version"]),
+        | Kind::CausewayMq
+        | Kind::CausewaySftp => (&bins.causeway, &["--version"]),
         Kind::HaProxy | Kind::HaProxyTls => (&bins.haproxy, &["-v"]),
         Kind::Nginx | Kind::NginxTls => (&bins.nginx, &["-v"]),
         Kind::Envoy | Kind::EnvoyTunnel | Kind::EnvoyTunnelMtls | Kind::EnvoyTls => {
