@@ -20,6 +20,8 @@ pub struct Options {
     pub binaries: Binaries,
     pub output: PathBuf,
     pub command: String,
+    /// Where the processes run, when `--pin-load` placed them.
+    pub pinning: Option<String>,
 }
 
 /// The echo backend, in its own process so it competes with the proxies like a real server.
@@ -366,6 +368,7 @@ fn report_context(options: &Options) -> report::Context {
         rounds: options.rounds,
         case_seconds: options.case_duration.as_secs_f64(),
         idle_connections: options.idle_connections,
+        pinning: options.pinning.clone(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The load tool: each mode drives echo traffic at a target (a proxy in front of an echo
 //! backend, or the backend itself for the direct baseline) and checks the answers.
 
+pub mod affinity;
 pub mod compare;
 pub mod first_messages;
 pub mod modes;

@@ -91,17 +91,20 @@ struct CompareArgs {
     /// Seconds per case and target.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    #[arg(long, default_value_t = 5000)]
+    /// Idle connections held per target: as many as the 20 000-descriptor limit allows with
+    /// room to spare (a proxy holds two descriptors per connection; HAProxy's maxconn 9000).
+    #[arg(long, default_value_t = 8000)]
     idle_connections: usize,
     #[arg(long, default_value_t = 2.0)]
     idle_seconds: f64,
-    /// Targets to include (default: all).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "direct,causeway,haproxy,nginx,envoy,causeway-tunnel,envoy-tunnel,causeway-tls,haproxy-tls,nginx-tls,envoy-tls,causeway-fix,causeway-mq"
-    )]
-    only: Vec<String>,
+    /// Targets to include, comma-separated (default: every target but the extra ones:
+    /// causeway-traced, causeway-traced-0.01, causeway-splice).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Pins the load tool and the echo backend to this CPU, and every proxy to the other
+    /// CPUs (for 1-vs-2-worker comparisons). Default: no pinning.
+    #[arg(long)]
+    pin_load: Option<usize>,
     #[arg(long, default_value = "/usr/sbin/haproxy")]
     haproxy: PathBuf,
     #[arg(long, default_value = "/usr/sbin/nginx")]
@@ -226,16 +229,26 @@ async fn echo_backend(listen: SocketAddr) -> bench::Result<()> {
 
 /// The side-by-side run; prints the report it wrote.
 fn compare(args: CompareArgs) -> bench::Result<()> {
-    let kinds = args
-        .only
-        .iter()
-        .map(|name| {
-            (Kind::all().into_iter())
-                .chain(Kind::extra())
-                .find(|k| k.name() == name)
-                .ok_or_else(|| format!("unknown target {name}"))
-        })
-        .collect::<bench::Result<Vec<_>>>()?;
+    let kinds = match &args.only {
+        None => Kind::all().to_vec(),
+        Some(names) => (names.iter())
+            .map(|name| {
+                (Kind::all().into_iter())
+                    .chain(Kind::extra())
+                    .find(|k| k.name() == name)
+                    .ok_or_else(|| format!("unknown target {name}"))
+            })
+            .collect::<bench::Result<Vec<_>>>()?,
+    };
+    let pinning = match args.pin_load {
+        Some(cpu) => {
+            let proxies = bench::affinity::pin_load(cpu)?;
+            Some(format!(
+                "load tool and echo backend on CPU {cpu}, proxies on CPUs {proxies:?}"
+            ))
+        }
+        None => None,
+    };
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let binaries = Binaries {
         causeway: exe.with_file_name("causeway"),
@@ -266,6 +279,7 @@ fn compare(args: CompareArgs) -> bench::Result<()> {
         binaries,
         output: args.output.unwrap_or_else(|| output.into()),
         command,
+        pinning,
     })?;
     println!("{text}");
     Ok(())

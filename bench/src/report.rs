@@ -157,6 +157,7 @@ pub struct Context {
     pub rounds: usize,
     pub case_seconds: f64,
     pub idle_connections: usize,
+    pub pinning: Option<String>,
 }
 
 fn fmt_value(v: f64) -> String {
@@ -232,6 +233,8 @@ fn write_header(out: &mut String, ctx: &Context) {
          Idle hold: {} connections, on a freshly started instance of each proxy every round.",
         ctx.workers, ctx.rounds, ctx.case_seconds, ctx.idle_connections
     );
+    let placement = (ctx.pinning.as_deref()).unwrap_or("no process pinned to a CPU");
+    let _ = writeln!(out, "- CPUs: {placement}.");
     if !ctx.kinds.iter().any(|k| k.tls()) {
         let _ = writeln!(out);
         return;

@@ -384,8 +384,13 @@ impl<'a> Launch<'a> {
         Ok(path)
     }
 
-    /// Runs `command` with its output in the log.
+    /// Runs `command` with its output in the log (on the proxies' CPUs under `--pin-load`).
     fn spawn(&self, mut command: Command) -> crate::Result<Child> {
+        if let Some(cpus) = crate::affinity::proxy_cpus() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: sched_setaffinity(2) only, between fork and exec.
+            unsafe { command.pre_exec(move || crate::affinity::set_affinity(&cpus)) };
+        }
         dies_with_us(&mut command)
             .stdin(Stdio::null())
             .stdout(self.log.try_clone().map_err(|e| e.to_string())?)
