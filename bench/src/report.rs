@@ -209,7 +209,11 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
             let _ = writeln!(out, "- {failure}");
         }
     }
-    let _ = writeln!(out, "\n## Targets\n");
+    let _ = writeln!(
+        out,
+        "\n## Targets\n\nIssue 20's; for each one missed, [PROFILES.md](PROFILES.md) says where the \
+         time or memory goes and what was tried.\n"
+    );
     for line in crate::targets::verdicts(results) {
         let _ = writeln!(out, "- {line}");
     }
