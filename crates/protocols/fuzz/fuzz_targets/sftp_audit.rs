@@ -9,7 +9,9 @@ fuzz_target!(|data: &[u8]| {
     let log = AuditLog::open(std::path::Path::new("/dev/null")).unwrap();
     let audit = SftpAudit::new(log, Default::default());
     // The first byte picks the piece size; pieces alternate between the two directions.
-    let Some((&size, rest)) = data.split_first() else { return };
+    let Some((&size, rest)) = data.split_first() else {
+        return;
+    };
     for (i, piece) in rest.chunks(usize::from(size).max(1)).enumerate() {
         match i % 2 {
             0 => audit.requests(piece),

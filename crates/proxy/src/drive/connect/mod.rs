@@ -169,12 +169,9 @@ impl Terminator {
     async fn open(&self, request: &Parts) -> Result<Opened, StatusCode> {
         let (route, listener) = (&self.route, &self.listener);
         let authority = request.uri.authority().ok_or(StatusCode::BAD_REQUEST)?;
-        // `user@host:port`: a destination is a host and a port, nothing more.
-        if authority.as_str().contains('@') {
-            return Err(StatusCode::BAD_REQUEST);
-        }
-        let port = authority.port_u16().ok_or(StatusCode::BAD_REQUEST)?;
-        let host = authority.host();
+        // A destination is a host and a port, nothing more (no `user@`).
+        let protocols::connect::Target { host, port } =
+            protocols::connect::target(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
         let mut attributes = self.tunnel_attributes(request, host, port);
         // Admitted like any connection: the gateway's and the listener's limits count it.
         let global = &self.context.global;
