@@ -203,6 +203,7 @@ pub fn markdown(results: &Results, ctx: &Context) -> String {
     if let Some(direct) = direct {
         write_added_latency(&mut out, results, &proxies, direct);
     }
+    write_rounds(&mut out, results, ctx);
     if !results.failures.is_empty() {
         let _ = writeln!(out, "\n## Failed cases\n");
         for failure in &results.failures {
@@ -281,6 +282,29 @@ fn write_medians(out: &mut String, results: &Results, ctx: &Context) {
         let _ = write!(out, "| {} |", metric.label());
         for k in &ctx.kinds {
             let cell = results.median(metric, *k).map_or("-".into(), fmt_value);
+            let _ = write!(out, " {cell} |");
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// Every figure of every round, in the order they ran: what each median was taken from.
+fn write_rounds(out: &mut String, results: &Results, ctx: &Context) {
+    let _ = write!(
+        out,
+        "\n## Every round\n\nEach cell: round 1 / round 2 / …, in the order they ran.\n\n| case |"
+    );
+    write_columns(out, &ctx.kinds);
+    for metric in Metric::ALL {
+        let _ = write!(out, "| {} |", metric.label());
+        for k in &ctx.kinds {
+            let cell = match results.samples.get(&(metric, *k)) {
+                Some(values) if !values.is_empty() => (values.iter())
+                    .map(|v| fmt_value(*v))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                _ => "-".into(),
+            };
             let _ = write!(out, " {cell} |");
         }
         let _ = writeln!(out);
