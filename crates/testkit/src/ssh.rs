@@ -11,6 +11,10 @@ use std::time::Duration;
 /// backend.sh).
 pub const USERS: [&str; 2] = ["alice", "bob"];
 
+/// A user of the SFTP server and the system password it logs in with when the server takes
+/// passwords ([`Sshd::with_passwords`]); scripts/test sets it with chpasswd.
+pub const PASSWORD_LOGIN: (&str, &str) = ("bob", "bob-upstream-password");
+
 /// The repository's examples/keys directory.
 pub fn example_keys() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/keys")
@@ -42,6 +46,16 @@ impl Sshd {
 
     /// Starts sshd with examples/keys/`host_key`; the gateway's upstream key may log in.
     pub async fn with_host_key(host_key: &str) -> Sshd {
+        Sshd::configured(host_key, false).await
+    }
+
+    /// Starts sshd that also takes passwords: [`PASSWORD_LOGIN`]'s user logs in with its
+    /// password (scripts/test sets it).
+    pub async fn with_passwords() -> Sshd {
+        Sshd::configured("backend_host_ed25519", true).await
+    }
+
+    async fn configured(host_key: &str, passwords: bool) -> Sshd {
         use std::os::unix::fs::PermissionsExt;
         let binary = Path::new("/usr/sbin/sshd");
         assert!(
@@ -84,10 +98,11 @@ impl Sshd {
             &config,
             format!(
                 "ListenAddress {address}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
-                 AuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 AuthorizedKeysFile {}\nPasswordAuthentication {}\nKbdInteractiveAuthentication no\n\
                  AllowUsers alice bob\nMaxStartups 100\nSubsystem sftp internal-sftp -d {}/%u\n",
                 host.display(),
                 base.join("authorized_keys").display(),
+                if passwords { "yes" } else { "no" },
                 root.display()
             ),
         )

@@ -146,3 +146,28 @@ async fn a_stuck_log_drops_lines_instead_of_holding_connections() {
     })
     .await
 }
+
+/// A full disk (here /dev/full: every write fails with ENOSPC) loses the log's lines, counted
+/// and logged, and nothing else: connections go on being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_lines_counted_and_connections_go_on() {
+    testkit::bounded(async {
+        let echo = testkit::Backend::echo("e").await;
+        let gw = testkit::TestGateway::start(&format!(
+            "access_log: {{ path: /dev/full }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{{ cluster: c }}]\nclusters:\n  - {{ name: c, endpoints: [{{ address: \"{}\" }}] }}\n",
+            echo.address
+        ));
+        for _ in 0..20 {
+            let (mut client, _) = testkit::Client::greeted(gw.address("l")).await;
+            client.assert_echo("still served").await;
+        }
+        testkit::eventually("lost lines counted", || {
+            gw.metric("causeway_access_log_write_errors_total", &[]) >= 1.0
+        })
+        .await;
+        assert_eq!(gw.metric("causeway_access_log_dropped_total", &[]), 0.0);
+        let (mut client, _) = testkit::Client::greeted(gw.address("l")).await;
+        client.assert_echo("served after the failures").await;
+    })
+    .await
+}

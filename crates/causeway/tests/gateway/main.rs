@@ -26,6 +26,7 @@ mod routing;
 mod sftp;
 mod ssh_channels;
 mod ssh_security;
+mod ssh_upstream_password;
 mod status_page;
 mod tls_inspector;
 mod tls_resumption;

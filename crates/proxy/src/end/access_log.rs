@@ -22,9 +22,69 @@ pub struct AccessLog {
     pub otlp: Option<telemetry::trace::LogSink>,
     /// Lines dropped because the queue was full (the writer could not keep up).
     pub dropped: Arc<AtomicU64>,
+    /// Lines lost because writing them failed (a full disk, a file gone read-only).
+    pub failed: Arc<AtomicU64>,
     /// Set to have the writer open its file again before its next line.
     reopen: Arc<AtomicBool>,
 }
+
+/// The writer thread's side: the destination, and what it tells the rest.
+struct Writer {
+    path: Option<std::path::PathBuf>,
+    out: Box<dyn Write + Send>,
+    reopen: Arc<AtomicBool>,
+    failed: Arc<AtomicU64>,
+    /// When a failed write was last logged (once a minute at most while it goes on).
+    last_complaint: Option<std::time::Instant>,
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<String>) {
+        while let Ok(line) = receiver.recv() {
+            if self.reopen.swap(false, Relaxed) {
+                match open(self.path.as_deref()) {
+                    Ok(file) => self.out = file,
+                    Err(e) => tracing::error!("cannot open the access log again: {e}"),
+                }
+            }
+            // Write what is queued in one go, then flush so lines are never stuck.
+            let batch: Vec<String> = std::iter::once(line)
+                .chain(receiver.try_iter())
+                .filter(|line| !line.is_empty())
+                .collect();
+            if let Err(e) = self.write(&batch) {
+                self.failed.fetch_add(batch.len() as u64, Relaxed);
+                self.complain(&e);
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &[String]) -> io::Result<()> {
+        let mut buffered = io::BufWriter::new(&mut self.out);
+        for line in batch {
+            writeln!(buffered, "{line}")?;
+        }
+        buffered.flush()
+    }
+
+    /// Logs a failed write: the first, then once a minute while they go on.
+    fn complain(&mut self, e: &io::Error) {
+        let now = std::time::Instant::now();
+        let quiet = self
+            .last_complaint
+            .is_some_and(|t| now - t < COMPLAINT_INTERVAL);
+        if !quiet {
+            self.last_complaint = Some(now);
+            let lost = self.failed.load(Relaxed);
+            tracing::error!(
+                lost,
+                "cannot write the access log: {e}; its lines are lost, connections go on"
+            );
+        }
+    }
+}
+
+const COMPLAINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AccessLog {
     /// Opens the destination (appending to a file) and starts the writer thread.
@@ -32,36 +92,24 @@ impl AccessLog {
         config: &config::AccessLog,
         otlp: Option<telemetry::trace::LogSink>,
     ) -> io::Result<AccessLog> {
-        let path = config.path.clone();
-        let mut out = open(path.as_deref())?;
+        let out = open(config.path.as_deref())?;
         let (lines, receiver) = mpsc::sync_channel::<String>(config.max_queued_lines);
-        let reopen = Arc::new(AtomicBool::new(false));
-        let asked = reopen.clone();
+        let writer = Writer {
+            path: config.path.clone(),
+            out,
+            reopen: Arc::new(AtomicBool::new(false)),
+            failed: Arc::new(AtomicU64::new(0)),
+            last_complaint: None,
+        };
+        let (reopen, failed) = (writer.reopen.clone(), writer.failed.clone());
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || {
-                while let Ok(line) = receiver.recv() {
-                    if asked.swap(false, Relaxed) {
-                        match open(path.as_deref()) {
-                            Ok(file) => out = file,
-                            Err(e) => tracing::error!("cannot open the access log again: {e}"),
-                        }
-                    }
-                    // Write what is queued in one go, then flush so lines are never stuck.
-                    let mut buffered = io::BufWriter::new(&mut out);
-                    for line in std::iter::once(line).chain(receiver.try_iter()) {
-                        if !line.is_empty() {
-                            let _ = writeln!(buffered, "{line}");
-                        }
-                    }
-                    let _ = buffered.flush();
-                }
-            })?;
-        let dropped = Arc::new(AtomicU64::new(0));
+            .spawn(move || writer.run(receiver))?;
         Ok(AccessLog {
             lines,
             otlp,
-            dropped,
+            dropped: Arc::new(AtomicU64::new(0)),
+            failed,
             reopen,
         })
     }

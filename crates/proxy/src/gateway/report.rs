@@ -15,6 +15,8 @@ impl Source for Gateway {
         if let Some(log) = &self.context.access_log {
             let dropped = log.dropped.load(Relaxed);
             out.counter("causeway_access_log_dropped_total", vec![], dropped);
+            let failed = log.failed.load(Relaxed);
+            out.counter("causeway_access_log_write_errors_total", vec![], failed);
             if let Some(otlp) = &log.otlp {
                 let exported = "causeway_access_log_otlp_exported_total";
                 let dropped = "causeway_access_log_otlp_dropped_total";
