@@ -12,8 +12,9 @@ use std::time::Duration;
 pub const USERS: [&str; 2] = ["alice", "bob"];
 
 /// A user of the SFTP server and the system password it logs in with when the server takes
-/// passwords ([`Sshd::with_passwords`]); scripts/test sets it with chpasswd.
-pub const PASSWORD_LOGIN: (&str, &str) = ("bob", "bob-upstream-password");
+/// passwords ([`Sshd::with_passwords`]); scripts/test creates it and sets the password. Not
+/// alice or bob: the example's backend.sh, run by a test, resets theirs.
+pub const PASSWORD_LOGIN: (&str, &str) = ("carol", "carol-upstream-password");
 
 /// The repository's examples/keys directory.
 pub fn example_keys() -> PathBuf {
@@ -62,7 +63,11 @@ impl Sshd {
             binary.exists(),
             "OpenSSH's sshd is installed (scripts/test installs it)"
         );
-        for user in USERS {
+        let users: Vec<&str> = match passwords {
+            true => [&USERS[..], &[PASSWORD_LOGIN.0]].concat(),
+            false => USERS.to_vec(),
+        };
+        for user in &users {
             let known = std::process::Command::new("id")
                 .arg("-u")
                 .arg(user)
@@ -83,7 +88,7 @@ impl Sshd {
         )
         .unwrap();
         let root = base.join("root");
-        for user in USERS {
+        for user in &users {
             std::fs::create_dir_all(root.join(user)).unwrap();
             let chown = std::process::Command::new("chown")
                 .arg(user)
@@ -99,10 +104,11 @@ impl Sshd {
             format!(
                 "ListenAddress {address}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
                  AuthorizedKeysFile {}\nPasswordAuthentication {}\nKbdInteractiveAuthentication no\n\
-                 AllowUsers alice bob\nMaxStartups 100\nSubsystem sftp internal-sftp -d {}/%u\n",
+                 AllowUsers {}\nMaxStartups 100\nSubsystem sftp internal-sftp -d {}/%u\n",
                 host.display(),
                 base.join("authorized_keys").display(),
                 if passwords { "yes" } else { "no" },
+                users.join(" "),
                 root.display()
             ),
         )

@@ -5,8 +5,8 @@
 use testkit::ssh::{Client, PASSWORD_LOGIN, Sshd, example_keys};
 use testkit::{TestGateway, bounded};
 
-/// alice logs in to the gateway with her key; the gateway logs in upstream as bob with the
-/// password in `password_file`.
+/// alice logs in to the gateway with her key; the gateway logs in upstream as carol with
+/// the password in `password_file`.
 fn gateway(upstream: std::net::SocketAddr, password_file: &std::path::Path) -> TestGateway {
     let k = |name: &str| example_keys().join(name).display().to_string();
     TestGateway::start(&format!(
@@ -53,10 +53,10 @@ async fn a_password_file_logs_the_gateway_in_to_a_real_sshd() {
         assert_eq!(
             std::fs::read(&landed).unwrap(),
             std::fs::read(&local).unwrap(),
-            "the file lands in bob's directory: the gateway logged in as bob"
+            "the file lands in carol's directory: the gateway logged in as carol"
         );
 
-        std::fs::write(&password, "not-bobs-password\n").unwrap();
+        std::fs::write(&password, "not-carols-password\n").unwrap();
         let gw = gateway(sshd.address, &password);
         let client = Client::new(gw.address("sftp"));
         let run = client.sftp("alice", &client.key("alice"), "ls\n").await;
