@@ -100,8 +100,9 @@ fn build(message: &Message) -> Option<Vec<u8>> {
                 (98, "0".to_string()),
                 (108, heartbeat.max(&1).to_string()),
             ];
+            // User-defined tags (5000-5999): no session field, which may appear only once.
             for (tag, value) in more.iter().take(8) {
-                fields.push((u32::from(*tag).max(200), fix_value(value)));
+                fields.push((5000 + u32::from(*tag) % 1000, fix_value(value)));
             }
             let fields: Vec<(u32, &str)> = fields.iter().map(|(t, v)| (*t, v.as_str())).collect();
             fix::encode("FIX.4.4", &fields)
