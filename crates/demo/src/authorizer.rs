@@ -33,6 +33,25 @@ struct Service {
     /// The `traceparent` metadata of each request (empty when none was sent).
     traceparents: Arc<Mutex<Vec<String>>>,
     seen: watch::Sender<usize>,
+    /// Checks being held unanswered by [`Verdict::Hang`] now: one ends when its caller
+    /// gives up on it (cancelling the call drops its future).
+    hanging: watch::Sender<usize>,
+}
+
+/// One check held by [`Verdict::Hang`], counted while it lives.
+struct Held(watch::Sender<usize>);
+
+impl Held {
+    fn new(hanging: &watch::Sender<usize>) -> Held {
+        hanging.send_modify(|n| *n += 1);
+        Held(hanging.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 #[tonic::async_trait]
@@ -70,7 +89,10 @@ impl Authorization for Service {
                 ..Default::default()
             },
             Verdict::Error => return Err(tonic::Status::unavailable("test authorizer error")),
-            Verdict::Hang => std::future::pending().await,
+            Verdict::Hang => {
+                let _held = Held::new(&self.hanging);
+                std::future::pending().await
+            }
             Verdict::Route(fields) => CheckResponse {
                 status: Some(status(0, "")),
                 dynamic_metadata: Some(Struct {
@@ -105,6 +127,7 @@ impl TestAuthorizer {
             requests: Arc::default(),
             traceparents: Arc::default(),
             seen: watch::Sender::new(0),
+            hanging: watch::Sender::new(0),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
@@ -148,6 +171,21 @@ impl TestAuthorizer {
         .await
         .unwrap_or_else(|_| panic!("the authorizer did not get {n} requests"))
         .unwrap();
+    }
+}
+
+impl TestAuthorizer {
+    /// Waits (at most 10 s) until exactly `n` checks are held unanswered by
+    /// [`Verdict::Hang`] (0: every caller has given up on its check).
+    pub async fn wait_for_hanging(&self, n: usize) {
+        let mut hanging = self.service.hanging.subscribe();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            hanging.wait_for(|h| *h == n),
+        )
+        .await;
+        let now = *self.service.hanging.borrow();
+        assert!(waited.is_ok(), "{now} checks hang, not {n}");
     }
 }
 

@@ -86,6 +86,10 @@ impl Telemetry {
         };
         source.report(&mut out);
         if let Some(statsd) = &self.statsd {
+            let failed = statsd
+                .send_errors
+                .load(std::sync::atomic::Ordering::Relaxed);
+            out.counter("causeway_statsd_send_errors_total", Vec::new(), failed);
             statsd.send(&lines);
         }
         // Families together, each with its HELP and TYPE once.

@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// What fits in one datagram on a 1500-byte Ethernet path over IPv6 without fragments.
 const DATAGRAM: usize = 1432;
@@ -14,6 +15,9 @@ pub(crate) struct Statsd {
     socket: UdpSocket,
     prefix: String,
     mode: config::StatsdMode,
+    /// Datagrams the socket refused (statsd gone: the ICMP port unreachable of an earlier
+    /// one comes back as ECONNREFUSED; or the send buffer full).
+    pub(crate) send_errors: AtomicU64,
 }
 
 pub(crate) enum Value {
@@ -41,6 +45,7 @@ impl Statsd {
             socket,
             prefix: config.prefix.clone(),
             mode: config.mode,
+            send_errors: AtomicU64::new(0),
         })
     }
 
@@ -76,7 +81,7 @@ impl Statsd {
         let mut datagram = String::with_capacity(DATAGRAM);
         for line in lines {
             if !datagram.is_empty() && datagram.len() + 1 + line.len() > DATAGRAM {
-                let _ = self.socket.send(datagram.as_bytes());
+                self.send_one(&datagram);
                 datagram.clear();
             }
             if !datagram.is_empty() {
@@ -85,7 +90,13 @@ impl Statsd {
             datagram.push_str(line);
         }
         if !datagram.is_empty() {
-            let _ = self.socket.send(datagram.as_bytes());
+            self.send_one(&datagram);
+        }
+    }
+
+    fn send_one(&self, datagram: &str) {
+        if self.socket.send(datagram.as_bytes()).is_err() {
+            self.send_errors.fetch_add(1, Relaxed);
         }
     }
 }

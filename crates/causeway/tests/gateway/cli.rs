@@ -212,8 +212,30 @@ impl Process {
         process
     }
 
+    /// The same, allowed at most `limit` open files (prlimit(1) execs the gateway: the
+    /// child's pid is the gateway's).
+    pub fn start_with_open_files(yaml: &str, limit: u64) -> Process {
+        let config = temp_config(yaml);
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(BIN);
+        let mut process = Process::run_as(command, config.path());
+        process._config = Some(config);
+        process
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn run(config: &std::path::Path) -> Process {
-        let mut child = Command::new(BIN)
+        Process::run_as(Command::new(BIN), config)
+    }
+
+    fn run_as(mut command: Command, config: &std::path::Path) -> Process {
+        let mut child = command
             .args(["run", "--config"])
             .arg(config)
             .stderr(Stdio::piped())

@@ -12,6 +12,8 @@ mod cli;
 mod config_errors;
 mod drain;
 mod failover;
+mod faults;
+mod faults_network;
 mod fix;
 mod limits;
 mod load_balancing;

@@ -136,7 +136,7 @@ clusters:
 
 /// Receives statsd datagrams until `done` holds for the lines seen; every line must parse
 /// as `NAME:VALUE|TYPE[|#TAGS]` with a number and a known type.
-async fn statsd_until(
+pub(crate) async fn statsd_until(
     socket: &tokio::net::UdpSocket,
     done: impl Fn(&[String]) -> bool,
 ) -> Vec<String> {

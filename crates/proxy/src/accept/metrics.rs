@@ -39,6 +39,13 @@ impl Listener {
                 count.load(Relaxed),
             );
         }
+        for (reason, count) in s.accept_errors.by_reason() {
+            let labels = vec![
+                ("listener", self.name.to_string()),
+                ("reason", reason.into()),
+            ];
+            out.counter("causeway_listener_accept_errors_total", labels, count);
+        }
         self.routes.report(&self.name, out);
         let comp_ids = self.config.fix.comp_id_metrics;
         s.sessions.report(&self.name, comp_ids, out);

@@ -5,6 +5,7 @@
 //! connections share ([`Context`]).
 
 pub mod admission;
+mod failures;
 mod metrics;
 
 use crate::attributes::Attributes;
@@ -36,6 +37,8 @@ pub struct ListenerStats {
     pub rejected_global_limit: AtomicU64,
     pub rejected_source_limit: AtomicU64,
     pub rejected_accept_rate: AtomicU64,
+    /// accept(2) failures (`causeway_listener_accept_errors_total`).
+    pub accept_errors: failures::AcceptErrors,
     pub no_route: AtomicU64,
     /// Closed because inspection failed: too slow, malformed, or closed before it ended.
     pub inspection_failed: AtomicU64,
@@ -135,6 +138,7 @@ pub(crate) async fn accept_loop<D, F>(
         context,
         drive,
     };
+    let mut failures = failures::FailureStreak::default();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -152,13 +156,18 @@ pub(crate) async fn accept_loop<D, F>(
         };
         match accepted {
             Ok((stream, peer)) => {
+                failures.succeeded(&name);
                 let listener = updates.borrow().clone();
                 handing.hand_over(stream, peer, &listener);
             }
             Err(e) => {
-                // Out of file descriptors (or similar): back off instead of spinning.
-                tracing::warn!(listener = %name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let stats = updates.borrow().stats.clone();
+                if let Some(pause) = failures.failed(&e, &name, &stats) {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
             }
         }
     }
