@@ -205,6 +205,11 @@ enum Pending {
     FSetStat {
         handle: Vec<u8>,
     },
+    /// Counted as written once the server says it was.
+    Write {
+        handle: Vec<u8>,
+        length: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -280,6 +285,17 @@ impl SftpAudit {
         }
     }
 
+    /// The channel ended: a file still open (a transfer cut before its CLOSE) gets its
+    /// close line all the same, with what went through it and `status: "cut"`.
+    pub fn ended(&self) {
+        let files = std::mem::take(&mut self.state.lock().unwrap().files);
+        let mut files: Vec<OpenFile> = files.into_values().collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        for file in files {
+            self.write(json!({"op": "close", "path": file.path, "mode": mode(file.flags), "bytes_read": file.read, "bytes_written": file.written, "status": "cut"}));
+        }
+    }
+
     /// The audit of this session stops here: said in the log, counted.
     fn lost(&self, direction: &str, why: &str) {
         self.log.lost.fetch_add(1, Relaxed);
@@ -317,17 +333,17 @@ fn request(
             .map(|(path, flags)| Pending::Open { path, flags }),
         CLOSE => f.bytes().map(|h| Pending::Close { handle: h.to_vec() }),
         READ => f.bytes().map(|h| Pending::Read { handle: h.to_vec() }),
-        WRITE => {
-            // handle, offset, then the data's length (the data itself was not kept).
-            if let Some(handle) = f.bytes()
-                && let Some(file) = files.get_mut(handle)
-                && f.u32().and(f.u32()).is_some()
-                && let Some(length) = f.u32()
-            {
-                file.written += u64::from(length);
-            }
-            None
-        }
+        // handle, offset, then the data's length (the data itself was not kept); counted
+        // when the server answers OK (a refused WRITE wrote nothing).
+        WRITE => f
+            .bytes()
+            .filter(|handle| files.contains_key(*handle))
+            .map(<[u8]>::to_vec)
+            .zip(f.u64().and(f.u32()))
+            .map(|(handle, length)| Pending::Write {
+                handle,
+                length: u64::from(length),
+            }),
         SETSTAT => f.text().map(|path| Pending::Path {
             op: "setstat",
             path,
@@ -396,6 +412,14 @@ fn reply(
             let status = f.u32().map_or("unknown", status_name);
             let line = match pending.remove(&id) {
                 None | Some(Pending::Read { .. }) => return,
+                Some(Pending::Write { handle, length }) => {
+                    if let Some(file) = files.get_mut(&handle)
+                        && status == "ok"
+                    {
+                        file.written += length;
+                    }
+                    return;
+                }
                 Some(Pending::Open { path, flags }) => {
                     json!({"op": "open", "path": path, "mode": mode(flags), "status": status})
                 }

@@ -166,6 +166,83 @@ fn audit_of(packets: &[(bool, Vec<u8>)]) -> (Vec<Value>, u64) {
     (lines.collect(), log.lost())
 }
 
+/// A WRITE the server refuses wrote nothing: only answered-OK WRITEs count.
+#[test]
+fn refused_writes_are_not_counted_as_written() {
+    let handle: &[u8] = &[0, 0, 0, 1];
+    let status = |id, code| {
+        packet(
+            STATUS,
+            &[&u32b(id), &u32b(code), &string(b""), &string(b"")],
+        )
+    };
+    let write = |id| {
+        let data = vec![1u8; 1000];
+        packet(
+            WRITE,
+            &[
+                &u32b(id),
+                &string(handle),
+                &0u64.to_be_bytes(),
+                &string(&data),
+            ],
+        )
+    };
+    let (lines, _) = audit_of(&[
+        (
+            true,
+            packet(
+                OPEN,
+                &[&u32b(1), &string(b"f"), &u32b(0x02 | 0x08), &u32b(0)],
+            ),
+        ),
+        (false, packet(HANDLE, &[&u32b(1), &string(handle)])),
+        (true, write(2)),
+        (true, write(3)),
+        (false, status(2, 0)),
+        (false, status(3, 4)),
+        (true, packet(CLOSE, &[&u32b(4), &string(handle)])),
+        (false, status(4, 0)),
+    ]);
+    assert_eq!(lines[1]["op"], "close", "{lines:?}");
+    assert_eq!(lines[1]["bytes_written"], 1000, "{lines:?}");
+}
+
+/// A transfer cut before its CLOSE still gets a close line when the channel ends, marked
+/// `cut`, with what went through the handle.
+#[test]
+fn a_transfer_cut_before_close_gets_a_cut_close_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let audit = SftpAudit::new(AuditLog::open(&path).unwrap(), Default::default());
+    let handle: &[u8] = &[0, 0, 0, 2];
+    audit.requests(&packet(
+        OPEN,
+        &[&u32b(1), &string(b"big.bin"), &u32b(0x01), &u32b(0)],
+    ));
+    audit.replies(&packet(HANDLE, &[&u32b(1), &string(handle)]));
+    audit.requests(&packet(
+        READ,
+        &[&u32b(2), &string(handle), &0u64.to_be_bytes(), &u32b(500)],
+    ));
+    audit.replies(&packet(DATA, &[&u32b(2), &string(&[9u8; 500])]));
+    audit.ended();
+    audit.ended();
+    let lines = audit_lines_of(&path);
+    assert_eq!(lines.len(), 2, "once: {lines:?}");
+    assert_eq!(lines[1]["op"], "close");
+    assert_eq!(lines[1]["path"], "big.bin");
+    assert_eq!(lines[1]["bytes_read"], 500);
+    assert_eq!(lines[1]["status"], "cut");
+}
+
+fn audit_lines_of(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn broken_framing_is_logged_as_audit_lost_and_counted() {
     let ok = packet(STATUS, &[&u32b(1), &u32b(0), &string(b""), &string(b"")]);
