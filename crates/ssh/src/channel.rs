@@ -43,7 +43,7 @@ pub async fn relay(
     // answer ends the second loop. Both halves of both channels live until then.
     let both = async {
         tokio::join!(
-            client_to_upstream(&mut down_rx, &up_tx, observer),
+            client_to_upstream(&mut down_rx, &up_tx, (&server, id), observer),
             upstream_to_client(&mut up_rx, &down_tx, &server, id, observer),
         )
     };
@@ -66,6 +66,7 @@ pub async fn relay(
 async fn client_to_upstream(
     down_rx: &mut ChannelReadHalf,
     up_tx: &ChannelWriteHalf<client::Msg>,
+    (server, id): (&server::Handle, ChannelId),
     observer: &dyn Observer,
 ) -> Ended {
     loop {
@@ -93,7 +94,12 @@ async fn client_to_upstream(
                 let _ = up_tx.close().await;
                 return Ended::Closed;
             }
-            // Requests were answered before the relay started.
+            // A channel starts once: a request on a started one is refused (a reply the
+            // client did not ask for is not sent).
+            Some(message) if is_request(&message) => {
+                let _ = server.channel_failure(id).await;
+                Ok(())
+            }
             Some(_) => Ok(()),
             None => {
                 let _ = up_tx.close().await;
@@ -104,6 +110,20 @@ async fn client_to_upstream(
             return Ended::Lost;
         }
     }
+}
+
+/// A channel request the client may want answered.
+pub fn is_request(message: &ChannelMsg) -> bool {
+    matches!(
+        message,
+        ChannelMsg::Exec { .. }
+            | ChannelMsg::RequestSubsystem { .. }
+            | ChannelMsg::RequestShell { .. }
+            | ChannelMsg::SetEnv { .. }
+            | ChannelMsg::RequestPty { .. }
+            | ChannelMsg::RequestX11 { .. }
+            | ChannelMsg::AgentForward { .. }
+    )
 }
 
 /// The upstream's side of the channel passed on to the client until either closes; the

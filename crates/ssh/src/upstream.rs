@@ -40,6 +40,23 @@ pub struct Verifier {
     host: String,
     port: u16,
     refused: Arc<Mutex<Option<String>>>,
+    /// Dropped with the verifier, when the session's task ends (whoever ended it): the
+    /// receiver learns the upstream session is gone.
+    _alive: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Completes when the upstream session has ended (the server dropped it, the connection
+/// broke, or the gateway closed it).
+pub struct Gone(tokio::sync::oneshot::Receiver<()>);
+
+impl Future for Gone {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
 }
 
 impl client::Handler for Verifier {
@@ -66,7 +83,8 @@ pub type Handle = client::Handle<Verifier>;
 
 /// Where and as whom to log in.
 pub struct Login<'a> {
-    /// The endpoint's host and port, for `known_hosts`.
+    /// The SSH server's host and port, for `known_hosts` (through a tunnel: where the
+    /// tunnel goes, not the proxy).
     pub host: &'a str,
     pub port: u16,
     pub user: &'a str,
@@ -86,22 +104,25 @@ pub fn config(legacy: bool) -> Arc<client::Config> {
     })
 }
 
-/// SSH over `stream`: handshake, host key verified, logged in, all within `timeout`.
+/// SSH over `stream`: handshake, host key verified, logged in, all within `timeout`; with
+/// the session's end to watch.
 pub async fn connect<S>(
     stream: S,
     login: Login<'_>,
     config: Arc<client::Config>,
     timeout: Duration,
-) -> Result<Handle, UpstreamError>
+) -> Result<(Handle, Gone), UpstreamError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let refused = Arc::new(Mutex::new(None));
+    let (alive, gone) = tokio::sync::oneshot::channel();
     let verifier = Verifier {
         policy: login.policy.clone(),
         host: login.host.to_string(),
         port: login.port,
         refused: refused.clone(),
+        _alive: alive,
     };
     let session = async {
         let mut handle = match client::connect_stream(config, stream, verifier).await {
@@ -133,7 +154,7 @@ where
             }
         };
         match result {
-            Ok(r) if r.success() => Ok(handle),
+            Ok(r) if r.success() => Ok((handle, Gone(gone))),
             Ok(_) => Err(UpstreamError::AuthRefused {
                 user: login.user.to_string(),
             }),

@@ -56,6 +56,21 @@ impl Sshd {
         Sshd::configured("backend_host_ed25519", true).await
     }
 
+    /// Ends every session the server is serving (its per-connection processes), as a
+    /// server restart or a crash would; the server goes on accepting.
+    pub fn drop_sessions(&self) {
+        let Some(master) = self._child.id() else {
+            return;
+        };
+        let pids: Vec<String> = descendants(master).iter().map(u32::to_string).collect();
+        if !pids.is_empty() {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .args(&pids)
+                .status();
+        }
+    }
+
     async fn configured(host_key: &str, passwords: bool) -> Sshd {
         use std::os::unix::fs::PermissionsExt;
         let binary = Path::new("/usr/sbin/sshd");
@@ -132,6 +147,36 @@ impl Sshd {
             _dir: dir,
         }
     }
+}
+
+/// The processes under `pid` (children, theirs...), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parent_of = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // `pid (comm) state ppid ...`: comm may hold spaces; read after its ')'.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|&&p| parent_of(p) == Some(parent)));
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// How an OpenSSH client proves who it is.

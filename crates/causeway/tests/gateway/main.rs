@@ -28,6 +28,7 @@ mod routing;
 mod sftp;
 mod ssh_channels;
 mod ssh_security;
+mod ssh_sessions;
 mod ssh_upstream_password;
 mod status_page;
 mod tls_inspector;

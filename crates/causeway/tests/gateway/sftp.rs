@@ -112,7 +112,7 @@ pub(crate) fn pinned() -> String {
     )
 }
 
-fn random_file(path: &Path, size: usize) -> Vec<u8> {
+pub(crate) fn random_file(path: &Path, size: usize) -> Vec<u8> {
     let mut data = vec![0u8; size];
     fastrand::fill(&mut data);
     std::fs::write(path, &data).unwrap();
@@ -692,7 +692,7 @@ async fn twenty_sftp_sessions_at_once() {
 
 /// `causeway_endpoint_bytes_total` towards the client through the endpoint `upstream` of
 /// cluster `backend` (live connections included).
-fn downstream_bytes(gw: &TestGateway, upstream: std::net::SocketAddr) -> u64 {
+pub(crate) fn downstream_bytes(gw: &TestGateway, upstream: std::net::SocketAddr) -> u64 {
     let upstream = upstream.to_string();
     gw.metric(
         "causeway_endpoint_bytes_total",

@@ -97,22 +97,7 @@ async fn tunnel_through(
     span: Option<&mut Span>,
 ) -> Result<(Leg, Lease), Error> {
     let value = |name: &str| placeholder(attributes, &route.name, name);
-    let authority = match routing.and_then(|r| r.address.as_deref()) {
-        None => settings.authority.render(value),
-        Some(address) => {
-            let allowed = address.parse().is_ok_and(|a| {
-                route
-                    .authorization
-                    .as_ref()
-                    .and_then(|a| a.dynamic_targets.as_ref())
-                    .is_some_and(|t| t.allows(a))
-            });
-            if !allowed {
-                return Err(Error::internal(Kind::BadDynamicTarget));
-            }
-            address.to_string()
-        }
-    };
+    let authority = tunnel_authority(settings, route, attributes, routing)?;
     let mut headers: Vec<(String, String)> = settings
         .headers
         .iter()
@@ -135,6 +120,33 @@ async fn tunnel_through(
     cluster
         .tunnel(settings, &authority, &headers, attributes.sni(), handshakes)
         .await
+}
+
+/// Where a tunnel goes (the CONNECT authority): the cluster's template, or the authorizer's
+/// answer when the route allows it as a dynamic target.
+pub(crate) fn tunnel_authority(
+    settings: &config::Tunnel,
+    route: &config::Route,
+    attributes: &Attributes,
+    routing: Option<&authz::Routing>,
+) -> Result<String, Error> {
+    let value = |name: &str| placeholder(attributes, &route.name, name);
+    match routing.and_then(|r| r.address.as_deref()) {
+        None => Ok(settings.authority.render(value)),
+        Some(address) => {
+            let allowed = address.parse().is_ok_and(|a| {
+                route
+                    .authorization
+                    .as_ref()
+                    .and_then(|a| a.dynamic_targets.as_ref())
+                    .is_some_and(|t| t.allows(a))
+            });
+            if !allowed {
+                return Err(Error::internal(Kind::BadDynamicTarget));
+            }
+            Ok(address.to_string())
+        }
+    }
 }
 
 fn is_trace_header(name: &str) -> bool {

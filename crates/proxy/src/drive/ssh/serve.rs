@@ -17,6 +17,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
+/// The close reason's code when the upstream server ends the session
+/// (`upstream_ssh_session_closed`).
+const UPSTREAM_CLOSED: &str = "session_closed";
+
 /// How long each goodbye (to the client, to the upstream) may take.
 const GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -69,6 +73,7 @@ pub(crate) async fn serve(
         outcome: Mutex::new(Outcome::default()),
         live: watch::channel(None).0,
         ended: Default::default(),
+        upstream_ended: Default::default(),
         result: Default::default(),
     });
     // However the connection ends, its channel relays end with it.
@@ -116,9 +121,15 @@ pub(crate) async fn serve(
     // connection.
     let session_ended = AtomicBool::new(false);
     let session = async {
-        let ended = (&mut running).await;
-        session_ended.store(true, Ordering::Relaxed);
-        ended.map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string())))
+        tokio::select! {
+            ended = &mut running => {
+                session_ended.store(true, Ordering::Relaxed);
+                ended.map_err(|e| Error::new(Side::Downstream, Kind::Ssh(e.to_string())))
+            }
+            () = shared.upstream_ended.cancelled() => {
+                Err(Error::new(Side::Upstream, Kind::SshUpstream(UPSTREAM_CLOSED)))
+            }
+        }
     };
     let result = crate::end::supervise(&live, &route, std::pin::pin!(session)).await;
     let result = match shared.outcome.lock().unwrap().error.take() {
@@ -182,8 +193,9 @@ async fn goodbye(
 ) -> Outcome {
     shared.end(result);
     if let Err(e) = result {
-        let why = match e.side {
-            Side::Upstream => "upstream unavailable",
+        let why = match (e.side, &e.kind) {
+            (_, Kind::SshUpstream(UPSTREAM_CLOSED)) => "the upstream server closed the session",
+            (Side::Upstream, _) => "upstream unavailable",
             _ => "closed by the gateway",
         };
         let told = handle.disconnect(Disconnect::ByApplication, why.into(), String::new());

@@ -5,13 +5,13 @@
 //! bytes count on the session too (the session's idle timer, its access-log line) and feed
 //! the SFTP audit.
 
-use super::{Gate, UPSTREAM_ANSWER};
+use super::Gate;
 use crate::accept::admission::{self, Slot};
 use crate::attributes::{Attributes, Protocol, SpanSlot, SshChannel, next_id};
 use crate::end::{self, registry::Live, registry::Upstream};
 use crate::route::Route;
 use ssh::audit::SftpAudit;
-use ssh::channel::{Ended, Observer, relay, upstream_reply};
+use ssh::channel::{Ended, Observer, relay};
 use ssh::russh::server::{Msg, Session};
 use ssh::russh::{self, Channel, ChannelId, ChannelMsg, client};
 use std::sync::Arc;
@@ -19,41 +19,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use telemetry::trace::SpanKind;
 use tokio_util::sync::CancellationToken;
 
-/// Bytes (each message counted 64 more) a client may send on a channel before the request
-/// that starts it: kept and passed on once it starts; beyond, the channel is closed.
-const EARLY_DATA_LIMIT: usize = 64 * 1024;
-
 /// A channel opened on both sides, waiting for the request that starts it; a connection
 /// (holding its admission slot) from its open.
 pub(super) struct Pending {
     pub down: Channel<Msg>,
     pub up: Channel<client::Msg>,
     pub slot: Slot,
-    /// What the client sent before the channel started, in order (see `early_data`).
+    /// What the client sent before the channel started, in order.
     pub early: Vec<ChannelMsg>,
-    pub early_bytes: usize,
 }
 
-impl Pending {
-    pub(super) fn new(down: Channel<Msg>, up: Channel<client::Msg>, slot: Slot) -> Pending {
-        Pending {
-            down,
-            up,
-            slot,
-            early: Vec::new(),
-            early_bytes: 0,
-        }
-    }
-}
-
-/// The channel's next queued message, if one is there now.
-fn queued(channel: &mut Channel<Msg>) -> Option<ChannelMsg> {
-    use std::task::{Context, Poll, Waker};
-    let mut next = std::pin::pin!(channel.wait());
-    match next.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(message) => message,
-        Poll::Pending => None,
-    }
+/// What a channel's own task needs of its session.
+#[derive(Clone)]
+pub(super) struct Parts {
+    pub listener: Arc<crate::accept::Listener>,
+    pub context: Arc<crate::accept::Context>,
+    pub server: Arc<crate::terminate::ssh::SshServer>,
+    pub shared: Arc<super::Shared>,
+    pub live: Arc<Live>,
+    pub route: Arc<Route>,
+    pub allow: config::SshAllow,
+    /// The client's session, to answer its requests.
+    pub handle: russh::server::Handle,
+    pub upstream: Arc<ssh::upstream::Handle>,
 }
 
 impl Gate {
@@ -63,6 +51,21 @@ impl Gate {
             .and_then(|a| a.route.config.ssh.as_ref())
             .map(|s| s.allow)
             .unwrap_or_default()
+    }
+
+    /// What a channel's task needs; `None` before the session is set up.
+    pub(super) fn parts(&self, session: &Session) -> Option<Parts> {
+        Some(Parts {
+            listener: self.listener.clone(),
+            context: self.context.clone(),
+            server: self.server.clone(),
+            shared: self.shared.clone(),
+            live: self.live.clone()?,
+            route: self.admitted.as_ref()?.route.clone(),
+            allow: self.allow(),
+            handle: session.handle(),
+            upstream: self.upstream.clone()?,
+        })
     }
 
     /// A channel the client opens is admitted like a connection. `None`: refused (counted
@@ -83,96 +86,53 @@ impl Gate {
             .ok()
     }
 
-    /// Data on a channel not started yet. russh queues it for the channel, whose queue
-    /// nobody reads before it starts: once full, the whole session would stall. Taken off
-    /// the queue and kept for the start, bounded; beyond the bound the channel is closed.
-    pub(super) async fn early_data(&mut self, id: ChannelId, session: &mut Session) {
-        let Some(pending) = self.pending.get_mut(&id) else {
-            return;
-        };
-        while let Some(message) = queued(&mut pending.down) {
-            pending.early_bytes += 64
-                + match &message {
-                    ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
-                    _ => 0,
-                };
-            pending.early.push(message);
-        }
-        if pending.early_bytes <= EARLY_DATA_LIMIT {
-            return;
-        }
-        let pending = self.pending.remove(&id).expect("pending");
-        self.listener.stats.ssh.channel("early_data", false);
-        tracing::warn!(
-            id = self.attributes.id,
-            "ssh channel closed: over {EARLY_DATA_LIMIT} bytes before it started"
-        );
-        let _ = session.close(id);
-        let _ = pending.up.close().await;
-    }
-
-    /// Answers a request of a channel not started yet: passed upstream when `allowed`,
-    /// and the channel started (relayed) when `starts` and the upstream said yes.
-    pub(super) async fn request(
-        &mut self,
+    /// A request the route does not allow, answered at once (in the session's loop: the
+    /// answer is the one the client waits for). Allowed ones are passed upstream by the
+    /// channel's task, which answers with the upstream's reply.
+    pub(super) fn refuse_unless_allowed(
+        &self,
         id: ChannelId,
         kind: &'static str,
-        allowed: bool,
-        starts: bool,
         session: &mut Session,
-        send: impl AsyncFnOnce(&Channel<client::Msg>) -> Result<(), russh::Error>,
     ) -> Result<(), russh::Error> {
-        self.listener.stats.ssh.channel(kind, allowed);
-        let Some(pending) = self.pending.get_mut(&id).filter(|_| allowed) else {
-            if !allowed {
-                let user = self.admitted.as_ref().and_then(|a| a.attributes.ssh());
-                let user = user.map(|l| l.user.clone());
-                tracing::info!(
-                    id = self.attributes.id,
-                    user,
-                    request = kind,
-                    "ssh channel request denied by the route"
-                );
-            }
-            return session.channel_failure(id);
-        };
-        // Bounded: the client's session waits for this answer.
-        let up = &mut pending.up;
-        let asked = async { send(up).await.is_ok() && upstream_reply(up).await };
-        let ok = tokio::time::timeout(UPSTREAM_ANSWER, asked)
-            .await
-            .unwrap_or(false);
-        if !ok {
-            return session.channel_failure(id);
+        let allowed = super::opening::allowed(self.allow(), kind);
+        if kind != "env" {
+            self.listener.stats.ssh.channel(kind, allowed);
         }
-        session.channel_success(id)?;
-        if starts && let Some(pending) = self.pending.remove(&id) {
-            self.start(pending, kind, session);
+        if allowed {
+            return Ok(());
         }
-        Ok(())
+        let user = self.admitted.as_ref().and_then(|a| a.attributes.ssh());
+        let user = user.map(|l| l.user.clone());
+        tracing::info!(
+            id = self.attributes.id,
+            user,
+            request = kind,
+            "ssh channel request denied by the route"
+        );
+        session.channel_failure(id)
     }
+}
 
+impl Parts {
     /// Runs a started channel as a connection, in a task of its own.
-    pub(super) fn start(&self, pending: Pending, kind: &'static str, session: &Session) {
-        let (Some(live), Some(admitted)) = (self.live.clone(), self.admitted.as_ref()) else {
-            return;
-        };
-        let route = admitted.route.clone();
+    pub(super) fn start(&self, pending: Pending, kind: &'static str) {
+        let route = self.route.clone();
         let audit = match kind {
             "sftp" => self.server.routes[&route.config.name].audit.clone(),
             _ => None,
         }
-        .map(|log| audit(log, &live, &route));
+        .map(|log| audit(log, &self.live, &route));
         let channel = ChannelTask {
-            attributes: channel_attributes(&live.attributes, kind),
+            attributes: channel_attributes(&self.live.attributes, kind),
             observer: Counting {
                 channel: None,
-                session: live,
+                session: self.live.clone(),
                 audit,
             },
             route,
             context: self.context.clone(),
-            server: session.handle(),
+            server: self.handle.clone(),
             shared: self.shared.clone(),
         };
         tokio::spawn(channel.run(pending));
@@ -232,7 +192,6 @@ impl ChannelTask {
             up,
             slot,
             early,
-            early_bytes: _,
         } = pending;
         let route = self.route.clone();
         let registration = self
@@ -282,6 +241,10 @@ impl ChannelTask {
             // Bounded: the close waits for room in each session's queue.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), work).await;
         }
+        // A transfer cut before its CLOSE still gets its close line.
+        if let Some(audit) = &self.observer.audit {
+            audit.ended();
+        }
         end::finish(
             registration,
             &route,
@@ -310,7 +273,7 @@ async fn replay(
             }
             ChannelMsg::ExtendedData { data, ext } => up.extended_data_bytes(ext, data).await?,
             ChannelMsg::Eof => up.eof().await?,
-            // Requests were answered as they came.
+            // Requests were answered before the channel started.
             _ => {}
         }
     }

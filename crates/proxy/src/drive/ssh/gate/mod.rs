@@ -5,6 +5,7 @@
 
 mod auth;
 mod channels;
+mod opening;
 mod upstream;
 
 use crate::accept::{Context, Listener};
@@ -17,13 +18,8 @@ use crate::terminate::ssh::SshServer;
 use auth::reject;
 use ssh::russh::server::{Auth, Msg, Response, Session};
 use ssh::russh::{self, Channel, ChannelId, Disconnect};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
-
-/// How long the upstream may take to answer a channel open or request: the client's whole
-/// session waits meanwhile.
-const UPSTREAM_ANSWER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the connection's task learns from the session, to log and close it.
 #[derive(Default)]
@@ -44,6 +40,8 @@ pub(super) struct Shared {
     /// Cancelled when the connection ends: its relays stop, even one waiting for a window
     /// that will never open (a client that stopped reading, then was cut off).
     pub ended: tokio_util::sync::CancellationToken,
+    /// Cancelled when the upstream session ends (the server dropped it, the link broke).
+    pub upstream_ended: tokio_util::sync::CancellationToken,
     /// How the session ended (set before `ended` is cancelled): its channels end alike.
     pub result: std::sync::OnceLock<Result<(), Error>>,
 }
@@ -79,8 +77,6 @@ pub(super) struct Gate {
     admitted: Option<Admitted>,
     live: Option<Arc<Live>>,
     upstream: Option<Arc<ssh::upstream::Handle>>,
-    /// Channels opened on both sides, waiting for the request that starts them.
-    pending: HashMap<ChannelId, channels::Pending>,
 }
 
 /// What a client offers to prove who it is.
@@ -106,7 +102,6 @@ impl Gate {
             admitted: None,
             live: None,
             upstream: None,
-            pending: HashMap::new(),
         }
     }
 }
@@ -180,9 +175,9 @@ impl russh::server::Handler for Gate {
         &mut self,
         channel: Channel<Msg>,
         reply: russh::server::ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(upstream) = &self.upstream else {
+        let Some(parts) = self.parts(session) else {
             return Ok(());
         };
         let Some(slot) = self.admit_channel("session") else {
@@ -191,22 +186,9 @@ impl russh::server::Handler for Gate {
                 .await;
             return Ok(());
         };
-        let opened = tokio::time::timeout(UPSTREAM_ANSWER, upstream.channel_open_session()).await;
-        match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
-            Ok(up) => {
-                let id = channel.id();
-                let pending = channels::Pending::new(channel, up, slot);
-                self.pending.insert(id, pending);
-                reply.accept().await;
-            }
-            Err(e) => {
-                tracing::warn!(
-                    id = self.attributes.id,
-                    "ssh upstream refused a session channel: {e}"
-                );
-                reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
-            }
-        }
+        // Opened (and its requests answered) by a task of its own: the session's other
+        // channels go on meanwhile.
+        tokio::spawn(parts.open(channel, reply, opening::Open::Session, slot));
         Ok(())
     }
 
@@ -222,7 +204,7 @@ impl russh::server::Handler for Gate {
     ) -> Result<(), Self::Error> {
         let allowed = self.allow().port_forwarding;
         self.listener.stats.ssh.channel("port_forwarding", allowed);
-        let Some(upstream) = self.upstream.as_ref().filter(|_| allowed) else {
+        let Some(parts) = self.parts(session).filter(|_| allowed) else {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -234,18 +216,18 @@ impl russh::server::Handler for Gate {
                 .await;
             return Ok(());
         };
-        let opened = upstream.channel_open_direct_tcpip(host, port, originator, originator_port);
-        let opened = tokio::time::timeout(UPSTREAM_ANSWER, opened).await;
-        match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
-            Ok(up) => {
-                reply.accept().await;
-                let pending = channels::Pending::new(channel, up, slot);
-                self.start(pending, "port_forwarding", session);
-            }
-            Err(_) => reply.reject(russh::ChannelOpenFailure::ConnectFailed).await,
-        }
+        let open = opening::Open::DirectTcpip {
+            host: host.to_string(),
+            port,
+            originator: originator.to_string(),
+            originator_port,
+        };
+        tokio::spawn(parts.open(channel, reply, open, slot));
         Ok(())
     }
+
+    // Requests the route allows are passed upstream and answered by the channel's task
+    // (which reads them off the channel); here only refusals are answered.
 
     async fn subsystem_request(
         &mut self,
@@ -253,27 +235,17 @@ impl russh::server::Handler for Gate {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let allowed = name == "sftp" && self.allow().sftp;
-        let name = name.to_string();
         let kind = if name == "sftp" { "sftp" } else { "subsystem" };
-        self.request(channel, kind, allowed, true, session, async move |up| {
-            up.request_subsystem(true, name).await
-        })
-        .await
+        self.refuse_unless_allowed(channel, kind, session)
     }
 
     async fn exec_request(
         &mut self,
         channel: ChannelId,
-        data: &[u8],
+        _data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let allowed = self.allow().exec;
-        let command = data.to_vec();
-        self.request(channel, "exec", allowed, true, session, async move |up| {
-            up.exec(true, command).await
-        })
-        .await
+        self.refuse_unless_allowed(channel, "exec", session)
     }
 
     async fn shell_request(
@@ -281,57 +253,38 @@ impl russh::server::Handler for Gate {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let allowed = self.allow().shell;
-        self.request(channel, "shell", allowed, true, session, async |up| {
-            up.request_shell(true).await
-        })
-        .await
+        self.refuse_unless_allowed(channel, "shell", session)
     }
 
+    /// Answered here, by the route: OpenSSH sends its environment right behind it without
+    /// waiting, and russh can answer a channel's request only until the next one arrives.
+    /// The channel's task passes it upstream.
     async fn pty_request(
         &mut self,
         channel: ChannelId,
-        term: &str,
-        col_width: u32,
-        row_height: u32,
-        pix_width: u32,
-        pix_height: u32,
-        modes: &[(russh::Pty, u32)],
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let allow = self.allow();
-        let (term, modes) = (term.to_string(), modes.to_vec());
-        self.request(
-            channel,
-            "pty",
-            allow.shell || allow.exec,
-            false,
-            session,
-            async move |up| {
-                up.request_pty(
-                    true, &term, col_width, row_height, pix_width, pix_height, &modes,
-                )
-                .await
-            },
-        )
-        .await
+        self.refuse_unless_allowed(channel, "pty", session)?;
+        match opening::allowed(self.allow(), "pty") {
+            true => session.channel_success(channel),
+            false => Ok(()),
+        }
     }
 
     async fn env_request(
         &mut self,
         channel: ChannelId,
-        name: &str,
-        value: &str,
+        _name: &str,
+        _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let allow = self.allow();
-        let allowed = allow.shell || allow.exec;
-        if allowed && let Some(pending) = self.pending.get(&channel) {
-            // Sent without asking for a reply: servers refuse most variables silently.
-            let _ = pending.up.set_env(false, name, value).await;
-            return session.channel_success(channel);
-        }
-        session.channel_failure(channel)
+        self.refuse_unless_allowed(channel, "env", session)
     }
 
     async fn x11_request(
@@ -345,38 +298,5 @@ impl russh::server::Handler for Gate {
     ) -> Result<(), Self::Error> {
         self.listener.stats.ssh.channel("x11", false);
         session.channel_failure(channel)
-    }
-
-    async fn data(
-        &mut self,
-        channel: ChannelId,
-        _data: &[u8],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        self.early_data(channel, session).await;
-        Ok(())
-    }
-
-    async fn extended_data(
-        &mut self,
-        channel: ChannelId,
-        _code: u32,
-        _data: &[u8],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        self.early_data(channel, session).await;
-        Ok(())
-    }
-
-    async fn channel_close(
-        &mut self,
-        channel: ChannelId,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        // A channel closed before it started: its upstream twin goes too.
-        if let Some(pending) = self.pending.remove(&channel) {
-            let _ = pending.up.close().await;
-        }
-        Ok(())
     }
 }

@@ -32,7 +32,15 @@ impl Gate {
             stats.upstream_failed(error.code());
             (error, "upstream unavailable".to_string())
         })?;
-        let (host, port) = split_host_port(&lease.endpoint.address);
+        // known_hosts names the SSH server: through a tunnel, where the tunnel goes.
+        let server = match &cluster.config.tunnel {
+            Some(tunnel) => {
+                crate::dial::tunnel_authority(tunnel, &route.config, &live.attributes, routing)
+                    .unwrap_or_else(|_| lease.endpoint.address.clone())
+            }
+            None => lease.endpoint.address.clone(),
+        };
+        let (host, port) = split_host_port(&server);
         let user = upstream_user(route, routing, &live);
         let login = ssh::upstream::Login {
             host,
@@ -62,9 +70,19 @@ impl Gate {
             let error = Error::new(Side::Upstream, Kind::SshUpstream(e.code()));
             (error, told.to_string())
         })?;
+        let (handle, gone) = handle;
         let handle = Arc::new(handle);
         self.upstream = Some(handle.clone());
-        self.shared.outcome.lock().unwrap().upstream = Some(handle);
+        let mut outcome = self.shared.outcome.lock().unwrap();
+        outcome.upstream = Some(handle);
+        drop(outcome);
+        // Watched: an upstream that drops the session ends the client's too, channels
+        // open or not.
+        let ended = self.shared.upstream_ended.clone();
+        tokio::spawn(async move {
+            gone.await;
+            ended.cancel();
+        });
         Ok(())
     }
 

@@ -1,0 +1,294 @@
+//! SSH sessions under stress and faults: channels that open while another one downloads,
+//! requests answered with the upstream's own reply, transfers cut before they close, an
+//! upstream that drops the session, and a gateway that ends a session whatever its state.
+
+use super::sftp::{audit_lines, downstream_bytes, gateway_yaml, pinned, random_file};
+use ssh::russh::{self, ChannelMsg, client};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use testkit::ssh::{Client, Sshd};
+use testkit::{TestGateway, bounded, eventually};
+
+/// The SSH test gateway (exec allowed), with an access log and an audit log, and `extra`
+/// on top of its configuration.
+fn logged(sshd: &Sshd, logs: &tempfile::TempDir, extra: &str) -> TestGateway {
+    let audit = logs.path().join("audit.jsonl");
+    let yaml = gateway_yaml(
+        &sshd.address.to_string(),
+        &format!(
+            ", allow: {{ exec: true }}, audit_log: \"{}\"",
+            audit.display()
+        ),
+        &pinned(),
+    );
+    let access = logs.path().join("access.jsonl");
+    TestGateway::start(&format!(
+        "access_log: {{ path: \"{}\" }}\n{extra}{yaml}",
+        access.display()
+    ))
+}
+
+/// The access log's close lines.
+fn closed(logs: &tempfile::TempDir) -> Vec<serde_json::Value> {
+    audit_lines(&logs.path().join("access.jsonl"))
+        .into_iter()
+        .filter(|l| l["event"] == "close")
+        .collect()
+}
+
+/// A russh client that trusts any host key (the test's gateway).
+struct AnyHost;
+
+impl client::Handler for AnyHost {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// alice logged in to the gateway with her key, over russh.
+async fn russh_alice(gateway: std::net::SocketAddr) -> client::Handle<AnyHost> {
+    let config = Arc::new(client::Config::default());
+    let mut session = client::connect(config, gateway, AnyHost).await.unwrap();
+    let key = russh::keys::load_secret_key(testkit::ssh::example_keys().join("alice"), None);
+    let key = russh::keys::PrivateKeyWithHashAlg::new(Arc::new(key.unwrap()), None);
+    let auth = session.authenticate_publickey("alice", key).await.unwrap();
+    assert!(auth.success());
+    session
+}
+
+/// The next answer to a request on `channel`.
+async fn answer(channel: &mut russh::Channel<client::Msg>) -> Option<bool> {
+    loop {
+        match channel.wait().await? {
+            ChannelMsg::Success => return Some(true),
+            ChannelMsg::Failure => return Some(false),
+            _ => {}
+        }
+    }
+}
+
+/// Two sessions over one OpenSSH master connection (ControlMaster): while the first
+/// downloads as fast as it can, the second opens and runs a command at once — the
+/// gateway's session loop never waits for the upstream's answer to a channel open or
+/// request (a wait that, behind the download's data, could stall both for 30 s and refuse
+/// the second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_channel_opens_at_once_while_another_downloads() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let big = sshd.root.join("alice/big.bin");
+        random_file(&big, 8 << 20);
+        let logs = tempfile::tempdir().unwrap();
+        let gw = logged(&sshd, &logs, "");
+        let client = Client::new(gw.address("sftp"));
+        let control = client.dir().join("control");
+        let muxed = |master: bool| {
+            let mut command = client.command("ssh", &client.key("alice"));
+            let mode = if master { "yes" } else { "no" };
+            command
+                .arg("-o")
+                .arg(format!("ControlPath={}", control.display()))
+                .arg("-o")
+                .arg(format!("ControlMaster={mode}"))
+                .stdout(Stdio::null())
+                .arg("alice@127.0.0.1");
+            command
+        };
+        let mut master = muxed(true).arg("-N").spawn().unwrap();
+        eventually("the master connection is up", || control.exists()).await;
+        let endless = format!("while cat {}; do :; done", big.display());
+        let mut download = muxed(false).arg(endless).spawn().unwrap();
+        let relayed = || downstream_bytes(&gw, sshd.address);
+        eventually("the download is under way", || relayed() > 4 << 20).await;
+
+        let started = Instant::now();
+        let second = muxed(false)
+            .arg("echo second")
+            .stdout(Stdio::piped())
+            .output()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&second.stdout);
+        assert!(
+            second.status.success() && stdout.trim() == "second",
+            "{second:?}"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "the second channel took {took:?}"
+        );
+        let before = relayed();
+        eventually("the download still flows", || {
+            relayed() > before + (4 << 20)
+        })
+        .await;
+        download.kill().await.unwrap();
+        master.kill().await.unwrap();
+    })
+    .await;
+}
+
+/// An `env` request is passed upstream and answered with the upstream's own reply: this
+/// sshd accepts no variable (no `AcceptEnv`), so the client is told no; the channel then
+/// runs its command as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_requests_get_the_upstreams_answer() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = logged(&sshd, &logs, "");
+        let session = russh_alice(gw.address("sftp")).await;
+        let mut channel = session.channel_open_session().await.unwrap();
+        channel.set_env(true, "CAUSEWAY_TEST", "1").await.unwrap();
+        assert_eq!(answer(&mut channel).await, Some(false), "sshd refuses it");
+        channel.exec(true, "echo ran").await.unwrap();
+        assert_eq!(answer(&mut channel).await, Some(true));
+        let mut out = Vec::new();
+        while let Some(message) = channel.wait().await {
+            if let ChannelMsg::Data { data } = message {
+                out.extend_from_slice(&data);
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&out).trim(), "ran");
+    })
+    .await;
+}
+
+/// A download cut before its CLOSE (the client killed mid-transfer) still gets its audit
+/// close line when the channel ends, marked `cut`, with the bytes that went through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sftp_transfer_cut_before_close_gets_a_cut_audit_line() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        random_file(&sshd.root.join("alice/cut.bin"), 64 << 20);
+        let logs = tempfile::tempdir().unwrap();
+        let gw = logged(&sshd, &logs, "");
+        let client = Client::new(gw.address("sftp"));
+        let mut sftp = client.command("sftp", &client.key("alice"));
+        sftp.args(["-b", "-"])
+            .arg("alice@127.0.0.1")
+            .current_dir(client.dir())
+            .process_group(0);
+        let mut child = sftp.spawn().unwrap();
+        let batch = b"get cut.bin\n";
+        use tokio::io::AsyncWriteExt;
+        child.stdin.take().unwrap().write_all(batch).await.unwrap();
+        let audit = logs.path().join("audit.jsonl");
+        eventually("the file is open and flowing", || {
+            audit_lines(&audit).iter().any(|l| l["op"] == "open")
+                && downstream_bytes(&gw, sshd.address) > 1 << 20
+        })
+        .await;
+        let pgid = child.id().unwrap() as i32;
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait().await;
+        eventually("the cut transfer's close line", || {
+            audit_lines(&audit).iter().any(|l| l["op"] == "close")
+        })
+        .await;
+        let lines = audit_lines(&audit);
+        let close = lines.iter().find(|l| l["op"] == "close").unwrap();
+        assert_eq!(close["status"], "cut", "{close}");
+        assert!(
+            close["path"].as_str().unwrap().ends_with("cut.bin"),
+            "{close}"
+        );
+        let read = close["bytes_read"].as_u64().unwrap();
+        assert!(read > 0 && read < 64 << 20, "{close}");
+    })
+    .await;
+}
+
+/// The upstream server drops the session while the client has no channel open (`ssh -N`):
+/// the gateway sees it at once and disconnects the client, saying why; the access log says
+/// `upstream_ssh_session_closed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_drops_the_session_disconnects_the_client() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = logged(&sshd, &logs, "");
+        let client = Client::new(gw.address("sftp"));
+        let mut idle = client.command("ssh", &client.key("alice"));
+        idle.arg("-N").arg("alice@127.0.0.1");
+        let idle = idle.spawn().unwrap();
+        eventually("the session is up and connected upstream", || {
+            let live = gw.gateway.connections_snapshot();
+            live.first().is_some_and(|c| c.endpoint.is_some())
+        })
+        .await;
+        sshd.drop_sessions();
+        let out = tokio::time::timeout(Duration::from_secs(10), idle.wait_with_output())
+            .await
+            .expect("the client is let go")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("the upstream server closed the session"),
+            "{stderr}"
+        );
+        eventually("the session's line", || closed(&logs).len() == 1).await;
+        let line = &closed(&logs)[0];
+        assert_eq!(line["reason"], "upstream_ssh_session_closed", "{line}");
+        assert_eq!(line["side"], "upstream", "{line}");
+    })
+    .await;
+}
+
+/// A cluster reached through a CONNECT tunnel: `known_hosts` is looked up by the SSH
+/// server the tunnel goes to (its authority), not by the tunnel proxy the gateway dials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_hosts_names_the_ssh_server_behind_a_tunnel() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let logs = tempfile::tempdir().unwrap();
+        let terminator = TestGateway::start(&format!(
+            r#"listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - name: tunnels
+        connect: {{ allowed_cidrs: [127.0.0.1/32], allowed_ports: ["{}"] }}
+        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#,
+            sshd.address.port()
+        ));
+        let known_hosts = logs.path().join("known_hosts");
+        let key =
+            std::fs::read_to_string(testkit::ssh::example_keys().join("backend_host_ed25519.pub"))
+                .unwrap();
+        std::fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{} {key}", sshd.address.port()),
+        )
+        .unwrap();
+        let yaml = gateway_yaml(
+            &terminator.address("connect").to_string(),
+            "",
+            &format!("known_hosts: \"{}\"", known_hosts.display()),
+        )
+        .replace(
+            "    connect_attempts: 1\n",
+            &format!(
+                "    connect_attempts: 1\n    tunnel: {{ protocol: http1, authority: \"{}\" }}\n",
+                sshd.address
+            ),
+        );
+        let gw = TestGateway::start(&yaml);
+        let client = Client::new(gw.address("sftp"));
+        let run = client.sftp("alice", &client.key("alice"), "pwd\n").await;
+        assert!(run.success, "{run:?}");
+        assert!(run.stdout.contains("/alice"), "{run:?}");
+    })
+    .await;
+}

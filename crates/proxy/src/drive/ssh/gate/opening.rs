@@ -1,0 +1,318 @@
+//! A channel from its open to the request that starts it, in a task of its own: the
+//! upstream twin opened, then each request the route allows passed upstream and answered
+//! with the upstream's reply through the session's handle. russh's session loop never
+//! waits for the upstream, so the session's other channels keep flowing meanwhile.
+//!
+//! russh keeps one "wants a reply" flag per channel, set by each request as it arrives and
+//! consumed by the answer: an answer is sent only while no later request of the channel has
+//! arrived (else it would be taken as the later one's). Clients ask for the starting request
+//! last and wait for its answer; an `env` sent with `want_reply` and followed at once by
+//! another request gets no answer (OpenSSH sends `env` without asking for one).
+
+use super::channels::{Parts, Pending};
+use crate::accept::admission::Slot;
+use ssh::channel::{is_request, upstream_reply};
+use ssh::russh::server::{ChannelOpenHandle, Msg};
+use ssh::russh::{self, Channel, ChannelMsg, ChannelOpenFailure, client};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// How long the upstream may take to answer a channel open or request (only this
+/// channel waits).
+const UPSTREAM_ANSWER: Duration = Duration::from_secs(30);
+
+/// Bytes (each message counted 64 more) a client may send on a channel before the request
+/// that starts it: kept and passed on once it starts; beyond, the channel is closed.
+const EARLY_DATA_LIMIT: usize = 64 * 1024;
+
+/// How long closing the upstream twin of a channel that never started may take.
+const CLOSE: Duration = Duration::from_secs(2);
+
+/// The channel the client opened.
+pub(super) enum Open {
+    Session,
+    DirectTcpip {
+        host: String,
+        port: u32,
+        originator: String,
+        originator_port: u32,
+    },
+}
+
+/// Whether the route's `allow` lets a request of `kind` through.
+pub(super) fn allowed(allow: config::SshAllow, kind: &str) -> bool {
+    match kind {
+        "sftp" => allow.sftp,
+        "exec" => allow.exec,
+        "shell" => allow.shell,
+        "pty" | "env" => allow.shell || allow.exec,
+        _ => false,
+    }
+}
+
+/// The kind of a request the channel's task passes upstream, and whether it starts the
+/// channel.
+fn kind_of(message: &ChannelMsg) -> Option<(&'static str, bool)> {
+    match message {
+        ChannelMsg::RequestSubsystem { name, .. } if name == "sftp" => Some(("sftp", true)),
+        ChannelMsg::RequestSubsystem { .. } => Some(("subsystem", true)),
+        ChannelMsg::Exec { .. } => Some(("exec", true)),
+        ChannelMsg::RequestShell { .. } => Some(("shell", true)),
+        ChannelMsg::SetEnv { .. } => Some(("env", false)),
+        ChannelMsg::RequestPty { .. } => Some(("pty", false)),
+        _ => None,
+    }
+}
+
+/// A channel between its open and its start.
+struct Waiting {
+    down: Channel<Msg>,
+    up: Channel<client::Msg>,
+    slot: Slot,
+    early: Vec<ChannelMsg>,
+    /// What the client sent while a request was upstream, still to handle.
+    backlog: VecDeque<ChannelMsg>,
+    received: usize,
+}
+
+/// Counts what the client sent before the channel started; false once over the bound.
+fn counted(received: &mut usize, message: &ChannelMsg) -> bool {
+    *received += 64
+        + match message {
+            ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+            _ => 0,
+        };
+    *received <= EARLY_DATA_LIMIT
+}
+
+impl Waiting {
+    /// Whether the client sent a request after the one being answered.
+    fn later_request(&mut self) -> bool {
+        while let Some(message) = queued(&mut self.down) {
+            counted(&mut self.received, &message);
+            self.backlog.push_back(message);
+        }
+        self.backlog.iter().any(|m| {
+            is_request(m)
+                || matches!(
+                    m,
+                    ChannelMsg::WindowChange { .. } | ChannelMsg::Signal { .. }
+                )
+        })
+    }
+}
+
+/// The channel's next queued message, if one is there now.
+fn queued(channel: &mut Channel<Msg>) -> Option<ChannelMsg> {
+    use std::task::{Context, Poll, Waker};
+    let mut next = std::pin::pin!(channel.wait());
+    match next.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(message) => message,
+        Poll::Pending => None,
+    }
+}
+
+impl Parts {
+    /// Opens the channel's upstream twin, answers the client's open, then (a session
+    /// channel) waits for the request that starts it.
+    pub(super) async fn open(
+        self,
+        down: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        open: Open,
+        slot: Slot,
+    ) {
+        let upstream = self.upstream.clone();
+        let opened = async {
+            match &open {
+                Open::Session => upstream.channel_open_session().await,
+                Open::DirectTcpip {
+                    host,
+                    port,
+                    originator,
+                    originator_port,
+                } => {
+                    let (host, originator) = (host.clone(), originator.clone());
+                    (upstream.channel_open_direct_tcpip(host, *port, originator, *originator_port))
+                        .await
+                }
+            }
+        };
+        let opened = tokio::select! {
+            opened = tokio::time::timeout(UPSTREAM_ANSWER, opened) => opened,
+            // The session ended meanwhile: the open is refused as the handle drops.
+            () = self.shared.ended.cancelled() => return,
+        };
+        let up = match opened.unwrap_or(Err(russh::Error::ConnectionTimeout)) {
+            Ok(up) => up,
+            Err(e) => {
+                let id = self.live.attributes.id;
+                tracing::warn!(id, "ssh upstream refused a channel: {e}");
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return;
+            }
+        };
+        reply.accept().await;
+        let waiting = Waiting {
+            down,
+            up,
+            slot,
+            early: Vec::new(),
+            backlog: VecDeque::new(),
+            received: 0,
+        };
+        match open {
+            Open::DirectTcpip { .. } => self.start(waiting.started(), "port_forwarding"),
+            Open::Session => self.until_started(waiting).await,
+        }
+    }
+
+    /// Handles what the client sends until a request starts the channel (then relayed),
+    /// or the channel or its session ends.
+    async fn until_started(&self, mut w: Waiting) {
+        loop {
+            let message = match w.backlog.pop_front() {
+                Some(message) => Some(message),
+                None => {
+                    let message = tokio::select! {
+                        message = w.down.wait() => message,
+                        () = self.shared.ended.cancelled() => None,
+                    };
+                    if let Some(m) = &message {
+                        counted(&mut w.received, m);
+                    }
+                    message
+                }
+            };
+            let Some(message) = message else {
+                return close_upstream(w.up).await;
+            };
+            if w.received > EARLY_DATA_LIMIT {
+                return self.too_early(w).await;
+            }
+            match message {
+                ChannelMsg::Close => return close_upstream(w.up).await,
+                ChannelMsg::Data { .. } | ChannelMsg::ExtendedData { .. } | ChannelMsg::Eof => {
+                    w.early.push(message);
+                }
+                message => {
+                    let Some((kind, starts)) = kind_of(&message) else {
+                        continue;
+                    };
+                    // Refused ones were answered by the session (`refuse_unless_allowed`).
+                    if !allowed(self.allow, kind) {
+                        continue;
+                    }
+                    let ok = ask(&mut w, message).await;
+                    // A pty request was answered by the session; its reply only kept in step.
+                    if kind != "pty" && !w.later_request() {
+                        let id = w.down.id();
+                        let _ = match ok {
+                            true => self.handle.channel_success(id).await,
+                            false => self.handle.channel_failure(id).await,
+                        };
+                    }
+                    if ok && starts {
+                        return self.start(w.started(), kind);
+                    }
+                }
+            }
+        }
+    }
+
+    /// More than [`EARLY_DATA_LIMIT`] before the channel started: closed on both sides.
+    async fn too_early(&self, w: Waiting) {
+        self.listener.stats.ssh.channel("early_data", false);
+        tracing::warn!(
+            id = self.live.attributes.id,
+            "ssh channel closed: over {EARLY_DATA_LIMIT} bytes before it started"
+        );
+        let _ = self.handle.close(w.down.id()).await;
+        close_upstream(w.up).await;
+    }
+}
+
+impl Waiting {
+    /// The channel as it starts: what the client sent meanwhile goes first.
+    fn started(mut self) -> Pending {
+        self.early.extend(self.backlog);
+        Pending {
+            down: self.down,
+            up: self.up,
+            slot: self.slot,
+            early: self.early,
+        }
+    }
+}
+
+/// Passes a request upstream and waits for the reply, keeping what the client sends
+/// meanwhile. False: refused, no answer in time, or the client sent too much.
+async fn ask(w: &mut Waiting, message: ChannelMsg) -> bool {
+    let Waiting {
+        down,
+        up,
+        backlog,
+        received,
+        ..
+    } = w;
+    let sent = match message {
+        ChannelMsg::Exec { command, .. } => up.exec(true, command).await,
+        ChannelMsg::RequestSubsystem { name, .. } => up.request_subsystem(true, name).await,
+        ChannelMsg::RequestShell { .. } => up.request_shell(true).await,
+        ChannelMsg::SetEnv {
+            variable_name,
+            variable_value,
+            ..
+        } => up.set_env(true, variable_name, variable_value).await,
+        ChannelMsg::RequestPty {
+            term,
+            col_width,
+            row_height,
+            pix_width,
+            pix_height,
+            terminal_modes,
+            ..
+        } => {
+            up.request_pty(
+                true,
+                &term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                &terminal_modes,
+            )
+            .await
+        }
+        _ => return false,
+    };
+    if sent.is_err() {
+        return false;
+    }
+    let reply = upstream_reply(up);
+    let mut reply = std::pin::pin!(reply);
+    let deadline = tokio::time::sleep(UPSTREAM_ANSWER);
+    let mut deadline = std::pin::pin!(deadline);
+    loop {
+        tokio::select! {
+            ok = &mut reply => return ok,
+            () = &mut deadline => return false,
+            message = down.wait() => match message {
+                Some(message) => {
+                    let within = counted(received, &message);
+                    backlog.push_back(message);
+                    if !within {
+                        return false;
+                    }
+                }
+                None => return false,
+            },
+        }
+    }
+}
+
+/// The upstream twin of a channel that never started goes too (bounded: its session may
+/// be stuck).
+async fn close_upstream(up: Channel<client::Msg>) {
+    let _ = tokio::time::timeout(CLOSE, up.close()).await;
+}
