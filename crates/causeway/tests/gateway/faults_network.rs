@@ -111,6 +111,27 @@ async fn a_client_that_vanishes_is_found_out_by_keepalive_and_its_upstream_close
     .await
 }
 
+/// `n` clients at once; how many were closed without a byte.
+async fn many_refused(address: SocketAddr, n: usize) -> usize {
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        clients.spawn(async move { Client::connect(address).await.is_closed().await });
+    }
+    clients
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|closed| *closed)
+        .count()
+}
+
+/// This process's threads now.
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line[8..].trim().parse().unwrap()
+}
+
 /// The resolver at 127.0.0.1:53: answers A queries for `causeway.test` names as told; every
 /// other query NXDOMAIN.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -187,6 +208,20 @@ async fn an_upstream_name_that_does_not_resolve_refuses_its_connections_until_it
         }
         let failures = gw.metric_sum("causeway_endpoint_connect_failures_total", &[("cluster", "c")]);
         assert_eq!(failures, 2.0, "both counted against the endpoint");
+
+        // A burst while the resolver is silent: each lookup holds a thread until the
+        // resolver gives up (1 s here, 5 s and more by default), but no more than 64 at once.
+        let threads_before = threads();
+        let burst = many_refused(gw.address("l"), 150).await;
+        assert_eq!(burst, 150, "every one refused");
+        let running = gw.metric("causeway_dns_lookups_running", &[]);
+        assert!(running <= 64.0, "{running} lookups at once");
+        let added = threads().saturating_sub(threads_before);
+        assert!(added <= 64 + 8, "{added} threads more for 150 silent lookups");
+        testkit::eventually("the silent lookups give up", || {
+            gw.metric("causeway_dns_lookups_running", &[]) == 0.0
+        })
+        .await;
 
         set.send_replace(Resolver::Answers([127, 0, 0, 1]));
         let (mut client, greeting) = Client::greeted(gw.address("l")).await;

@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod proxy_out;
+pub(crate) mod resolve;
 pub mod tunnel;
 
 use crate::attributes::Attributes;

@@ -32,6 +32,7 @@ impl Source for Gateway {
         out.gauge("causeway_draining", vec![], draining);
         let pipes = crate::relay::pipes() as f64;
         out.gauge("causeway_relay_pipes", vec![], pipes);
+        crate::dial::resolve::report(out);
         for (result, count) in [("ok", &self.reloads.ok), ("failed", &self.reloads.failed)] {
             let labels = vec![("result", result.into())];
             out.counter("causeway_reloads_total", labels, count.load(Relaxed));

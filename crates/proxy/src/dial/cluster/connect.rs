@@ -2,7 +2,7 @@
 
 use super::Endpoint;
 use std::io;
-use tokio::net::{TcpStream, lookup_host};
+use tokio::net::TcpStream;
 
 pub(crate) async fn connect(endpoint: &Endpoint) -> io::Result<TcpStream> {
     if let Some(address) = endpoint.socket_address {
@@ -13,7 +13,7 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> io::Result<TcpStream> {
         io::ErrorKind::NotFound,
         format!("{address} did not resolve"),
     );
-    for addr in lookup_host(address).await? {
+    for addr in crate::dial::resolve::resolve(address).await? {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
             Err(e) => last = e,

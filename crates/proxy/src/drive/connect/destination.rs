@@ -56,13 +56,10 @@ impl Terminator {
 
     /// `host`'s addresses (an IP address is its own), within the cluster's connect timeout.
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, StatusCode> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
         let timeout = self.route.cluster.config.connect_timeout;
-        match tokio::time::timeout(timeout, tokio::net::lookup_host((bare, port))).await {
-            Ok(Ok(addresses)) => Ok(addresses.collect()),
+        let address = format!("{host}:{port}");
+        match tokio::time::timeout(timeout, crate::dial::resolve::resolve(&address)).await {
+            Ok(Ok(addresses)) => Ok(addresses),
             Ok(Err(e)) => {
                 tracing::warn!(route = %self.route.config.name, host, error = %e, "tunnel destination does not resolve");
                 Err(StatusCode::BAD_GATEWAY)
