@@ -7,6 +7,7 @@ pub mod first_messages;
 pub mod modes;
 pub mod proxies;
 pub mod report;
+pub mod soak;
 pub mod targets;
 pub mod tls;
 

@@ -73,9 +73,31 @@ enum Cmd {
         #[arg(long)]
         tls: bool,
     },
+    /// The release gateway for N minutes under churn of every kind of connection, reloads
+    /// and authorizer flaps; fails on a corrupted byte, a kind that stops succeeding, or
+    /// memory or descriptors trending up (docs/robustness.md, "Soak"). `scripts/soak` runs it.
+    Soak(SoakArgs),
     /// Causeway, HAProxy, nginx and Envoy side by side, and the direct baseline; writes a
     /// Markdown report. `bench/compare` installs the rivals and runs this.
     Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Seconds not fitted (default: a fifth of the run, 20 s to 120 s).
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Seconds between configuration reloads.
+    #[arg(long, default_value_t = 4)]
+    reload_every: u64,
+    /// Where the CSV, the plot, the summary, the configuration and the gateway's log go.
+    #[arg(long, default_value = "target/soak")]
+    out: PathBuf,
+    /// The gateway binary (default: `causeway` beside this program).
+    #[arg(long)]
+    causeway: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -208,6 +230,7 @@ fn run(command: Cmd) -> bench::Result<()> {
         )
         .map(|r| println!("{} connections held and echoing", r.connections)),
         Cmd::Compare(args) => compare(args),
+        Cmd::Soak(args) => soak(args),
     }
 }
 
@@ -225,6 +248,20 @@ async fn echo_backend(listen: SocketAddr) -> bench::Result<()> {
     println!("listening {}", backend.address);
     std::future::pending::<()>().await;
     Ok(())
+}
+
+fn soak(args: SoakArgs) -> bench::Result<()> {
+    let causeway = match args.causeway {
+        Some(path) => path,
+        None => (std::env::current_exe().map_err(|e| e.to_string())?).with_file_name("causeway"),
+    };
+    bench::soak::run(bench::soak::Options {
+        minutes: args.minutes,
+        warmup: args.warmup,
+        reload_every: Duration::from_secs(args.reload_every),
+        out: args.out,
+        causeway,
+    })
 }
 
 /// The side-by-side run; prints the report it wrote.
