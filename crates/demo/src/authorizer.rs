@@ -36,15 +36,20 @@ struct Service {
     /// Checks being held unanswered by [`Verdict::Hang`] now: one ends when its caller
     /// gives up on it (cancelling the call drops its future).
     hanging: watch::Sender<usize>,
+    /// The most checks held at once so far.
+    most_hanging: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// One check held by [`Verdict::Hang`], counted while it lives.
 struct Held(watch::Sender<usize>);
 
 impl Held {
-    fn new(hanging: &watch::Sender<usize>) -> Held {
-        hanging.send_modify(|n| *n += 1);
-        Held(hanging.clone())
+    fn new(service: &Service) -> Held {
+        service.hanging.send_modify(|n| {
+            *n += 1;
+            (service.most_hanging).fetch_max(*n, std::sync::atomic::Ordering::Relaxed);
+        });
+        Held(service.hanging.clone())
     }
 }
 
@@ -90,7 +95,7 @@ impl Authorization for Service {
             },
             Verdict::Error => return Err(tonic::Status::unavailable("test authorizer error")),
             Verdict::Hang => {
-                let _held = Held::new(&self.hanging);
+                let _held = Held::new(self);
                 std::future::pending().await
             }
             Verdict::Route(fields) => CheckResponse {
@@ -128,6 +133,7 @@ impl TestAuthorizer {
             traceparents: Arc::default(),
             seen: watch::Sender::new(0),
             hanging: watch::Sender::new(0),
+            most_hanging: Arc::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
@@ -175,6 +181,11 @@ impl TestAuthorizer {
 }
 
 impl TestAuthorizer {
+    /// The most checks [`Verdict::Hang`] has held at once.
+    pub fn most_hanging(&self) -> usize {
+        (self.service.most_hanging).load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Waits (at most 10 s) until exactly `n` checks are held unanswered by
     /// [`Verdict::Hang`] (0: every caller has given up on its check).
     pub async fn wait_for_hanging(&self, n: usize) {

@@ -22,6 +22,8 @@ use std::time::Duration;
 const CHILD: &str = "CAUSEWAY_ISOLATED_TEST";
 /// Set in the child when it runs in a namespace of its own (so `nft` may change rules).
 const IN_NETNS: &str = "CAUSEWAY_ISOLATED_NETNS";
+/// The test process's network namespace (the child checks it is in another).
+const PARENT_NETNS: &str = "CAUSEWAY_ISOLATED_PARENT_NETNS";
 /// The child's own bound, beyond the body's (`crate::TEST_TIMEOUT`).
 const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -32,6 +34,13 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
 /// and returns false. In that child: returns true, and the caller runs the test's body.
 pub fn in_netns(name: &str) -> bool {
     if std::env::var(CHILD).as_deref() == Ok(name) {
+        // Run by hand with the variables set, it would change the machine's firewall.
+        let parent = std::env::var(PARENT_NETNS).unwrap_or_default();
+        assert_ne!(
+            own_netns(),
+            parent,
+            "{name} is not in a namespace of its own"
+        );
         return true;
     }
     let namespace = Namespace::create();
@@ -42,6 +51,7 @@ pub fn in_netns(name: &str) -> bool {
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD, name)
         .env(IN_NETNS, "1")
+        .env(PARENT_NETNS, own_netns())
         .stdin(Stdio::null());
     let output = run_bounded(command);
     drop(namespace);
@@ -83,6 +93,12 @@ fn run_bounded(mut command: Command) -> std::process::Output {
     }
 }
 
+/// The network namespace this process is in (`net:[INODE]`).
+fn own_netns() -> String {
+    let link = std::fs::read_link("/proc/self/ns/net").expect("/proc/self/ns/net");
+    link.to_string_lossy().into_owned()
+}
+
 /// Applies nftables `rules` (`nft -f -` syntax) in the child's own namespace. Refuses to run
 /// anywhere else: the test machine's own firewall is never touched.
 pub fn nft(rules: &str) {
@@ -120,6 +136,7 @@ impl Namespace {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
+        sweep_leftovers();
         ip(&["netns", "add", &name]);
         let namespace = Namespace {
             etc: PathBuf::from("/etc/netns").join(&name),
@@ -133,6 +150,14 @@ impl Namespace {
             "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
         )
         .unwrap();
+        // Host names from /etc/hosts and DNS only: not through a resolver daemon's socket
+        // (systemd-resolved, nscd), which a network namespace does not separate.
+        let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+        let mut own: Vec<&str> = (nsswitch.lines())
+            .filter(|l| !l.trim_start().starts_with("hosts:"))
+            .collect();
+        own.push("hosts: files dns");
+        std::fs::write(namespace.etc.join("nsswitch.conf"), own.join("\n") + "\n").unwrap();
         namespace
     }
 }
@@ -143,6 +168,26 @@ impl Drop for Namespace {
             .args(["netns", "del", &self.name])
             .status();
         let _ = std::fs::remove_dir_all(&self.etc);
+    }
+}
+
+/// Deletes the namespaces of test processes that died without deleting theirs (killed).
+fn sweep_leftovers() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("cw-test-")
+            .and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(&name));
+        }
     }
 }
 

@@ -81,22 +81,29 @@ async fn a_client_reset_after_n_bytes_reaches_the_upstream_after_those_bytes() {
     bounded(async {
         let (report, reported) = oneshot::channel();
         let report = std::sync::Mutex::new(Some(report));
+        let (progress, mut arrived) = tokio::sync::watch::channel(0usize);
         let upstream = Backend::start(move |mut stream| {
-            let report = report.lock().unwrap().take();
+            let (report, progress) = (report.lock().unwrap().take(), progress.clone());
             async move {
-                let outcome = read_to_reset(&mut stream).await;
-                let _ = report.unwrap().send(outcome);
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                let reset = loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) => break false,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+                    }
+                    progress.send_replace(got.len());
+                };
+                let _ = report.unwrap().send((got, reset));
             }
         })
         .await;
         let gw = TestGateway::start(&one_route(&upstream, ""));
         let mut client = TcpStream::connect(gw.address("l")).await.unwrap();
         client.write_all(&pattern(CUT_AFTER)).await.unwrap();
-        // Every byte is through the gateway once the upstream has them; only then reset
-        // (a reset discards what the gateway has not read yet).
-        let mut probe = [0u8; 1];
-        let idle = tokio::time::timeout(Duration::from_millis(300), client.read(&mut probe));
-        assert!(idle.await.is_err(), "the upstream sends nothing back");
+        // Only once the upstream has every byte: a reset discards what is still unread.
+        arrived.wait_for(|n| *n >= CUT_AFTER).await.unwrap();
         reset_on_drop(&client);
         drop(client);
         let (got, reset) = reported.await.unwrap();
@@ -125,15 +132,24 @@ async fn write_until_stalled(
     sent
 }
 
+/// The largest buffer `net.ipv4.NAME` lets a socket grow to.
+fn tcp_buffer_max(name: &str) -> usize {
+    let sizes = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).unwrap();
+    sizes.split_whitespace().last().unwrap().parse().unwrap()
+}
+
 /// A zero window: the client reads nothing while the upstream keeps sending. The other
 /// direction flows on, and what the upstream gets out stays within the sockets' buffers
 /// plus the gateway's relay buffer: the gateway does not queue what its client won't read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_holds_back_only_its_own_direction() {
     const UPLOAD: usize = 8 << 20;
-    const MOST: usize = 256 << 20;
-    // Kernel buffers (send and receive, both connections) with autotuning, and more.
-    const BOUND: usize = 32 << 20;
+    // What the sockets can hold at most: the upstream's send buffer, the gateway's receive
+    // buffer from it and send buffer to the client (autotuned up to these), and a little
+    // more (the relay's buffer, the client's 4 KiB).
+    let bound = 2 * tcp_buffer_max("tcp_wmem") + tcp_buffer_max("tcp_rmem") + (1 << 20);
+    // What a gateway queueing without bound would let the upstream write.
+    let most = 4 * bound;
     bounded(async {
         let (report, reported) = oneshot::channel();
         let report = std::sync::Mutex::new(Some(report));
@@ -142,7 +158,7 @@ async fn a_client_that_stops_reading_holds_back_only_its_own_direction() {
             async move {
                 let (mut read, mut write) = stream.into_split();
                 let pushing = tokio::spawn(async move {
-                    write_until_stalled(&mut write, Duration::from_secs(1), MOST).await
+                    write_until_stalled(&mut write, Duration::from_secs(1), most).await
                 });
                 let mut got = vec![0u8; UPLOAD];
                 read.read_exact(&mut got).await.unwrap();
@@ -159,8 +175,8 @@ async fn a_client_that_stops_reading_holds_back_only_its_own_direction() {
         let (intact, pushed) = reported.await.unwrap();
         assert!(intact, "the client's 8 MiB reached the upstream intact");
         assert!(
-            pushed < BOUND,
-            "the upstream got {pushed} bytes out to a client reading nothing (at most {BOUND})"
+            pushed < bound,
+            "the upstream got {pushed} bytes out to a client reading nothing (at most {bound})"
         );
         // And what was held back arrives once the client reads.
         let mut first = vec![0u8; 64 * 1024];
@@ -222,6 +238,10 @@ async fn an_authorizer_slower_than_its_timeout_gets_the_failure_mode_and_leaves_
             let timeouts = [("authorizer", "iam"), ("result", "timeout")];
             assert_eq!(gw.metric("causeway_authz_checks_total", &timeouts), 20.0);
         }
+        assert!(
+            authorizer.most_hanging() >= 20,
+            "the checks did reach the authorizer"
+        );
         authorizer.wait_for_hanging(0).await;
         testkit::eventually("the refused connections are over", || {
             closed.metric("causeway_listener_connections_active", &[("listener", "l")]) == 0.0

@@ -190,14 +190,16 @@ async fn an_upstream_name_that_does_not_resolve_refuses_its_connections_until_it
         tokio::spawn(resolver(mode));
         let backend = Backend::echo("named").await;
         let name = format!("venue.causeway.test:{}", backend.address.port());
+        // `l` waits for a lookup longer than the resolver takes to give up (1 s); `burst`
+        // gives up sooner, as a busy gateway's clients would.
         let yaml = format!(
-            "listeners:\n  - {{ name: l, address: 127.0.0.1:0, routes: [{{ cluster: c }}] }}\nclusters:\n  - {{ name: c, connect_timeout: 500ms, endpoints: [{{ address: \"{name}\" }}] }}\n"
+            "listeners:\n  - {{ name: l, address: 127.0.0.1:0, routes: [{{ cluster: c }}] }}\n  - {{ name: burst, address: 127.0.0.1:0, routes: [{{ cluster: b }}] }}\nclusters:\n  - {{ name: c, connect_timeout: 3s, endpoints: [{{ address: \"{name}\" }}] }}\n  - {{ name: b, connect_timeout: 500ms, endpoints: [{{ address: \"{name}\" }}] }}\n"
         );
         let gw = TestGateway::start(&yaml);
 
         for (mode, longest) in [
-            (Resolver::NoSuchName, Duration::from_millis(400)),
-            (Resolver::Silent, Duration::from_secs(2)),
+            (Resolver::NoSuchName, Duration::from_secs(1)),
+            (Resolver::Silent, Duration::from_millis(2500)),
         ] {
             set.send_replace(mode);
             let started = tokio::time::Instant::now();
@@ -210,18 +212,22 @@ async fn an_upstream_name_that_does_not_resolve_refuses_its_connections_until_it
         assert_eq!(failures, 2.0, "both counted against the endpoint");
 
         // A burst while the resolver is silent: each lookup holds a thread until the
-        // resolver gives up (1 s here, 5 s and more by default), but no more than 64 at once.
+        // resolver gives up (1 s here, 5 s and more by default), 256 at most for endpoints;
+        // the clients beyond wait for a place until their connect timeout.
         let threads_before = threads();
-        let burst = many_refused(gw.address("l"), 150).await;
-        assert_eq!(burst, 150, "every one refused");
-        let running = gw.metric("causeway_dns_lookups_running", &[]);
-        assert!(running <= 64.0, "{running} lookups at once");
+        let burst = many_refused(gw.address("burst"), 300).await;
+        assert_eq!(burst, 300, "every one refused");
         let added = threads().saturating_sub(threads_before);
-        assert!(added <= 64 + 8, "{added} threads more for 150 silent lookups");
+        assert!(added <= 256 + 16, "{added} threads more for 300 silent lookups");
+        let endpoint = |result| [("purpose", "endpoint"), ("result", result)];
+        let no_place = gw.metric("causeway_dns_lookups_total", &endpoint("no_place"));
+        assert!(no_place > 0.0, "clients gave up waiting for a place");
         testkit::eventually("the silent lookups give up", || {
-            gw.metric("causeway_dns_lookups_running", &[]) == 0.0
+            gw.metric("causeway_dns_lookups_running", &[("purpose", "endpoint")]) == 0.0
         })
         .await;
+        let failed = gw.metric("causeway_dns_lookups_total", &endpoint("failed"));
+        assert!(failed >= 256.0, "each lookup counted when it ended: {failed}");
 
         set.send_replace(Resolver::Answers([127, 0, 0, 1]));
         let (mut client, greeting) = Client::greeted(gw.address("l")).await;

@@ -1,6 +1,7 @@
 //! Opening a TCP connection to an endpoint (`ip:port`, or `host:port` resolved each time).
 
 use super::Endpoint;
+use crate::dial::resolve::{Purpose, resolve};
 use std::io;
 use tokio::net::TcpStream;
 
@@ -13,7 +14,7 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> io::Result<TcpStream> {
         io::ErrorKind::NotFound,
         format!("{address} did not resolve"),
     );
-    for addr in crate::dial::resolve::resolve(address).await? {
+    for addr in resolve(address, Purpose::Endpoint).await? {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
             Err(e) => last = e,

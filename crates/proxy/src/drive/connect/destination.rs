@@ -4,6 +4,7 @@
 
 use super::Terminator;
 use crate::dial::cluster::{Cluster, Lease};
+use crate::dial::resolve::{Purpose, resolve};
 use crate::error::{Error, Kind, Side};
 use http::StatusCode;
 use std::net::SocketAddr;
@@ -58,7 +59,7 @@ impl Terminator {
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, StatusCode> {
         let timeout = self.route.cluster.config.connect_timeout;
         let address = format!("{host}:{port}");
-        match tokio::time::timeout(timeout, crate::dial::resolve::resolve(&address)).await {
+        match tokio::time::timeout(timeout, resolve(&address, Purpose::Tunnel)).await {
             Ok(Ok(addresses)) => Ok(addresses),
             Ok(Err(e)) => {
                 tracing::warn!(route = %self.route.config.name, host, error = %e, "tunnel destination does not resolve");
