@@ -56,6 +56,11 @@ impl Sshd {
         Sshd::configured("backend_host_ed25519", true).await
     }
 
+    /// What the server logged so far (`Accepted publickey for alice ...` per login).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
     /// Ends every session the server is serving (its per-connection processes), as a
     /// server restart or a crash would; the server goes on accepting.
     pub fn drop_sessions(&self) {
@@ -131,7 +136,8 @@ impl Sshd {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let child = tokio::process::Command::new(binary)
             .arg("-D")
-            .arg("-e")
+            .arg("-E")
+            .arg(base.join("sshd.log"))
             .arg("-f")
             .arg(&config)
             .stdout(Stdio::null())

@@ -27,6 +27,7 @@ mod reload;
 mod routing;
 mod sftp;
 mod ssh_channels;
+mod ssh_fake;
 mod ssh_security;
 mod ssh_sessions;
 mod ssh_upstream_password;

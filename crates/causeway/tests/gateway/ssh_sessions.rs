@@ -3,6 +3,7 @@
 //! upstream that drops the session, and a gateway that ends a session whatever its state.
 
 use super::sftp::{audit_lines, downstream_bytes, gateway_yaml, pinned, random_file};
+use super::ssh_fake::FakeUpstream;
 use ssh::russh::{self, ChannelMsg, client};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -289,6 +290,100 @@ clusters:
         let run = client.sftp("alice", &client.key("alice"), "pwd\n").await;
         assert!(run.success, "{run:?}");
         assert!(run.stdout.contains("/alice"), "{run:?}");
+    })
+    .await;
+}
+
+/// The gateway's SSH test configuration towards `upstream` (exec allowed), access-logged.
+fn towards(upstream: std::net::SocketAddr, logs: &tempfile::TempDir, top: &str) -> TestGateway {
+    let yaml = gateway_yaml(&upstream.to_string(), ", allow: { exec: true }", &pinned());
+    let access = logs.path().join("access.jsonl");
+    TestGateway::start(&format!(
+        "access_log: {{ path: \"{}\" }}\n{top}{yaml}",
+        access.display()
+    ))
+}
+
+/// One channel's request that the upstream never answers stalls nothing else: a channel
+/// downloading meanwhile keeps flowing, and a third channel opens and runs its command at
+/// once (the session's loop does not wait for the upstream's answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_upstream_never_answers_stalls_no_other_channel() {
+    bounded(async {
+        let fake = FakeUpstream::start(Duration::ZERO).await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = towards(fake.address, &logs, "");
+        let session = russh_alice(gw.address("sftp")).await;
+        let mut stream = session.channel_open_session().await.unwrap();
+        stream.exec(true, "stream").await.unwrap();
+        assert_eq!(answer(&mut stream).await, Some(true));
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counting = received.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(message) = stream.wait().await {
+                if let ChannelMsg::Data { data } = message {
+                    counting.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        let got = || received.load(std::sync::atomic::Ordering::Relaxed);
+        eventually("the stream flows", || got() > 1 << 20).await;
+
+        let hung = session.channel_open_session().await.unwrap();
+        hung.exec(true, "hang").await.unwrap();
+        let before = got();
+        eventually("the stream flows on", || got() > before + (4 << 20)).await;
+        let third = async {
+            let mut third = session.channel_open_session().await.unwrap();
+            third.exec(true, "echo").await.unwrap();
+            answer(&mut third).await
+        };
+        let answered = tokio::time::timeout(Duration::from_secs(5), third).await;
+        assert_eq!(
+            answered.ok().flatten(),
+            Some(true),
+            "the third channel ran at once"
+        );
+        reader.abort();
+    })
+    .await;
+}
+
+/// A drain while the upstream is still being dialed: the dial is dropped, the client is
+/// told why at once, the connection is logged once (`shutdown`), and the gateway never
+/// logs in upstream after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_during_the_upstream_dial_ends_the_session_and_logs_in_nowhere() {
+    bounded(async {
+        let fake = FakeUpstream::start(Duration::from_secs(3)).await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = towards(fake.address, &logs, "drain: { timeout: 500ms }\n");
+        let client = Client::new(gw.address("sftp"));
+        let mut idle = client.command("ssh", &client.key("alice"));
+        idle.arg("-N").arg("alice@127.0.0.1");
+        let idle = idle.spawn().unwrap();
+        eventually("the session is registered and dialing", || {
+            gw.gateway.connections_snapshot().len() == 1
+                && super::sftp::established_towards(fake.address.port()) == 1
+        })
+        .await;
+        let _report = gw.shutdown().await;
+        let out = tokio::time::timeout(Duration::from_secs(10), idle.wait_with_output())
+            .await
+            .expect("the client is let go")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("closed by the gateway"),
+            "told why: {stderr}"
+        );
+        eventually("the session's line", || !closed(&logs).is_empty()).await;
+        let mut ended = fake.ended.clone();
+        ended.wait_for(|n| *n == 1).await.unwrap();
+        assert_eq!(fake.logins.load(std::sync::atomic::Ordering::Relaxed), 0);
+        let lines = closed(&logs);
+        assert_eq!(lines.len(), 1, "one line: {lines:?}");
+        assert_eq!(lines[0]["reason"], "shutdown", "{lines:?}");
     })
     .await;
 }

@@ -74,6 +74,7 @@ pub(crate) async fn serve(
         live: watch::channel(None).0,
         ended: Default::default(),
         upstream_ended: Default::default(),
+        setting_up: Default::default(),
         result: Default::default(),
     });
     // However the connection ends, its channel relays end with it.
@@ -136,11 +137,8 @@ pub(crate) async fn serve(
         Some(error) => Err(error),
         None => result,
     };
-    let mut outcome = goodbye(&handle, &shared, &result).await;
-    if !session_ended.load(Ordering::Relaxed) {
-        // Lets the session write the goodbye before the socket is shut down.
-        let _ = tokio::time::timeout(GOODBYE, &mut running).await;
-    }
+    let session_ended = session_ended.load(Ordering::Relaxed);
+    let mut outcome = goodbye(&handle, &shared, &result, running, session_ended).await;
     let registration = outcome.registration.take().expect("registered");
     crate::end::finish(registration, &route, &result, log);
     // The endpoint's count of this connection, held until the end.
@@ -170,9 +168,14 @@ async fn authenticated<E: std::fmt::Display>(
                 return Err(error);
             }
             _ = sleep_until(deadline), if shared.live.borrow().is_none() => {
+                let error = Error::new(Side::Downstream, Kind::SshAuthFailed);
+                // A login being decided or an upstream being dialed gives up...
+                shared.end(&Err(error.clone()));
                 let told = handle.disconnect(Disconnect::ByApplication, "authentication timed out".into(), String::new());
                 let _ = tokio::time::timeout(GOODBYE, told).await;
-                return Err(Error::new(Side::Downstream, Kind::SshAuthFailed));
+                // ...and its outcome is taken once it gave up (bounded).
+                let _ = tokio::time::timeout(GOODBYE, shared.setting_up.lock()).await;
+                return Err(error);
             }
             _ = live_changes.changed() => {
                 if let Some(live) = live_changes.borrow().clone() {
@@ -186,10 +189,12 @@ async fn authenticated<E: std::fmt::Display>(
 /// Once the session ended: its relays stopped first (one stuck on a window would keep
 /// either session from taking the disconnects), the client told why when the gateway ended
 /// it, the upstream told goodbye — each bounded. What the session left, for its ending.
-async fn goodbye(
+async fn goodbye<E>(
     handle: &russh::server::Handle,
     shared: &Shared,
     result: &Result<(), Error>,
+    running: Pin<&mut impl Future<Output = Result<(), E>>>,
+    session_ended: bool,
 ) -> Outcome {
     shared.end(result);
     if let Err(e) = result {
@@ -200,6 +205,11 @@ async fn goodbye(
         };
         let told = handle.disconnect(Disconnect::ByApplication, why.into(), String::new());
         let _ = tokio::time::timeout(GOODBYE, told).await;
+    }
+    if !session_ended {
+        // The session writes the goodbye before the socket is shut down, and a handler
+        // still setting up (a dial, a login) gives up first: what it left is then known.
+        let _ = tokio::time::timeout(GOODBYE, running).await;
     }
     let mut outcome = std::mem::take(&mut *shared.outcome.lock().unwrap());
     if let Some(upstream) = outcome.upstream.take() {
@@ -223,6 +233,16 @@ fn refused(
             .stats
             .ssh_auth_failed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    // The login won the race with the deadline: registered, so ended like one.
+    if let (Some(registration), Some(route)) = (outcome.registration, &outcome.route) {
+        crate::end::finish(
+            registration,
+            route,
+            &Err(error),
+            context.access_log.as_ref(),
+        );
+        return;
     }
     let attributes = outcome.attributes.unwrap_or_else(|| attributes.clone());
     crate::end::refused(

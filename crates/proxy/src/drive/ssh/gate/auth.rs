@@ -67,6 +67,23 @@ impl Gate {
         self.server.settings.legacy_algorithms || !ssh::credentials::is_rsa(key)
     }
 
+    /// [`Gate::decide`], given up (refused) when the connection ends meanwhile (auth
+    /// deadline, drain): a login cannot pass after the connection was logged.
+    pub(super) async fn decide_unless_ended(
+        &mut self,
+        attributes: Attributes,
+        proof: Proof<'_>,
+    ) -> Auth {
+        let (shared, ended) = (self.shared.clone(), self.shared.ended.clone());
+        let _busy = shared.setting_up.lock().await;
+        let methods = self.server.config.methods.clone();
+        tokio::select! {
+            biased;
+            () = ended.cancelled() => reject(methods),
+            auth = self.decide(attributes, proof) => auth,
+        }
+    }
+
     /// Decides one attempt: route, credentials (the gateway's user list, else the
     /// authorizer), then the route's authorization. Every refusal looks the same to the
     /// client.

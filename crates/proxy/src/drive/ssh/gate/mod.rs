@@ -40,6 +40,9 @@ pub(super) struct Shared {
     /// Cancelled when the connection ends: its relays stop, even one waiting for a window
     /// that will never open (a client that stopped reading, then was cut off).
     pub ended: tokio_util::sync::CancellationToken,
+    /// Held while a login is decided or the upstream set up: once the connection ends, its
+    /// task takes it to know the handler gave up.
+    pub setting_up: tokio::sync::Mutex<()>,
     /// Cancelled when the upstream session ends (the server dropped it, the link broke).
     pub upstream_ended: tokio_util::sync::CancellationToken,
     /// How the session ended (set before `ended` is cancelled): its channels end alike.
@@ -133,12 +136,16 @@ impl russh::server::Handler for Gate {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let attributes = self.login(user, "publickey", Some(key.public_key));
-        Ok(self.decide(attributes, Proof::Key(key.public_key)).await)
+        Ok(self
+            .decide_unless_ended(attributes, Proof::Key(key.public_key))
+            .await)
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let attributes = self.login(user, "password", None);
-        Ok(self.decide(attributes, Proof::Password(password)).await)
+        Ok(self
+            .decide_unless_ended(attributes, Proof::Password(password))
+            .await)
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -160,11 +167,25 @@ impl russh::server::Handler for Gate {
         };
         let password = String::from_utf8_lossy(&answer).into_owned();
         let attributes = self.login(user, "keyboard-interactive", None);
-        Ok(self.decide(attributes, Proof::Password(&password)).await)
+        Ok(self
+            .decide_unless_ended(attributes, Proof::Password(&password))
+            .await)
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        if let Err((error, told)) = self.connect_upstream().await {
+        // The connection is ending (auth deadline, drain): nothing more is set up, and a
+        // dial under way is dropped, so the session's loop takes the goodbye at once.
+        let (shared, ended) = (self.shared.clone(), self.shared.ended.clone());
+        let _busy = shared.setting_up.lock().await;
+        if ended.is_cancelled() {
+            return Ok(());
+        }
+        let connected = tokio::select! {
+            biased;
+            () = ended.cancelled() => return Ok(()),
+            connected = self.connect_upstream() => connected,
+        };
+        if let Err((error, told)) = connected {
             self.shared.outcome.lock().unwrap().error = Some(error);
             session.disconnect(Disconnect::ByApplication, &told, "")?;
         }
