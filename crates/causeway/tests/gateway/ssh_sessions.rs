@@ -387,3 +387,29 @@ async fn a_drain_during_the_upstream_dial_ends_the_session_and_logs_in_nowhere()
     })
     .await;
 }
+
+/// OpenSSH with a terminal sends its pty request, its environment and the command one
+/// behind the other without waiting: each is answered in order, the command gets its
+/// terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_environment_and_command_sent_together_are_answered_in_order() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = logged(&sshd, &logs, "");
+        let client = Client::new(gw.address("sftp"));
+        let mut ssh = client.command("ssh", &client.key("alice"));
+        ssh.args(["-tt", "-o", "SendEnv=CAUSEWAY_TEST"])
+            .env("CAUSEWAY_TEST", "1")
+            .arg("alice@127.0.0.1")
+            .arg("tty");
+        let out = tokio::time::timeout(Duration::from_secs(30), ssh.output())
+            .await
+            .expect("answered")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(stdout.contains("/dev/pts/"), "a terminal: {stdout}");
+    })
+    .await;
+}
