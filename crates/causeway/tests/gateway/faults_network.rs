@@ -4,7 +4,10 @@
 //! firewall and resolver are never touched. docs/robustness.md.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
+use testkit::authorizer::{TestAuthorizer, Verdict};
 use testkit::isolated::{in_netns, nft};
 use testkit::{Backend, Client, TestGateway, bounded};
 use tokio::io::AsyncReadExt;
@@ -141,11 +144,12 @@ enum Resolver {
     Answers([u8; 4]),
 }
 
-async fn resolver(mode: tokio::sync::watch::Receiver<Resolver>) {
+async fn resolver(mode: tokio::sync::watch::Receiver<Resolver>, queries: Arc<AtomicUsize>) {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:53").await.unwrap();
     let mut buf = [0u8; 512];
     loop {
         let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+        queries.fetch_add(1, Relaxed);
         let answer = match *mode.borrow() {
             Resolver::Silent => continue,
             Resolver::NoSuchName => dns_answer(&buf[..n], None),
@@ -187,7 +191,7 @@ async fn an_upstream_name_that_does_not_resolve_refuses_its_connections_until_it
     }
     bounded(async {
         let (set, mode) = tokio::sync::watch::channel(Resolver::NoSuchName);
-        tokio::spawn(resolver(mode));
+        tokio::spawn(resolver(mode, Arc::default()));
         let backend = Backend::echo("named").await;
         let name = format!("venue.causeway.test:{}", backend.address.port());
         // `l` waits for a lookup longer than the resolver takes to give up (1 s); `burst`
@@ -233,6 +237,50 @@ async fn an_upstream_name_that_does_not_resolve_refuses_its_connections_until_it
         let (mut client, greeting) = Client::greeted(gw.address("l")).await;
         assert_eq!(greeting, "named", "resolved at the next connection");
         client.assert_echo("the name resolves again").await;
+    })
+    .await
+}
+
+/// A tunnel's destination name is looked up only once the tunnel is authorized: a client
+/// the authorizer refuses has the gateway send the resolver nothing (each lookup may hold a
+/// thread for the resolver's timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_the_authorizer_refuses_has_its_name_looked_up_nowhere() {
+    if !in_netns("faults_network::a_tunnel_the_authorizer_refuses_has_its_name_looked_up_nowhere") {
+        return;
+    }
+    bounded(async {
+        let (_set, mode) = tokio::sync::watch::channel(Resolver::Answers([127, 0, 0, 1]));
+        let queries = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(resolver(mode, queries.clone()));
+        let inside = Backend::echo("inside").await;
+        let port = inside.address.port();
+        let authorizer = TestAuthorizer::start(Verdict::Deny("not you".into())).await;
+        let gw = TestGateway::start(&format!(
+            r#"authorizers:
+  - {{ name: iam, address: "{}", timeout: 1s }}
+listeners:
+  - name: connect
+    address: 127.0.0.1:0
+    routes:
+      - connect: {{ allowed_names: [venue.causeway.test], allowed_cidrs: [127.0.0.0/8], allowed_ports: ["{port}"] }}
+        authorization: {{ ext_authz: iam }}
+        cluster: inside
+clusters:
+  - {{ name: inside, endpoints: [{{ address: "127.0.0.1:1" }}] }}
+"#,
+            authorizer.address
+        ));
+        let target = format!("venue.causeway.test:{port}");
+        let connect = || crate::tunnel_security::http1_connect(gw.address("connect"), &target, "");
+        assert_eq!(connect().await.0, Some(403), "refused by the authorizer");
+        assert_eq!(queries.load(Relaxed), 0, "and nothing looked up");
+
+        authorizer.set(Verdict::Allow);
+        let (status, mut client) = connect().await;
+        assert_eq!(status, Some(200), "authorized");
+        assert_eq!(client.line().await.as_deref(), Some("inside"));
+        assert!(queries.load(Relaxed) > 0, "looked up once authorized");
     })
     .await
 }

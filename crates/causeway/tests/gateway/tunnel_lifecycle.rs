@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 use testkit::authorizer::{TestAuthorizer, Verdict};
 use testkit::{Backend, Client, TestGateway, bounded, eventually};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
@@ -150,7 +150,12 @@ clusters:
                 }
             }
             None => {
-                let (status, mut client) = http1_connect(self.terminator, self.target).await;
+                let (status, mut client) = crate::tunnel_security::http1_connect(
+                    self.terminator,
+                    &self.target.to_string(),
+                    "",
+                )
+                .await;
                 match status {
                     Some(200) => match client.line().await {
                         Some(greeting) if greeting == "echo" => Ok(client),
@@ -168,37 +173,6 @@ clusters:
             .await
             .unwrap_or_else(|e| panic!("{:?}: the tunnel did not open: {e}", self.via))
     }
-}
-
-/// Sends `CONNECT target HTTP/1.1` on a new connection to `terminator`: the answer's
-/// status (`None` when the connection ended without one) and the connection, positioned
-/// after the answer's head.
-async fn http1_connect(terminator: SocketAddr, target: SocketAddr) -> (Option<u16>, Client) {
-    let mut client = Client::connect(terminator).await;
-    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
-    if client
-        .stream
-        .get_mut()
-        .write_all(request.as_bytes())
-        .await
-        .is_err()
-    {
-        return (None, client);
-    }
-    let mut head = String::new();
-    let status = match client.stream.read_line(&mut head).await {
-        Ok(n) if n > 0 => head.split_whitespace().nth(1).and_then(|s| s.parse().ok()),
-        _ => None,
-    };
-    // The header lines, up to the empty one.
-    loop {
-        let mut line = String::new();
-        match client.stream.read_line(&mut line).await {
-            Ok(n) if n > 0 && line.trim_end() != "" => {}
-            _ => break,
-        }
-    }
-    (status, client)
 }
 
 fn log_lines(path: &Path) -> Vec<Value> {

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 /// Sends `CONNECT authority HTTP/1.1` on a new connection to `terminator`: the answer's
 /// status (`None` when the connection ended without one) and the connection, positioned
 /// after the answer's head.
-async fn http1_connect(
+pub(crate) async fn http1_connect(
     terminator: SocketAddr,
     authority: &str,
     headers: &str,

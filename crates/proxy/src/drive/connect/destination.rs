@@ -13,22 +13,24 @@ use tokio::net::TcpStream;
 
 /// Where an allowed tunnel goes.
 pub(super) enum Destination {
-    /// A cluster the route names: its endpoints, balancing and failover.
-    Cluster(Arc<Cluster>),
+    /// The cluster dialed (one the route names): its endpoints, balancing and failover.
+    Cluster,
     /// Addresses checked against the route's, dialed in turn with its cluster's settings.
     Addresses(Vec<SocketAddr>),
 }
 
 impl Terminator {
-    /// Where a tunnel to `host:port` may go: a cluster the route names (its own or one it
-    /// lists), on a port one of its endpoints listens on; else an allowed address. Never a
-    /// lookup over every cluster: another route's cluster (MQ, FIX...) is not a
-    /// destination. `403` when not allowed, `502` when a name does not resolve.
-    pub(super) async fn destination(
+    /// Whether a tunnel to `host:port` may go anywhere, by the route's settings alone
+    /// (nothing resolved: a name is looked up only once the tunnel is authorized): to a
+    /// cluster the route names (its own or one it lists), on a port one of its endpoints
+    /// listens on (`Some`); or to an allowed name or address (`None`: see
+    /// [`Self::allowed_addresses`]). Never a lookup over every cluster: another route's
+    /// cluster (MQ, FIX...) is not a destination. `403` when not allowed.
+    pub(super) fn named_cluster(
         &self,
         host: &str,
         port: u16,
-    ) -> Result<Destination, StatusCode> {
+    ) -> Result<Option<Arc<Cluster>>, StatusCode> {
         let settings = self.settings();
         if settings.names_cluster(&self.route.config.cluster, host) {
             let cluster = (self.listener.routes.cluster(host)).ok_or(StatusCode::FORBIDDEN)?;
@@ -36,13 +38,24 @@ impl Terminator {
                 e.address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) == Some(port)
             });
             return match on_its_port {
-                true => Ok(Destination::Cluster(cluster.clone())),
+                true => Ok(Some(cluster.clone())),
                 false => Err(StatusCode::FORBIDDEN),
             };
         }
-        if !settings.allows(host, port) {
-            return Err(StatusCode::FORBIDDEN);
+        match settings.allows(host, port) {
+            true => Ok(None),
+            false => Err(StatusCode::FORBIDDEN),
         }
+    }
+
+    /// The addresses of an allowed `host` that the route allows. `403` when it resolves
+    /// only outside them, `502` when it does not resolve.
+    pub(super) async fn allowed_addresses(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, StatusCode> {
+        let settings = self.settings();
         let resolved = self.resolve(host, port).await?;
         let allowed: Vec<SocketAddr> = (resolved.iter())
             .filter(|a| settings.allows_address(a.ip()))
@@ -52,7 +65,7 @@ impl Terminator {
             tracing::warn!(route = %self.route.config.name, host, ?resolved, "tunnel destination resolves outside the allowed addresses");
             return Err(StatusCode::FORBIDDEN);
         }
-        Ok(Destination::Addresses(allowed))
+        Ok(allowed)
     }
 
     /// `host`'s addresses (an IP address is its own), within the cluster's connect timeout.

@@ -180,13 +180,15 @@ impl Terminator {
                 tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, reason = refusal.reason(), "tunnel refused: {}", refusal.reason().replace('_', " "));
                 refused(&attributes, refusal.reason(), StatusCode::SERVICE_UNAVAILABLE)
             })?;
-        let destination = self.destination(host, port).await.inspect_err(|status| {
+        let refuse_destination = |attributes: &Attributes, status: &StatusCode| {
             tracing::warn!(id = attributes.id, route = %route.config.name, authority = %authority, %status, "tunnel destination refused");
             if *status == StatusCode::FORBIDDEN {
                 listener.stats.authz_denied.fetch_add(1, Relaxed);
             }
-            refused(&attributes, "destination_refused", *status);
-        })?;
+            refused(attributes, "destination_refused", *status);
+        };
+        let named_cluster = (self.named_cluster(host, port))
+            .inspect_err(|status| refuse_destination(&attributes, status))?;
         match Box::pin(authorize::check(route, &attributes)).await {
             Ok((decision, _)) => attributes.authz = decision,
             Err((decision, _)) => {
@@ -195,9 +197,16 @@ impl Terminator {
                 return Err(refused(&attributes, "denied", StatusCode::FORBIDDEN));
             }
         }
-        let cluster = match &destination {
-            Destination::Cluster(named) => named.clone(),
-            Destination::Addresses(_) => route.cluster.clone(),
+        // Looked up only now: a client the authorizer refuses makes the gateway resolve
+        // nothing (lookups hold threads; docs/robustness.md).
+        let (cluster, destination) = match named_cluster {
+            Some(named) => (named, Destination::Cluster),
+            None => {
+                let addresses = self.allowed_addresses(host, port).await;
+                let addresses =
+                    addresses.inspect_err(|status| refuse_destination(&attributes, status))?;
+                (route.cluster.clone(), Destination::Addresses(addresses))
+            }
         };
         match self.dial(&cluster, &destination, &attributes).await {
             Ok((upstream, lease)) => {
@@ -290,7 +299,7 @@ impl Terminator {
         let mut span = attributes.span.child("connect", SpanKind::Client);
         let dialed = async {
             let (stream, lease) = match destination {
-                Destination::Cluster(_) => cluster.connect_traced(span.as_mut()).await?,
+                Destination::Cluster => cluster.connect_traced(span.as_mut()).await?,
                 Destination::Addresses(addresses) => connect_first(cluster, addresses).await?,
             };
             let header = proxy_out::header(&cluster.config, attributes, None)?;
