@@ -67,11 +67,17 @@ impl Sshd {
         let Some(master) = self._child.id() else {
             return;
         };
-        let pids: Vec<String> = descendants(master).iter().map(u32::to_string).collect();
-        if !pids.is_empty() {
+        // Each connection's process calls setsid(): its group also holds what it forks,
+        // even a process forked while this runs.
+        let pids = descendants(master);
+        let groups = pids.iter().map(|pid| format!("-{pid}"));
+        let pids = pids.iter().map(u32::to_string);
+        let targets: Vec<String> = groups.chain(pids).collect();
+        if !targets.is_empty() {
             let _ = std::process::Command::new("kill")
-                .arg("-KILL")
-                .args(&pids)
+                .args(["-KILL", "--"])
+                .args(&targets)
+                .stderr(Stdio::null())
                 .status();
         }
     }
