@@ -1,7 +1,9 @@
 //! The SSH server side of one connection: who the client is (each attempt routed and
 //! authorized as the login it names), then the upstream session, then which channel
-//! requests go through. Logins: [`auth`]; the upstream session: [`upstream`]; channels:
-//! [`channels`].
+//! requests go through. Logins: [`auth`]; the upstream session: [`upstream`]; a channel
+//! until it starts, in its own task: [`opening`]; started channels: [`channels`]. The
+//! handler's callbacks never wait for the upstream; what may take long (a login, the dial)
+//! gives up when the connection ends.
 
 mod auth;
 mod channels;
