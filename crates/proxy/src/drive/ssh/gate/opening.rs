@@ -203,7 +203,7 @@ impl Parts {
                     if !allowed(self.allow, kind) {
                         continue;
                     }
-                    let ok = ask(&mut w, message).await;
+                    let ok = ask(&mut w, message, &self.shared.ended).await;
                     // A pty request was answered by the session; its reply only kept in step.
                     if kind != "pty" && !w.later_request() {
                         let id = w.down.id();
@@ -246,8 +246,13 @@ impl Waiting {
 }
 
 /// Passes a request upstream and waits for the reply, keeping what the client sends
-/// meanwhile. False: refused, no answer in time, or the client sent too much.
-async fn ask(w: &mut Waiting, message: ChannelMsg) -> bool {
+/// meanwhile. False: refused, no answer in time, the client sent too much or closed the
+/// channel, or the session `ended`.
+async fn ask(
+    w: &mut Waiting,
+    message: ChannelMsg,
+    ended: &tokio_util::sync::CancellationToken,
+) -> bool {
     let Waiting {
         down,
         up,
@@ -297,11 +302,13 @@ async fn ask(w: &mut Waiting, message: ChannelMsg) -> bool {
         tokio::select! {
             ok = &mut reply => return ok,
             () = &mut deadline => return false,
+            () = ended.cancelled() => return false,
             message = down.wait() => match message {
                 Some(message) => {
                     let within = counted(received, &message);
+                    let closed = matches!(message, ChannelMsg::Close);
                     backlog.push_back(message);
-                    if !within {
+                    if !within || closed {
                         return false;
                     }
                 }
