@@ -114,3 +114,24 @@ impl server::Handler for Fake {
         Ok(())
     }
 }
+
+/// A TCP relay to `to` that holds the first connection `hold` before relaying it (the
+/// others go through at once): a service slow to answer once.
+pub(crate) async fn slow_first(to: SocketAddr, hold: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let wait = if first { hold } else { Duration::ZERO };
+            first = false;
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    address
+}

@@ -3,11 +3,12 @@
 //! upstream that drops the session, and a gateway that ends a session whatever its state.
 
 use super::sftp::{audit_lines, downstream_bytes, gateway_yaml, pinned, random_file};
-use super::ssh_fake::FakeUpstream;
+use super::ssh_fake::{FakeUpstream, slow_first};
 use ssh::russh::{self, ChannelMsg, client};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::authorizer::{TestAuthorizer, Verdict};
 use testkit::ssh::{Client, Sshd};
 use testkit::{TestGateway, bounded, eventually};
 
@@ -410,6 +411,52 @@ async fn a_pty_environment_and_command_sent_together_are_answered_in_order() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{out:?}");
         assert!(stdout.contains("/dev/pts/"), "a terminal: {stdout}");
+    })
+    .await;
+}
+
+/// The auth deadline fires while the authorizer is still deciding a login: the decision
+/// is given up (the client refused), and the gateway never logs in upstream for that
+/// connection afterwards (the next client's login is the server's only one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_deadline_during_a_slow_authorization_logs_in_nowhere() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let slow = slow_first(authorizer.address, Duration::from_secs(2)).await;
+        let logs = tempfile::tempdir().unwrap();
+        let yaml = gateway_yaml(
+            &sshd.address.to_string(),
+            ", allow: { exec: true }",
+            &pinned(),
+        )
+        .replace("    ssh:\n      host_keys", "    ssh:\n      auth_timeout: 1s\n      host_keys")
+        .replace(
+            "        cluster: backend\n",
+            "        cluster: backend\n        authorization: { ext_authz: iam }\n",
+        );
+        let access = logs.path().join("access.jsonl");
+        let gw = TestGateway::start(&format!(
+            "access_log: {{ path: \"{}\" }}\nauthorizers:\n  - {{ name: iam, address: \"{slow}\", timeout: 5s }}\n{yaml}",
+            access.display()
+        ));
+        let client = Client::new(gw.address("sftp"));
+        let started = Instant::now();
+        let first = client.ssh("alice", &client.key("alice"), "true").await;
+        assert!(!first.success, "{first:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "let go on time");
+        authorizer.wait_for_requests(1).await;
+        let second = client.ssh("alice", &client.key("alice"), "true").await;
+        assert!(second.success, "{second:?}");
+        let logins = sshd.log().matches("Accepted publickey for alice").count();
+        assert_eq!(logins, 1, "only the second client's: {}", sshd.log());
+        eventually("both lines", || audit_lines(&access).len() >= 3).await;
+        let reasons: Vec<String> = audit_lines(&access)
+            .iter()
+            .filter(|l| l["ssh_channel"].is_null() && !l["reason"].is_null())
+            .map(|l| l["reason"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(reasons, ["downstream_ssh_auth_failed", "closed"], "{reasons:?}");
     })
     .await;
 }
