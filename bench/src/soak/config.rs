@@ -43,29 +43,32 @@ pub fn free_address() -> SocketAddr {
     listener.local_addr().expect("a bound address")
 }
 
-/// Variant `b` (false: A) of the configuration.
+/// Variant `b` (false: A) of the configuration. What a reload changes: the routes' idle
+/// timeout, the authorizers' timeout (the gateway rebuilds their clients), and a listener
+/// and a cluster that exist in B only.
 pub fn yaml(a: &Addresses, f: &Files, b: bool) -> String {
-    let p = |path: &Path| path.display().to_string();
-    let certs = p(&f.certs);
-    let keys = p(&f.keys);
-    // What a reload changes: the routes' idle timeout, the authorizers' timeout, and a
-    // listener and a cluster that exist in B only.
     let idle = if b { "59m" } else { "1h" };
     let authz_timeout = if b { "250ms" } else { "200ms" };
-    let spare_listener = match b {
-        true => format!(
-            "  - name: spare\n    address: {}\n    routes: [{{ name: spare, cluster: spare }}]\n",
+    let mut text = head(a, f, if b { "B" } else { "A" }, authz_timeout);
+    text.push_str(&listeners(a, f, idle));
+    if b {
+        text.push_str(&format!(
+            "  - name: spare\n    address: \"{}\"\n    routes: [{{ name: spare, cluster: spare }}]\n",
             a.spare
-        ),
-        false => String::new(),
-    };
-    let spare_cluster = match b {
-        true => format!(
+        ));
+    }
+    text.push_str(&clusters(a, f));
+    if b {
+        text.push_str(&format!(
             "  - {{ name: spare, endpoints: [{{ address: \"{}\" }}] }}\n",
             a.echo
-        ),
-        false => String::new(),
-    };
+        ));
+    }
+    text
+}
+
+fn head(a: &Addresses, f: &Files, variant: &str, authz_timeout: &str) -> String {
+    let certs = f.certs.display();
     format!(
         r#"# Written by `bench soak`; variant {variant}.
 workers: 2
@@ -79,7 +82,19 @@ identities:
 authorizers:
   - {{ name: open, address: "{authorizer}", timeout: {authz_timeout}, failure_mode: allow }}
   - {{ name: closed, address: "{authorizer}", timeout: {authz_timeout}, failure_mode: deny }}
-listeners:
+"#,
+        admin = a.admin,
+        access_log = f.access_log.display(),
+        cert = f.cert.display(),
+        key = f.key.display(),
+        authorizer = a.authorizer,
+    )
+}
+
+/// One listener per kind; the edge and the terminator of the tunnel are both here.
+fn listeners(a: &Addresses, f: &Files, idle: &str) -> String {
+    format!(
+        r#"listeners:
   - name: plain
     address: "{plain}"
     routes:
@@ -128,7 +143,23 @@ listeners:
         ssh:
           private_key: {upstream_key}
           allow: {{ sftp: true, exec: false, shell: false, port_forwarding: false }}
-{spare_listener}clusters:
+"#,
+        plain = a.plain,
+        tls = a.tls,
+        edge = a.edge,
+        terminator = a.terminator,
+        echo_port = a.echo.port(),
+        fix = a.fix,
+        ssh = a.ssh,
+        host_key = f.host_key.display(),
+        keys = f.keys.display(),
+        upstream_key = f.upstream_key.display(),
+    )
+}
+
+fn clusters(a: &Addresses, f: &Files) -> String {
+    format!(
+        r#"clusters:
   - {{ name: echo, endpoints: [{{ address: "{echo}" }}] }}
   - name: tunnel
     endpoints: [{{ address: "{terminator}" }}]
@@ -138,25 +169,12 @@ listeners:
   - name: sftp
     endpoints: [{{ address: "{sshd}" }}]
     ssh: {{ host_keys: [{keys}/backend_host_ed25519.pub] }}
-{spare_cluster}"#,
-        variant = if b { "B" } else { "A" },
-        admin = a.admin,
-        access_log = p(&f.access_log),
-        cert = p(&f.cert),
-        key = p(&f.key),
-        authorizer = a.authorizer,
-        plain = a.plain,
-        tls = a.tls,
-        edge = a.edge,
-        terminator = a.terminator,
-        echo_port = a.echo.port(),
-        fix = a.fix,
-        ssh = a.ssh,
-        host_key = p(&f.host_key),
-        upstream_key = p(&f.upstream_key),
+"#,
         echo = a.echo,
+        terminator = a.terminator,
         venue = a.venue,
         sshd = a.sshd,
+        keys = f.keys.display(),
     )
 }
 

@@ -78,6 +78,9 @@ pub async fn drive(
         let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(20), wait_idle(soak)).await;
+    // A SIGHUP sent last may still be applying: the last sample must count it.
+    let _ = tokio::time::timeout(Duration::from_secs(10), reloads_counted(soak)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     sampler.abort();
     let samples = std::mem::take(&mut *samples.lock().unwrap());
     Ok(Driven {
@@ -135,6 +138,19 @@ async fn quiet(soak: &Soak, begun: Instant, resume: bool) -> Quiet {
         fds: last.fds,
         threads: last.threads,
         active: last.active,
+    }
+}
+
+/// Waits until the gateway's reload counters account for every reload sent.
+async fn reloads_counted(soak: &Soak) {
+    loop {
+        if let Ok((200, text)) = sample::http(soak.addresses.admin, "GET", "/metrics").await {
+            let counted = sample::metric_sum(&text, "causeway_reloads_total", "");
+            if counted as u64 >= soak.reloads.sent.load(Relaxed) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

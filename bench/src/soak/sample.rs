@@ -174,3 +174,24 @@ impl Csv {
         let _ = writeln!(self.0, "{line}").and_then(|()| self.0.flush());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn series_are_summed_by_name_and_label() {
+        let text = "# TYPE causeway_reloads_total counter\n\
+                    causeway_reloads_total{result=\"ok\"} 7\n\
+                    causeway_reloads_total{result=\"failed\"} 1\n\
+                    causeway_reloads_total_other 5\n\
+                    causeway_connections_active 12\n";
+        assert_eq!(super::metric_sum(text, "causeway_reloads_total", ""), 8.0);
+        assert_eq!(
+            super::metric_sum(text, "causeway_reloads_total", "result=\"ok\""),
+            7.0
+        );
+        assert_eq!(
+            super::metric_sum(text, "causeway_connections_active", ""),
+            12.0
+        );
+    }
+}

@@ -226,3 +226,22 @@ pub fn summary(run: &Run, failed: &[String]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Fit;
+
+    #[test]
+    fn a_line_fits_exactly_and_noise_around_a_flat_line_has_no_slope() {
+        let line: Vec<(f64, f64)> = (0..60)
+            .map(|i| (i as f64 / 60.0, 100.0 + 30.0 * i as f64 / 60.0))
+            .collect();
+        let fit = Fit::of(&line);
+        assert!((fit.slope_per_min - 30.0).abs() < 1e-9);
+        assert!((fit.growth() - 30.0 * 59.0 / 60.0).abs() < 1e-9);
+        let flat: Vec<(f64, f64)> = (0..600)
+            .map(|i| (i as f64 / 60.0, 100.0 + [3.0, -3.0][i % 2]))
+            .collect();
+        assert!(Fit::of(&flat).slope_per_min.abs() < 0.1);
+    }
+}
