@@ -22,9 +22,10 @@ struct Panel<'a> {
     title: &'a str,
     series: Vec<Series<'a>>,
     fit: Option<Fit>,
-    /// The y axis starts at zero (counts), or at the lowest value (RSS, descriptors: a trend
-    /// of a few MiB must be visible on 30).
-    from_zero: bool,
+    /// The y axis: from zero (counts), or around the fitted samples' values (RSS and
+    /// descriptors: a trend of a few MiB must be visible on 30; start and end, off the
+    /// scale, are drawn at its edge).
+    range: Option<(f64, f64)>,
 }
 
 pub fn svg(samples: &[Sample], rss: Fit, fds: Fit) -> String {
@@ -71,25 +72,25 @@ fn panels(samples: &[Sample], rss: Fit, fds: Fit) -> Vec<Panel<'static>> {
             title: "gateway RSS (MiB); fitted slope after warm-up (MiB/min)",
             series: one("RSS", series(|s| s.rss_kib as f64 / 1024.0)),
             fit: Some(rss_mib),
-            from_zero: false,
+            range: run_range(samples, |s| s.rss_kib as f64 / 1024.0),
         },
         Panel {
             title: "gateway open file descriptors; fitted slope after warm-up (per min)",
             series: one("fds", series(|s| s.fds as f64)),
             fit: Some(fds),
-            from_zero: false,
+            range: run_range(samples, |s| s.fds as f64),
         },
         Panel {
             title: "gateway threads",
             series: one("threads", series(|s| s.threads as f64)),
             fit: None,
-            from_zero: true,
+            range: None,
         },
         Panel {
             title: "active connections (causeway_connections_active)",
             series: one("active", series(|s| s.active)),
             fit: None,
-            from_zero: true,
+            range: None,
         },
         Panel {
             title: "successful connections per second, by kind",
@@ -101,28 +102,18 @@ fn panels(samples: &[Sample], rss: Fit, fds: Fit) -> Vec<Panel<'static>> {
                 })
                 .collect(),
             fit: None,
-            from_zero: true,
+            range: None,
         },
     ]
 }
 
 fn panel(out: &mut String, samples: &[Sample], top: f64, end: f64, p: &Panel) {
-    let values: Vec<f64> = p
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .collect();
-    let max = values.iter().copied().fold(0.0f64, f64::max).max(1.0);
-    let (low, high) = match p.from_zero {
-        true => (0.0, max * 1.1),
-        false => {
-            let min = values.iter().copied().fold(max, f64::min);
-            let pad = ((max - min) * 0.1).max(max * 0.02);
-            ((min - pad).max(0.0), max + pad)
-        }
-    };
+    let values = p.series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (low, high) = p
+        .range
+        .unwrap_or((0.0, values.fold(1.0f64, f64::max) * 1.1));
     let x = |t: f64| LEFT + (WIDTH - LEFT - 80.0) * t / end;
-    let y = |v: f64| top + PANEL - PANEL * (v - low) / (high - low);
+    let y = |v: f64| top + PANEL - PANEL * (v.clamp(low, high) - low) / (high - low);
     frame(out, samples, top, end, p.title, (low, high));
     for (i, s) in p.series.iter().enumerate() {
         let points: Vec<String> = (s.points.iter())
@@ -152,6 +143,17 @@ fn panel(out: &mut String, samples: &[Sample], top: f64, end: f64, p: &Panel) {
             f.slope_per_min
         );
     }
+}
+
+/// The values of the samples after warm-up, with a margin (None: no such samples).
+fn run_range(samples: &[Sample], f: fn(&Sample) -> f64) -> Option<(f64, f64)> {
+    let values: Vec<f64> = (samples.iter().filter(|s| s.stage == Stage::Run))
+        .map(f)
+        .collect();
+    let min = values.iter().copied().reduce(f64::min)?;
+    let max = values.iter().copied().reduce(f64::max)?;
+    let pad = ((max - min) * 0.5).max(max * 0.02).max(1.0);
+    Some(((min - pad).max(0.0), max + pad))
 }
 
 /// Title, the authorizer's flaps shaded, axes with their range and times, the warm-up's end.
