@@ -137,6 +137,33 @@ async fn a_second_channel_opens_at_once_while_another_downloads() {
     .await;
 }
 
+/// OpenSSH sends a command's stdin right behind the `exec` request, without waiting for
+/// its answer: 8 MiB piped into a remote command all arrive (the client is held back while
+/// the upstream's answer is awaited, not refused for sending early).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_stdin_sent_before_the_exec_answer_all_arrives() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = logged(&sshd, &logs, "");
+        let client = Client::new(gw.address("sftp"));
+        let input = client.dir().join("input.bin");
+        random_file(&input, 8 << 20);
+        let mut ssh = client.command("ssh", &client.key("alice"));
+        ssh.stdin(std::fs::File::open(&input).unwrap())
+            .arg("alice@127.0.0.1")
+            .arg("wc -c");
+        let out = tokio::time::timeout(Duration::from_secs(60), ssh.output())
+            .await
+            .expect("done")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(stdout.trim(), (8 << 20).to_string(), "{out:?}");
+    })
+    .await;
+}
+
 /// An `env` request is passed upstream and answered with the upstream's own reply: this
 /// sshd accepts no variable (no `AcceptEnv`), so the client is told no; the channel then
 /// runs its command as usual.

@@ -22,7 +22,10 @@ use std::time::Duration;
 const UPSTREAM_ANSWER: Duration = Duration::from_secs(30);
 
 /// Bytes (each message counted 64 more) a client may send on a channel before the request
-/// that starts it: kept and passed on once it starts; beyond, the channel is closed.
+/// that starts it: kept and passed on once it starts; beyond, the channel is closed. What
+/// comes behind the starting request (OpenSSH sends stdin right behind `exec`, without
+/// waiting) is kept up to the same bound, then no longer read until the channel starts:
+/// russh's bounded channel queue holds the client back.
 const EARLY_DATA_LIMIT: usize = 64 * 1024;
 
 /// How long closing the upstream twin of a channel that never started may take.
@@ -72,24 +75,48 @@ struct Waiting {
     early: Vec<ChannelMsg>,
     /// What the client sent while a request was upstream, still to handle.
     backlog: VecDeque<ChannelMsg>,
-    received: usize,
+    received: Received,
 }
 
-/// Counts what the client sent before the channel started; false once over the bound.
-fn counted(received: &mut usize, message: &ChannelMsg) -> bool {
-    *received += 64
-        + match message {
-            ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
-            _ => 0,
-        };
-    *received <= EARLY_DATA_LIMIT
+/// What the client sent before its channel started.
+#[derive(Default)]
+struct Received {
+    bytes: usize,
+    /// A request that starts the channel was sent: what comes behind it is held back, not
+    /// refused.
+    starting: bool,
+}
+
+impl Received {
+    /// Counts a message; false once the client sent too much before asking to start.
+    fn count(&mut self, message: &ChannelMsg) -> bool {
+        self.bytes += 64
+            + match message {
+                ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+                _ => 0,
+            };
+        if matches!(kind_of(message), Some((_, true))) {
+            self.starting = true;
+        }
+        self.starting || self.bytes <= EARLY_DATA_LIMIT
+    }
+
+    /// Over the bound before any request that starts the channel.
+    fn too_early(&self) -> bool {
+        !self.starting && self.bytes > EARLY_DATA_LIMIT
+    }
+
+    /// Over the bound behind a starting request: the client is not read until it starts.
+    fn held(&self) -> bool {
+        self.starting && self.bytes > EARLY_DATA_LIMIT
+    }
 }
 
 impl Waiting {
     /// Whether the client sent a request after the one being answered.
     fn later_request(&mut self) -> bool {
         while let Some(message) = queued(&mut self.down) {
-            counted(&mut self.received, &message);
+            self.received.count(&message);
             self.backlog.push_back(message);
         }
         self.backlog.iter().any(|m| {
@@ -159,7 +186,7 @@ impl Parts {
             slot,
             early: Vec::new(),
             backlog: VecDeque::new(),
-            received: 0,
+            received: Received::default(),
         };
         match open {
             Open::DirectTcpip { .. } => self.start(waiting.started(), "port_forwarding"),
@@ -179,7 +206,7 @@ impl Parts {
                         () = self.shared.ended.cancelled() => None,
                     };
                     if let Some(m) = &message {
-                        counted(&mut w.received, m);
+                        w.received.count(m);
                     }
                     message
                 }
@@ -187,7 +214,7 @@ impl Parts {
             let Some(message) = message else {
                 return close_upstream(w.up).await;
             };
-            if w.received > EARLY_DATA_LIMIT {
+            if w.received.too_early() {
                 return self.too_early(w).await;
             }
             match message {
@@ -214,6 +241,11 @@ impl Parts {
                     }
                     if ok && starts {
                         return self.start(w.started(), kind);
+                    }
+                    if starts {
+                        // Refused: what the client sends next is counted as early again.
+                        let next = |m: &ChannelMsg| matches!(kind_of(m), Some((_, true)));
+                        w.received.starting = w.backlog.iter().any(next);
                     }
                 }
             }
@@ -246,8 +278,9 @@ impl Waiting {
 }
 
 /// Passes a request upstream and waits for the reply, keeping what the client sends
-/// meanwhile. False: refused, no answer in time, the client sent too much or closed the
-/// channel, or the session `ended`.
+/// meanwhile (behind a starting request, up to [`EARLY_DATA_LIMIT`], then no longer read).
+/// False: refused, no answer in time, the client sent too much before asking to start or
+/// closed the channel, or the session `ended`.
 async fn ask(
     w: &mut Waiting,
     message: ChannelMsg,
@@ -303,9 +336,9 @@ async fn ask(
             ok = &mut reply => return ok,
             () = &mut deadline => return false,
             () = ended.cancelled() => return false,
-            message = down.wait() => match message {
+            message = down.wait(), if !received.held() => match message {
                 Some(message) => {
-                    let within = counted(received, &message);
+                    let within = received.count(&message);
                     let closed = matches!(message, ChannelMsg::Close);
                     backlog.push_back(message);
                     if !within || closed {
