@@ -1,5 +1,5 @@
 //! SSH sessions under stress and faults: channels that open while another one downloads,
-//! requests answered with the upstream's own reply, transfers cut before they close, an
+//! requests answered in order, transfers cut before they close, an
 //! upstream that drops the session, and a gateway that ends a session whatever its state.
 
 use super::sftp::{audit_lines, downstream_bytes, gateway_yaml, pinned, random_file};
@@ -164,28 +164,48 @@ async fn piped_stdin_sent_before_the_exec_answer_all_arrives() {
     .await;
 }
 
-/// An `env` request is passed upstream and answered with the upstream's own reply: this
-/// sshd accepts no variable (no `AcceptEnv`), so the client is told no; the channel then
-/// runs its command as usual.
+/// An `env` request is answered by the route at once and passed upstream (this sshd
+/// refuses every variable: no `AcceptEnv`); the refusal never reaches the client as the
+/// answer to the command sent right behind it (russh keeps one reply flag per channel).
+/// Over russh (both asking for an answer, neither waited for) and OpenSSH (`SendEnv`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn env_requests_get_the_upstreams_answer() {
+async fn an_env_refused_upstream_does_not_disturb_the_commands_answer() {
     bounded(async {
         let sshd = Sshd::start().await;
         let logs = tempfile::tempdir().unwrap();
         let gw = logged(&sshd, &logs, "");
         let session = russh_alice(gw.address("sftp")).await;
-        let mut channel = session.channel_open_session().await.unwrap();
-        channel.set_env(true, "CAUSEWAY_TEST", "1").await.unwrap();
-        assert_eq!(answer(&mut channel).await, Some(false), "sshd refuses it");
-        channel.exec(true, "echo ran").await.unwrap();
-        assert_eq!(answer(&mut channel).await, Some(true));
-        let mut out = Vec::new();
-        while let Some(message) = channel.wait().await {
-            if let ChannelMsg::Data { data } = message {
-                out.extend_from_slice(&data);
+        for _ in 0..3 {
+            let mut channel = session.channel_open_session().await.unwrap();
+            channel.set_env(true, "CAUSEWAY_TEST", "1").await.unwrap();
+            channel.exec(true, "echo ran").await.unwrap();
+            assert_eq!(answer(&mut channel).await, Some(true), "env, by the route");
+            assert_eq!(answer(&mut channel).await, Some(true), "the command");
+            let mut out = Vec::new();
+            while let Some(message) = channel.wait().await {
+                if let ChannelMsg::Data { data } = message {
+                    out.extend_from_slice(&data);
+                }
             }
+            assert_eq!(String::from_utf8_lossy(&out).trim(), "ran");
         }
-        assert_eq!(String::from_utf8_lossy(&out).trim(), "ran");
+
+        let client = Client::new(gw.address("sftp"));
+        let mut ssh = client.command("ssh", &client.key("alice"));
+        ssh.args(["-o", "SendEnv=CAUSEWAY_TEST"])
+            .env("CAUSEWAY_TEST", "1")
+            .arg("alice@127.0.0.1")
+            .arg("echo ran");
+        let out = tokio::time::timeout(Duration::from_secs(30), ssh.output())
+            .await
+            .expect("answered")
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ran",
+            "{out:?}"
+        );
     })
     .await;
 }

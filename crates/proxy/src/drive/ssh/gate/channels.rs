@@ -88,7 +88,7 @@ impl Gate {
 
     /// A request the route does not allow, answered at once (in the session's loop: the
     /// answer is the one the client waits for). Allowed ones are passed upstream by the
-    /// channel's task, which answers with the upstream's reply.
+    /// channel's task, which answers a starting one with the upstream's reply.
     pub(super) fn refuse_unless_allowed(
         &self,
         id: ChannelId,
@@ -111,6 +111,20 @@ impl Gate {
             "ssh channel request denied by the route"
         );
         session.channel_failure(id)
+    }
+
+    /// A pty or env request, answered at once by the route (see `pty_request`).
+    pub(super) fn answer_by_route(
+        &self,
+        id: ChannelId,
+        kind: &'static str,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        self.refuse_unless_allowed(id, kind, session)?;
+        match super::opening::allowed(self.allow(), kind) {
+            true => session.channel_success(id),
+            false => Ok(()),
+        }
     }
 }
 

@@ -249,8 +249,9 @@ impl russh::server::Handler for Gate {
         Ok(())
     }
 
-    // Requests the route allows are passed upstream and answered by the channel's task
-    // (which reads them off the channel); here only refusals are answered.
+    // Requests the route allows are passed upstream by the channel's task (which reads
+    // them off the channel). A starting request (subsystem, exec, shell) is answered by the
+    // task with the upstream's reply; here only its refusal is answered.
 
     async fn subsystem_request(
         &mut self,
@@ -279,9 +280,10 @@ impl russh::server::Handler for Gate {
         self.refuse_unless_allowed(channel, "shell", session)
     }
 
-    /// Answered here, by the route: OpenSSH sends its environment right behind it without
-    /// waiting, and russh can answer a channel's request only until the next one arrives.
-    /// The channel's task passes it upstream.
+    /// Answered here at once, by the route (and passed upstream by the channel's task, not
+    /// asking for the upstream's answer): OpenSSH sends its environment and command right
+    /// behind it without waiting, and russh keeps one reply flag per channel, so only an
+    /// answer sent before the next request arrives is taken as this one's.
     async fn pty_request(
         &mut self,
         channel: ChannelId,
@@ -293,13 +295,11 @@ impl russh::server::Handler for Gate {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_unless_allowed(channel, "pty", session)?;
-        match opening::allowed(self.allow(), "pty") {
-            true => session.channel_success(channel),
-            false => Ok(()),
-        }
+        self.answer_by_route(channel, "pty", session)
     }
 
+    /// Like a pty request: answered here by the route, passed upstream by the channel's
+    /// task (a variable the server refuses is not reported back to the client).
     async fn env_request(
         &mut self,
         channel: ChannelId,
@@ -307,7 +307,7 @@ impl russh::server::Handler for Gate {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse_unless_allowed(channel, "env", session)
+        self.answer_by_route(channel, "env", session)
     }
 
     async fn x11_request(

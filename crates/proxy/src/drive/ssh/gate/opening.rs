@@ -1,17 +1,18 @@
 //! A channel from its open to the request that starts it, in a task of its own: the
-//! upstream twin opened, then each request the route allows passed upstream and answered
-//! with the upstream's reply through the session's handle. russh's session loop never
-//! waits for the upstream, so the session's other channels keep flowing meanwhile.
+//! upstream twin opened, then each request the route allows passed upstream; the one that
+//! starts the channel (exec, shell, a subsystem) is answered with the upstream's reply
+//! through the session's handle. russh's session loop never waits for the upstream, so the
+//! session's other channels keep flowing meanwhile.
 //!
 //! russh keeps one "wants a reply" flag per channel, set by each request as it arrives and
-//! consumed by the answer: an answer is sent only while no later request of the channel has
-//! arrived (else it would be taken as the later one's). Clients ask for the starting request
-//! last and wait for its answer; an `env` sent with `want_reply` and followed at once by
-//! another request gets no answer (OpenSSH sends `env` without asking for one).
+//! consumed by the answer, so an answer sent late is taken as the latest request's. Only
+//! the starting request is answered from here: it is the last one before data flows (the
+//! client waits for its answer). `env` and `pty-req` are answered by the session at once,
+//! by the route, and passed upstream without asking for the upstream's answer.
 
 use super::channels::{Parts, Pending};
 use crate::accept::admission::Slot;
-use ssh::channel::{is_request, upstream_reply};
+use ssh::channel::upstream_reply;
 use ssh::russh::server::{ChannelOpenHandle, Msg};
 use ssh::russh::{self, Channel, ChannelMsg, ChannelOpenFailure, client};
 use std::collections::VecDeque;
@@ -112,33 +113,6 @@ impl Received {
     }
 }
 
-impl Waiting {
-    /// Whether the client sent a request after the one being answered.
-    fn later_request(&mut self) -> bool {
-        while let Some(message) = queued(&mut self.down) {
-            self.received.count(&message);
-            self.backlog.push_back(message);
-        }
-        self.backlog.iter().any(|m| {
-            is_request(m)
-                || matches!(
-                    m,
-                    ChannelMsg::WindowChange { .. } | ChannelMsg::Signal { .. }
-                )
-        })
-    }
-}
-
-/// The channel's next queued message, if one is there now.
-fn queued(channel: &mut Channel<Msg>) -> Option<ChannelMsg> {
-    use std::task::{Context, Poll, Waker};
-    let mut next = std::pin::pin!(channel.wait());
-    match next.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(message) => message,
-        Poll::Pending => None,
-    }
-}
-
 impl Parts {
     /// Opens the channel's upstream twin, answers the client's open, then (a session
     /// channel) waits for the request that starts it.
@@ -230,23 +204,26 @@ impl Parts {
                     if !allowed(self.allow, kind) {
                         continue;
                     }
-                    let ok = ask(&mut w, message, &self.shared.ended).await;
-                    // A pty request was answered by the session; its reply only kept in step.
-                    if kind != "pty" && !w.later_request() {
-                        let id = w.down.id();
-                        let _ = match ok {
-                            true => self.handle.channel_success(id).await,
-                            false => self.handle.channel_failure(id).await,
-                        };
+                    if !starts {
+                        // Answered by the session, by the route; the upstream's answer is
+                        // not asked for (it could not be told from the next request's).
+                        if forward(&w.up, message).await.is_err() {
+                            return self.close_both(w).await;
+                        }
+                        continue;
                     }
-                    if ok && starts {
+                    let ok = ask(&mut w, message, &self.shared.ended).await;
+                    let id = w.down.id();
+                    let _ = match ok {
+                        true => self.handle.channel_success(id).await,
+                        false => self.handle.channel_failure(id).await,
+                    };
+                    if ok {
                         return self.start(w.started(), kind);
                     }
-                    if starts {
-                        // Refused: what the client sends next is counted as early again.
-                        let next = |m: &ChannelMsg| matches!(kind_of(m), Some((_, true)));
-                        w.received.starting = w.backlog.iter().any(next);
-                    }
+                    // Refused: what the client sends next is counted as early again.
+                    let next = |m: &ChannelMsg| matches!(kind_of(m), Some((_, true)));
+                    w.received.starting = w.backlog.iter().any(next);
                 }
             }
         }
@@ -259,6 +236,11 @@ impl Parts {
             id = self.live.attributes.id,
             "ssh channel closed: over {EARLY_DATA_LIMIT} bytes before it started"
         );
+        self.close_both(w).await;
+    }
+
+    /// A channel that never started, closed on both sides.
+    async fn close_both(&self, w: Waiting) {
         let _ = self.handle.close(w.down.id()).await;
         close_upstream(w.up).await;
     }
@@ -277,10 +259,10 @@ impl Waiting {
     }
 }
 
-/// Passes a request upstream and waits for the reply, keeping what the client sends
-/// meanwhile (behind a starting request, up to [`EARLY_DATA_LIMIT`], then no longer read).
-/// False: refused, no answer in time, the client sent too much before asking to start or
-/// closed the channel, or the session `ended`.
+/// Passes a request that starts the channel upstream and waits for the reply, keeping
+/// what the client sends meanwhile (up to [`EARLY_DATA_LIMIT`], then no longer read).
+/// False: refused, no answer in time, the client closed the channel, or the session
+/// `ended`.
 async fn ask(
     w: &mut Waiting,
     message: ChannelMsg,
@@ -297,31 +279,6 @@ async fn ask(
         ChannelMsg::Exec { command, .. } => up.exec(true, command).await,
         ChannelMsg::RequestSubsystem { name, .. } => up.request_subsystem(true, name).await,
         ChannelMsg::RequestShell { .. } => up.request_shell(true).await,
-        ChannelMsg::SetEnv {
-            variable_name,
-            variable_value,
-            ..
-        } => up.set_env(true, variable_name, variable_value).await,
-        ChannelMsg::RequestPty {
-            term,
-            col_width,
-            row_height,
-            pix_width,
-            pix_height,
-            terminal_modes,
-            ..
-        } => {
-            up.request_pty(
-                true,
-                &term,
-                col_width,
-                row_height,
-                pix_width,
-                pix_height,
-                &terminal_modes,
-            )
-            .await
-        }
         _ => return false,
     };
     if sent.is_err() {
@@ -348,6 +305,38 @@ async fn ask(
                 None => return false,
             },
         }
+    }
+}
+
+/// Passes an `env` or `pty-req` upstream, not asking for its answer.
+async fn forward(up: &Channel<client::Msg>, message: ChannelMsg) -> Result<(), russh::Error> {
+    match message {
+        ChannelMsg::SetEnv {
+            variable_name,
+            variable_value,
+            ..
+        } => up.set_env(false, variable_name, variable_value).await,
+        ChannelMsg::RequestPty {
+            term,
+            col_width,
+            row_height,
+            pix_width,
+            pix_height,
+            terminal_modes,
+            ..
+        } => {
+            up.request_pty(
+                false,
+                &term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                &terminal_modes,
+            )
+            .await
+        }
+        _ => Ok(()),
     }
 }
 
