@@ -397,6 +397,32 @@ async fn a_request_the_upstream_never_answers_stalls_no_other_channel() {
     .await;
 }
 
+/// A command the upstream never answers: after the 30 s the gateway waits, the channel
+/// is closed on both sides rather than answered with a failure while its upstream twin
+/// stays open (whose late answer would be taken as the next request's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_unanswered_in_time_closes_its_channel() {
+    bounded(async {
+        let fake = FakeUpstream::start(Duration::ZERO).await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = towards(fake.address, &logs, "");
+        let session = russh_alice(gw.address("sftp")).await;
+        let mut hung = session.channel_open_session().await.unwrap();
+        let started = Instant::now();
+        hung.exec(true, "hang").await.unwrap();
+        assert_eq!(answer(&mut hung).await, None, "closed, not answered");
+        assert!(
+            started.elapsed() >= Duration::from_secs(29),
+            "waited its time"
+        );
+        // The session goes on.
+        let mut next = session.channel_open_session().await.unwrap();
+        next.exec(true, "echo").await.unwrap();
+        assert_eq!(answer(&mut next).await, Some(true));
+    })
+    .await;
+}
+
 /// A drain while the upstream is still being dialed: the dial is dropped, the client is
 /// told why at once, the connection is logged once (`shutdown`), and the gateway never
 /// logs in upstream after that.

@@ -9,6 +9,11 @@
 //! the starting request is answered from here: it is the last one before data flows (the
 //! client waits for its answer). `env` and `pty-req` are answered by the session at once,
 //! by the route, and passed upstream without asking for the upstream's answer.
+//!
+//! Every wait (a send to either session, the upstream's answer) is bounded and gives up
+//! when the session ends; meanwhile what the client sends is kept, within a bound, then no
+//! longer read, so russh's bounded channel queue holds the client back. A wait given up
+//! closes the channel on both sides: a late answer is never taken as another request's.
 
 use super::channels::{Parts, Pending};
 use crate::accept::admission::Slot;
@@ -17,9 +22,10 @@ use ssh::russh::server::{ChannelOpenHandle, Msg};
 use ssh::russh::{self, Channel, ChannelMsg, ChannelOpenFailure, client};
 use std::collections::VecDeque;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// How long the upstream may take to answer a channel open or request (only this
-/// channel waits).
+/// How long the upstream may take to answer a channel open or request, and a send to
+/// either session may wait for room (only this channel waits).
 const UPSTREAM_ANSWER: Duration = Duration::from_secs(30);
 
 /// Bytes (each message counted 64 more) a client may send on a channel before the request
@@ -29,7 +35,13 @@ const UPSTREAM_ANSWER: Duration = Duration::from_secs(30);
 /// russh's bounded channel queue holds the client back.
 const EARLY_DATA_LIMIT: usize = 64 * 1024;
 
-/// How long closing the upstream twin of a channel that never started may take.
+/// How much the client may have sent while its session's handle has no room for this
+/// channel's answer. The session's loop makes room between the client's packets (this
+/// task keeps reading them meanwhile, so the loop never waits for it); reached only by a
+/// session stuck, then the wait ends at [`UPSTREAM_ANSWER`].
+const HANDLE_WAIT_LIMIT: usize = 1024 * 1024;
+
+/// How long closing a channel that never started may take (on each side).
 const CLOSE: Duration = Duration::from_secs(2);
 
 /// The channel the client opened.
@@ -70,13 +82,59 @@ fn kind_of(message: &ChannelMsg) -> Option<(&'static str, bool)> {
 
 /// A channel between its open and its start.
 struct Waiting {
-    down: Channel<Msg>,
+    inbox: Inbox,
     up: Channel<client::Msg>,
     slot: Slot,
     early: Vec<ChannelMsg>,
-    /// What the client sent while a request was upstream, still to handle.
+}
+
+/// The client's side of a channel that has not started.
+struct Inbox {
+    down: Channel<Msg>,
+    /// What the client sent while the task waited, still to handle.
     backlog: VecDeque<ChannelMsg>,
     received: Received,
+}
+
+/// Why a wait was given up.
+enum Stop {
+    /// The client closed the channel (or its session is gone).
+    Closed,
+    /// The session ended.
+    Ended,
+    /// No answer, or no room, within [`UPSTREAM_ANSWER`]: a session stuck.
+    Late,
+}
+
+impl Inbox {
+    /// Waits for `work` (a send to either session, the upstream's answer), at most
+    /// [`UPSTREAM_ANSWER`] and until the session `ended` or the client closes the channel;
+    /// meanwhile keeps what the client sends while it sent at most `limit`, then no longer
+    /// reads it (russh's bounded channel queue holds the client back).
+    async fn during<T>(
+        &mut self,
+        ended: &CancellationToken,
+        limit: usize,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Stop> {
+        let mut work = std::pin::pin!(work);
+        let deadline = tokio::time::sleep(UPSTREAM_ANSWER);
+        let mut deadline = std::pin::pin!(deadline);
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                () = &mut deadline => return Err(Stop::Late),
+                () = ended.cancelled() => return Err(Stop::Ended),
+                message = self.down.wait(), if self.received.bytes <= limit => match message {
+                    Some(ChannelMsg::Close) | None => return Err(Stop::Closed),
+                    Some(message) => {
+                        self.received.count(&message);
+                        self.backlog.push_back(message);
+                    }
+                },
+            }
+        }
+    }
 }
 
 /// What the client sent before its channel started.
@@ -89,8 +147,8 @@ struct Received {
 }
 
 impl Received {
-    /// Counts a message; false once the client sent too much before asking to start.
-    fn count(&mut self, message: &ChannelMsg) -> bool {
+    /// Counts a message.
+    fn count(&mut self, message: &ChannelMsg) {
         self.bytes += 64
             + match message {
                 ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
@@ -99,17 +157,11 @@ impl Received {
         if matches!(kind_of(message), Some((_, true))) {
             self.starting = true;
         }
-        self.starting || self.bytes <= EARLY_DATA_LIMIT
     }
 
     /// Over the bound before any request that starts the channel.
     fn too_early(&self) -> bool {
         !self.starting && self.bytes > EARLY_DATA_LIMIT
-    }
-
-    /// Over the bound behind a starting request: the client is not read until it starts.
-    fn held(&self) -> bool {
-        self.starting && self.bytes > EARLY_DATA_LIMIT
     }
 }
 
@@ -155,12 +207,14 @@ impl Parts {
         };
         reply.accept().await;
         let waiting = Waiting {
-            down,
+            inbox: Inbox {
+                down,
+                backlog: VecDeque::new(),
+                received: Received::default(),
+            },
             up,
             slot,
             early: Vec::new(),
-            backlog: VecDeque::new(),
-            received: Received::default(),
         };
         match open {
             Open::DirectTcpip { .. } => self.start(waiting.started(), "port_forwarding"),
@@ -171,16 +225,17 @@ impl Parts {
     /// Handles what the client sends until a request starts the channel (then relayed),
     /// or the channel or its session ends.
     async fn until_started(&self, mut w: Waiting) {
+        let ended = &self.shared.ended;
         loop {
-            let message = match w.backlog.pop_front() {
+            let message = match w.inbox.backlog.pop_front() {
                 Some(message) => Some(message),
                 None => {
                     let message = tokio::select! {
-                        message = w.down.wait() => message,
-                        () = self.shared.ended.cancelled() => None,
+                        message = w.inbox.down.wait() => message,
+                        () = ended.cancelled() => None,
                     };
                     if let Some(m) = &message {
-                        w.received.count(m);
+                        w.inbox.received.count(m);
                     }
                     message
                 }
@@ -188,7 +243,7 @@ impl Parts {
             let Some(message) = message else {
                 return close_upstream(w.up).await;
             };
-            if w.received.too_early() {
+            if w.inbox.received.too_early() {
                 return self.too_early(w).await;
             }
             match message {
@@ -207,23 +262,33 @@ impl Parts {
                     if !starts {
                         // Answered by the session, by the route; the upstream's answer is
                         // not asked for (it could not be told from the next request's).
-                        if forward(&w.up, message).await.is_err() {
-                            return self.close_both(w).await;
+                        let sent = forward(&w.up, message);
+                        match w.inbox.during(ended, EARLY_DATA_LIMIT, sent).await {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(_)) => return self.abandon(w, Stop::Late).await,
+                            Err(stop) => return self.abandon(w, stop).await,
                         }
-                        continue;
                     }
-                    let ok = ask(&mut w, message, &self.shared.ended).await;
-                    let id = w.down.id();
-                    let _ = match ok {
-                        true => self.handle.channel_success(id).await,
-                        false => self.handle.channel_failure(id).await,
+                    let ok = match ask(&mut w, message, ended).await {
+                        Ok(ok) => ok,
+                        Err(stop) => return self.abandon(w, stop).await,
                     };
+                    let id = w.inbox.down.id();
+                    let answer = async {
+                        match ok {
+                            true => self.handle.channel_success(id).await,
+                            false => self.handle.channel_failure(id).await,
+                        }
+                    };
+                    if let Err(stop) = w.inbox.during(ended, HANDLE_WAIT_LIMIT, answer).await {
+                        return self.abandon(w, stop).await;
+                    }
                     if ok {
                         return self.start(w.started(), kind);
                     }
                     // Refused: what the client sends next is counted as early again.
                     let next = |m: &ChannelMsg| matches!(kind_of(m), Some((_, true)));
-                    w.received.starting = w.backlog.iter().any(next);
+                    w.inbox.received.starting = w.inbox.backlog.iter().any(next);
                 }
             }
         }
@@ -239,9 +304,27 @@ impl Parts {
         self.close_both(w).await;
     }
 
-    /// A channel that never started, closed on both sides.
+    /// A wait given up: the channel is closed on both sides (the client's unless it closed
+    /// it or the session ended), so a late answer is never taken as another request's.
+    async fn abandon(&self, w: Waiting, stop: Stop) {
+        match stop {
+            Stop::Late => {
+                tracing::warn!(
+                    id = self.live.attributes.id,
+                    "ssh channel closed: no answer, or no room to send one, within {UPSTREAM_ANSWER:?}"
+                );
+                self.close_both(w).await;
+            }
+            Stop::Closed | Stop::Ended => close_upstream(w.up).await,
+        }
+    }
+
+    /// A channel that never started, closed on both sides (bounded). The client's side is
+    /// no longer read first: a session loop waiting to queue a message for it goes on.
     async fn close_both(&self, w: Waiting) {
-        let _ = self.handle.close(w.down.id()).await;
+        let id = w.inbox.down.id();
+        drop(w.inbox);
+        let _ = tokio::time::timeout(CLOSE, self.handle.close(id)).await;
         close_upstream(w.up).await;
     }
 }
@@ -249,9 +332,9 @@ impl Parts {
 impl Waiting {
     /// The channel as it starts: what the client sent meanwhile goes first.
     fn started(mut self) -> Pending {
-        self.early.extend(self.backlog);
+        self.early.extend(self.inbox.backlog);
         Pending {
-            down: self.down,
+            down: self.inbox.down,
             up: self.up,
             slot: self.slot,
             early: self.early,
@@ -259,53 +342,30 @@ impl Waiting {
     }
 }
 
-/// Passes a request that starts the channel upstream and waits for the reply, keeping
-/// what the client sends meanwhile (up to [`EARLY_DATA_LIMIT`], then no longer read).
-/// False: refused, no answer in time, the client closed the channel, or the session
-/// `ended`.
+/// Passes a request that starts the channel upstream and waits for its answer, keeping
+/// what the client sends meanwhile (OpenSSH sends stdin right behind `exec`, without
+/// waiting): up to [`EARLY_DATA_LIMIT`], then no longer read. Ok(false): refused (or the
+/// upstream's channel is gone).
 async fn ask(
     w: &mut Waiting,
     message: ChannelMsg,
-    ended: &tokio_util::sync::CancellationToken,
-) -> bool {
-    let Waiting {
-        down,
-        up,
-        backlog,
-        received,
-        ..
-    } = w;
-    let sent = match message {
-        ChannelMsg::Exec { command, .. } => up.exec(true, command).await,
-        ChannelMsg::RequestSubsystem { name, .. } => up.request_subsystem(true, name).await,
-        ChannelMsg::RequestShell { .. } => up.request_shell(true).await,
-        _ => return false,
-    };
-    if sent.is_err() {
-        return false;
-    }
-    let reply = upstream_reply(up);
-    let mut reply = std::pin::pin!(reply);
-    let deadline = tokio::time::sleep(UPSTREAM_ANSWER);
-    let mut deadline = std::pin::pin!(deadline);
-    loop {
-        tokio::select! {
-            ok = &mut reply => return ok,
-            () = &mut deadline => return false,
-            () = ended.cancelled() => return false,
-            message = down.wait(), if !received.held() => match message {
-                Some(message) => {
-                    let within = received.count(&message);
-                    let closed = matches!(message, ChannelMsg::Close);
-                    backlog.push_back(message);
-                    if !within || closed {
-                        return false;
-                    }
-                }
-                None => return false,
-            },
+    ended: &CancellationToken,
+) -> Result<bool, Stop> {
+    let Waiting { inbox, up, .. } = w;
+    let sent = async {
+        match message {
+            ChannelMsg::Exec { command, .. } => up.exec(true, command).await,
+            ChannelMsg::RequestSubsystem { name, .. } => up.request_subsystem(true, name).await,
+            ChannelMsg::RequestShell { .. } => up.request_shell(true).await,
+            _ => Err(russh::Error::Inconsistent),
         }
+    };
+    if inbox.during(ended, EARLY_DATA_LIMIT, sent).await?.is_err() {
+        return Ok(false);
     }
+    inbox
+        .during(ended, EARLY_DATA_LIMIT, upstream_reply(up))
+        .await
 }
 
 /// Passes an `env` or `pty-req` upstream, not asking for its answer.
