@@ -1,5 +1,5 @@
 //! A small SSH server (russh) standing in for an upstream the test controls: it takes any
-//! key login (counted), can hold each connection a while before it speaks, and answers
+//! key login (counted), can hold each connection until the test releases it, and answers
 //! `exec` by the command: `hang` is never answered, `stream` sends data without end,
 //! anything else prints `hi` and exits.
 
@@ -8,7 +8,6 @@ use ssh::russh::{self, Channel, ChannelId};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
 use tokio::sync::watch;
 
 pub(crate) struct FakeUpstream {
@@ -17,6 +16,8 @@ pub(crate) struct FakeUpstream {
     pub logins: Arc<AtomicUsize>,
     /// How many of its connections have ended.
     pub ended: watch::Receiver<usize>,
+    /// Lets held connections go on (see [`FakeUpstream::release`]).
+    release: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -28,8 +29,9 @@ impl Drop for FakeUpstream {
 
 impl FakeUpstream {
     /// Listening on 127.0.0.1 with the example's backend host key (what `pinned()`
-    /// trusts); each connection waits `hold` before the server speaks.
-    pub(crate) async fn start(hold: Duration) -> FakeUpstream {
+    /// trusts); with `held`, each connection waits for [`FakeUpstream::release`] before the
+    /// server speaks.
+    pub(crate) async fn start(held: bool) -> FakeUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let key = testkit::ssh::example_keys().join("backend_host_ed25519");
@@ -39,14 +41,16 @@ impl FakeUpstream {
         });
         let logins = Arc::new(AtomicUsize::new(0));
         let (ended_tx, ended) = watch::channel(0);
+        let (release, released) = watch::channel(!held);
         let counted = logins.clone();
         let task = tokio::spawn(async move {
             let ended_tx = Arc::new(ended_tx);
             while let Ok((tcp, _)) = listener.accept().await {
                 let (config, ended_tx) = (config.clone(), ended_tx.clone());
                 let handler = Fake(counted.clone());
+                let mut released = released.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(hold).await;
+                    let _ = released.wait_for(|go| *go).await;
                     if let Ok(running) = server::run_stream(config, tcp, handler).await {
                         let _ = running.await;
                     }
@@ -58,8 +62,14 @@ impl FakeUpstream {
             address,
             logins,
             ended,
+            release,
             task,
         }
+    }
+
+    /// Held connections (and those to come) go on.
+    pub(crate) fn release(&self) {
+        self.release.send_replace(true);
     }
 }
 
@@ -115,23 +125,25 @@ impl server::Handler for Fake {
     }
 }
 
-/// A TCP relay to `to` that holds the first connection `hold` before relaying it (the
-/// others go through at once): a service slow to answer once.
-pub(crate) async fn slow_first(to: SocketAddr, hold: Duration) -> SocketAddr {
+/// A TCP relay to `to` that holds the first connection until the returned sender is used
+/// (or dropped), the others going through at once: a service slow to answer once.
+pub(crate) async fn held_first(to: SocketAddr) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let mut first = true;
+        let mut first = Some(released);
         while let Ok((mut inbound, _)) = listener.accept().await {
-            let wait = if first { hold } else { Duration::ZERO };
-            first = false;
+            let hold = first.take();
             tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
+                if let Some(released) = hold {
+                    let _ = released.await;
+                }
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
             });
         }
     });
-    address
+    (address, release)
 }

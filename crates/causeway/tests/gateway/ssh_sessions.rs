@@ -3,7 +3,7 @@
 //! upstream that drops the session, and a gateway that ends a session whatever its state.
 
 use super::sftp::{audit_lines, downstream_bytes, gateway_yaml, pinned, random_file};
-use super::ssh_fake::{FakeUpstream, slow_first};
+use super::ssh_fake::{FakeUpstream, held_first};
 use ssh::russh::{self, ChannelMsg, client};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -358,7 +358,7 @@ fn towards(upstream: std::net::SocketAddr, logs: &tempfile::TempDir, top: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_upstream_never_answers_stalls_no_other_channel() {
     bounded(async {
-        let fake = FakeUpstream::start(Duration::ZERO).await;
+        let fake = FakeUpstream::start(false).await;
         let logs = tempfile::tempdir().unwrap();
         let gw = towards(fake.address, &logs, "");
         let session = russh_alice(gw.address("sftp")).await;
@@ -403,7 +403,7 @@ async fn a_request_the_upstream_never_answers_stalls_no_other_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_unanswered_in_time_closes_its_channel() {
     bounded(async {
-        let fake = FakeUpstream::start(Duration::ZERO).await;
+        let fake = FakeUpstream::start(false).await;
         let logs = tempfile::tempdir().unwrap();
         let gw = towards(fake.address, &logs, "");
         let session = russh_alice(gw.address("sftp")).await;
@@ -429,7 +429,7 @@ async fn a_request_unanswered_in_time_closes_its_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_during_the_upstream_dial_ends_the_session_and_logs_in_nowhere() {
     bounded(async {
-        let fake = FakeUpstream::start(Duration::from_secs(3)).await;
+        let fake = FakeUpstream::start(true).await;
         let logs = tempfile::tempdir().unwrap();
         let gw = towards(fake.address, &logs, "drain: { timeout: 500ms }\n");
         let client = Client::new(gw.address("sftp"));
@@ -452,6 +452,8 @@ async fn a_drain_during_the_upstream_dial_ends_the_session_and_logs_in_nowhere()
             "told why: {stderr}"
         );
         eventually("the session's line", || !closed(&logs).is_empty()).await;
+        // The upstream answers only now: the gateway gave its connection up.
+        fake.release();
         let mut ended = fake.ended.clone();
         ended.wait_for(|n| *n == 1).await.unwrap();
         assert_eq!(fake.logins.load(std::sync::atomic::Ordering::Relaxed), 0);
@@ -488,36 +490,38 @@ async fn a_pty_environment_and_command_sent_together_are_answered_in_order() {
     .await;
 }
 
-/// The auth deadline fires while the authorizer is still deciding a login: the decision
-/// is given up (the client refused), and the gateway never logs in upstream for that
-/// connection afterwards (the next client's login is the server's only one).
+/// The auth deadline fires while the authorizer is still deciding a login (held until the
+/// test lets it answer): the decision is given up (the client refused), and the gateway
+/// never logs in upstream for that connection afterwards, even once the authorizer says
+/// yes (the next client's login is the server's only one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auth_deadline_during_a_slow_authorization_logs_in_nowhere() {
     bounded(async {
         let sshd = Sshd::start().await;
         let authorizer = TestAuthorizer::start(Verdict::Allow).await;
-        let slow = slow_first(authorizer.address, Duration::from_secs(2)).await;
+        let (slow, release) = held_first(authorizer.address).await;
         let logs = tempfile::tempdir().unwrap();
         let yaml = gateway_yaml(
             &sshd.address.to_string(),
             ", allow: { exec: true }",
             &pinned(),
         )
-        .replace("    ssh:\n      host_keys", "    ssh:\n      auth_timeout: 1s\n      host_keys")
+        .replace("    ssh:\n      host_keys", "    ssh:\n      auth_timeout: 3s\n      host_keys")
         .replace(
             "        cluster: backend\n",
             "        cluster: backend\n        authorization: { ext_authz: iam }\n",
         );
         let access = logs.path().join("access.jsonl");
         let gw = TestGateway::start(&format!(
-            "access_log: {{ path: \"{}\" }}\nauthorizers:\n  - {{ name: iam, address: \"{slow}\", timeout: 5s }}\n{yaml}",
+            "access_log: {{ path: \"{}\" }}\nauthorizers:\n  - {{ name: iam, address: \"{slow}\", timeout: 30s }}\n{yaml}",
             access.display()
         ));
         let client = Client::new(gw.address("sftp"));
         let started = Instant::now();
         let first = client.ssh("alice", &client.key("alice"), "true").await;
         assert!(!first.success, "{first:?}");
-        assert!(started.elapsed() < Duration::from_secs(5), "let go on time");
+        assert!(started.elapsed() < Duration::from_secs(20), "let go on time");
+        let _ = release.send(());
         authorizer.wait_for_requests(1).await;
         let second = client.ssh("alice", &client.key("alice"), "true").await;
         assert!(second.success, "{second:?}");
