@@ -490,6 +490,37 @@ async fn a_pty_environment_and_command_sent_together_are_answered_in_order() {
     .await;
 }
 
+/// A window change the client sends right behind its command, before the command's
+/// answer, reaches the upstream's terminal (in order with the data behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_change_sent_before_the_commands_answer_reaches_the_terminal() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = logged(&sshd, &logs, "");
+        let session = russh_alice(gw.address("sftp")).await;
+        let mut channel = session.channel_open_session().await.unwrap();
+        channel
+            .request_pty(false, "xterm", 80, 24, 0, 0, &[])
+            .await
+            .unwrap();
+        channel.exec(true, "read line; stty size").await.unwrap();
+        channel.window_change(123, 45, 0, 0).await.unwrap();
+        channel.data(&b"go\n"[..]).await.unwrap();
+        // (The command's answer is not awaited: russh's one reply flag per channel is
+        // cleared by the window change, a request that wants no reply.)
+        let mut out = Vec::new();
+        while let Some(message) = channel.wait().await {
+            if let ChannelMsg::Data { data } = message {
+                out.extend_from_slice(&data);
+            }
+        }
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("45 123"), "the new size: {out:?}");
+    })
+    .await;
+}
+
 /// The auth deadline fires while the authorizer is still deciding a login (held until the
 /// test lets it answer): the decision is given up (the client refused), and the gateway
 /// never logs in upstream for that connection afterwards, even once the authorizer says

@@ -273,7 +273,8 @@ fn shutting_down(result: &Result<(), crate::error::Error>) -> bool {
     matches!(result, Err(e) if e.kind == crate::error::Kind::Shutdown)
 }
 
-/// Passes on to the upstream what the client sent before the channel started.
+/// Passes on to the upstream what the client sent before the channel started (data, EOF,
+/// window changes, signals), in order.
 async fn replay(
     early: Vec<ChannelMsg>,
     up: &Channel<client::Msg>,
@@ -287,6 +288,15 @@ async fn replay(
             }
             ChannelMsg::ExtendedData { data, ext } => up.extended_data_bytes(ext, data).await?,
             ChannelMsg::Eof => up.eof().await?,
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            } => {
+                (up.window_change(col_width, row_height, pix_width, pix_height)).await?;
+            }
+            ChannelMsg::Signal { signal } => up.signal(signal).await?,
             // Requests were answered before the channel started.
             _ => {}
         }

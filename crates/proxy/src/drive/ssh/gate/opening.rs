@@ -8,7 +8,10 @@
 //! consumed by the answer, so an answer sent late is taken as the latest request's. Only
 //! the starting request is answered from here: it is the last one before data flows (the
 //! client waits for its answer). `env` and `pty-req` are answered by the session at once,
-//! by the route, and passed upstream without asking for the upstream's answer.
+//! by the route, and passed upstream without asking for the upstream's answer. A window
+//! change or signal the client sends before that answer is kept and passed on in order once
+//! the channel starts; but it clears russh's flag, so that answer is then not sent (a
+//! russh limit; the command's data still flows).
 //!
 //! Every wait (a send to either session, the upstream's answer) is bounded and gives up
 //! when the session ends; meanwhile what the client sends is kept, within a bound, then no
@@ -248,7 +251,11 @@ impl Parts {
             }
             match message {
                 ChannelMsg::Close => return close_upstream(w.up).await,
-                ChannelMsg::Data { .. } | ChannelMsg::ExtendedData { .. } | ChannelMsg::Eof => {
+                ChannelMsg::Data { .. }
+                | ChannelMsg::ExtendedData { .. }
+                | ChannelMsg::Eof
+                | ChannelMsg::WindowChange { .. }
+                | ChannelMsg::Signal { .. } => {
                     w.early.push(message);
                 }
                 message => {
