@@ -31,7 +31,8 @@ pub struct ExtAuthz {
     pub config: config::Authorizer,
     client: AuthorizationClient<Channel>,
     cache: Option<Cache>,
-    pub stats: AuthzStats,
+    /// Carried over to the authorizer a reload replaces this one with, so its counters go on.
+    pub stats: std::sync::Arc<AuthzStats>,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -45,8 +46,13 @@ impl std::fmt::Debug for ExtAuthz {
 
 impl ExtAuthz {
     /// Connects lazily (at the first check); must be called inside a tokio runtime. The TLS
-    /// files are read here: unreadable ones stop a start or a reload.
-    pub fn new(config: &config::Authorizer) -> Result<ExtAuthz, String> {
+    /// files are read here: unreadable ones stop a start or a reload. `stats`: the counts of
+    /// the authorizer of the same name this one replaces (an exported counter never goes
+    /// back), or none.
+    pub fn new(
+        config: &config::Authorizer,
+        stats: Option<std::sync::Arc<AuthzStats>>,
+    ) -> Result<ExtAuthz, String> {
         let fail = |e: &dyn std::fmt::Display| format!("authorizer `{}`: {e}", config.name);
         let scheme = if config.tls.is_some() {
             "https"
@@ -66,7 +72,7 @@ impl ExtAuthz {
             config: config.clone(),
             client: AuthorizationClient::new(endpoint.connect_lazy()),
             cache: config.cache.clone().map(Cache::new),
-            stats: AuthzStats::default(),
+            stats: stats.unwrap_or_default(),
         })
     }
 

@@ -439,3 +439,29 @@ clusters:
     })
     .await;
 }
+
+/// A reload that changes an authorizer replaces it; its counts go on from where they were
+/// (counts restarting at 0 would publish nothing until they passed the old totals: the
+/// soak found `causeway_authz_checks_total` standing still for minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorizer_a_reload_changes_counts_on() {
+    bounded(async {
+        let main = Backend::echo("main").await;
+        let alt = Backend::echo("alt").await;
+        let authorizer = TestAuthorizer::start(Verdict::Allow).await;
+        let yaml = config(&authorizer, "deny", &main, &alt);
+        let gw = TestGateway::start(&yaml);
+        let ok = || {
+            let labels = [("authorizer", "iam"), ("result", "ok")];
+            gw.metric("causeway_authz_checks_total", &labels)
+        };
+        for _ in 0..3 {
+            assert_eq!(Client::greeted(gw.address("edge")).await.1, "main");
+        }
+        assert_eq!(ok(), 3.0);
+        gw.reload(&yaml.replace("timeout: 300ms", "timeout: 400ms"));
+        assert_eq!(Client::greeted(gw.address("edge")).await.1, "main");
+        assert_eq!(ok(), 4.0, "counted on by the authorizer the reload made");
+    })
+    .await;
+}

@@ -256,3 +256,34 @@ async fn removed_cluster_connections_stay_or_close_as_configured() {
     })
     .await
 }
+
+/// A reload that changes a cluster replaces it; an endpoint it keeps counts on from where it
+/// was (counts restarting at 0 would publish nothing until they passed the old totals), and
+/// its connections from before the reload are still counted as active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_of_a_changed_cluster_counts_on() {
+    bounded(async {
+        let echo = Backend::echo("echo").await;
+        let yaml = format!(
+            "listeners:\n  - {{ name: l, address: 127.0.0.1:0, routes: [{{ cluster: c }}] }}\nclusters:\n  - {{ name: c, connect_timeout: 1s, endpoints: [{{ address: \"{}\" }}] }}\n",
+            echo.address
+        );
+        let gw = TestGateway::start(&yaml);
+        let count = |name| gw.endpoint_metric(name, "c", echo.address);
+        let mut before = Vec::new();
+        for _ in 0..3 {
+            before.push(Client::greeted(gw.address("l")).await.0);
+        }
+        assert_eq!(count("causeway_endpoint_connections_total"), 3.0);
+        gw.reload(&yaml.replace("connect_timeout: 1s", "connect_timeout: 2s"));
+        let (_after, _) = Client::greeted(gw.address("l")).await;
+        assert_eq!(count("causeway_endpoint_connections_total"), 4.0, "counted on");
+        assert_eq!(count("causeway_endpoint_connections_active"), 4.0, "old and new");
+        drop(before);
+        testkit::eventually("the connections from before the reload end", || {
+            count("causeway_endpoint_connections_active") == 1.0
+        })
+        .await;
+    })
+    .await
+}

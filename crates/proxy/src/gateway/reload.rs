@@ -265,7 +265,8 @@ impl Gateway {
                     None => {
                         let stop = self.stop_health_checks.child_token();
                         let recovered = crate::end::failback::closer(self.context.registry.clone());
-                        Cluster::start(c, stop, recovered, &self.identities)
+                        let replaces = old.get(&c.name).map(|o| &**o);
+                        Cluster::start(c, stop, recovered, &self.identities, replaces)
                     }
                 };
                 (c.name.clone(), cluster)
@@ -300,7 +301,7 @@ pub(super) fn identities_for(
 
 /// The authorization services for `config`: those the diff finds `unchanged` are kept
 /// (their connection and counts; their decision cache is emptied), others are created
-/// (they connect at their first check).
+/// (they connect at their first check), with the counts of the one they replace.
 pub(super) fn authorizers_for(
     config: &config::Config,
     unchanged: &[String],
@@ -315,7 +316,10 @@ pub(super) fn authorizers_for(
                     existing.flush_cache(); // a reload may change who is allowed
                     existing.clone()
                 }
-                _ => Arc::new(authz::ExtAuthz::new(a).map_err(StartError::Authorizer)?),
+                replaced => {
+                    let stats = replaced.map(|r| r.stats.clone());
+                    Arc::new(authz::ExtAuthz::new(a, stats).map_err(StartError::Authorizer)?)
+                }
             };
             Ok((a.name.clone(), authorizer))
         })

@@ -27,7 +27,9 @@ pub struct Endpoint {
     /// `address` when it is an IP address, parsed once; `None` for a host name.
     pub(crate) socket_address: Option<std::net::SocketAddr>,
     pub priority: u32,
-    pub stats: EndpointStats,
+    /// Carried over to the endpoint of the same address in the cluster a reload replaces
+    /// this one's with, so its counters go on (an exported counter never goes back).
+    pub stats: std::sync::Arc<EndpointStats>,
     /// As the active health check last decided; true when there is no health check.
     healthy: AtomicBool,
     consecutive_connect_failures: AtomicU32,
@@ -37,12 +39,16 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub(crate) fn new(config: &config::Endpoint) -> Self {
+    /// `stats`: the counts of the endpoint this one replaces, or none.
+    pub(crate) fn new(
+        config: &config::Endpoint,
+        stats: Option<std::sync::Arc<EndpointStats>>,
+    ) -> Self {
         Endpoint {
             address: config.address.clone(),
             socket_address: config.address.parse().ok(),
             priority: config.priority,
-            stats: EndpointStats::default(),
+            stats: stats.unwrap_or_default(),
             healthy: AtomicBool::new(true),
             consecutive_connect_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),

@@ -62,17 +62,21 @@ impl std::fmt::Debug for Recovered {
 
 impl Cluster {
     /// Builds the cluster and starts its health checks (they end with `stop`); `recovered`
-    /// hears of every endpoint that becomes healthy again.
+    /// hears of every endpoint that becomes healthy again. An endpoint whose address the
+    /// cluster it `replaces` had counts on from that one's counts.
     pub fn start(
         config: &config::Cluster,
         stop: CancellationToken,
         recovered: Recovered,
         identities: &Arc<tls::Identities>,
+        replaces: Option<&Cluster>,
     ) -> Arc<Self> {
-        let endpoints: Vec<Arc<Endpoint>> = config
-            .endpoints
-            .iter()
-            .map(|e| Arc::new(Endpoint::new(e)))
+        let counted = |address: &str| {
+            let previous = replaces?.endpoints.iter().find(|e| e.address == address)?;
+            Some(previous.stats.clone())
+        };
+        let endpoints: Vec<Arc<Endpoint>> = (config.endpoints.iter())
+            .map(|e| Arc::new(Endpoint::new(e, counted(&e.address))))
             .collect();
         let mut priorities: Vec<u32> = endpoints.iter().map(|e| e.priority).collect();
         priorities.sort_unstable();
@@ -264,10 +268,13 @@ impl Cluster {
     /// Dials `host:port` (resolved now) with this cluster's timeout and socket options,
     /// outside its endpoints (for a destination chosen per connection).
     pub async fn dial(&self, address: &str) -> Result<(TcpStream, Lease), Error> {
-        let endpoint = Arc::new(Endpoint::new(&config::Endpoint {
-            address: address.to_string(),
-            priority: 0,
-        }));
+        let endpoint = Arc::new(Endpoint::new(
+            &config::Endpoint {
+                address: address.to_string(),
+                priority: 0,
+            },
+            None,
+        ));
         let failed =
             |last: String| Error::new(Side::Upstream, Kind::ConnectFailed { attempts: 1, last });
         let stream = tokio::time::timeout(self.config.connect_timeout, connect::connect(&endpoint))
