@@ -521,6 +521,35 @@ async fn a_window_change_sent_before_the_commands_answer_reaches_the_terminal() 
     .await;
 }
 
+/// A channel starts once: a pty request on a channel already running its command is
+/// refused (the gateway passes nothing upstream for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_request_on_a_started_channel_is_refused() {
+    bounded(async {
+        let sshd = Sshd::start().await;
+        let logs = tempfile::tempdir().unwrap();
+        let gw = logged(&sshd, &logs, "");
+        let session = russh_alice(gw.address("sftp")).await;
+        let mut channel = session.channel_open_session().await.unwrap();
+        channel.exec(true, "read line; echo done").await.unwrap();
+        assert_eq!(answer(&mut channel).await, Some(true));
+        channel
+            .request_pty(true, "xterm", 80, 24, 0, 0, &[])
+            .await
+            .unwrap();
+        assert_eq!(answer(&mut channel).await, Some(false), "refused");
+        channel.data(&b"go\n"[..]).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(message) = channel.wait().await {
+            if let ChannelMsg::Data { data } = message {
+                out.extend_from_slice(&data);
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&out).trim(), "done");
+    })
+    .await;
+}
+
 /// The auth deadline fires while the authorizer is still deciding a login (held until the
 /// test lets it answer): the decision is given up (the client refused), and the gateway
 /// never logs in upstream for that connection afterwards, even once the authorizer says

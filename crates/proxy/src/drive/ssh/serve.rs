@@ -76,6 +76,7 @@ pub(crate) async fn serve(
         upstream_ended: Default::default(),
         setting_up: Default::default(),
         result: Default::default(),
+        started: Default::default(),
     });
     // However the connection ends, its channel relays end with it.
     let _ended = shared.ended.clone().drop_guard();

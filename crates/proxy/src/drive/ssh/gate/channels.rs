@@ -113,13 +113,17 @@ impl Gate {
         session.channel_failure(id)
     }
 
-    /// A pty or env request, answered at once by the route (see `pty_request`).
+    /// A pty or env request, answered at once by the route (see `pty_request`); on a
+    /// channel that started, refused (a channel starts once).
     pub(super) fn answer_by_route(
         &self,
         id: ChannelId,
         kind: &'static str,
         session: &mut Session,
     ) -> Result<(), russh::Error> {
+        if self.shared.started.lock().unwrap().contains(&id) {
+            return session.channel_failure(id);
+        }
         self.refuse_unless_allowed(id, kind, session)?;
         match super::opening::allowed(self.allow(), kind) {
             true => session.channel_success(id),
@@ -137,7 +141,10 @@ impl Parts {
             _ => None,
         }
         .map(|log| audit(log, &self.live, &route));
+        let id = pending.down.id();
+        self.shared.started.lock().unwrap().insert(id);
         let channel = ChannelTask {
+            id,
             attributes: channel_attributes(&self.live.attributes, kind),
             observer: Counting {
                 channel: None,
@@ -189,6 +196,8 @@ fn audit(log: Arc<ssh::audit::AuditLog>, live: &Live, route: &Route) -> SftpAudi
 
 /// What a started channel's task needs.
 struct ChannelTask {
+    /// The client's channel.
+    id: ChannelId,
     attributes: Attributes,
     observer: Counting,
     route: Arc<Route>,
@@ -265,6 +274,7 @@ impl ChannelTask {
             &result,
             self.context.access_log.as_ref(),
         );
+        self.shared.started.lock().unwrap().remove(&self.id);
         drop(slot);
     }
 }

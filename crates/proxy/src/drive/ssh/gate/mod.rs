@@ -49,6 +49,9 @@ pub(super) struct Shared {
     pub upstream_ended: tokio_util::sync::CancellationToken,
     /// How the session ended (set before `ended` is cancelled): its channels end alike.
     pub result: std::sync::OnceLock<Result<(), Error>>,
+    /// The channels that started (their relays run): a pty or env request on one is
+    /// refused.
+    pub started: Mutex<std::collections::HashSet<ChannelId>>,
 }
 
 impl Shared {
