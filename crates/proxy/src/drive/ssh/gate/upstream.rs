@@ -32,11 +32,15 @@ impl Gate {
             stats.upstream_failed(error.code());
             (error, "upstream unavailable".to_string())
         })?;
-        // known_hosts names the SSH server: through a tunnel, where the tunnel goes.
+        // known_hosts names the SSH server: through a tunnel, where the tunnel goes (never
+        // the proxy's name: a key pinned for it would be trusted for any server behind).
         let server = match &cluster.config.tunnel {
             Some(tunnel) => {
                 crate::dial::tunnel_authority(tunnel, &route.config, &live.attributes, routing)
-                    .unwrap_or_else(|_| lease.endpoint.address.clone())
+                    .map_err(|error| {
+                        stats.upstream_failed(error.code());
+                        (error, "upstream unavailable".to_string())
+                    })?
             }
             None => lease.endpoint.address.clone(),
         };
