@@ -281,6 +281,12 @@ impl Parts {
                         Err(stop) => return self.abandon(w, stop).await,
                     };
                     let id = w.inbox.down.id();
+                    // Started before the client hears so: a pty or env request it sends
+                    // next is refused.
+                    let started = &self.shared.started;
+                    if ok {
+                        started.lock().unwrap().insert(id);
+                    }
                     let answer = async {
                         match ok {
                             true => self.handle.channel_success(id).await,
@@ -288,6 +294,7 @@ impl Parts {
                         }
                     };
                     if let Err(stop) = w.inbox.during(ended, HANDLE_WAIT_LIMIT, answer).await {
+                        started.lock().unwrap().remove(&id);
                         return self.abandon(w, stop).await;
                     }
                     if ok {
