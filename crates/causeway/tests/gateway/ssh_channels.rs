@@ -162,34 +162,6 @@ async fn eventually_close_line(path: &std::path::Path) -> serde_json::Value {
     close().unwrap()
 }
 
-/// A russh client that trusts any host key (the test drives the protocol by hand).
-struct TrustAny;
-
-impl ssh::russh::client::Handler for TrustAny {
-    type Error = ssh::russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &ssh::russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
-/// alice logged in through the gateway with a hand-driven client.
-async fn alice_session(gw: &TestGateway) -> ssh::russh::client::Handle<TrustAny> {
-    use ssh::russh::keys::{PrivateKeyWithHashAlg, load_secret_key};
-    let config = std::sync::Arc::new(ssh::russh::client::Config::default());
-    let mut session = ssh::russh::client::connect(config, gw.address("sftp"), TrustAny)
-        .await
-        .unwrap();
-    let key = load_secret_key(testkit::ssh::example_keys().join("alice"), None).unwrap();
-    let key = PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None);
-    let auth = session.authenticate_publickey("alice", key).await.unwrap();
-    assert!(auth.success(), "alice logs in");
-    session
-}
-
 /// Data on a channel that was opened but never started (no exec, shell or subsystem yet)
 /// is kept, bounded: past 64 KiB the channel is closed — and the session goes on (it used to
 /// stall for good once the channel's queue was full).
@@ -199,7 +171,7 @@ async fn data_on_a_channel_never_started_cannot_wedge_the_session() {
         use ssh::russh::ChannelMsg;
         let sshd = Sshd::start().await;
         let gw = TestGateway::start(&yaml(&sshd, "", ""));
-        let session = alice_session(&gw).await;
+        let session = crate::ssh_sessions::russh_alice(gw.address("sftp")).await;
         let mut early = session.channel_open_session().await.unwrap();
         for _ in 0..200 {
             early.data(&[b'x'; 1024][..]).await.unwrap();
@@ -252,7 +224,7 @@ async fn data_sent_before_the_exec_reaches_the_command() {
         use ssh::russh::ChannelMsg;
         let sshd = Sshd::start().await;
         let gw = TestGateway::start(&yaml(&sshd, "", ""));
-        let session = alice_session(&gw).await;
+        let session = crate::ssh_sessions::russh_alice(gw.address("sftp")).await;
         let mut channel = session.channel_open_session().await.unwrap();
         channel.data(&b"early bytes\n"[..]).await.unwrap();
         channel.exec(true, "head -c 12").await.unwrap();

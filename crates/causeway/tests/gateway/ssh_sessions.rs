@@ -40,7 +40,7 @@ fn closed(logs: &tempfile::TempDir) -> Vec<serde_json::Value> {
 }
 
 /// A russh client that trusts any host key (the test's gateway).
-struct AnyHost;
+pub(crate) struct AnyHost;
 
 impl client::Handler for AnyHost {
     type Error = russh::Error;
@@ -54,7 +54,7 @@ impl client::Handler for AnyHost {
 }
 
 /// alice logged in to the gateway with her key, over russh.
-async fn russh_alice(gateway: std::net::SocketAddr) -> client::Handle<AnyHost> {
+pub(crate) async fn russh_alice(gateway: std::net::SocketAddr) -> client::Handle<AnyHost> {
     let config = Arc::new(client::Config::default());
     let mut session = client::connect(config, gateway, AnyHost).await.unwrap();
     let key = russh::keys::load_secret_key(testkit::ssh::example_keys().join("alice"), None);
